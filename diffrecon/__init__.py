@@ -1,0 +1,3 @@
+"""diffrecon: diffusion-model image reconstruction with uncertainty."""
+
+__version__ = "0.1.0"

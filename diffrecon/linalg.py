@@ -1,0 +1,71 @@
+"""Small batched linear-algebra helpers shared by operators and solvers.
+
+All functions treat the leading dimension as a batch of independent problems: inner products,
+step sizes and stopping tests are per sample, never pooled over the batch.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def batch_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Real inner product Re<a, b> per sample, shape ``(B,)``; complex tensors allowed."""
+    prod = a.conj() * b if a.is_complex() else a * b
+    return prod.reshape(a.shape[0], -1).sum(dim=1).real
+
+
+def batch_norm(a: Tensor) -> Tensor:
+    """Euclidean norm per sample, shape ``(B,)``."""
+    return batch_dot(a, a).clamp_min(0).sqrt()
+
+
+def _bcast(v: Tensor, like: Tensor) -> Tensor:
+    return v.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def conjugate_gradient(
+    apply: Callable[[Tensor], Tensor],
+    b: Tensor,
+    x0: Tensor | None = None,
+    *,
+    iters: int = 50,
+    tol: float = 1e-6,
+) -> Tensor:
+    """Solve ``apply(x) = b`` for a symmetric positive (semi-)definite ``apply`` by CG.
+
+    Hestenes & Stiefel (1952). Runs a fixed number of iterations without host
+    synchronisation; samples whose relative residual fell under ``tol`` stop moving.
+    """
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b - apply(x) if x0 is not None else b.clone()
+    p = r.clone()
+    rs = batch_dot(r, r)
+    stop = tol**2 * batch_dot(b, b).clamp_min(torch.finfo(rs.dtype).tiny)
+    for _ in range(iters):
+        Ap = apply(p)
+        active = rs > stop
+        alpha = torch.where(active, rs / batch_dot(p, Ap).clamp_min(1e-30), torch.zeros_like(rs))
+        x = x + _bcast(alpha, x) * p
+        r = r - _bcast(alpha, r) * Ap
+        rs_new = batch_dot(r, r)
+        beta = torch.where(active, rs_new / rs.clamp_min(1e-30), torch.zeros_like(rs))
+        p = r + _bcast(beta, p) * p
+        rs = rs_new
+    return x
+
+
+def power_iteration(
+    apply_normal: Callable[[Tensor], Tensor], x0: Tensor, iters: int = 50
+) -> float:
+    """Largest eigenvalue of the positive semidefinite map ``apply_normal`` (e.g. A^H A)."""
+    x = x0 / batch_norm(x0).max().clamp_min(1e-30)
+    lam = torch.zeros(())
+    for _ in range(iters):
+        y = apply_normal(x)
+        lam = batch_norm(y).max()
+        x = y / lam.clamp_min(1e-30)
+    return float(lam)

@@ -1,0 +1,173 @@
+"""What all solvers share: the Step they yield, per-sample random streams, parameter metadata,
+the registry entry, and the few pieces of maths several algorithms use.
+
+A solver is a generator function
+
+    solve(denoiser, op, y, sigmas, x_init, *, params, generator) -> Iterator[Step]
+
+whose batch dimension holds independent posterior samples. ``sigmas`` is a decreasing 1-D CPU
+float64 tensor ending in 0 (built by :mod:`diffrecon.schedule`); the step budget is
+``len(sigmas) - 1``; ``x_init = sigmas[0] * noise``. The noise level of ``y`` is
+``op.noise_sigma``. A solver yields once per step, never seeds globals, prints, writes files or
+computes metrics; the caller may stop iterating at any time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Step:
+    """One solver step: ``i`` of ``n``, current state ``x`` and clean estimate ``x0_hat``.
+
+    ``nfe`` counts network evaluations per sample so far (a gradient through the network counts
+    as one evaluation here; the engine counts gradients separately).
+    """
+
+    i: int
+    n: int
+    sigma: float
+    x: Tensor
+    x0_hat: Tensor
+    nfe: int
+
+
+class SampleRNG:
+    """One random stream per posterior sample, seeded from ``(seed, sample index)``.
+
+    A sample's noise is therefore the same whichever batch the engine puts it in.
+    """
+
+    def __init__(self, seed: int, sample_indices: Sequence[int], device: torch.device | str = "cpu"):
+        self.seed = int(seed)
+        self.indices = [int(k) for k in sample_indices]
+        self.device = torch.device(device)
+        self.generators = []
+        for k in self.indices:
+            state = np.random.SeedSequence([self.seed & 0xFFFFFFFF, k]).generate_state(2, np.uint32)
+            g = torch.Generator(device=self.device)
+            g.manual_seed(int(state[0]) << 32 | int(state[1]))
+            self.generators.append(g)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def randn(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
+        """``(B, *shape)`` standard normal; complex dtypes get N(0, 1) in each real part."""
+        real = dtype.to_real() if dtype.is_complex else dtype
+        parts = 2 if dtype.is_complex else 1
+        draws = [torch.randn((parts, *shape), generator=g, device=self.device, dtype=real)
+                 for g in self.generators]
+        out = torch.stack(draws, dim=1)
+        return torch.complex(out[0], out[1]) if dtype.is_complex else out[0]
+
+    def randn_like(self, x: Tensor) -> Tensor:
+        if x.shape[0] != len(self):
+            raise ValueError(f"batch {x.shape[0]} != {len(self)} random streams")
+        return self.randn(x.shape[1:], x.dtype)
+
+    def rand(self, shape: Sequence[int]) -> Tensor:
+        draws = [torch.rand(tuple(shape), generator=g, device=self.device) for g in self.generators]
+        return torch.stack(draws)
+
+
+def param(default: Any, *, lo: float | None = None, hi: float | None = None, help: str = "",
+          choices: Sequence[Any] | None = None) -> Any:
+    """A solver parameter with its valid range and one line of help, for forms and checks."""
+    return field(default=default, metadata={"range": (lo, hi), "help": help,
+                                            "choices": tuple(choices) if choices else None})
+
+
+def validate_params(params: Any, solver: str = "") -> None:
+    """Refuse parameters outside their declared range with one sentence naming the setting."""
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        lo, hi = f.metadata.get("range", (None, None))
+        choices = f.metadata.get("choices")
+        where = f"{solver} parameter {f.name}" if solver else f"parameter {f.name}"
+        if choices and value not in choices:
+            raise InputError(f"{where} is {value!r}; valid values are {', '.join(map(str, choices))}.")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise InputError(f"{where} is {value}; it must be a finite number.")
+            if lo is not None and value < lo or hi is not None and value > hi:
+                raise InputError(f"{where} is {value}; valid values lie in [{lo}, {hi}].")
+
+
+def parse_params(Params: type, overrides: dict[str, str] | None, solver: str = "") -> Any:
+    """Build ``Params`` from ``key=value`` strings (the CLI's --param), typed by the dataclass."""
+    kw: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(Params)}
+    for key, raw in (overrides or {}).items():
+        if key not in fields:
+            raise InputError(f"{solver} has no parameter {key!r}; its parameters are {', '.join(fields) or 'none'}.")
+        kind = type(fields[key].default)
+        try:
+            if kind is bool:
+                value: Any = str(raw).lower() in ("1", "true", "yes", "on")
+            elif isinstance(raw, str):
+                value = kind(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise InputError(f"{solver} parameter {key} must be a {kind.__name__} (got {raw!r}).") from None
+        kw[key] = value
+    params = Params(**kw)
+    validate_params(params, solver)
+    return params
+
+
+@dataclass(frozen=True)
+class SolverInfo:
+    """A registry entry: the algorithm, its parameters and what it needs from the operator."""
+
+    name: str
+    solve: Callable[..., Iterator[Step]]
+    Params: type
+    title: str
+    reference: str
+    #: subset of {"svd", "pinv", "grad"}; "grad" means backpropagation through the network.
+    needs: frozenset = frozenset()
+    #: True if the batch holds posterior samples; a callable decides from the params (DDIM eta).
+    posterior: bool | Callable[[Any], bool] = True
+    #: False for classical baselines that ignore the denoiser and the schedule.
+    uses_prior: bool = True
+
+    def is_posterior(self, params: Any) -> bool:
+        return self.posterior(params) if callable(self.posterior) else bool(self.posterior)
+
+    def unmet_need(self, op) -> str | None:
+        """Why ``op`` cannot serve this solver, or None."""
+        if "svd" in self.needs and not op.has_svd:
+            return f"{self.name} needs an SVD of the forward model, which {op.kind} does not provide"
+        return None
+
+
+# ---------------------------------------------------------------------------- shared maths
+def batch_view(v: Tensor, x: Tensor) -> Tensor:
+    """A ``(B,)`` tensor shaped to broadcast against ``x``."""
+    return v.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
+    """Deterministic and stochastic parts of a VE ancestral step (DDIM Eq. 16 in sigma form)."""
+    if sigma_to == 0 or eta == 0:
+        return sigma_to, 0.0
+    up = min(sigma_to, eta * math.sqrt(sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2))
+    down = math.sqrt(sigma_to**2 - up**2)
+    return down, up
+
+
+def ddim_step(x: Tensor, x0_hat: Tensor, sigma: float, sigma_down: float) -> Tensor:
+    """Move ``x`` from noise level ``sigma`` to ``sigma_down`` along the estimated noise direction."""
+    return x0_hat + (sigma_down / sigma) * (x - x0_hat)
