@@ -1,4 +1,4 @@
-"""The one error type users see.
+"""The error types users see.
 
 Anything a user can cause (a bad file, an impossible setting) raises :class:`DiffreconError`
 with one sentence naming the file, dataset or setting and what would be valid. The CLI prints
@@ -12,3 +12,7 @@ class DiffreconError(Exception):
 
 class InputError(DiffreconError, ValueError):
     """A file, dataset or setting is not acceptable."""
+
+
+class RunError(DiffreconError, RuntimeError):
+    """A reconstruction could not go on (divergence, out of memory at batch size 1)."""

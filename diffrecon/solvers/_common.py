@@ -9,7 +9,8 @@ whose batch dimension holds independent posterior samples. ``sigmas`` is a decre
 float64 tensor ending in 0 (built by :mod:`diffrecon.schedule`); the step budget is
 ``len(sigmas) - 1``; ``x_init = sigmas[0] * noise``. The noise level of ``y`` is
 ``op.noise_sigma``. A solver yields once per step, never seeds globals, prints, writes files or
-computes metrics; the caller may stop iterating at any time.
+computes metrics; the caller may stop iterating at any time. The last Step's ``x``
+is the solver's output (the sample at sigma = 0).
 """
 from __future__ import annotations
 
@@ -142,6 +143,8 @@ class SolverInfo:
     posterior: bool | Callable[[Any], bool] = True
     #: False for classical baselines that ignore the denoiser and the schedule.
     uses_prior: bool = True
+    #: network evaluations per step and sample (for planning before a run).
+    nfe_per_step: int = 1
 
     def is_posterior(self, params: Any) -> bool:
         return self.posterior(params) if callable(self.posterior) else bool(self.posterior)

@@ -1,0 +1,137 @@
+"""One image panel: a titled pyqtgraph plot with an image, a colour bar with units, and
+(optionally) a slider to browse a stack such as the posterior samples."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+
+def robust_levels(a: np.ndarray, symmetric: bool = False) -> tuple[float, float]:
+    """0.5/99.5 percentiles of the finite values: one hot pixel should not wash out the image."""
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(finite, (0.5, 99.5)))
+    if symmetric:
+        m = max(abs(lo), abs(hi), 1e-12)
+        return -m, m
+    if hi <= lo:
+        hi = lo + 1e-6 * max(abs(lo), 1.0)
+    return lo, hi
+
+
+class ImagePanel(QtWidgets.QWidget):
+    """A titled image with a colour bar; ``set_image`` keeps the levels when ``auto_levels`` is off."""
+
+    hovered = QtCore.Signal(object, int, int)  # panel, row, column under the cursor
+
+    def __init__(self, title: str, *, cmap: str = "viridis", unit: str = "", symmetric: bool = False,
+                 stack: bool = False, parent=None):
+        super().__init__(parent)
+        self.symmetric = symmetric
+        self.data: np.ndarray | None = None
+        self.stack: np.ndarray | None = None
+        self._title = title
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setMinimumSize(160, 140)
+        self.plot = self.graphics.addPlot()
+        self.plot.setTitle(title, size="10pt")
+        self.plot.setAspectLocked(True)
+        self.plot.invertY(True)
+        self.plot.hideButtons()
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).setStyle(tickFont=_small_font())
+        self.image = pg.ImageItem()
+        self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=cmap, interactive=True, width=12,
+                                        label=unit)
+        self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        self.colorbar.getAxis("right").setStyle(tickFont=_small_font())
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.graphics)
+        self.slider = None
+        if stack:
+            row = QtWidgets.QHBoxLayout()
+            self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+            self.slider.setEnabled(False)
+            self.slider_label = QtWidgets.QLabel("–")
+            self.slider_label.setMinimumWidth(50)
+            row.addWidget(QtWidgets.QLabel("sample"))
+            row.addWidget(self.slider, 1)
+            row.addWidget(self.slider_label)
+            layout.addLayout(row)
+            self.slider.valueChanged.connect(self._on_slider)
+        self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+    # ------------------------------------------------------------------ model -> view
+    def set_title(self, title: str) -> None:
+        self._title = title
+        self.plot.setTitle(title, size="10pt")
+
+    def title(self) -> str:
+        return self._title
+
+    def set_unit(self, unit: str) -> None:
+        self.colorbar.setLabel("right", unit)
+
+    def set_image(self, image: np.ndarray, *, auto_levels: bool = True) -> None:
+        """Show a 2-D array. Streaming callers pass ``auto_levels=False`` so levels don't flicker."""
+        self.data = np.asarray(image, dtype=np.float32)
+        if auto_levels:
+            lo, hi = robust_levels(self.data, self.symmetric)
+            self.image.setImage(self.data, autoLevels=False, levels=(lo, hi))
+            self.colorbar.setLevels((lo, hi))
+        else:
+            self.image.setImage(self.data, autoLevels=False)
+
+    def set_stack(self, stack: np.ndarray) -> None:
+        """A (k, H, W) stack browsed with the slider (the posterior samples)."""
+        self.stack = np.asarray(stack, dtype=np.float32)
+        if self.slider is None:
+            return
+        k = len(self.stack)
+        with QtCore.QSignalBlocker(self.slider):
+            self.slider.setRange(0, max(k - 1, 0))
+            self.slider.setValue(0)
+        self.slider.setEnabled(k > 1)
+        self._on_slider(0)
+
+    def clear(self) -> None:
+        self.data = None
+        self.stack = None
+        self.image.clear()
+        if self.slider is not None:
+            self.slider.setEnabled(False)
+            self.slider_label.setText("–")
+
+    def link_to(self, other: "ImagePanel") -> None:
+        """Pan and zoom together with ``other`` (same pixel grid)."""
+        self.plot.setXLink(other.plot)
+        self.plot.setYLink(other.plot)
+
+    # ------------------------------------------------------------------ slots
+    def _on_slider(self, index: int) -> None:
+        if self.stack is None or not len(self.stack):
+            return
+        self.slider_label.setText(f"{index + 1} / {len(self.stack)}")
+        first = self.data is None
+        self.set_image(self.stack[index], auto_levels=first)
+
+    def _on_mouse_moved(self, pos) -> None:
+        if self.data is None or not self.plot.sceneBoundingRect().contains(pos):
+            return
+        p = self.plot.vb.mapSceneToView(pos)
+        row, col = int(np.floor(p.y())), int(np.floor(p.x()))
+        if 0 <= row < self.data.shape[0] and 0 <= col < self.data.shape[1]:
+            self.hovered.emit(self, row, col)
+
+
+def _small_font():
+    from PySide6 import QtGui
+
+    font = QtGui.QFont()
+    font.setPointSize(8)
+    return font

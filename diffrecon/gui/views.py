@@ -1,0 +1,103 @@
+"""Qt-free helpers that turn measurements and results into 2-D arrays for display.
+
+Kept apart from the widgets so what the window shows is testable without a screen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..measurement import Measurement
+
+
+@dataclass
+class View:
+    """One image to show: a 2-D float array, a panel title and the unit for its colour bar."""
+
+    title: str
+    image: np.ndarray
+    unit: str = ""
+
+
+def to_2d(a: np.ndarray, mode: str = "magnitude") -> np.ndarray:
+    """First channel/slice of ``a`` as a 2-D float32 image; complex as magnitude or phase."""
+    a = np.asarray(a)
+    while a.ndim > 2:
+        a = a[0]
+    if a.ndim == 1:
+        a = a[None, :]
+    if np.iscomplexobj(a):
+        a = np.angle(a) if mode == "phase" else np.abs(a)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def modality(measurement: Measurement) -> str:
+    """"ct", "mri" or "other", from the forward model's kind (file names for CT vary: radon, ct...)."""
+    kind = measurement.operator.kind.lower()
+    if any(k in kind for k in ("ct", "radon", "tomo", "fanbeam", "parallel")):
+        return "ct"
+    if "mri" in kind or (np.iscomplexobj(measurement.y) and "fourier" in kind):
+        return "mri"
+    return "other"
+
+
+def direct_reconstruction(measurement: Measurement) -> np.ndarray:
+    """The operator's own inverse (FBP, zero-filled, pseudo-inverse) as (C, H, W) numpy."""
+    from ..operators import build_operator
+
+    op = build_operator(measurement.operator)
+    y = torch.as_tensor(np.asarray(measurement.y))[None]
+    y = y.to(op.meas_dtype)
+    with torch.no_grad():
+        x = op.direct(y)[0]
+    return x.detach().cpu().numpy()
+
+
+def measurement_views(measurement: Measurement) -> tuple[View, View | None]:
+    """The measurement as users expect to see it, and its direct reconstruction (None on failure)."""
+    kind = modality(measurement)
+    y = np.asarray(measurement.y)
+    if kind == "mri":
+        k = to_2d(y, "magnitude")
+        first = View("log |k-space|", np.log10(k + 1e-6 * max(float(k.max()), 1e-30)), "log10")
+        direct_title = "Zero-filled"
+    elif kind == "ct":
+        first = View("Sinogram", to_2d(y), "")
+        direct_title = "FBP (direct)"
+    else:
+        first = View("Measurement y", to_2d(y), measurement.units)
+        direct_title = "Direct reconstruction"
+    try:
+        direct = View(direct_title, to_2d(direct_reconstruction(measurement)), measurement.units)
+    except Exception:  # a display nicety: a failing direct inverse must not block opening a file
+        direct = None
+    return first, direct
+
+
+def load_measurement(path: str | Path) -> Measurement:
+    """Read a measurement file with the io layer (imported lazily: it may land later)."""
+    from ..io import read_measurement
+
+    return read_measurement(Path(path))
+
+
+def default_measurement() -> Measurement:
+    """The bundled CT demo, so the first click on Reconstruct works without any file."""
+    from .. import demo
+
+    try:
+        path = demo.demo_path("ct")
+        if path is not None and Path(path).exists():
+            return load_measurement(path)
+    except Exception:  # fall back to generating it: the bundled file is a convenience
+        pass
+    return demo.make_demo("ct", size=64, seed=0)
+
+
+def error_map(mean: np.ndarray, truth: np.ndarray | None) -> np.ndarray | None:
+    if truth is None or np.shape(truth) != np.shape(mean):
+        return None
+    return np.asarray(mean, np.float32) - np.asarray(truth, np.float32)

@@ -1,0 +1,226 @@
+"""Safe opening, validation and atomic writing of HDF5 files.
+
+Every reader in :mod:`diffrecon.io` goes through :func:`open_readonly` and the ``require_*``
+helpers here, so a bad file always ends in one :class:`~diffrecon.errors.InputError` sentence
+naming the file, the dataset and what was expected, and nothing is allocated from what a header
+merely claims. Writers go through :func:`atomic_h5`: the file appears under its name only once
+it is complete (opening an HDF5 file with mode "w" truncates it, even while another program
+reads it).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+from ..errors import InputError
+
+#: Refuse datasets larger than this many elements before reading them (8 GiB of float32).
+MAX_ELEMENTS = 2**31
+
+
+# ------------------------------------------------------------------------------ opening
+@contextlib.contextmanager
+def open_readonly(path: str | os.PathLike, *, allow_external: bool = False) -> Iterator[h5py.File]:
+    """Open ``path`` read-only after checking it is a whole HDF5 file without outside links."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"File {path} does not exist.")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file; expected an HDF5 file (.h5).")
+    try:
+        ok = h5py.is_hdf5(path)
+    except OSError:
+        ok = False
+    if not ok:
+        raise InputError(f"File {path} is not an HDF5 file (no HDF5 signature found).")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(f"File {path} cannot be opened as HDF5; it may be truncated or damaged ({err}).") from None
+    try:
+        if not allow_external:
+            check_no_external(f, path)
+        yield f
+    finally:
+        f.close()
+
+
+def _walk(group: h5py.Group, seen: set) -> Iterator[tuple[str, Any, Any]]:
+    """(path, link, object-or-None) for every link reachable through hard links, once per object."""
+    for name in group:
+        link = group.get(name, getlink=True)
+        child_path = f"{group.name.rstrip('/')}/{name}"
+        if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+            yield child_path, link, None
+            continue
+        try:
+            obj = group[name]
+        except (KeyError, OSError):
+            yield child_path, link, None
+            continue
+        yield child_path, link, obj
+        if isinstance(obj, h5py.Group):
+            key = obj.id.__hash__()
+            if key not in seen:
+                seen.add(key)
+                yield from _walk(obj, seen)
+
+
+def check_no_external(f: h5py.File, path: Path) -> None:
+    """Refuse external links, virtual datasets with outside sources and external raw storage.
+
+    Such objects make a reader open files the user never chose (HDF5 resolves them silently).
+    """
+    for name, link, obj in _walk(f, set()):
+        if isinstance(link, h5py.ExternalLink):
+            raise InputError(
+                f"File {path} has an external link {name} -> {link.filename}:{link.path}; "
+                "external links are refused unless allowed explicitly (allow_external=True)."
+            )
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                outside = [s.file_name for s in obj.virtual_sources() if s.file_name != "."]
+                if outside:
+                    raise InputError(
+                        f"File {path} dataset {name} is a virtual dataset reading {outside[0]}; "
+                        "datasets stored outside the file are refused unless allow_external=True."
+                    )
+            if obj.external:
+                raise InputError(
+                    f"File {path} dataset {name} keeps its data in external file {obj.external[0][0]!r}; "
+                    "datasets stored outside the file are refused unless allow_external=True."
+                )
+
+
+# ------------------------------------------------------------------------------ validation
+def require_group(f: h5py.File, name: str, path: Path) -> h5py.Group:
+    obj = f.get(name)
+    if not isinstance(obj, h5py.Group):
+        what = "is missing" if obj is None else "is not a group"
+        raise InputError(f"File {path}: group {name} {what}; a diffrecon file needs it.")
+    return obj
+
+
+def require_dataset(f: h5py.Group, name: str, path: Path, *, ndim: int | None = None,
+                    shape: tuple[int, ...] | None = None, kinds: str = "fc",
+                    what: str = "a float32 or complex64 array") -> h5py.Dataset:
+    """The dataset ``name`` after checking rank, shape, element kind and size (nothing read)."""
+    obj = f.get(name)
+    full = obj.name if obj is not None else f"{f.name.rstrip('/')}/{name}"
+    if not isinstance(obj, h5py.Dataset):
+        state = "is missing" if obj is None else "is a group, not a dataset"
+        raise InputError(f"File {path}: dataset {full} {state}; expected {what}.")
+    if obj.dtype.kind not in kinds:
+        raise InputError(f"File {path}: dataset {full} has dtype {obj.dtype}; expected {what}.")
+    if ndim is not None and obj.ndim != ndim:
+        raise InputError(f"File {path}: dataset {full} has shape {obj.shape} (rank {obj.ndim}); expected rank {ndim}, {what}.")
+    if shape is not None and tuple(obj.shape) != tuple(shape):
+        raise InputError(f"File {path}: dataset {full} has shape {obj.shape}; expected {tuple(shape)}.")
+    check_size(obj.shape, f"File {path}: dataset {full}")
+    return obj
+
+
+def check_size(shape: tuple[int, ...], where: str) -> None:
+    n = math.prod(int(s) for s in shape)
+    if n > MAX_ELEMENTS or any(int(s) < 0 for s in shape):
+        raise InputError(f"{where} claims shape {tuple(shape)} ({n} elements); at most {MAX_ELEMENTS} are accepted.")
+
+
+def read_finite(ds: h5py.Dataset, path: Path, dtype: Any = None) -> np.ndarray:
+    """Read a dataset and refuse NaN or Inf values."""
+    try:
+        arr = ds[()]
+    except OSError as err:
+        raise InputError(f"File {path}: dataset {ds.name} cannot be read; the file may be truncated ({err}).") from None
+    arr = np.asarray(arr)
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise InputError(f"File {path}: dataset {ds.name} contains NaN or Inf values; all values must be finite.")
+    return arr
+
+
+def attr_str(attrs: h5py.AttributeManager, key: str, default: str = "") -> str:
+    """A string attribute whether stored as variable-length str, bytes or a 0-d array."""
+    v = attrs.get(key, default)
+    if isinstance(v, np.ndarray) and v.shape == ():
+        v = v[()]
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def attr_float(attrs: h5py.AttributeManager, key: str, path: Path, where: str, default: float | None = None) -> float:
+    v = attrs.get(key, default)
+    try:
+        out = float(np.asarray(v).reshape(()))
+    except (TypeError, ValueError):
+        raise InputError(f"File {path}: attribute {key} of {where} is {v!r}; expected a finite number.") from None
+    if not math.isfinite(out):
+        raise InputError(f"File {path}: attribute {key} of {where} is {out}; expected a finite number.")
+    return out
+
+
+def attr_json(attrs: h5py.AttributeManager, key: str, path: Path, where: str, default: Any = None) -> Any:
+    if key not in attrs:
+        return default
+    text = attr_str(attrs, key)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise InputError(f"File {path}: attribute {key} of {where} is not valid JSON ({text[:60]!r}).") from None
+
+
+def set_attr(attrs: h5py.AttributeManager, key: str, value: Any) -> None:
+    """Store plain values as attributes: numbers and strings as they are, containers as JSON."""
+    if value is None:
+        return
+    if isinstance(value, (bool, np.bool_)):
+        attrs[key] = np.bool_(value)
+    elif isinstance(value, (int, float, str, np.integer, np.floating)):
+        attrs[key] = value
+    else:
+        attrs[key] = json.dumps(value, default=_json_default)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.integer, np.floating, np.bool_)):
+        return v.item()
+    return str(v)
+
+
+# ------------------------------------------------------------------------------ writing
+@contextlib.contextmanager
+def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Write a new HDF5 file at ``path`` through a temporary file in the same folder.
+
+    ``os.replace`` is atomic within one file system, so readers see the old file or the whole
+    new one; an exception inside the block removes the temporary file and leaves ``path`` as it was.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"Cannot write {path}: folder {folder} does not exist.")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            yield f
+            f.flush()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
