@@ -1,0 +1,208 @@
+"""The engine: batching does not change results, statistics are exact, stop keeps finished
+samples, settings are refused before work, metrics agree with scikit-image."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from diffrecon import engine
+from diffrecon.engine import Finished, Log, Planned, Preview, Progress, RunConfig, Statistics
+from diffrecon.errors import InputError
+from diffrecon.measurement import Measurement
+from diffrecon.metrics import psnr, ssim
+from diffrecon.operators import Denoise
+from diffrecon.priors.gaussian import StationaryGaussianPrior
+from diffrecon.solvers import SOLVERS, SolverInfo, Step
+from diffrecon.solvers._common import param
+
+
+@dataclass(frozen=True)
+class _Params:
+    jitter: float = param(1.0, lo=0.0, hi=2.0, help="noise re-injection factor")
+
+
+def _ancestral(denoiser, op, y, sigmas, x_init, *, params, generator):
+    """A minimal stochastic sampler for engine tests (no data consistency)."""
+    x, n = x_init, len(sigmas) - 1
+    for i in range(n):
+        x0 = denoiser(x, float(sigmas[i]))
+        x = x0 + params.jitter * float(sigmas[i + 1]) * generator.randn_like(x)
+        yield Step(i, n, float(sigmas[i + 1]), x, x0, i + 1)
+
+
+@pytest.fixture
+def toy_solver(monkeypatch):
+    info = SolverInfo("toy", _ancestral, _Params, "toy sampler", "test", posterior=True)
+    monkeypatch.setitem(SOLVERS, "toy", info)
+    return info
+
+
+def _smooth_images(n, size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, 1, size, size, generator=g)
+    k = torch.fft.fftfreq(size)
+    lowpass = torch.exp(-(k[:, None] ** 2 + k[None, :] ** 2) / (2 * 0.08**2))
+    return 0.5 + 0.15 * torch.fft.ifft2(torch.fft.fft2(w) * lowpass).real / lowpass.square().mean().sqrt()
+
+
+@pytest.fixture
+def problem():
+    size = 16
+    prior = StationaryGaussianPrior.fit(_smooth_images(200, size))
+    gt = _smooth_images(1, size, seed=99)[0].numpy()
+    # physical units: the prior's [0, 1] maps onto [0, 40] "HU-like" units
+    op = Denoise((1, size, size), noise_sigma=2.0)
+    gen = torch.Generator().manual_seed(3)
+    y = op.simulate(torch.as_tensor(40 * gt)[None], gen)[0].numpy()
+    m = Measurement(y=y, operator=op.to_spec(), noise_sigma=2.0, units="u", value_range=(0.0, 40.0),
+                    ground_truth=40 * gt)
+    return m, prior
+
+
+def _finish(events):
+    events = list(events)
+    assert isinstance(events[-1], Finished)
+    return events, events[-1].result
+
+
+def test_batch_split_does_not_change_any_sample(problem, toy_solver):
+    m, prior = problem
+    cfg = RunConfig(solver="toy", steps=5, samples=5, seed=7, device="cpu", prior="x", keep_samples=5)
+    _, whole = _finish(engine.run(m, RunConfig(**{**cfg.__dict__, "batch_size": 5}), denoiser=prior))
+    _, split = _finish(engine.run(m, RunConfig(**{**cfg.__dict__, "batch_size": 2}), denoiser=prior))
+    np.testing.assert_allclose(whole.samples, split.samples, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(whole.mean, split.mean, atol=1e-5)
+    np.testing.assert_allclose(whole.std, split.std, atol=1e-5)
+
+
+def test_running_statistics_equal_numpy_over_kept_samples(problem, toy_solver):
+    m, prior = problem
+    cfg = RunConfig(solver="toy", steps=4, samples=7, batch_size=3, device="cpu", keep_samples=16)
+    _, res = _finish(engine.run(m, cfg, denoiser=prior))
+    assert res.samples.shape == (7, 1, 16, 16) and res.n_samples == 7
+    np.testing.assert_allclose(res.mean, res.samples.mean(0), atol=1e-4)
+    np.testing.assert_allclose(res.std, res.samples.std(0, ddof=1), atol=1e-4)
+    assert res.std.mean() > 0.1  # jittered samples differ
+
+
+def test_same_seed_same_result_different_seed_different(problem, toy_solver):
+    m, prior = problem
+    cfg = RunConfig(solver="toy", steps=3, samples=2, seed=1, device="cpu")
+    _, a = _finish(engine.run(m, cfg, denoiser=prior))
+    _, b = _finish(engine.run(m, cfg, denoiser=prior))
+    _, c = _finish(engine.run(m, RunConfig(**{**cfg.__dict__, "seed": 2}), denoiser=prior))
+    assert np.array_equal(a.samples, b.samples)
+    assert np.abs(a.samples - c.samples).max() > 1e-3
+
+
+def test_events_arrive_in_order_with_counts(problem, toy_solver):
+    m, prior = problem
+    cfg = RunConfig(solver="toy", steps=4, samples=3, batch_size=2, device="cpu", preview_interval=0.0)
+    events, res = _finish(engine.run(m, cfg, denoiser=prior))
+    assert isinstance(events[0], Planned) and events[0].batches == [2, 1]
+    assert sum(isinstance(e, Statistics) for e in events) == 2
+    assert any(isinstance(e, Preview) for e in events)
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress[-1].samples_total == 3 and progress[-1].nfe == 4 * 3
+    assert res.metrics["nfe"] == 12 and res.metrics["nfe_per_sample"] == 4
+    assert res.provenance["solver"] == "toy" and res.provenance["params"] == {"jitter": 1.0}
+
+
+def test_stop_keeps_finished_samples(problem, toy_solver):
+    m, prior = problem
+    stop = threading.Event()
+    cfg = RunConfig(solver="toy", steps=6, samples=6, batch_size=2, device="cpu")
+    result = None
+    for ev in engine.run(m, cfg, stop=stop, denoiser=prior):
+        if isinstance(ev, Statistics) and ev.samples_done == 2:
+            stop.set()
+        if isinstance(ev, Finished):
+            result = ev.result
+    assert result is not None and result.n_samples == 2 and not result.complete
+
+
+def test_physical_units_round_trip_through_normalization(problem, toy_solver):
+    m, prior = problem
+    _, res = _finish(engine.run(m, RunConfig(solver="toy", steps=10, samples=4, device="cpu",
+                                             params={"jitter": 0.0}), denoiser=prior))
+    # with jitter 0 the toy solver ends at the prior mean; in physical units: 40 * prior mean
+    expected = 40 * float(prior.mean.mean())
+    assert abs(float(res.mean.mean()) - expected) < 0.05 * 40
+    assert res.units == "u"
+
+
+def test_normalization_maps_measurement_and_noise():
+    norm = engine.Normalization.between((-100.0, 300.0), (-1.0, 1.0))
+    assert norm.scale == pytest.approx(200.0) and norm.offset == pytest.approx(100.0)
+    op = Denoise((1, 4, 4))
+    y = torch.full((1, 1, 4, 4), 300.0)
+    assert torch.allclose(norm.measurement_to_prior(op, y), torch.ones_like(y))
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"steps": 0}, "steps"), ({"samples": 0}, "samples"), ({"solver": "nope"}, "solver"),
+    ({"precision": "fp8"}, "precision"), ({"device": "cuda:7"}, "device"),
+    ({"params": {"jitter": 5.0}}, "jitter"), ({"params": {"nope": 1}}, "nope"),
+])
+def test_impossible_settings_refused_before_work(problem, toy_solver, change, words):
+    m, prior = problem
+    cfg = RunConfig(**{**RunConfig(solver="toy", device="cpu").__dict__, **change})
+    if change.get("device", "").startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA devices")
+    with pytest.raises(InputError, match=words):
+        next(engine.run(m, cfg, denoiser=prior))
+
+
+def test_wrong_measurement_shape_and_nan_refused(problem, toy_solver):
+    m, prior = problem
+    bad = Measurement(**{**m.__dict__, "y": m.y[:, :8]})
+    with pytest.raises(InputError, match="shape"):
+        next(engine.run(bad, RunConfig(solver="toy", device="cpu"), denoiser=prior))
+    y = m.y.copy()
+    y[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        next(engine.run(Measurement(**{**m.__dict__, "y": y}), RunConfig(solver="toy", device="cpu"), denoiser=prior))
+
+
+def test_prior_of_another_size_refused(problem, toy_solver):
+    m, _ = problem
+    small = StationaryGaussianPrior.fit(_smooth_images(10, 8))
+    with pytest.raises(InputError, match="8x8"):
+        next(engine.run(m, RunConfig(solver="toy", device="cpu"), denoiser=small))
+
+
+def test_metrics_agree_with_scikit_image():
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    rng = np.random.default_rng(0)
+    ref = rng.random((32, 32))
+    x = ref + 0.05 * rng.standard_normal((32, 32))
+    assert psnr(x, ref, 1.0) == pytest.approx(peak_signal_noise_ratio(ref, x, data_range=1.0), rel=1e-9)
+    ours = ssim(x, ref, 1.0)
+    theirs = structural_similarity(ref, x, data_range=1.0, gaussian_weights=True, sigma=1.5)
+    assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+def test_metrics_report_residual_near_one_at_truth(problem):
+    m, _ = problem
+    op = Denoise((1, 16, 16), noise_sigma=2.0)
+    out = engine.compute_metrics(op, m, m.ground_truth, np.ones_like(m.ground_truth), 4,
+                                 engine.Normalization(1.0, 0.0))
+    assert 0.8 < out["residual_ratio"] < 1.2  # the truth fits y to the noise level
+    assert out["psnr"] == float("inf") and out["coverage90"] == 1.0
+
+
+def test_nothing_outside_gui_imports_qt():
+    code = (
+        "import sys, diffrecon, diffrecon.engine, diffrecon.operators, diffrecon.priors, "
+        "diffrecon.solvers, diffrecon.io, diffrecon.cli, diffrecon.metrics, diffrecon.schedule\n"
+        "bad = [m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'shiboken6'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
