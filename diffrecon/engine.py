@@ -175,6 +175,7 @@ class _Counter:
         self.nfe = 0  # network evaluations, summed over samples
         self.grad = 0  # of which with a graph for backpropagation
         self.op_calls = 0
+        self.nfe_finished = 0  # evaluations spent on samples that completed
 
 
 class _CountingDenoiser:
@@ -360,8 +361,6 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
     norm = Normalization.between(phys, prior_range)
     y = norm.measurement_to_prior(op, y)
     op.noise_sigma = float(measurement.noise_sigma) / norm.scale
-    if op.noise_sigma == 0 and info.name in ("dps",):
-        op.noise_sigma = 1e-3  # DPS' step normalisation needs a nonzero residual scale
 
     batch = config.batch_size or _auto_batch(config.samples, device)
     autocast = torch.bfloat16 if (device.type == "cuda" and config.precision == "bf16") else None
@@ -458,6 +457,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
             raise RunError(f"The {info.name} run diverged (non-finite values) in samples {indices[0]}-{indices[-1]}; "
                            "try more steps, a smaller step size or fp32 precision.")
         stats.add(x.float())
+        counter.nfe_finished = counter.nfe
         if len(kept) < config.keep_samples:
             kept.extend(norm.to_physical(x[: config.keep_samples - len(kept)].float().cpu().numpy()))
         first += b
@@ -487,7 +487,7 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
     metrics = compute_metrics(op, measurement, mean, std, stats.n, norm)
     peak = memory_snapshot(setup.device)
     metrics.update({
-        "nfe": float(counter.nfe), "nfe_per_sample": counter.nfe / max(stats.n, 1),
+        "nfe": float(counter.nfe), "nfe_per_sample": counter.nfe_finished / max(stats.n, 1),
         "grad_evals": float(counter.grad), "operator_calls": float(counter.op_calls),
         "seconds": float(elapsed), "seconds_per_sample": float(elapsed) / max(stats.n, 1),
         "peak_memory_bytes": float(peak.get("peak", peak.get("rss", 0))),

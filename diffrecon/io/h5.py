@@ -128,10 +128,11 @@ def require_dataset(f: h5py.Group, name: str, path: Path, *, ndim: int | None = 
     return obj
 
 
-def check_size(shape: tuple[int, ...], where: str) -> None:
+def check_size(shape: tuple[int, ...], where: str, limit: int = MAX_ELEMENTS) -> None:
+    """Refuse shapes whose element count exceeds ``limit``, before anything is allocated."""
     n = math.prod(int(s) for s in shape)
-    if n > MAX_ELEMENTS or any(int(s) < 0 for s in shape):
-        raise InputError(f"{where} claims shape {tuple(shape)} ({n} elements); at most {MAX_ELEMENTS} are accepted.")
+    if n > limit or any(int(s) < 0 for s in shape):
+        raise InputError(f"{where} claims shape {tuple(shape)} ({n} elements); at most {limit} are accepted.")
 
 
 def read_finite(ds: h5py.Dataset, path: Path, dtype: Any = None) -> np.ndarray:
@@ -185,7 +186,9 @@ def set_attr(attrs: h5py.AttributeManager, key: str, value: Any) -> None:
         return
     if isinstance(value, (bool, np.bool_)):
         attrs[key] = np.bool_(value)
-    elif isinstance(value, (int, float, str, np.integer, np.floating)):
+    elif isinstance(value, str):
+        attrs[key] = str(value)  # np.str_ would become a fixed-width '<U' array h5py cannot store
+    elif isinstance(value, (int, float, np.integer, np.floating)):
         attrs[key] = value
     else:
         attrs[key] = json.dumps(value, default=_json_default)

@@ -29,6 +29,8 @@ from .h5 import (atomic_h5, attr_float, attr_json, attr_str, check_size, open_re
 #: Kinds of file that carry a measurement.
 MEASUREMENT_KINDS = ("measurement", "result")
 _RESERVED_Y_ATTRS = {"noise_sigma"}
+#: Largest image accepted (elements, all channels): 8192 x 8192, far beyond what diffusion priors handle.
+MAX_IMAGE_ELEMENTS = 2**26
 _COMPRESS_ABOVE = 4096  # elements; small arrays stay contiguous and readable by anything
 
 
@@ -131,16 +133,16 @@ def read_operator_spec(f: h5py.File, path: Path, noise_sigma: float) -> Operator
         raise InputError(f"File {path}: attribute image_shape of /operator is {raw_shape.tolist()}; "
                          "expected three positive integers (C, H, W).")
     image_shape = tuple(int(s) for s in raw_shape)
-    check_size(image_shape, f"File {path}: attribute image_shape of /operator")
+    # Building the operator allocates image-sized buffers, so the claim is capped before that.
+    check_size(image_shape, f"File {path}: attribute image_shape of /operator", MAX_IMAGE_ELEMENTS)
     params = attr_json(og.attrs, "params", path, "/operator", default={})
     if not isinstance(params, dict):
         raise InputError(f"File {path}: attribute params of /operator is not a JSON object.")
     arrays = {}
-    for name, obj in og.items():
+    for name in og:
         ds = require_dataset(og, name, path, kinds="fciub", what="a numeric array")
         arr = read_finite(ds, path)
         arrays[name] = arr.astype(bool) if ds.attrs.get("is_bool", False) else arr
-        del obj
     return OperatorSpec(kind, image_shape, params, arrays, noise_sigma)
 
 

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 from ..errors import InputError
+from . import cg, ddnm, ddrm, diffpir, direct, dps, tv
 from ._common import SampleRNG, SolverInfo, Step, parse_params, validate_params
 
-SOLVERS: dict[str, SolverInfo] = {}
+#: Diffusion solvers first, then the classical baselines (the order menus show).
+SOLVERS: dict[str, SolverInfo] = {
+    m.INFO.name: m.INFO for m in (dps, ddrm, ddnm, diffpir, direct, cg, tv)
+}
 
 
 def get_solver(name: str) -> SolverInfo:

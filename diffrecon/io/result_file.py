@@ -1,0 +1,158 @@
+"""The result file: posterior mean and standard deviation, metrics, provenance, the measurement.
+
+Layout (documented in docs/formats.md)::
+
+    /                     attrs diffrecon_format="result", format_version, ... (as a measurement),
+                                default="posterior"
+    /posterior            NXdata: attrs NX_class="NXdata", signal="mean", n_samples, complete,
+                                  std_is_posterior, units
+    /posterior/mean       (C, H, W) float32, attr units
+    /posterior/std        (C, H, W) float32
+    /posterior/mean_errors    hard link to /posterior/std (NeXus <field>_errors: silx draws error bars)
+    /posterior/samples    optional (k, C, H, W) float32, k <= 16
+    /metrics              attrs: one float per metric
+    /provenance           attrs: solver, params (JSON), steps, samples, seed, prior, prior_hash,
+                                 software_version, torch_version, device, elapsed_s, start_time, ...
+    /measurement, /operator   the measurement that was reconstructed (see measurement_file)
+
+Opening a result therefore restores both the data and the recipe that made it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from ..measurement import FORMAT_VERSION, Result
+from .h5 import atomic_h5, attr_json, attr_str, open_readonly, read_finite, require_dataset, require_group, set_attr
+from .measurement_file import _dataset, check_format, read_measurement_from, write_measurement_into
+
+MAX_STORED_SAMPLES = 16
+_JSON_KEYS_ATTR = "json_keys"  # names of provenance attributes stored as JSON text
+
+
+def write_result(path: str | os.PathLike, result: Result) -> None:
+    """Write ``result`` (and the measurement it came from) atomically to ``path``."""
+    mean = np.asarray(result.mean, dtype=np.float32)
+    std = np.asarray(result.std, dtype=np.float32)
+    if mean.ndim != 3 or std.shape != mean.shape:
+        raise ValueError(f"result mean {mean.shape} and std {std.shape} must both be (C, H, W)")
+    with atomic_h5(path) as f:
+        f.attrs["diffrecon_format"] = "result"
+        if result.measurement is not None:
+            write_measurement_into(f, result.measurement)
+        else:
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["software_version"] = __version__
+        f.attrs["default"] = "posterior"
+
+        p = f.create_group("posterior")
+        p.attrs["NX_class"] = "NXdata"
+        p.attrs["signal"] = "mean"
+        p.attrs["n_samples"] = int(result.n_samples)
+        p.attrs["complete"] = bool(result.complete)
+        p.attrs["std_is_posterior"] = bool(result.std_is_posterior)
+        p.attrs["units"] = result.units or ""
+        m = _dataset(p, "mean", mean)
+        m.attrs["units"] = result.units or ""
+        m.attrs["interpretation"] = "image"
+        s = _dataset(p, "std", std)
+        s.attrs["units"] = result.units or ""
+        s.attrs["interpretation"] = "image"
+        p["mean_errors"] = s  # a hard link: one dataset, two names
+        if result.samples is not None and len(result.samples):
+            samples = np.asarray(result.samples, dtype=np.float32)[:MAX_STORED_SAMPLES]
+            if samples.shape[1:] != mean.shape:
+                raise ValueError(f"result samples {samples.shape} do not match mean {mean.shape}")
+            _dataset(p, "samples", samples).attrs["units"] = result.units or ""
+
+        mg = f.create_group("metrics", track_order=True)
+        for key, value in (result.metrics or {}).items():
+            if value is not None:
+                mg.attrs[str(key)] = float(value)
+
+        pg = f.create_group("provenance", track_order=True)
+        prov = dict(result.provenance or {})
+        prov.setdefault("software_version", __version__)
+        prov.setdefault("python_version", platform.python_version())
+        json_keys = []
+        for key, value in prov.items():
+            if isinstance(value, (dict, list, tuple)):
+                json_keys.append(str(key))
+            set_attr(pg.attrs, str(key), value)
+        pg.attrs[_JSON_KEYS_ATTR] = json.dumps(json_keys)
+
+
+def read_result(path: str | os.PathLike, *, allow_external: bool = False) -> Result:
+    """The result in ``path`` with ``result.measurement`` filled, validated before use."""
+    path = Path(path)
+    with open_readonly(path, allow_external=allow_external) as f:
+        check_format(f, path, ("result",))
+        p = require_group(f, "posterior", path)
+        mean_ds = require_dataset(f, "posterior/mean", path, ndim=3, kinds="f", what="a (C, H, W) float32 image")
+        std_ds = require_dataset(f, "posterior/std", path, shape=mean_ds.shape, kinds="f",
+                                 what=f"a {mean_ds.shape} float32 image")
+        samples = None
+        if "samples" in p:
+            s_ds = require_dataset(f, "posterior/samples", path, ndim=4, kinds="f",
+                                   what=f"a (k, {', '.join(map(str, mean_ds.shape))}) float32 array")
+            if tuple(s_ds.shape[1:]) != tuple(mean_ds.shape):
+                raise InputError(f"File {path}: dataset /posterior/samples has shape {s_ds.shape}; "
+                                 f"expected (k, {', '.join(map(str, mean_ds.shape))}).")
+            samples = read_finite(s_ds, path, np.float32)
+        mean = read_finite(mean_ds, path, np.float32)
+        std = read_finite(std_ds, path, np.float32)
+        if (std < 0).any():
+            raise InputError(f"File {path}: dataset /posterior/std has negative values; a standard deviation is >= 0.")
+
+        measurement = None
+        if "measurement" in f or "operator" in f:
+            measurement = read_measurement_from(f, path)
+            if tuple(measurement.image_shape) != tuple(mean.shape):
+                raise InputError(f"File {path}: dataset /posterior/mean has shape {mean.shape}, but the "
+                                 f"measurement's image shape is {tuple(measurement.image_shape)}.")
+
+        metrics: dict[str, float] = {}
+        if "metrics" in f:
+            for key, value in require_group(f, "metrics", path).attrs.items():
+                try:
+                    metrics[key] = float(np.asarray(value).reshape(()))
+                except (TypeError, ValueError):
+                    raise InputError(f"File {path}: attribute {key} of /metrics is {value!r}; expected a number.") from None
+
+        provenance = _read_provenance(f, path) if "provenance" in f else {}
+        n_samples = int(np.asarray(p.attrs.get("n_samples", 0 if samples is None else len(samples))).reshape(()))
+        return Result(
+            mean=mean, std=std, samples=samples, n_samples=n_samples, metrics=metrics,
+            provenance=provenance, std_is_posterior=bool(p.attrs.get("std_is_posterior", True)),
+            units=attr_str(mean_ds.attrs, "units", "a.u."), measurement=measurement,
+            complete=bool(p.attrs.get("complete", True)),
+        )
+
+
+def _read_provenance(f: h5py.File, path: Path) -> dict[str, Any]:
+    pg = require_group(f, "provenance", path)
+    json_keys = set(attr_json(pg.attrs, _JSON_KEYS_ATTR, path, "/provenance", default=[]) or [])
+    out: dict[str, Any] = {}
+    for key in pg.attrs:
+        if key == _JSON_KEYS_ATTR:
+            continue
+        if key in json_keys:
+            out[key] = attr_json(pg.attrs, key, path, "/provenance")
+            continue
+        value = pg.attrs[key]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, np.generic):
+            value = value.item()
+        elif isinstance(value, np.ndarray):
+            value = value.tolist()
+        out[key] = value
+    return out

@@ -1,0 +1,141 @@
+"""Priors: denoisers ``x0_hat = denoiser(x, sigma)`` and the one function that builds them by name.
+
+``load_prior`` knows three names and otherwise reads a prior folder (card.json, config.json,
+diffusion_pytorch_model.safetensors; see :mod:`.diffusers_vp`):
+
+- ``"gaussian"``: :class:`StationaryGaussianPrior` fitted to phantoms from TRAIN_SEEDS;
+- ``"gmm"``: :class:`GaussianMixturePrior`, k-means groups of the same phantoms;
+- ``"default"``: the bundled prior folder ``diffrecon/resources/priors/default`` when it is
+  installed, else ``"gaussian"``.
+
+The network adapter needs diffusers, which is optional: it is imported only when a folder loads.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from .base import Denoiser, PriorCard, sigma_as_batch
+from .diffusers_vp import VPEpsilonDenoiser, load_diffusers_prior, save_diffusers_prior
+from .gaussian import StationaryGaussianPrior
+from .gmm import GaussianMixturePrior
+
+__all__ = [
+    "Denoiser", "PriorCard", "sigma_as_batch", "StationaryGaussianPrior", "GaussianMixturePrior",
+    "VPEpsilonDenoiser", "save_diffusers_prior", "load_diffusers_prior", "load_prior",
+    "prior_weight_hash", "PRIOR_NAMES", "DEFAULT_IMAGE_SHAPE", "FIT_PHANTOMS",
+]
+
+PRIOR_NAMES = ("default", "gaussian", "gmm")
+DEFAULT_IMAGE_SHAPE = (1, 128, 128)
+FIT_PHANTOMS = 256  # phantoms per fitted prior: enough for a stable power spectrum per group
+GMM_COMPONENTS = 4
+
+_fitted: dict[tuple[str, tuple[int, int, int]], Denoiser] = {}
+
+
+@functools.lru_cache(maxsize=2)
+def _square_phantoms(size: int) -> torch.Tensor:
+    from ..phantoms import TRAIN_SEEDS, phantom_batch
+
+    return torch.from_numpy(phantom_batch(FIT_PHANTOMS, size, TRAIN_SEEDS[0]))
+
+
+def _phantom_images(shape: tuple[int, int, int]) -> torch.Tensor:
+    """FIT_PHANTOMS training phantoms as ``(N, C, H, W)``, channels as copies; non-square
+    shapes are cut from square phantoms of the larger side."""
+    c, h, w = shape
+    batch = _square_phantoms(max(h, w))
+    top, left = (batch.shape[-2] - h) // 2, (batch.shape[-1] - w) // 2
+    return batch[..., top:top + h, left:left + w].expand(-1, c, -1, -1).contiguous()
+
+
+def _card(name: str, shape: tuple[int, int, int], description: str) -> PriorCard:
+    c, h, w = shape
+    return PriorCard(
+        name=name, resolution=(h, w), channels=c, value_range=(0.0, 1.0), sigma_min=0.002,
+        sigma_max=80.0, schedule={"kind": "ve"},
+        training_data=f"{FIT_PHANTOMS} procedural phantoms (diffrecon.phantoms, TRAIN_SEEDS "
+                      f"{0}..{FIT_PHANTOMS - 1}) at {h}x{w}, {c} channel(s) as copies",
+        description=description,
+    )
+
+
+def _fit(name: str, shape: tuple[int, int, int]) -> Denoiser:
+    key = (name, shape)
+    if key not in _fitted:
+        images = _phantom_images(shape)
+        if name == "gaussian":
+            card = _card(name, shape, "Stationary Gaussian (Wiener) prior fitted to phantoms; exact denoiser.")
+            _fitted[key] = StationaryGaussianPrior.fit(images, card)
+        else:
+            card = _card(name, shape, f"{GMM_COMPONENTS}-component Gaussian mixture fitted to phantoms "
+                                      "by k-means; exact denoiser.")
+            _fitted[key] = GaussianMixturePrior.fit(images, GMM_COMPONENTS, card=card)
+    return copy.deepcopy(_fitted[key])  # callers may move it to a device; the cache stays on CPU
+
+
+def _check_shape(image_shape) -> tuple[int, int, int]:
+    if image_shape is None:
+        return DEFAULT_IMAGE_SHAPE
+    try:
+        shape = tuple(int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1 or min(shape[1:]) < 8:
+        raise InputError(f"Prior image shape {image_shape} is invalid; give (channels, height, width) "
+                         "with at least 8 x 8 pixels.")
+    return shape
+
+
+def default_prior_folder() -> Path | None:
+    """The bundled prior folder when it is installed (a trained prior is shipped separately)."""
+    folder = resources.files("diffrecon").joinpath("resources", "priors", "default")
+    return Path(str(folder)) if folder.is_dir() else None
+
+
+def load_prior(name_or_path: str, image_shape: tuple[int, int, int] | None = None,
+               device: str | torch.device = "cpu") -> Denoiser:
+    """The prior called ``name_or_path`` (one of PRIOR_NAMES, or a prior folder) on ``device``.
+
+    ``image_shape`` ``(C, H, W)`` sets the resolution of the fitted priors ("gaussian", "gmm");
+    a network prior has the resolution its card declares.
+    """
+    name = str(name_or_path)
+    if name == "default":
+        folder = default_prior_folder()
+        if folder is not None:
+            return load_diffusers_prior(folder, device)
+        name = "gaussian"
+    if name in ("gaussian", "gmm"):
+        return _fit(name, _check_shape(image_shape)).to(device)
+    if Path(name).is_dir():
+        return load_diffusers_prior(name, device)
+    raise InputError(f"Prior {name_or_path!r} is neither a known prior nor a folder; valid are "
+                     f"{', '.join(PRIOR_NAMES)} or a prior folder holding card.json, config.json and "
+                     "diffusion_pytorch_model.safetensors.")
+
+
+def prior_weight_hash(denoiser: Denoiser) -> str:
+    """sha256 (hex) of the weights file a prior was loaded from, else of its tensors (name,
+    dtype, shape and bytes, in name order), for provenance."""
+    h = hashlib.sha256()
+    path = getattr(denoiser, "weights_path", None)
+    if path is not None and Path(path).is_file():
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    for key, value in sorted(denoiser.state_dict().items()):
+        t = value.detach().to("cpu").contiguous()
+        if t.is_complex():
+            t = torch.view_as_real(t)
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,176 @@
+"""Variance-preserving epsilon-prediction networks (diffusers ``UNet2DModel``) as denoisers.
+
+A DDPM network (Ho et al., NeurIPS 2020, Eq. 4) at timestep t sees
+``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) n`` and predicts ``n``. Dividing by ``sqrt(abar_t)``
+gives the variance-exploding form ``x = x0 + sigma n`` with ``sigma_t = sqrt((1 - abar_t)/abar_t)``
+(Karras et al., EDM, NeurIPS 2022, Table 1 / Eq. 7), so for a VE input
+
+    x_t = x / sqrt(1 + sigma^2),    x0_hat = x - sigma * eps(x_t, t(sigma)).
+
+The timestep ``t(sigma)`` is *fractional*: log sigma is interpolated linearly over the discrete
+table. UNet2DModel embeds t sinusoidally as a real number, so fractional timesteps are well
+defined, and the denoiser is then continuous in sigma: a Karras schedule, whose levels fall
+between table entries, gets a network conditioned on its actual noise level rather than one up to
+half a step off (rounding to the nearest entry biases every step; k-diffusion's
+DiscreteEpsDDPMDenoiser interpolates the same way by default). On table entries t is an integer.
+
+Weights are read from safetensors only: a pickle can run code when loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from .base import Denoiser, PriorCard, sigma_as_batch
+
+Tensor = torch.Tensor
+
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+VP_KINDS = ("vp_linear", "vp_cosine")
+
+
+def alphas_cumprod_from_schedule(schedule: dict) -> Tensor:
+    """``abar_t`` (float64) of a card's beta schedule: linear (Ho et al. 2020, Sec. 4) or cosine
+    (Nichol & Dhariwal, ICML 2021, Eq. 17 with s = 0.008, betas clipped at 0.999)."""
+    kind = schedule.get("kind")
+    try:
+        steps = int(schedule.get("timesteps", 1000))
+        if kind == "vp_linear":
+            betas = torch.linspace(float(schedule["beta_start"]), float(schedule["beta_end"]), steps,
+                                   dtype=torch.float64)
+            return torch.cumprod(1 - betas, dim=0)
+    except (KeyError, TypeError, ValueError):
+        raise InputError("A prior card schedule needs a number timesteps (and beta_start, beta_end for vp_linear).") from None
+    if kind == "vp_cosine":
+        s = 0.008
+        t = torch.arange(steps + 1, dtype=torch.float64) / steps
+        f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+        betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+        return torch.cumprod(1 - betas, dim=0)
+    raise InputError(f"Prior schedule kind {kind!r} is not supported; valid kinds are {', '.join(VP_KINDS)}.")
+
+
+class VPEpsilonDenoiser(Denoiser):
+    """The Denoiser view of an epsilon-prediction ``unet(x_t, t).sample`` with ``alphas_cumprod``."""
+
+    def __init__(self, unet: torch.nn.Module, alphas_cumprod: Tensor, card: PriorCard):
+        super().__init__()
+        self.unet = unet
+        abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+        sigmas = ((1 - abar) / abar).sqrt()
+        if not bool((sigmas[1:] > sigmas[:-1]).all()):
+            raise ValueError("alphas_cumprod must be strictly decreasing")
+        self.register_buffer("sigmas", sigmas.float())
+        self.register_buffer("log_sigmas", sigmas.log().float())
+        self.card = dataclasses.replace(card, sigma_min=float(sigmas[0]), sigma_max=float(sigmas[-1]))
+        #: None or e.g. torch.bfloat16: the network's autocast dtype on CUDA (solver state stays fp32).
+        self.autocast_dtype: torch.dtype | None = None
+        self.weights_path: Path | None = None  # set by load_diffusers_prior, for provenance
+
+    def discrete_sigmas(self) -> Tensor:
+        return self.sigmas
+
+    def timestep(self, sigma: Tensor) -> Tensor:
+        """Fractional timestep of each sigma: linear interpolation of log sigma over the table."""
+        ls = sigma.clamp_min(1e-30).log().clamp(self.log_sigmas[0], self.log_sigmas[-1])
+        hi = torch.searchsorted(self.log_sigmas, ls).clamp(1, len(self.log_sigmas) - 1)
+        lo = hi - 1
+        w = (ls - self.log_sigmas[lo]) / (self.log_sigmas[hi] - self.log_sigmas[lo])
+        return lo.float() + w.clamp(0, 1)
+
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        x = x.float()
+        s = sigma_as_batch(sigma, x)
+        x_t = x / (1 + s.square()).sqrt().reshape(-1, 1, 1, 1)
+        t = self.timestep(s)
+        if self.autocast_dtype is not None and x.is_cuda:
+            with torch.autocast("cuda", dtype=self.autocast_dtype):
+                out = self.unet(x_t, t).sample
+        else:
+            out = self.unet(x_t, t).sample
+        eps = out[:, : x.shape[1]].float()  # models with learned variances output 2C channels
+        return x - s.reshape(-1, 1, 1, 1) * eps
+
+
+# ------------------------------------------------------------------------------------ files
+def save_diffusers_prior(unet, card: PriorCard, folder: str | Path, fp16: bool = True) -> Path:
+    """Write ``config.json``, ``diffusion_pytorch_model.safetensors`` and ``card.json`` to ``folder``."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    alphas_cumprod_from_schedule(card.schedule)  # refuse a card whose schedule cannot be read back
+    unet.save_config(folder)
+    dtype = torch.float16 if fp16 else torch.float32
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in unet.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    (folder / "card.json").write_text(card.to_json())
+    return folder
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise InputError(f"Prior folder {folder} does not exist; give a folder holding card.json, "
+                         f"config.json and {WEIGHTS_FILE}.")
+    if not (folder / WEIGHTS_FILE).is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise InputError(f"Prior folder {folder} holds only pickled weights ({', '.join(pickles)}), "
+                             f"which are never loaded because they can run code; convert them to {WEIGHTS_FILE}.")
+        raise InputError(f"Prior folder {folder} lacks {WEIGHTS_FILE}.")
+    for name in ("card.json", "config.json"):
+        if not (folder / name).is_file():
+            raise InputError(f"Prior folder {folder} lacks {name}; it needs card.json, config.json and {WEIGHTS_FILE}.")
+
+
+def _validate(card: PriorCard, config: dict, folder: Path) -> None:
+    size = config.get("sample_size")
+    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+    if tuple(card.resolution) != size:
+        raise InputError(f"Prior folder {folder}: card.json resolution {tuple(card.resolution)} "
+                         f"disagrees with config.json sample_size {size}.")
+    c = card.channels
+    if config.get("in_channels") != c or config.get("out_channels") not in (c, 2 * c):
+        raise InputError(f"Prior folder {folder}: card.json declares {c} channels but config.json has "
+                         f"in_channels {config.get('in_channels')} and out_channels {config.get('out_channels')}.")
+
+
+def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu") -> VPEpsilonDenoiser:
+    """Read a prior folder (local files only) and return its denoiser in eval mode, float32,
+    with gradients off for its parameters (gradients with respect to x still flow)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    _check_folder(folder)
+    card = PriorCard.load(folder / "card.json")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"Prior config {folder / 'config.json'} cannot be read as JSON ({err}).") from None
+    if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
+        raise InputError(f"Prior folder {folder} holds a {config.get('_class_name')}; only UNet2DModel is supported.")
+    _validate(card, config, folder)
+    alphas_cumprod = alphas_cumprod_from_schedule(card.schedule)
+    try:
+        from diffusers import UNet2DModel
+    except ImportError:
+        raise InputError("Network priors need the diffusers package; install diffrecon[diffusers].") from None
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
+        unet = UNet2DModel.from_config(config)
+        # fp16 on disk halves the download; CPU kernels and the solver maths want float32.
+        unet.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except (SafetensorError, RuntimeError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"Prior weights {folder / WEIGHTS_FILE} do not fit config.json ({first}).") from None
+    unet = unet.float().eval().requires_grad_(False)
+    denoiser = VPEpsilonDenoiser(unet, alphas_cumprod, card)
+    denoiser.weights_path = folder / WEIGHTS_FILE
+    return denoiser.to(device).eval()
