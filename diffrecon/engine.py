@@ -428,7 +428,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                     if landed is not None:
                         arr, s_i, k = landed
                         yield Preview(norm.to_physical(arr[0]), s_i, k)
-                    if now - last_preview >= config.preview_interval:
+                    if now - last_preview >= config.preview_interval or step.i + 1 == step.n:
                         preview.start(step.x0_hat[0:1], step.i + 1, first)
                         last_preview = now
                     if now - last_progress >= 0.05 or step.i + 1 == step.n:
@@ -451,6 +451,9 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
             queue = _plan_batches(b, half) + queue
             yield Log(f"Out of GPU memory with {b} samples per batch; going on with {half}.", "warning")
             continue
+        landed = preview.ready(wait=True)  # the batch's last estimate, so the view ends current
+        if landed is not None:
+            yield Preview(norm.to_physical(landed[0][0]), landed[1], landed[2])
         if stopped:
             break
         if x is None or not bool(torch.isfinite(x).all()):
@@ -500,7 +503,7 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "schedule": config.schedule, "precision": config.precision if setup.device.type == "cuda" else "fp32",
         "device": _device_name(setup.device), "batches": list(setup.batches),
         "normalization": [norm.scale, norm.offset], "software_version": __version__,
-        "torch_version": torch.__version__, "elapsed_seconds": float(elapsed), "started": start_iso,
+        "torch_version": str(torch.__version__), "elapsed_seconds": float(elapsed), "started": start_iso,
     }
     samples = np.stack(kept) if kept else None
     return Result(mean=mean, std=std, samples=samples, n_samples=stats.n, metrics=metrics,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 
+
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
 __all__ = ["run_gui"]

@@ -48,6 +48,8 @@ class ImagePanel(QtWidgets.QWidget):
                                         label=unit)
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
         self.colorbar.getAxis("right").setStyle(tickFont=_small_font())
+        # physical units like 1/cm must not get SI prefixes ("m1/cm") or a hidden x0.001 factor
+        self.colorbar.getAxis("right").enableAutoSIPrefix(False)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -106,6 +108,12 @@ class ImagePanel(QtWidgets.QWidget):
         if self.slider is not None:
             self.slider.setEnabled(False)
             self.slider_label.setText("–")
+
+    def show_full(self) -> None:
+        """Zoom to the whole image (linked panels follow)."""
+        if self.data is not None:
+            h, w = self.data.shape
+            self.plot.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
 
     def link_to(self, other: "ImagePanel") -> None:
         """Pan and zoom together with ``other`` (same pixel grid)."""

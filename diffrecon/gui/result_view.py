@@ -1,0 +1,137 @@
+"""The grid of image panels: measurement, direct reconstruction, live estimate, ground truth,
+posterior mean, std (or seed spread), samples and error map, with linked pan/zoom over all
+panels on the image grid and the value ± std read-out under the cursor."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from ..measurement import Measurement, Result
+from .image_panel import ImagePanel
+from .views import error_map, measurement_views, to_2d
+
+
+class ResultView(QtWidgets.QWidget):
+    """Model -> view only; it never starts work. ``hovered_text`` carries the read-out."""
+
+    hovered_text = QtCore.Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.unit = ""
+        self.previews_shown = 0
+        self.panels = {
+            "measurement": ImagePanel("Measurement", cmap="CET-L1"),
+            "direct": ImagePanel("Direct reconstruction", cmap="CET-L1"),
+            "estimate": ImagePanel("Current estimate x̂₀", cmap="CET-L1"),
+            "truth": ImagePanel("Ground truth", cmap="CET-L1"),
+            "mean": ImagePanel("Posterior mean", cmap="CET-L1"),
+            "std": ImagePanel("Posterior std", cmap="inferno"),
+            "samples": ImagePanel("Samples", cmap="CET-L1", stack=True),
+            "error": ImagePanel("Error: mean − truth", cmap="CET-D1", symmetric=True),
+        }
+        grid = QtWidgets.QGridLayout(self)
+        grid.setContentsMargins(2, 2, 2, 2)
+        grid.setSpacing(4)
+        order = ("measurement", "direct", "estimate", "truth", "mean", "std", "samples", "error")
+        for i, key in enumerate(order):
+            grid.addWidget(self.panels[key], i // 4, i % 4)
+        anchor = self.panels["mean"]
+        for key, panel in self.panels.items():
+            if key not in ("measurement", "mean"):
+                panel.link_to(anchor)
+            panel.hovered.connect(self._on_hovered)
+        self.clear()
+
+    # ------------------------------------------------------------------ model -> view
+    def clear(self) -> None:
+        for key, panel in self.panels.items():
+            panel.clear()
+        self.panels["truth"].hide()
+        self.panels["error"].hide()
+        self.truth = None
+        self.mean = self.std = None
+
+    def show_measurement(self, m: Measurement) -> None:
+        self.clear()
+        self.unit = m.units
+        first, direct = measurement_views(m)
+        meas = self.panels["measurement"]
+        meas.set_title(first.title)
+        meas.set_unit(first.unit)
+        meas.set_image(first.image)
+        meas.plot.setAspectLocked(False)  # a sinogram's axes are angle and detector, not pixels
+        meas.show_full()
+        if direct is not None:
+            self.panels["direct"].set_title(direct.title)
+            self.panels["direct"].set_unit(direct.unit)
+            self.panels["direct"].set_image(direct.image)
+        for key in ("estimate", "mean", "std", "samples", "error", "truth"):
+            self.panels[key].set_unit(m.units)
+        if m.ground_truth is not None:
+            self.truth = to_2d(m.ground_truth)
+            self.panels["truth"].set_image(self.truth)
+            self.panels["truth"].show()
+            self._levels_from = self.panels["truth"].colorbar.levels()
+        elif direct is not None:
+            self._levels_from = self.panels["direct"].colorbar.levels()
+        else:
+            self._levels_from = None
+        self.panels["direct"].show_full()  # linked: every image-grid panel follows
+
+    def begin_run(self, deterministic: bool) -> None:
+        """Fix the streaming levels once (from the truth or direct image) so previews don't flicker."""
+        self.panels["std"].set_title("Seed spread (not posterior std)" if deterministic else "Posterior std")
+        for key in ("estimate", "mean", "samples", "std", "error"):
+            self.panels[key].clear()
+        self.panels["error"].hide()
+        self.mean = self.std = None
+        if self._levels_from is not None:
+            for key in ("estimate", "mean"):
+                self.panels[key].colorbar.setLevels(self._levels_from)
+
+    def show_preview(self, x0_hat: np.ndarray, step: int, sample_index: int) -> None:
+        self.previews_shown += 1
+        panel = self.panels["estimate"]
+        first = panel.data is None
+        panel.set_image(to_2d(x0_hat), auto_levels=first and self._levels_from is None)
+        panel.set_title(f"x̂₀ · sample {sample_index + 1} · step {step}")
+
+    def show_statistics(self, mean: np.ndarray, std: np.ndarray, samples_done: int) -> None:
+        self.mean, self.std = to_2d(mean), to_2d(std)
+        first = self.panels["mean"].data is None
+        self.panels["mean"].set_image(self.mean, auto_levels=first and self._levels_from is None)
+        self.panels["std"].set_image(self.std, auto_levels=True)
+        if first and self.panels["direct"].data is None:
+            self.panels["mean"].show_full()
+        self.panels["mean"].set_title(f"Mean · {samples_done} samples")
+
+    def show_result(self, result: Result) -> None:
+        self.show_statistics(result.mean, result.std, result.n_samples)
+        kind = "Posterior" if result.std_is_posterior else "Seed"
+        self.panels["mean"].set_title(f"{kind} mean · {result.n_samples}"
+                                      f"{'' if result.complete else ' (stopped)'}")
+        self.panels["std"].set_title("Posterior std" if result.std_is_posterior
+                                     else "Seed spread (not posterior std)")
+        self.panels["mean"].set_image(self.mean, auto_levels=self._levels_from is None)
+        if self._levels_from is not None:
+            self.panels["mean"].colorbar.setLevels(self._levels_from)
+        if result.samples is not None and len(result.samples):
+            self.panels["samples"].set_stack(np.stack([to_2d(s) for s in result.samples]))
+        truth = self.truth
+        if truth is None and result.measurement is not None and result.measurement.ground_truth is not None:
+            truth = self.truth = to_2d(result.measurement.ground_truth)
+            self.panels["truth"].set_image(truth)
+            self.panels["truth"].show()
+        err = error_map(self.mean, truth)
+        if err is not None:
+            self.panels["error"].set_image(err)
+            self.panels["error"].show()
+
+    # ------------------------------------------------------------------ slots
+    def _on_hovered(self, panel: ImagePanel, row: int, col: int) -> None:
+        value = float(panel.data[row, col])
+        text = f"{panel.title().split(' (')[0]} [{row}, {col}] = {value:.4g}"
+        if panel is not self.panels["measurement"] and self.mean is not None and self.mean.shape == panel.data.shape:
+            text += f"   ·   mean ± std = {self.mean[row, col]:.4g} ± {self.std[row, col]:.3g} {self.unit}"
+        self.hovered_text.emit(text)

@@ -1,0 +1,240 @@
+"""Solver panel: the registry's solvers (those the forward model cannot serve greyed out, with
+the reason as tooltip), a form built from the selected solver's ``Params`` dataclass, the run
+budget (steps, samples, seed), device, precision and prior, and the predicted cost."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import torch
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..engine import RunConfig
+from .param_form import ParamForm
+
+PRIORS = ("default", "gaussian")
+_FOLDER = "Choose folder…"
+
+
+def available_devices() -> list[str]:
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        devices += ["cuda"] + ([f"cuda:{i}" for i in range(n)] if n > 1 else [])
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def _solvers() -> dict:
+    try:
+        from ..solvers import SOLVERS
+    except ImportError:  # a half-written solver module must not take the window down
+        return {}
+    return SOLVERS
+
+
+class SolverPanel(QtWidgets.QWidget):
+    """Reads and writes a :class:`RunConfig`; ``changed`` fires on every edit."""
+
+    changed = QtCore.Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._op = None
+        self.solver_box = QtWidgets.QComboBox()
+        self.solver_box.setModel(QtGui.QStandardItemModel(self.solver_box))
+        self.solver_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.solver_box.setMinimumContentsLength(24)
+        self.reference = QtWidgets.QLabel()
+        self.reference.setWordWrap(True)
+        self.reference.setStyleSheet("color: gray; font-size: 9pt;")
+        self.form = ParamForm()
+        self.steps = _spin(1, 100000, 50)
+        self.samples = _spin(1, 100000, 4)
+        self.seed = _spin(0, 2**31 - 1, 0)
+        self.device = QtWidgets.QComboBox()
+        self.device.addItems(available_devices())
+        self.precision = QtWidgets.QComboBox()
+        self.precision.addItems(["bf16", "fp32"])
+        self.precision.setToolTip("Network autocast dtype on GPU; solver state stays float32.")
+        self.prior = QtWidgets.QComboBox()
+        self.prior.addItems([*PRIORS, _FOLDER])
+        self.prior.setToolTip("default: the bundled prior; gaussian: exact Gaussian prior (tests, checks);"
+                              " or a folder with card.json and weights.")
+        self.cost = QtWidgets.QLabel()
+        self.cost.setWordWrap(True)
+        self.warning = QtWidgets.QLabel()
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #d08000; font-weight: bold;")
+        self.warning.hide()
+
+        budget = QtWidgets.QFormLayout()
+        budget.addRow("Steps", self.steps)
+        budget.addRow("Samples", self.samples)
+        budget.addRow("Seed", self.seed)
+        budget.addRow("Device", self.device)
+        budget.addRow("Precision", self.precision)
+        budget.addRow("Prior", self.prior)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.solver_box)
+        layout.addWidget(self.reference)
+        layout.addWidget(self.form)
+        layout.addLayout(budget)
+        layout.addWidget(self.cost)
+        layout.addWidget(self.warning)
+        layout.addStretch(1)
+
+        self._fill_solvers()
+        self.solver_box.currentIndexChanged.connect(self._on_solver_changed)
+        self.form.changed.connect(self._on_any_change)
+        for w in (self.steps, self.samples, self.seed):
+            w.valueChanged.connect(self._on_any_change)
+        for w in (self.device, self.precision):
+            w.currentIndexChanged.connect(self._on_any_change)
+        self.prior.activated.connect(self._on_prior_activated)
+        self._on_solver_changed()
+
+    # ------------------------------------------------------------------ model -> view
+    def _fill_solvers(self) -> None:
+        model = self.solver_box.model()
+        model.clear()
+        for name, info in _solvers().items():
+            item = QtGui.QStandardItem(f"{name} — {info.title}")
+            item.setData(name, QtCore.Qt.ItemDataRole.UserRole)
+            model.appendRow(item)
+
+    def set_operator(self, op) -> None:
+        """Grey out the solvers ``op`` cannot serve, with the reason as tooltip."""
+        self._op = op
+        model = self.solver_box.model()
+        solvers = _solvers()
+        for row in range(model.rowCount()):
+            item = model.item(row)
+            info = solvers[item.data(QtCore.Qt.ItemDataRole.UserRole)]
+            reason = info.unmet_need(op) if op is not None else None
+            item.setEnabled(reason is None)
+            item.setToolTip(reason or info.reference)
+        current = model.item(self.solver_box.currentIndex()) if model.rowCount() else None
+        if current is not None and not current.isEnabled():
+            for row in range(model.rowCount()):
+                if model.item(row).isEnabled():
+                    self.solver_box.setCurrentIndex(row)
+                    break
+        self._on_any_change()
+
+    def set_config(self, config: RunConfig) -> None:
+        """Show ``config`` (restored settings or a result's provenance) without signal loops."""
+        widgets = (self.solver_box, self.steps, self.samples, self.seed, self.device, self.precision, self.prior)
+        blockers = [QtCore.QSignalBlocker(w) for w in widgets]
+        index = self.solver_box.findData(config.solver, QtCore.Qt.ItemDataRole.UserRole)
+        if index >= 0:
+            self.solver_box.setCurrentIndex(index)
+        self.steps.setValue(int(config.steps))
+        self.samples.setValue(int(config.samples))
+        self.seed.setValue(int(config.seed))
+        _select(self.device, config.device)
+        _select(self.precision, config.precision)
+        _select(self.prior, config.prior, insert_at=len(PRIORS))
+        del blockers
+        self._on_solver_changed()
+        self.form.set_values(dict(config.params))
+        self._on_any_change()
+
+    # ------------------------------------------------------------------ view -> model
+    def solver_name(self) -> str | None:
+        return self.solver_box.currentData(QtCore.Qt.ItemDataRole.UserRole)
+
+    def solver_info(self):
+        return _solvers().get(self.solver_name() or "")
+
+    def config(self, base: RunConfig | None = None) -> RunConfig:
+        base = base or RunConfig()
+        return dataclasses.replace(
+            base, solver=self.solver_name() or base.solver, params=self.form.values(),
+            steps=self.steps.value(), samples=self.samples.value(), seed=self.seed.value(),
+            device=self.device.currentText(), precision=self.precision.currentText(),
+            prior=self.prior.currentText())
+
+    def is_deterministic(self) -> bool:
+        info = self.solver_info()
+        if info is None:
+            return False
+        try:
+            return not info.is_posterior(info.Params(**self.form.values()))
+        except Exception:  # invalid form values: the run will report them
+            return False
+
+    def predicted_nfe(self) -> int:
+        """Network evaluations before planning: steps x samples x evaluations per step."""
+        info = self.solver_info()
+        per_step = 0 if info is not None and not info.uses_prior else int(getattr(info, "nfe_per_step", 1))
+        return self.steps.value() * self.samples.value() * per_step
+
+    def show_plan(self, planned) -> None:
+        """Replace the estimate by the engine's plan (time and memory known only now)."""
+        mem = planned.predicted_peak_bytes
+        from .memory import format_bytes
+
+        nfe = planned.nfe_per_sample * sum(planned.batches)
+        self.cost.setText(f"Planned on {planned.device}: {nfe} network evaluations in "
+                          f"{len(planned.batches)} batch(es) {planned.batches}; predicted peak memory "
+                          f"{format_bytes(mem) if mem else 'unknown'}.")
+
+    # ------------------------------------------------------------------ slots
+    def _on_solver_changed(self, *_):
+        info = self.solver_info()
+        self.form.set_params_class(info.Params if info is not None else None)
+        self.reference.setText(info.reference if info is not None else "No solvers are registered.")
+        self._on_any_change()
+
+    def _on_any_change(self, *_):
+        info = self.solver_info()
+        per = "" if info is None else (" (with backpropagation)" if "grad" in info.needs else "")
+        self.cost.setText(f"Predicted: {self.steps.value()} steps × {self.samples.value()} samples "
+                          f"= {self.predicted_nfe()} network evaluations{per}.")
+        deterministic = self.is_deterministic()
+        self.warning.setText("⚠ This solver is deterministic: the spread over seeds is not a "
+                             "posterior standard deviation." if deterministic else "")
+        self.warning.setVisible(deterministic)
+        self.changed.emit()
+
+    def _on_prior_activated(self, index: int) -> None:
+        if self.prior.itemText(index) == _FOLDER:
+            folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Prior folder (card.json + weights)")
+            _select(self.prior, folder or PRIORS[0], insert_at=len(PRIORS))
+        self._on_any_change()
+
+    # ------------------------------------------------------------------ persistence
+    def save_settings(self, settings: QtCore.QSettings) -> None:
+        c = self.config()
+        settings.setValue("run/config", json.dumps({
+            "solver": c.solver, "params": {k: v for k, v in c.params.items()}, "steps": c.steps,
+            "samples": c.samples, "seed": c.seed, "device": c.device, "precision": c.precision,
+            "prior": c.prior}))
+
+    def restore_settings(self, settings: QtCore.QSettings) -> None:
+        raw = settings.value("run/config")
+        if not raw:
+            return
+        try:
+            d = json.loads(raw)
+            self.set_config(RunConfig(**{k: v for k, v in d.items() if k in RunConfig.__dataclass_fields__}))
+        except (ValueError, TypeError):  # stale settings from another version are ignored
+            pass
+
+
+def _spin(lo: int, hi: int, value: int) -> QtWidgets.QSpinBox:
+    box = QtWidgets.QSpinBox()
+    box.setRange(lo, hi)
+    box.setValue(value)
+    return box
+
+
+def _select(box: QtWidgets.QComboBox, text: str, insert_at: int | None = None) -> None:
+    index = box.findText(text)
+    if index < 0 and insert_at is not None and text:
+        box.insertItem(insert_at, text)
+        index = insert_at
+    if index >= 0:
+        box.setCurrentIndex(index)
