@@ -1,0 +1,198 @@
+"""Plain images (TIFF, PNG, an HDF5 dataset) and simulated measurements built from them.
+
+:func:`read_image` returns the stored values as float32 ``(C, H, W)`` without rescaling (a uint8
+PNG reads as 0..255); :func:`simulate` turns such a ground truth into a measurement under one of
+the forward models, with noise of a given standard deviation in the image's own units.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from ...errors import InputError
+from ...measurement import Measurement
+from ..h5 import open_readonly, require_dataset
+from ._common import MAX_SIDE, damaged_file_guard, operator_class, value_range_of
+
+_MAX_CHANNELS = 4
+_TIFF = (".tif", ".tiff")
+_PNG = (".png",)
+_H5 = (".h5", ".hdf5", ".hdf", ".nxs", ".he5")
+
+
+def _to_chw(arr: np.ndarray, where: str) -> np.ndarray:
+    """(H, W), (H, W, C<=4) or (C<=4, H, W) as float32 (C, H, W); alpha channels dropped."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"{where} holds dtype {arr.dtype}; expected a real numeric image.")
+    if arr.ndim == 2:
+        arr = arr[None]
+    elif arr.ndim == 3 and arr.shape[-1] <= _MAX_CHANNELS < arr.shape[0]:
+        arr = np.moveaxis(arr, -1, 0)
+        if arr.shape[0] in (2, 4):  # grey + alpha, RGB + alpha
+            arr = arr[:-1]
+    elif not (arr.ndim == 3 and arr.shape[0] <= _MAX_CHANNELS):
+        raise InputError(f"{where} has shape {arr.shape}; expected an image (H, W), (H, W, C) or "
+                         f"(C, H, W) with at most {_MAX_CHANNELS} channels.")
+    if min(arr.shape[1:]) < 2 or max(arr.shape[1:]) > MAX_SIDE:
+        raise InputError(f"{where} has shape {arr.shape}; image sides must lie in 2..{MAX_SIDE}.")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise InputError(f"{where} contains NaN or Inf values; all pixel values must be finite.")
+    return arr
+
+
+def _check_claimed(shape, path: Path) -> None:
+    if any(int(s) > MAX_SIDE for s in shape) or int(np.prod([int(s) for s in shape])) > MAX_SIDE * MAX_SIDE * 4:
+        raise InputError(f"File {path} claims an image of shape {tuple(shape)}; sides up to {MAX_SIDE} are accepted.")
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            _check_claimed(series.shape, path)
+            return series.asarray()
+    except InputError:
+        raise
+    except Exception as err:  # tifffile raises many types for damaged files
+        raise InputError(f"File {path} cannot be read as TIFF; it may be truncated or damaged ({err}).") from None
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            _check_claimed((im.height, im.width), path)  # checked before the pixels are decoded
+            if im.mode == "P":
+                im = im.convert("RGBA")
+            return np.asarray(im)
+    except InputError:
+        raise
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError
+        raise InputError(f"File {path} cannot be read as PNG; it may be truncated or damaged ({err}).") from None
+
+
+def _read_h5(path: Path, dataset: str | None, allow_external: bool) -> np.ndarray:
+    with damaged_file_guard(path), open_readonly(path, allow_external=allow_external) as f:
+        if dataset is None:
+            found: list[str] = []
+            f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset)
+                         and obj.ndim in (2, 3) and obj.dtype.kind in "fiu" else None)
+            if len(found) != 1:
+                listed = ", ".join(found[:5]) or "none"
+                raise InputError(f"File {path} holds {len(found)} image-like datasets ({listed}); name one "
+                                 "with dataset=.")
+            dataset = found[0]
+        ds = require_dataset(f, dataset, path, kinds="fiub", what="a real 2-D or 3-D image")
+        if ds.ndim not in (2, 3):
+            raise InputError(f"File {path}: dataset {ds.name} has shape {ds.shape}; expected a 2-D or 3-D image.")
+        _check_claimed(ds.shape, path)
+        try:
+            return np.asarray(ds[()])
+        except (OSError, RuntimeError, ValueError) as err:
+            raise InputError(f"File {path}: dataset {ds.name} cannot be read; the file may be damaged ({err}).") from None
+
+
+def read_image(path: str | os.PathLike, dataset: str | None = None, *, allow_external: bool = False) -> np.ndarray:
+    """The image in a TIFF, PNG or HDF5 file (``dataset`` names the HDF5 dataset) as float32
+    ``(C, H, W)``, values as stored."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"File {path} does not exist; expected a TIFF, PNG or HDF5 image.")
+    suffix = path.suffix.lower()
+    if suffix in _TIFF:
+        arr, where = _read_tiff(path), f"File {path}"
+    elif suffix in _PNG:
+        arr, where = _read_png(path), f"File {path}"
+    elif suffix in _H5 or h5py.is_hdf5(path):
+        arr = _read_h5(path, dataset, allow_external)
+        where = f"File {path}" + (f", dataset {dataset}," if dataset else "")
+    else:
+        raise InputError(f"File {path} has suffix {suffix!r}; valid image files are .tif, .tiff, .png and .h5.")
+    return _to_chw(arr, where)
+
+
+# ------------------------------------------------------------------------------ simulation
+#: Options of each kind of simulated measurement and their defaults.
+SIMULATE_OPTIONS: dict[str, dict[str, Any]] = {
+    "denoise": {},
+    "inpaint": {"fraction_missing": 0.5},
+    "deblur": {"kernel_size": 9, "kernel_std": 2.0},
+    "sr": {"factor": 4},
+    "ct": {"n_views": 30},
+    "ct_limited": {"range_deg": 120.0, "n_views": 60},
+    "mri": {"acceleration": 4.0, "center_fraction": None, "mask_kind": "random", "coils": 1},
+}
+
+
+def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: float, seed: int):
+    c, h, w = shape
+    if kind in ("ct", "ct_limited", "mri") and c != 1:
+        raise InputError(f"Simulated {kind} needs a single-channel image; this one has {c} channels.")
+    if kind == "denoise":
+        return operator_class("Denoise")(shape, noise)
+    if kind == "inpaint":
+        mask = operator_class("random_mask")(shape, float(o["fraction_missing"]), seed)
+        return operator_class("Inpaint")(shape, mask, noise)
+    if kind == "deblur":
+        kernel = operator_class("gaussian_kernel")(int(o["kernel_size"]), float(o["kernel_std"]))
+        return operator_class("Blur")(shape, kernel, noise)
+    if kind == "sr":
+        return operator_class("SuperResolution")(shape, int(o["factor"]), noise)
+    if kind == "ct":
+        angles = operator_class("sparse_view_angles")(int(o["n_views"]))
+        return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise)
+    if kind == "ct_limited":
+        angles = operator_class("limited_angle_angles")(float(o["range_deg"]), int(o["n_views"]))
+        return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise)
+    mask = operator_class("cartesian_mask")((h, w), float(o["acceleration"]), o["center_fraction"],
+                                            str(o["mask_kind"]), seed)
+    n_coils = int(o["coils"])
+    maps = operator_class("birdcage_maps")((h, w), n_coils) if n_coils > 1 else None
+    return operator_class("MRI")(shape, mask, coil_maps=maps, noise_sigma=noise)
+
+
+def simulate(image: np.ndarray, operator_kind: str, options: dict[str, Any] | None = None,
+             noise: float = 0.0, seed: int = 0, *, units: str = "a.u.", pixel_size: float = 1.0,
+             pixel_unit: str = "px", title: str = "") -> Measurement:
+    """A measurement ``y = A x + noise`` of the ground truth ``image`` ((H, W) or (C, H, W)).
+
+    ``noise`` is the standard deviation of white Gaussian noise in the image's units (per real
+    component for complex measurements); ``seed`` fixes both the random mask and the noise.
+    ``options`` may set the keys of :data:`SIMULATE_OPTIONS` for the kind; others are refused.
+    """
+    if operator_kind not in SIMULATE_OPTIONS:
+        raise InputError(f"Simulated forward model {operator_kind!r} is unknown; valid kinds are "
+                         f"{', '.join(SIMULATE_OPTIONS)}.")
+    defaults = SIMULATE_OPTIONS[operator_kind]
+    unknown = sorted(set(options or {}) - set(defaults))
+    if unknown:
+        raise InputError(f"Option {unknown[0]!r} does not apply to {operator_kind}; valid options are "
+                         f"{', '.join(defaults) or 'none'}.")
+    opts = {**defaults, **(options or {})}
+    if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise >= 0):
+        raise InputError(f"Simulation noise is {noise!r}; expected a finite standard deviation >= 0.")
+    x = _to_chw(np.asarray(image), "The image to simulate from")
+    try:
+        op = _operator(operator_kind, tuple(x.shape), opts, float(noise), int(seed))
+    except (TypeError, ValueError) as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(f"Options {opts} are not valid for {operator_kind} ({err}).") from None
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        y = op.simulate(torch.from_numpy(x)[None], generator)[0].numpy()
+    return Measurement(
+        y=y, operator=op.to_spec(), noise_sigma=float(noise), units=units, value_range=value_range_of(x),
+        ground_truth=x, pixel_size=pixel_size, pixel_unit=pixel_unit,
+        title=title or f"simulated {operator_kind}", attrs={"simulated": operator_kind, "seed": int(seed)},
+    )

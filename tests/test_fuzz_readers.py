@@ -1,0 +1,149 @@
+"""Property: every reader, given any mutation of a valid small file, returns or raises InputError.
+
+Mutations: delete a dataset, change its dtype or shape, insert NaN/Inf, add an external link or a
+virtual dataset reading another file, change an attribute, truncate the file, overwrite bytes.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_importers import image, write_dxchange, write_fastmri, write_nxtomo  # noqa: E402
+
+from diffrecon.errors import InputError  # noqa: E402
+from diffrecon.io import read_measurement, write_measurement  # noqa: E402
+from diffrecon.io.importers import import_dxchange, import_fastmri, import_nxtomo, simulate  # noqa: E402
+from diffrecon.operators import cartesian_mask  # noqa: E402
+
+_BASE = Path(tempfile.mkdtemp(prefix="diffrecon-fuzz-"))
+atexit.register(shutil.rmtree, _BASE, True)
+
+
+def _build_bases() -> dict:
+    write_fastmri(_BASE / "fastmri_multi.h5", coils=3, slices=2, mask=cartesian_mask((32, 32), 4, 0.25))
+    write_fastmri(_BASE / "fastmri_single.h5", coils=1, slices=2, string_attrs=True)
+    write_dxchange(_BASE / "dxchange.h5")
+    write_nxtomo(_BASE / "nxtomo.h5")
+    write_measurement(_BASE / "measurement.h5", simulate(image(16), "inpaint", noise=0.01))
+    return {
+        "fastmri_multi.h5": import_fastmri,
+        "fastmri_single.h5": import_fastmri,
+        "dxchange.h5": import_dxchange,
+        "nxtomo.h5": import_nxtomo,
+    }
+
+
+IMPORTERS = _build_bases()
+# The project's own format (diffrecon.io.read_measurement) goes through the same property.
+READERS = {**IMPORTERS, "measurement.h5": read_measurement}
+DTYPES = [np.int8, np.uint16, np.float16, np.float64, np.complex64, np.bool_, "S4"]
+
+
+def _datasets(f: h5py.File) -> list[str]:
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names
+
+
+def _replace(f: h5py.File, name: str, data) -> None:
+    del f[name]
+    f.create_dataset(name, data=data)
+
+
+def mutate(path: Path, op: str, pick: int, shape: tuple, dtype_i: int, frac: float, data: bytes) -> None:
+    if op in ("truncate", "bytes"):
+        raw = bytearray(path.read_bytes())
+        if op == "truncate":
+            raw = raw[: int(len(raw) * frac)]
+        else:
+            at = int(len(raw) * frac)
+            raw[at: at + len(data)] = data
+        path.write_bytes(bytes(raw))
+        return
+    with h5py.File(path, "a") as f:
+        names = _datasets(f)
+        name = names[pick % len(names)]
+        ds = f[name]
+        if op == "delete":
+            del f[name]
+        elif op == "dtype":
+            dt = DTYPES[dtype_i % len(DTYPES)]
+            arr = ds[()]
+            try:
+                arr = np.asarray(arr).astype(dt)
+            except (TypeError, ValueError):
+                arr = np.zeros(ds.shape, dt)
+            _replace(f, name, arr)
+        elif op == "shape":
+            _replace(f, name, np.ones(shape, ds.dtype if ds.dtype.kind in "fciub" else np.float32))
+        elif op == "nan":
+            arr = np.asarray(ds[()])
+            if arr.dtype.kind in "fc" and arr.size:
+                arr.reshape(-1)[pick % arr.size] = np.nan if dtype_i % 2 else np.inf
+                _replace(f, name, arr)
+        elif op == "external":
+            parent = f[name].parent
+            del f[name]
+            parent[name.rsplit("/", 1)[-1]] = h5py.ExternalLink("elsewhere.h5", "/data")
+        elif op == "virtual":
+            layout = h5py.VirtualLayout(shape=ds.shape, dtype=ds.dtype)
+            layout[...] = h5py.VirtualSource("elsewhere.h5", "/data", shape=ds.shape)
+            del f[name]
+            f.create_virtual_dataset(name, layout, fillvalue=0)
+        elif op == "attr":
+            target = f[name] if dtype_i % 2 else f[name].parent
+            keys = list(target.attrs) or ["units"]
+            target.attrs[keys[pick % len(keys)]] = [b"x", "rad?", np.nan, -3, np.zeros((2, 2))][dtype_i % 5]
+
+
+# DIFFRECON_FUZZ_EXAMPLES raises the count for a longer hunt; no example database is written.
+FUZZ = settings(max_examples=int(os.environ.get("DIFFRECON_FUZZ_EXAMPLES", "60")), deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+MUTATIONS = dict(
+    op=st.sampled_from(["delete", "dtype", "shape", "nan", "external", "virtual", "attr", "truncate", "bytes"]),
+    pick=st.integers(0, 1000),
+    shape=st.lists(st.integers(0, 5), min_size=0, max_size=4).map(tuple),
+    dtype_i=st.integers(0, 100),
+    frac=st.floats(0.0, 0.999),
+    data=st.binary(min_size=1, max_size=64),
+)
+
+
+def check_reader(layout, op, pick, shape, dtype_i, frac, data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / layout
+        shutil.copyfile(_BASE / layout, path)
+        try:
+            mutate(path, op, pick, shape, dtype_i, frac, data)
+        except (OSError, KeyError, TypeError, ValueError, RuntimeError):
+            return  # the mutation itself was impossible for this file; nothing to read
+        try:
+            READERS[layout](path)
+        except InputError as err:
+            assert str(err).strip(), "an InputError must carry a sentence"
+
+
+@FUZZ
+@given(layout=st.sampled_from(sorted(IMPORTERS)), **MUTATIONS)
+def test_mutated_import_files_import_or_raise_input_error(layout, op, pick, shape, dtype_i, frac, data):
+    check_reader(layout, op, pick, shape, dtype_i, frac, data)
+
+
+# Remove the marker once diffrecon.io.h5.open_readonly turns h5py's OSError/RuntimeError/
+# UnicodeDecodeError on damaged metadata into InputError (found by this test; reported).
+@pytest.mark.xfail(strict=False, reason="read_measurement lets h5py errors of damaged files escape")
+@FUZZ
+@given(**MUTATIONS)
+def test_mutated_measurement_files_read_or_raise_input_error(op, pick, shape, dtype_i, frac, data):
+    check_reader("measurement.h5", op, pick, shape, dtype_i, frac, data)
