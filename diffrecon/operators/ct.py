@@ -52,30 +52,30 @@ def joseph_matrix(h: int, w: int, angles_deg: np.ndarray, n_det: int) -> sp.csr_
     """The ``(n_angles * n_det, h * w)`` Joseph projection matrix in pixel units."""
     ci, cj = h // 2, w // 2
     t = (np.arange(n_det) - n_det // 2).astype(np.float64)[:, None]
-    rows, cols, vals = [], [], []
-    for a_idx, theta in enumerate(np.deg2rad(np.asarray(angles_deg, dtype=np.float64))):
+    ray = np.broadcast_to(np.arange(n_det)[:, None], (n_det, max(h, w)))
+    blocks = []  # one CSR block per view keeps the temporary memory to one view's worth
+    for theta in np.deg2rad(np.asarray(angles_deg, dtype=np.float64)):
         c, s = math.cos(theta), math.sin(theta)
-        ray = (a_idx * n_det + np.arange(n_det))[:, None]
-        if abs(c) >= abs(s):  # step over rows, interpolate along columns
-            step = (np.arange(h) - ci)[None, :]
-            pos = cj + (t + step * s) / c
-            fixed, n_interp, weight = np.arange(h)[None, :], w, 1.0 / abs(c)
+        rows_first = abs(c) >= abs(s)
+        if rows_first:  # step over rows, interpolate along columns
+            step, n_step, n_interp, weight = np.arange(h) - ci, h, w, 1.0 / abs(c)
+            pos = cj + (t + step[None, :] * s) / c
         else:  # step over columns, interpolate along rows
-            step = (np.arange(w) - cj)[None, :]
-            pos = ci + (step * c - t) / s
-            fixed, n_interp, weight = np.arange(w)[None, :], h, 1.0 / abs(s)
+            step, n_step, n_interp, weight = np.arange(w) - cj, w, h, 1.0 / abs(s)
+            pos = ci + (step[None, :] * c - t) / s
+        fixed = np.broadcast_to(np.arange(n_step)[None, :], pos.shape)
         lo = np.floor(pos)
         frac = pos - lo
         lo = lo.astype(np.int64)
+        rows, cols, vals = [], [], []
         for idx, wt in ((lo, 1.0 - frac), (lo + 1, frac)):
             ok = (idx >= 0) & (idx < n_interp) & (wt > 0)
-            fx = np.broadcast_to(fixed, idx.shape)[ok]
-            pix = fx * w + idx[ok] if abs(c) >= abs(s) else idx[ok] * w + fx
-            rows.append(np.broadcast_to(ray, idx.shape)[ok].astype(np.int64))
-            cols.append(pix.astype(np.int64))
+            rows.append(ray[:, :n_step][ok])
+            cols.append(fixed[ok] * w + idx[ok] if rows_first else idx[ok] * w + fixed[ok])
             vals.append((wt[ok] * weight).astype(np.float32))
-    m = len(angles_deg) * n_det
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, h * w))
+        blocks.append(sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                                    shape=(n_det, h * w)))
+    return sp.vstack(blocks, format="csr")
 
 
 def _filter_response(name: str, size: int) -> np.ndarray:
