@@ -59,6 +59,7 @@ class Planned:
     predicted_peak_bytes: int | None
     std_is_posterior: bool
     normalization: tuple[float, float]  # (scale, offset): physical = scale * prior + offset
+    predicted_seconds: float | None = None  # from a probe (see plan()); None inside run()
 
 
 @dataclass
@@ -372,6 +373,44 @@ def _auto_batch(samples: int, device: torch.device) -> int:
     # On the GPU all samples go in one batch and an out-of-memory error halves it; on the CPU
     # batches of 8 keep previews and Stop responsive without costing throughput.
     return samples if device.type == "cuda" else min(samples, 8)
+
+
+def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps: int = 3) -> Planned:
+    """Predict a run's time and peak memory by running the solver's first steps on the first
+    batch: a solver's memory per step is steady, so the probe's peak is the run's peak, and the
+    median step time times the number of steps and batches is its time."""
+    setup = prepare(measurement, config, denoiser)
+    dev, info = setup.device, setup.info
+    b = setup.batches[0]
+    rng = SampleRNG(config.seed, range(b), dev)
+    x_init = float(setup.sigmas[0]) * rng.randn(setup.op.image_shape) if info.uses_prior \
+        else torch.zeros(b, *setup.op.image_shape, device=dev)
+    den = _CountingDenoiser(setup.denoiser, _Counter(), setup.autocast, dev) if info.uses_prior else None
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    times, n_solver_steps = [], 1
+    t = time.perf_counter()
+    with torch.no_grad():
+        y = setup.y.expand(b, *setup.y.shape[1:])
+        for k, step in enumerate(info.solve(den, setup.op, y, setup.sigmas, x_init, params=setup.params, generator=rng)):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            now = time.perf_counter()
+            times.append(now - t)
+            t, n_solver_steps = now, step.n
+            if k + 1 >= probe_steps:
+                break
+    steps = len(setup.sigmas) - 1
+    per_step = float(np.median(times[1:] if len(times) > 1 else times))  # the first step warms up
+    seconds = per_step * n_solver_steps * sum(bb / b for bb in setup.batches)
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+    return Planned(
+        device=_device_name(dev), batches=list(setup.batches), steps=steps,
+        nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
+        predicted_peak_bytes=peak, std_is_posterior=info.is_posterior(setup.params),
+        normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds,
+    )
 
 
 def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | None = None,

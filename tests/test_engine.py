@@ -206,3 +206,15 @@ def test_nothing_outside_gui_imports_qt():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plan_predicts_time_from_a_probe_without_changing_results(problem, toy_solver):
+    m, prior = problem
+    cfg = RunConfig(solver="toy", steps=6, samples=3, batch_size=2, device="cpu")
+    planned = engine.plan(m, cfg, denoiser=prior)
+    assert planned.batches == [2, 1] and planned.nfe_per_sample == 6
+    assert planned.predicted_seconds is not None and 0 < planned.predicted_seconds < 10
+    assert planned.predicted_peak_bytes is None  # measured on GPUs only
+    _, a = _finish(engine.run(m, cfg, denoiser=prior))
+    _, b = _finish(engine.run(m, cfg, denoiser=prior))
+    assert np.array_equal(a.samples, b.samples)
