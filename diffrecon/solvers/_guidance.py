@@ -45,3 +45,44 @@ def vp_to_ve_gain(sigma_from: float, sigma_to: float) -> float:
 def zeros_like_batch(op, y: Tensor, batch: int) -> Tensor:
     """The starting image of the classical baselines: zeros, one per sample, on ``y``'s device."""
     return torch.zeros(batch, *op.image_shape, dtype=op.image_dtype, device=y.device)
+
+
+def tweedie_with_residual_grad(denoiser, op, x: Tensor, y: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
+    """``(x0_hat, grad_x ||y - A x0_hat||)`` per sample, backpropagated through the network.
+
+    The gradient of DPS (Chung et al., ICLR 2023, Eq. 16); samples are independent, so the
+    gradient of the sum over the batch is each sample's own gradient.
+    """
+    with torch.enable_grad():
+        x_i = x.detach().requires_grad_(True)
+        x0_hat = denoiser(x_i, sigma)
+        residual = smooth_norm(measured_residual(op, x0_hat, y))
+        (grad,) = torch.autograd.grad(residual.sum(), x_i)
+    return x0_hat.detach(), grad
+
+
+def range_null_space(op, x0_hat: Tensor, y: Tensor, lam: float = 1.0) -> Tensor:
+    """``x0_hat - lam A^+ (A x0_hat - y)``: DDNM's range-null-space correction (Wang et al.,
+    ICLR 2023, Eq. 3; ``lam < 1`` is DDNM+'s partial correction, Eq. 17)."""
+    return x0_hat - lam * op.A_pinv(op.A(x0_hat) - y)
+
+
+GUIDANCE = ("projection", "dps", "none")
+
+
+def guided_estimate(guidance: str, denoiser, op, x: Tensor, y: Tensor, sigma: float, sigma_next: float,
+                    zeta: float) -> tuple[Tensor, Tensor | None]:
+    """``(x0, shift)`` for the accelerated samplers (DDIM, DPM-Solver++) with guidance.
+
+    ``projection``: x0 is DDNM's range-null-space correction of the Tweedie estimate, no shift.
+    ``dps``: x0 is the Tweedie estimate and ``shift = -zeta * gain * grad ||y - A x0_hat||`` is
+    added to the next state, as DPS does after its unconditional step (gain: the VP -> VE factor).
+    ``none``: the unconditional sampler.
+    """
+    if guidance == "dps":
+        x0_hat, grad = tweedie_with_residual_grad(denoiser, op, x, y, sigma)
+        return x0_hat, -(zeta * vp_to_ve_gain(sigma, sigma_next)) * grad
+    x0_hat = denoiser(x, sigma)
+    if guidance == "projection":
+        return range_null_space(op, x0_hat, y), None
+    return x0_hat, None

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
-from ._guidance import match_batch
+from ._guidance import match_batch, range_null_space
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def _step(denoiser, op, x, y, sigma, sigma_next, eta, generator):
         lam, gamma = 1.0, (sigma_up**2 - (a_t * sigma_y) ** 2) ** 0.5
     else:
         lam, gamma = sigma_up / (a_t * sigma_y), 0.0
-    x0_proj = x0_hat - lam * op.A_pinv(op.A(x0_hat) - y)                    # 3: range-null-space fix
+    x0_proj = range_null_space(op, x0_hat, y, lam)                           # 3: range-null-space fix
     x_next = ddim_step(x, x0_proj, sigma, sigma_down)                       # 4: posterior mean, a_t x0 + b_t x
     if gamma > 0:
         x_next = x_next + gamma * generator.randn_like(x)                   # 5: shrunk fresh noise

@@ -27,10 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-import torch
-
 from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
-from ._guidance import match_batch, measured_residual, smooth_norm, vp_to_ve_gain
+from ._guidance import match_batch, tweedie_with_residual_grad, vp_to_ve_gain
 
 
 @dataclass(frozen=True)
@@ -45,13 +43,8 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     y = match_batch(y, x.shape[0])
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        with torch.enable_grad():
-            x_i = x.detach().requires_grad_(True)
-            x0_hat = denoiser(x_i, sigma)                                   # 4: Tweedie estimate
-            residual = smooth_norm(measured_residual(op, x0_hat, y))        # ||y - A x0_hat|| per sample
-            # Samples are independent, so the gradient of the sum is each sample's own gradient.
-            (grad,) = torch.autograd.grad(residual.sum(), x_i)
-        x0_hat = x0_hat.detach()
+        # 4: Tweedie estimate and the per-sample gradient of ||y - A x0_hat|| through the network.
+        x0_hat, grad = tweedie_with_residual_grad(denoiser, op, x, y, sigma)
         sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta=1.0)
         x_prime = ddim_step(x, x0_hat, sigma, sigma_down)                   # 5-6: reverse-process mean
         if sigma_up > 0:

@@ -1,0 +1,48 @@
+"""Unconditional ancestral sampling (DDPM): Ho, Jain & Abbeel, NeurIPS 2020.
+
+Algorithm 2 draws ``x_{t-1}`` from the forward-process posterior ``q(x_{t-1} | x_t, x0)`` with
+x0 replaced by the network's estimate (Eq. 6-7). It ignores the measurement: its samples are
+draws from the prior, which is what a check of a prior (do its samples look like the data?)
+needs, and the spread of the prior is the reference the posterior std is compared with.
+
+VP -> VE translation. With ``x_ve = x_vp / sqrt(abar)`` and ``sigma^2 = (1 - abar) / abar``, Eq. 7's
+mean and variance become, from level sigma to sigma',
+
+    x' = x0_hat + (sigma'^2 / sigma^2) (x - x0_hat) + sigma' sqrt(1 - sigma'^2 / sigma^2) eps,
+
+DDIM's ancestral step with eta = 1 (Song et al., ICLR 2021, Eq. 16), so it reuses
+:func:`~diffrecon.solvers._common.ancestral_step`. The "fixed small" variance ``beta_tilde`` of
+the paper is the one this form gives; the DDPM training schedule only enters through ``sigmas``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from ._common import SolverInfo, Step, ancestral_step, ddim_step
+
+
+@dataclass(frozen=True)
+class Params:
+    """DDPM has no settings besides the schedule."""
+
+
+def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iterator[Step]:
+    n = len(sigmas) - 1
+    x = x_init
+    for i in range(n):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        x0_hat = denoiser(x, sigma)                                          # 4: eps_theta as x0_hat
+        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta=1.0)
+        x = ddim_step(x, x0_hat, sigma, sigma_down)                          # 4: posterior mean, Eq. 7
+        if sigma_up > 0:
+            x = x + sigma_up * generator.randn_like(x)                       # 3-4: sigma_t z
+        yield Step(i, n, sigma_next, x, x0_hat, i + 1)
+
+
+INFO = SolverInfo(
+    name="ddpm", solve=solve, Params=Params,
+    title="DDPM (unconditional prior samples; ignores the measurement)",
+    reference="Ho, Jain & Abbeel, NeurIPS 2020",
+    needs=frozenset(), posterior=True, uses_prior=True,
+)

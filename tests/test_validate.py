@@ -1,0 +1,124 @@
+"""The validity report's machinery: exact posteriors, its statistics, a tiny report run, the CLI."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from diffrecon.errors import InputError
+from diffrecon.priors.gmm import GaussianMixturePrior
+from diffrecon.validate import add_validate_parser, render_markdown, render_png, run_validate
+from diffrecon.validate.exact import dense_forward, gaussian_update
+from diffrecon.validate.problems import Problem, make_prior
+from diffrecon.validate.report import Settings, evaluate
+from diffrecon.validate.stats import ks_reject_fraction, mean_error, variance_ratio
+from posterior_reference import gaussian_posterior, gmm_posterior
+
+SIZE = 8
+
+
+def test_gmm_posterior_of_a_one_component_mixture_is_the_gaussian_posterior():
+    gauss = make_prior("gaussian", SIZE)
+    mix = GaussianMixturePrior(torch.ones(1), gauss.mean[None], gauss.power[None])
+    problem = Problem("gaussian", "inpaint", SIZE)
+    _, y = problem.draw(0)
+    mean, cov = gaussian_posterior(gauss, problem.op, y)
+    post = gmm_posterior(mix, problem.op, y)
+    torch.testing.assert_close(post.means[0], mean.reshape(-1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(post.covs[0], cov, rtol=0, atol=1e-6)
+    assert post.weights.tolist() == [1.0]
+
+
+def test_gaussian_update_evidence_is_the_multivariate_normal_density_of_y():
+    problem = Problem("gaussian", "ct", SIZE)
+    _, y = problem.draw(1)
+    A, rows = dense_forward(problem.op)
+    mu, C = problem.prior.mean.reshape(-1).double(), problem.prior.covariance_matrix()
+    s2 = problem.op.noise_sigma**2
+    _, _, log_evidence = gaussian_update(mu, C, A, y.reshape(-1).double()[rows], s2)
+    S = A @ C @ A.T + s2 * torch.eye(A.shape[0], dtype=torch.float64)
+    expected = torch.distributions.MultivariateNormal(A @ mu, S).log_prob(y.reshape(-1).double()[rows])
+    assert abs(log_evidence - float(expected)) < 1e-6 * abs(float(expected)) + 1e-9
+
+
+def test_gmm_posterior_puts_its_weight_on_the_component_that_made_the_data():
+    problem = Problem("gmm", "inpaint", SIZE)
+    g = torch.Generator().manual_seed(0)
+    bright = problem.prior.means[1] + 0.05 * torch.randn(1, SIZE, SIZE, generator=g)  # near component 1
+    y = problem.op.A(bright[None])
+    post = gmm_posterior(problem.prior, problem.op, y)
+    assert post.weights[1] > 0.999
+    torch.testing.assert_close(post.mean, post.means[1], rtol=0, atol=1e-3)
+
+
+def test_exact_draws_pass_the_statistics_and_shifted_or_shrunk_draws_fail_them():
+    problem = Problem("gmm", "ct", SIZE)
+    _, y = problem.draw(2)
+    post = gmm_posterior(problem.prior, problem.op, y)
+    draws = post.sample(400, torch.Generator().manual_seed(0)).numpy()
+    prior_mean = torch.einsum("k,kchw->chw", problem.prior.weights, problem.prior.means).numpy()
+    assert mean_error(draws, post, prior_mean) < 0.15
+    med, lo, hi = variance_ratio(draws, post)
+    assert 0.85 < med < 1.15 and 0.7 < lo <= med <= hi < 1.3
+    assert ks_reject_fraction(draws, post) < 0.15  # about 0.05 expected
+    std = post.variance.sqrt().numpy()
+    assert ks_reject_fraction(draws + std, post) > 0.9
+    shrunk = post.mean.numpy() + 0.3 * (draws - post.mean.numpy())
+    assert variance_ratio(shrunk, post)[0] < 0.12 and ks_reject_fraction(shrunk, post) > 0.5
+
+
+SETTINGS = Settings(size=SIZE, samples=8, steps=4, trials=2)
+
+
+def test_report_scores_a_posterior_solver_and_proves_a_deterministic_one_reproducible_and_uncalibrated():
+    problem = Problem("gaussian", "inpaint", SIZE)
+    exact = evaluate(problem, "exact", SETTINGS)
+    ddrm = evaluate(problem, "ddrm", SETTINGS)
+    pnp = evaluate(problem, "pnp_admm", SETTINGS)
+    assert len(exact.coverage) == len(ddrm.coverage) == 2
+    assert 0.6 < exact.mean_coverage <= 1.0 and 0.4 < exact.var_ratio[0] < 2.0
+    assert np.isfinite(ddrm.mean_error) and ddrm.reproducible is None
+    # PnP-ADMM ignores the seed: reproducible, zero spread, so its "intervals" cover nothing.
+    assert pnp.reproducible is True and pnp.var_ratio[0] == 0.0 and pnp.mean_coverage < 0.2
+    text = render_markdown([exact, ddrm, pnp], SETTINGS)
+    assert "| ddrm | posterior |" in text and "| pnp_admm | point/seed spread |" in text and "| yes |" in text
+
+
+def test_report_marks_a_solver_the_operator_cannot_serve_and_draws_the_chart(tmp_path):
+    problem = Problem("gmm", "ct", SIZE)
+    row = evaluate(problem, "ddrm", SETTINGS)
+    assert "SVD" in row.note and not row.coverage
+    exact = evaluate(problem, "exact", SETTINGS)
+    assert "| ddrm | n/a | ddrm needs an SVD" in render_markdown([exact, row], SETTINGS)
+    png = tmp_path / "chart.png"
+    render_png([exact, row], png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    add_validate_parser(parser.add_subparsers())
+    return parser.parse_args(["validate", *argv])
+
+
+def test_cli_refuses_an_unknown_or_classical_solver_and_too_few_samples(tmp_path):
+    with pytest.raises(InputError, match="--solvers"):
+        run_validate(_args("--solvers", "nope", "--out", str(tmp_path / "r.md")))
+    with pytest.raises(InputError, match="--solvers"):
+        run_validate(_args("--solvers", "cg", "--out", str(tmp_path / "r.md")))
+    with pytest.raises(InputError, match="--samples"):
+        run_validate(_args("--solvers", "ddrm", "--samples", "2", "--out", str(tmp_path / "r.md")))
+    with pytest.raises(SystemExit):
+        _args("--size", "12")
+
+
+def test_cli_writes_the_markdown_report_and_its_chart(tmp_path, capsys):
+    out = tmp_path / "report.md"
+    assert run_validate(_args("--solvers", "ddrm", "--samples", "4", "--steps", "2", "--trials", "1",
+                              "--out", str(out))) == 0
+    text = out.read_text()
+    assert text.count("| exact | exact draws |") == 4 and text.count("| ddrm | posterior |") == 2
+    assert "![validity chart](report.png)" in text and (tmp_path / "report.png").stat().st_size > 5000
+    assert "## gmm / ct" in capsys.readouterr().out
