@@ -3,8 +3,16 @@
     diffrecon demo KIND --out FILE [--size N] [--seed S] [--noise SIGMA]
     diffrecon solvers
     diffrecon info FILE
+    diffrecon import FILE --out OUT.h5 [--format auto|fastmri|dxchange|nxtomo] [--slice N] [--size N] ...
+    diffrecon simulate IMAGE --operator KIND [--option KEY=VALUE ...] --noise SIGMA --out FILE ...
     diffrecon reconstruct FILE --out OUT [--solver NAME] [--steps N] [--samples K] [--seed S] ...
+    diffrecon export RESULT.h5 --what mean|std|samples|error --out PATH [--format tiff|png|h5] [--cmap NAME]
+    diffrecon train --data DATA --out FOLDER ...          (diffrecon.training)
+    diffrecon validate [--solvers A,B] [--out REPORT.md]   (diffrecon.validate)
+    diffrecon compare FILE [--solvers A,B] [--steps N,M]   (diffrecon.compare)
     diffrecon gui [FILE] [--reconstruct] [--screenshot OUT.png] [--quit]
+
+Commands that live in other modules are listed in :data:`COMMAND_REGISTRARS`.
 
 Errors a user can cause end as one sentence on stderr and exit code 2, never a traceback.
 """
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import re
 import signal
@@ -25,6 +34,14 @@ from .errors import DiffreconError, InputError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+#: Commands defined outside this file: (module, function). ``function(subparsers)`` adds one
+#: subcommand whose parser sets ``func`` (``func(args) -> int``); a new command is one more line.
+COMMAND_REGISTRARS: list[tuple[str, str]] = [
+    ("diffrecon.training", "add_train_parser"),
+    ("diffrecon.validate", "add_validate_parser"),
+    ("diffrecon.compare", "add_compare_parser"),
+]
 _GUI_HINT = ("use the command line instead (diffrecon --help), or set QT_QPA_PLATFORM=offscreen "
              "to run the GUI without a screen")
 
@@ -42,14 +59,21 @@ def _device(text: str) -> str:
     raise argparse.ArgumentTypeError(f"invalid device {text!r}; valid devices are auto, cpu, cuda, cuda:N, mps")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def _at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+    return parse
+
+
+_positive = _at_least(1)
+_non_negative = _at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
     r.set_defaults(func=_cmd_reconstruct)
 
+    _add_import_parser(sub)
+    _add_simulate_parser(sub)
+    _add_export_parser(sub)
+    for module, function in COMMAND_REGISTRARS:
+        _register(sub, module, function)
+
     g = sub.add_parser("gui", help="open the GUI")
     g.add_argument("file", nargs="?", type=Path)
     g.add_argument("--reconstruct", action="store_true", help="start reconstructing at once")
@@ -97,6 +127,91 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quit", action="store_true", help="quit when done (with --reconstruct/--screenshot)")
     g.set_defaults(func=_cmd_gui)
     return p
+
+
+def _register(sub, module: str, function: str) -> None:
+    """Add the subcommand of ``module.function``; a module that has not landed yet is skipped,
+    one that fails to import becomes a command that says so (the other commands keep working)."""
+    try:
+        getattr(importlib.import_module(module), function)(sub)
+    except ModuleNotFoundError as err:
+        if err.name != module:
+            _add_unavailable(sub, module, function, err)
+    except (ImportError, AttributeError, SyntaxError) as err:
+        _add_unavailable(sub, module, function, err)
+
+
+def _add_unavailable(sub, module: str, function: str, err: Exception) -> None:
+    name = function.removeprefix("add_").removesuffix("_parser")
+    if name in sub.choices:
+        return
+    p = sub.add_parser(name, help=f"(unavailable: {module} does not load)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def unavailable(args):
+        raise InputError(f"Command {name} is unavailable because {module} does not load ({err}).")
+    p.set_defaults(func=unavailable)
+
+
+def _add_import_parser(sub) -> None:
+    from .io import IMPORT_FORMATS
+
+    p = sub.add_parser("import", help="import a fastMRI, Data Exchange or NXtomo file as a measurement",
+                       description="Import one slice of a file in a format scientists already have and write a "
+                                   "diffrecon measurement file (see docs/importers.md).")
+    p.add_argument("file", type=Path, help="fastMRI k-space, APS Data Exchange or NeXus NXtomo HDF5 file")
+    p.add_argument("--out", required=True, type=Path, help="measurement file to write (.h5)")
+    p.add_argument("--format", choices=("auto", *IMPORT_FORMATS), default="auto",
+                   help="file format (default: from the file's layout)")
+    p.add_argument("--slice", type=_non_negative, default=None,
+                   help="fastMRI slice or tomography detector row (default: the middle one)")
+    p.add_argument("--size", type=_positive, default=None, help="image size in pixels (default: as stored)")
+    p.add_argument("--acceleration", type=float, default=None,
+                   help="retrospective undersampling factor for fully sampled fastMRI k-space")
+    p.add_argument("--center-fraction", type=float, default=None,
+                   help="fully sampled centre fraction of the retrospective mask")
+    p.add_argument("--seed", type=int, default=0, help="seed of the retrospective mask (default 0)")
+    p.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
+    p.set_defaults(func=_cmd_import)
+
+
+def _add_simulate_parser(sub) -> None:
+    from .io.importers import SIMULATE_OPTIONS
+
+    options = "; ".join(f"{kind}: {', '.join(f'{k}={v}' for k, v in o.items()) or '-'}"
+                        for kind, o in SIMULATE_OPTIONS.items())
+    p = sub.add_parser("simulate", help="simulate a measurement of an image (TIFF, PNG, HDF5)",
+                       description=f"Simulate y = A x + noise from a ground-truth image. "
+                                   f"Options (defaults): {options}.")
+    p.add_argument("image", type=Path, help="ground-truth image: .tif, .png or an HDF5 file")
+    p.add_argument("--operator", required=True, choices=tuple(SIMULATE_OPTIONS), metavar="KIND",
+                   help=f"forward model: {', '.join(SIMULATE_OPTIONS)}")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="forward-model option (repeatable), e.g. --option n_views=60")
+    p.add_argument("--noise", required=True, type=float, help="noise standard deviation in the image's units")
+    p.add_argument("--out", required=True, type=Path, help="measurement file to write (.h5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mask and the noise (default 0)")
+    p.add_argument("--dataset", default=None, help="dataset holding the image in an HDF5 file")
+    p.add_argument("--units", default="a.u.", help="unit of the image values (default a.u.)")
+    p.add_argument("--pixel-size", type=float, default=1.0, help="pixel pitch (default 1)")
+    p.add_argument("--pixel-unit", default="px", help="unit of the pixel pitch (default px)")
+    p.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
+    p.set_defaults(func=_cmd_simulate)
+
+
+def _add_export_parser(sub) -> None:
+    from .io.export import FORMATS, WHAT
+
+    p = sub.add_parser("export", help="export a map of a result file as TIFF, PNG or HDF5",
+                       description="Export the data (not screen pixels) of a result: float32 TIFF for ImageJ, "
+                                   "colour-mapped PNG with a scale bar, or plain HDF5.")
+    p.add_argument("result", type=Path, help="result file (.h5)")
+    p.add_argument("--what", required=True, choices=WHAT, help="posterior mean, std, the stored samples, or "
+                   "the error |mean - ground truth|")
+    p.add_argument("--out", required=True, type=Path, help="file to write")
+    p.add_argument("--format", choices=FORMATS, default=None, help="tiff, png or h5 (default: from --out's suffix)")
+    p.add_argument("--cmap", default="viridis", help="colour map of the PNG (default viridis)")
+    p.set_defaults(func=_cmd_export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,6 +248,95 @@ def _cmd_demo(args) -> int:
     m = make_demo(args.kind, size=args.size, seed=args.seed, noise=args.noise)
     write_measurement(args.out, m)
     print(f"Wrote {args.out}: {m.title} (y {tuple(m.y.shape)} {m.y.dtype}, noise_sigma {m.noise_sigma:.4g}).")
+    return 0
+
+
+def _status(message: str) -> None:
+    """A progress line for a human at a terminal; pipes and logs get only the result."""
+    if sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
+
+
+def _check_out_folder(out: Path) -> None:
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"--out {out}: folder {folder} does not exist.")
+
+
+def _summary(m) -> str:
+    gt = ", with ground truth" if m.ground_truth is not None else ""
+    return (f"{m.title} ({m.operator.kind}, image {tuple(m.operator.image_shape)}, y {tuple(m.y.shape)} "
+            f"{m.y.dtype}, noise_sigma {m.noise_sigma:.4g}{gt})")
+
+
+def _cmd_import(args) -> int:
+    from .io import detect_import_format, import_file, write_measurement
+
+    _check_out_folder(args.out)
+    fmt = args.format
+    if fmt == "auto":
+        fmt = detect_import_format(args.file, allow_external=args.allow_external)
+    _status(f"Importing {args.file} ({fmt}) ...")
+    m = import_file(args.file, fmt, slice=args.slice, size=args.size, acceleration=args.acceleration,
+                    center_fraction=args.center_fraction, seed=args.seed, allow_external=args.allow_external)
+    write_measurement(args.out, m)
+    print(f"Wrote {args.out}: {_summary(m)}.")
+    return 0
+
+
+def _option_value(kind: str, key: str, text: str, default):
+    """``text`` as the type of the option's default (an unknown key stays text; simulate names it)."""
+    if default is None or isinstance(default, float):
+        if default is None and text.lower() in ("none", "auto"):
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    elif isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    else:
+        return text
+    want = "an integer" if isinstance(default, int) else "a number" + (" or none" if default is None else "")
+    raise InputError(f"--option {key}={text}: {key} of {kind} must be {want}.")
+
+
+def _cmd_simulate(args) -> int:
+    from .io import write_measurement
+    from .io.importers import SIMULATE_OPTIONS, read_image, simulate
+
+    _check_out_folder(args.out)
+    if not (args.pixel_size > 0 and args.pixel_size < float("inf")):
+        raise InputError(f"--pixel-size {args.pixel_size:g} is invalid; expected a positive number.")
+    defaults = SIMULATE_OPTIONS[args.operator]
+    options = {key: _option_value(args.operator, key, value, defaults.get(key, ""))
+               for key, value in _parse_key_values(args.option, "--option", "n_views=60").items()}
+    image = read_image(args.image, args.dataset, allow_external=args.allow_external)
+    _status(f"Simulating {args.operator} from {args.image} {tuple(image.shape)} ...")
+    m = simulate(image, args.operator, options, noise=args.noise, seed=args.seed, units=args.units,
+                 pixel_size=args.pixel_size, pixel_unit=args.pixel_unit,
+                 title=f"{args.image.name} simulated {args.operator}")
+    write_measurement(args.out, m)
+    print(f"Wrote {args.out}: {_summary(m)}.")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .io.export import _FORMAT_OF_SUFFIX, export_result
+
+    by_suffix = _FORMAT_OF_SUFFIX.get(args.out.suffix.lower())
+    fmt = args.format or by_suffix
+    if fmt is None:
+        raise InputError(f"--out {args.out} has no image suffix; give --format tiff, png or h5 "
+                         "(or the suffix .tif, .png or .h5).")
+    if by_suffix is not None and by_suffix != fmt:
+        raise InputError(f"--out {args.out} has the suffix of {by_suffix} but --format is {fmt}; make them agree.")
+    _check_out_folder(args.out)
+    written = export_result(args.result, args.what, fmt, args.out, cmap=args.cmap)
+    print(f"Wrote {written} ({args.what}, {fmt}).")
     return 0
 
 
@@ -182,12 +386,12 @@ def _open_gui(path, **kw) -> int:
     return int(run_gui(path, **kw) or 0)
 
 
-def _parse_param_args(items: Sequence[str]) -> dict[str, str]:
+def _parse_key_values(items: Sequence[str], flag: str = "--param", example: str = "zeta=0.5") -> dict[str, str]:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--param {item!r} is not KEY=VALUE; write for example --param zeta=0.5.")
+            raise InputError(f"{flag} {item!r} is not KEY=VALUE; write for example {flag} {example}.")
         out[key.strip()] = value.strip()
     return out
 
@@ -215,11 +419,9 @@ def _cmd_reconstruct(args) -> int:
     from .solvers import get_solver, parse_params
 
     measurement = read_measurement(args.file, allow_external=args.allow_external)
-    out_dir = args.out.parent if str(args.out.parent) else Path(".")
-    if not out_dir.is_dir():
-        raise InputError(f"--out {args.out}: folder {out_dir} does not exist.")
+    _check_out_folder(args.out)
     info = get_solver(args.solver)
-    overrides = _parse_param_args(args.param)
+    overrides = _parse_key_values(args.param)
     typed = parse_params(info.Params, overrides, args.solver)  # refuse bad values before any work
     config = RunConfig(
         solver=args.solver, params={k: getattr(typed, k) for k in overrides}, steps=args.steps,

@@ -164,3 +164,186 @@ def test_reconstruct_with_gaussian_prior_writes_finite_mean_and_std(tmp_path, ca
     assert r.mean.shape == (1, 32, 32) and r.n_samples == 2
     assert np.isfinite(r.mean).all() and np.isfinite(r.std).all() and float(r.std.max()) > 0
     assert r.provenance.get("steps") == 3
+
+
+# ---------------------------------------------------------------------------- import, simulate, export
+sys.path.insert(0, str(Path(__file__).parent))
+from test_importers import write_dxchange, write_fastmri, write_nxtomo  # noqa: E402
+
+from diffrecon import cli  # noqa: E402
+from diffrecon.io import read_measurement, write_measurement, write_result  # noqa: E402
+
+
+def _one_line_error(capsys, expected: str) -> str:
+    err = capsys.readouterr().err
+    assert expected in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("writer, fmt, kind, y_shape", [
+    (write_fastmri, "auto", "mri", (4, 16, 16)),
+    (write_dxchange, "auto", "ct", (1, 45, 16)),
+    (write_nxtomo, "auto", "ct", (1, 45, 16)),
+    (write_nxtomo, "nxtomo", "ct", (1, 45, 16)),
+])
+def test_import_picks_the_importer_from_the_layout_and_writes_a_measurement(tmp_path, capsys, writer, fmt, kind,
+                                                                            y_shape):
+    src, out = tmp_path / "src.h5", tmp_path / "m.h5"
+    writer(src)
+    assert main(["import", str(src), "--out", str(out), "--format", fmt, "--size", "16", "--slice", "1"]) == 0
+    assert f"Wrote {out}" in capsys.readouterr().out
+    m = read_measurement(out)
+    assert m.operator.kind == kind and tuple(m.y.shape) == y_shape and m.operator.image_shape == (1, 16, 16)
+
+
+def test_import_with_acceleration_undersamples_fully_sampled_kspace_by_that_factor(tmp_path):
+    src, out = tmp_path / "k.h5", tmp_path / "m.h5"
+    write_fastmri(src, coils=2, slices=1)
+    assert main(["import", str(src), "--out", str(out), "--acceleration", "4", "--center-fraction", "0.125",
+                 "--seed", "3"]) == 0
+    m = read_measurement(out)
+    columns = m.operator.arrays["mask"].any(axis=0)
+    assert columns.sum() == 32 // 4 and m.attrs["acceleration"] == pytest.approx(4.0)
+
+
+def test_bad_import_exits_2_with_one_line(tmp_path, capsys):
+    dx, image_file, meas = tmp_path / "dx.h5", tmp_path / "x.tif", tmp_path / "m.h5"
+    write_dxchange(dx)
+    image_file.write_bytes(b"II*\0")
+    write_measurement(meas, read_measurement(ROOT / "diffrecon/resources/demo/denoise.h5"))
+    plain = tmp_path / "plain.h5"
+    import h5py
+    with h5py.File(plain, "w") as f:
+        f["data"] = np.zeros((4, 4))
+    cases = [
+        (["import", str(dx), "--out", str(tmp_path / "o.h5"), "--acceleration", "4"], "fastMRI k-space only"),
+        (["import", str(dx), "--out", str(tmp_path / "o.h5"), "--slice", "7"], "slice is 7"),
+        (["import", str(image_file), "--out", str(tmp_path / "o.h5")], "diffrecon simulate"),
+        (["import", str(meas), "--out", str(tmp_path / "o.h5")], "already a diffrecon measurement"),
+        (["import", str(plain), "--out", str(tmp_path / "o.h5")], "matches no import format"),
+        (["import", str(dx), "--out", str(tmp_path / "no/such/o.h5")], "does not exist"),
+        (["import", str(dx), "--out", str(tmp_path / "o.h5"), "--format", "dicom"], "invalid choice"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        _one_line_error(capsys, expected)
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_simulate_from_tiff_keeps_image_as_truth_units_and_pixel_size(tmp_path, capsys):
+    import tifffile
+    img = np.arange(256, dtype=np.float32).reshape(16, 16) / 255.0
+    src, out = tmp_path / "x.tif", tmp_path / "m.h5"
+    tifffile.imwrite(src, img)
+    assert main(["simulate", str(src), "--operator", "sr", "--option", "factor=2", "--noise", "0", "--out", str(out),
+                 "--units", "1/cm", "--pixel-size", "0.5", "--pixel-unit", "mm"]) == 0
+    m = read_measurement(out)
+    np.testing.assert_array_equal(m.ground_truth[0], img)
+    assert m.y.shape == (1, 8, 8) and m.units == "1/cm" and m.pixel_size == 0.5 and m.pixel_unit == "mm"
+    # Noise-free 2x super-resolution of a ramp: each y is the mean of its 2 x 2 block.
+    np.testing.assert_allclose(m.y[0], img.reshape(8, 2, 8, 2).mean(axis=(1, 3)), atol=1e-6)
+
+
+def test_simulate_from_h5_dataset_adds_noise_of_the_given_sigma(tmp_path):
+    import h5py
+    src, out = tmp_path / "x.h5", tmp_path / "m.h5"
+    with h5py.File(src, "w") as f:
+        f["a"] = np.zeros((2, 2))
+        f["img"] = np.zeros((64, 64), np.float32)
+    assert main(["simulate", str(src), "--dataset", "img", "--operator", "denoise", "--noise", "0.2", "--seed", "5",
+                 "--out", str(out)]) == 0
+    m = read_measurement(out)
+    assert m.noise_sigma == pytest.approx(0.2) and float(np.std(m.y)) == pytest.approx(0.2, rel=0.1)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--option", "factor=two"], "must be an integer"),
+    (["--option", "n_views=3"], "does not apply to sr"),
+    (["--option", "factor"], "is not KEY=VALUE"),
+    (["--pixel-size", "-1"], "--pixel-size"),
+    (["--noise", "-1"], "noise"),
+])
+def test_bad_simulate_setting_exits_2_naming_it(tmp_path, capsys, extra, expected):
+    import tifffile
+    src = tmp_path / "x.tif"
+    tifffile.imwrite(src, np.zeros((16, 16), np.float32))
+    argv = ["simulate", str(src), "--operator", "sr", "--noise", "0.1", "--out", str(tmp_path / "m.h5"), *extra]
+    assert main(argv) == 2
+    _one_line_error(capsys, expected)
+    assert not (tmp_path / "m.h5").exists()
+
+
+def _result_file(tmp_path, samples: bool = True) -> tuple[Path, Result]:
+    m = read_measurement(ROOT / "diffrecon/resources/demo/denoise.h5")
+    rng = np.random.default_rng(0)
+    shape = m.image_shape
+    r = Result(mean=rng.random(shape, np.float32), std=rng.random(shape, np.float32) * 0.1,
+               samples=rng.random((2, *shape), np.float32) if samples else None, n_samples=2, metrics={},
+               provenance={"solver": "dps"}, units="a.u.", measurement=m)
+    path = tmp_path / "r.h5"
+    write_result(path, r)
+    return path, r
+
+
+def test_export_writes_mean_tiff_error_h5_and_std_png_with_the_data(tmp_path, capsys):
+    import h5py
+    import tifffile
+    path, r = _result_file(tmp_path)
+    assert main(["export", str(path), "--what", "mean", "--out", str(tmp_path / "mean.tif")]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "mean.tif"), r.mean[0])
+    assert main(["export", str(path), "--what", "error", "--format", "h5", "--out", str(tmp_path / "e.h5")]) == 0
+    with h5py.File(tmp_path / "e.h5") as f:
+        np.testing.assert_allclose(f["data"][()], np.abs(r.mean - r.measurement.ground_truth), atol=1e-6)
+    assert main(["export", str(path), "--what", "std", "--format", "png", "--out", str(tmp_path / "s.png"),
+                 "--cmap", "magma"]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.count("Wrote") == 3
+
+
+def test_bad_export_exits_2_with_one_line(tmp_path, capsys):
+    path, _ = _result_file(tmp_path, samples=False)
+    cases = [
+        (["--what", "samples", "--out", str(tmp_path / "s.tif")], "stores no samples"),
+        (["--what", "mean", "--out", str(tmp_path / "m.png"), "--format", "tiff"], "suffix of png"),
+        (["--what", "mean", "--out", str(tmp_path / "m.dat")], "no image suffix"),
+        (["--what", "mean", "--out", str(tmp_path / "m.png"), "--cmap", "rainbowz"], "rainbowz"),
+        (["--what", "median", "--out", str(tmp_path / "m.png")], "invalid choice"),
+    ]
+    for extra, expected in cases:
+        assert main(["export", str(path), *extra]) == 2, extra
+        _one_line_error(capsys, expected)
+    assert main(["export", str(tmp_path / "none.h5"), "--what", "mean", "--out", str(tmp_path / "m.tif")]) == 2
+    _one_line_error(capsys, "does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+
+
+# ---------------------------------------------------------------------------- commands from other modules
+def test_a_registered_module_adds_its_command_and_missing_or_broken_ones_do_not_break_the_cli(monkeypatch, capsys):
+    fake = types.ModuleType("fake_commands")
+
+    def add_hello_parser(sub):
+        p = sub.add_parser("hello")
+        p.add_argument("--code", type=int, default=0)
+        p.set_defaults(func=lambda args: args.code)
+    fake.add_hello_parser = add_hello_parser
+    broken = types.ModuleType("broken_commands")  # lacks its function
+    monkeypatch.setitem(sys.modules, "fake_commands", fake)
+    monkeypatch.setitem(sys.modules, "broken_commands", broken)
+    monkeypatch.setattr(cli, "COMMAND_REGISTRARS", [("fake_commands", "add_hello_parser"),
+                                                    ("not_landed_yet_commands", "add_later_parser"),
+                                                    ("broken_commands", "add_compare_parser")])
+    assert main(["hello", "--code", "7"]) == 7
+    assert main(["later"]) == 2
+    _one_line_error(capsys, "invalid choice")
+    assert main(["compare", "a.h5"]) == 2
+    _one_line_error(capsys, "broken_commands does not load")
+    assert main(["solvers"]) == 0
+
+
+def test_train_validate_and_compare_are_registered_with_their_own_options(capsys):
+    assert main(["train", "--out", "x"]) == 2
+    _one_line_error(capsys, "--data")
+    for command, option in (("train", "--data"), ("validate", "--solvers"), ("compare", "--solvers")):
+        assert main([command, "--help"]) == 0
+        assert option in capsys.readouterr().out

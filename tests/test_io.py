@@ -266,3 +266,76 @@ def test_describe_shows_tree_of_any_hdf5_and_summary_of_diffrecon_files(tmp_path
     text = describe(path)
     assert "diffrecon result: 3 samples" in text and "operator denoise" in text and "psnr=21.5" in text
     assert "mean_errors  dataset (1, 16, 16) float32" in text
+
+
+# ---------------------------------------------------------------------------- damaged files
+def test_h5py_error_inside_open_file_becomes_one_input_error_naming_the_file(tmp_path):
+    from diffrecon.io import open_readonly
+    path = _valid(tmp_path)
+    with pytest.raises(InputError, match="truncated or damaged") as info:
+        with open_readonly(path) as f:
+            f["no/such/dataset"]  # h5py's KeyError stands in for any metadata error h5py raises
+    assert str(path) in str(info.value) and "KeyError" in str(info.value)
+
+
+def test_error_raised_by_diffrecon_code_passes_the_damaged_file_guard_unchanged(tmp_path):
+    from diffrecon.io.h5 import damaged_file_guard
+    from diffrecon.io.importers._common import damaged_file_guard as importers_guard
+    assert importers_guard is damaged_file_guard  # one implementation for readers and importers
+    with pytest.raises(ValueError, match="a bug, not damage") as info:
+        with damaged_file_guard(tmp_path / "x.h5"):
+            raise ValueError("a bug, not damage")
+    assert not isinstance(info.value, InputError)
+
+
+@pytest.mark.parametrize("group, key, value, reader", [
+    ("operator/mask", "is_bool", np.ones((2, 2)), read_measurement),
+    ("operator/mask", "is_bool", 3, read_measurement),
+    ("/", "format_version", np.nan, read_measurement),
+    ("posterior", "std_is_posterior", np.zeros((2, 2)), read_result),
+    ("posterior", "complete", "yes", read_result),
+    ("posterior", "n_samples", np.ones(4), read_result),
+    ("provenance", "json_keys", "5", read_result),
+])
+def test_malformed_flag_or_count_attribute_raises_input_error_naming_it(tmp_path, group, key, value, reader):
+    from diffrecon.io.importers import simulate
+    m = simulate(np.ones((16, 16), np.float32), "inpaint", noise=0.01)
+    path = tmp_path / "r.h5"
+    write_result(path, _result(m))
+    with h5py.File(path, "r+") as f:
+        f[group].attrs[key] = value
+    with pytest.raises(InputError, match=key) as info:
+        reader(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_integer_flags_written_by_other_tools_read_as_booleans(tmp_path):
+    path = tmp_path / "r.h5"
+    write_result(path, _result(_denoise_measurement()))
+    with h5py.File(path, "r+") as f:
+        f["posterior"].attrs["complete"] = np.int8(0)
+        f["posterior"].attrs["std_is_posterior"] = np.uint8(1)
+        f["posterior"].attrs["n_samples"] = 3.0
+    r = read_result(path)
+    assert r.complete is False and r.std_is_posterior is True and r.n_samples == 3
+
+
+# ---------------------------------------------------------------------------- import_file
+def test_import_file_detects_each_layout_and_refuses_other_files(tmp_path):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_importers import write_dxchange, write_fastmri, write_nxtomo
+
+    from diffrecon.io import detect_import_format, import_file
+    for name, writer in (("fastmri", write_fastmri), ("dxchange", write_dxchange), ("nxtomo", write_nxtomo)):
+        writer(tmp_path / f"{name}.h5")
+        assert detect_import_format(tmp_path / f"{name}.h5") == name
+    m = import_file(tmp_path / "dxchange.h5", size=16)
+    assert m.operator.kind == "ct" and m.y.shape == (1, 45, 16)
+    with pytest.raises(InputError, match="center_fraction applies only with acceleration"):
+        import_file(tmp_path / "fastmri.h5", center_fraction=0.1)
+    with pytest.raises(InputError, match="already a diffrecon measurement"):
+        detect_import_format(_valid(tmp_path))
+    with pytest.raises(InputError, match="'dicom' is unknown"):
+        import_file(tmp_path / "nxtomo.h5", "dicom")

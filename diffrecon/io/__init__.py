@@ -1,37 +1,21 @@
-"""HDF5 measurement and result files (see docs/formats.md), and ``describe`` for ``diffrecon info``."""
+"""HDF5 measurement and result files (see docs/formats.md), ``describe`` for ``diffrecon info`` and
+``import_file`` for ``diffrecon import`` (the importer chosen from the file's layout)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from ..errors import InputError
-from .h5 import MAX_ELEMENTS, atomic_h5, attr_str, open_readonly
+from .h5 import MAX_ELEMENTS, atomic_h5, attr_str, attr_text, open_readonly
 from .measurement_file import read_measurement, write_measurement
 from .result_file import read_result, write_result
-
-_MAX_ATTR_CHARS = 100
-
-
-def _attr_text(value) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        text = np.array2string(value, threshold=8, separator=", ") if value.size else "[]"
-    elif isinstance(value, np.generic):
-        text = repr(value.item())
-    else:
-        text = repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_ATTR_CHARS else text[: _MAX_ATTR_CHARS - 3] + "..."
-
 
 def _tree(group: h5py.Group, lines: list[str], depth: int, seen: dict) -> None:
     pad = "  " * depth
     for key, value in group.attrs.items():
-        lines.append(f"{pad}  @{key} = {_attr_text(value)}")
+        lines.append(f"{pad}  @{key} = {attr_text(value)}")
     for name in group:
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.ExternalLink):
@@ -50,7 +34,7 @@ def _tree(group: h5py.Group, lines: list[str], depth: int, seen: dict) -> None:
                 seen[key] = obj.name
             lines.append(f"{pad}{name}  dataset {obj.shape} {obj.dtype}{extra}")
             for key, value in obj.attrs.items():
-                lines.append(f"{pad}    @{key} = {_attr_text(value)}")
+                lines.append(f"{pad}    @{key} = {attr_text(value)}")
         elif isinstance(obj, h5py.Group):
             key = obj.id.__hash__()
             if key in seen:
@@ -99,5 +83,59 @@ def describe(path: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MAX_ELEMENTS", "atomic_h5", "describe", "open_readonly", "read_measurement", "read_result",
-           "write_measurement", "write_result"]
+# ------------------------------------------------------------------------------ importing
+#: Formats :func:`import_file` reads (see docs/importers.md).
+IMPORT_FORMATS = ("fastmri", "dxchange", "nxtomo")
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+def detect_import_format(path: str | os.PathLike, *, allow_external: bool = False) -> str:
+    """The import format whose layout ``path`` has: ``fastmri`` (a ``/kspace`` dataset),
+    ``dxchange`` (``/exchange/data``) or ``nxtomo`` (an NXentry with ``instrument/detector/data``)."""
+    path = Path(path)
+    if path.suffix.lower() in _IMAGE_SUFFIXES:
+        raise InputError(f"File {path} is an image, not a measurement; make a measurement from it with "
+                         "diffrecon simulate.")
+    with open_readonly(path, allow_external=allow_external) as f:
+        if "diffrecon_format" in f.attrs:
+            raise InputError(f"File {path} is already a diffrecon {attr_str(f.attrs, 'diffrecon_format')} file; "
+                             "open it directly instead of importing it.")
+        if isinstance(f.get("kspace"), h5py.Dataset):
+            return "fastmri"
+        exchange = f.get("exchange")
+        if isinstance(exchange, h5py.Group) and isinstance(exchange.get("data"), h5py.Dataset):
+            return "dxchange"
+        for name in f:
+            entry = f.get(name)
+            if (isinstance(entry, h5py.Group) and attr_str(entry.attrs, "NX_class") == "NXentry"
+                    and isinstance(entry.get("instrument/detector/data"), h5py.Dataset)):
+                return "nxtomo"
+    raise InputError(f"File {path} matches no import format (fastmri: /kspace, dxchange: /exchange/data, nxtomo: "
+                     "an NXentry with instrument/detector/data); name the format explicitly.")
+
+
+def import_file(path: str | os.PathLike, fmt: str = "auto", *, slice: int | None = None, size: int | None = None,
+                acceleration: float | None = None, center_fraction: float | None = None, seed: int = 0,
+                allow_external: bool = False):
+    """A :class:`~diffrecon.measurement.Measurement` from a file in one of :data:`IMPORT_FORMATS`
+    (``auto``: :func:`detect_import_format`). ``acceleration``, ``center_fraction`` and ``seed``
+    (a retrospective undersampling mask) apply to fully sampled fastMRI k-space only."""
+    from .importers import import_dxchange, import_fastmri, import_nxtomo
+
+    path = Path(path)
+    if fmt not in ("auto", *IMPORT_FORMATS):
+        raise InputError(f"Import format {fmt!r} is unknown; valid formats are auto, {', '.join(IMPORT_FORMATS)}.")
+    if center_fraction is not None and acceleration is None:
+        raise InputError(f"Import of {path}: center_fraction applies only with acceleration (a retrospective mask).")
+    if fmt == "auto":
+        fmt = detect_import_format(path, allow_external=allow_external)
+    if fmt == "fastmri":
+        return import_fastmri(path, slice, size, acceleration, center_fraction, seed, allow_external=allow_external)
+    if acceleration is not None:
+        raise InputError(f"Import of {path}: acceleration applies to fastMRI k-space only, not to {fmt} projections.")
+    importer = import_dxchange if fmt == "dxchange" else import_nxtomo
+    return importer(path, slice, size, allow_external=allow_external)
+
+
+__all__ = ["IMPORT_FORMATS", "MAX_ELEMENTS", "atomic_h5", "describe", "detect_import_format", "import_file",
+           "open_readonly", "read_measurement", "read_result", "write_measurement", "write_result"]

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,7 +30,11 @@ MAX_ELEMENTS = 2**31
 # ------------------------------------------------------------------------------ opening
 @contextlib.contextmanager
 def open_readonly(path: str | os.PathLike, *, allow_external: bool = False) -> Iterator[h5py.File]:
-    """Open ``path`` read-only after checking it is a whole HDF5 file without outside links."""
+    """Open ``path`` read-only after checking it is a whole HDF5 file without outside links.
+
+    The whole ``with`` block runs under :func:`damaged_file_guard`, so an error h5py raises on
+    damaged metadata anywhere in the caller's reads becomes one InputError naming the file.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"File {path} does not exist.")
@@ -41,16 +46,60 @@ def open_readonly(path: str | os.PathLike, *, allow_external: bool = False) -> I
         ok = False
     if not ok:
         raise InputError(f"File {path} is not an HDF5 file (no HDF5 signature found).")
+    with damaged_file_guard(path):
+        try:
+            f = h5py.File(path, "r")
+        except OSError as err:
+            raise InputError(f"File {path} cannot be opened as HDF5; it may be truncated or damaged ({err}).") from None
+        try:
+            if not allow_external:
+                check_no_external(f, path)
+            yield f
+        finally:
+            f.close()
+
+
+#: Errors h5py raises on corrupt metadata: bad heap indices (OSError), unknown symbol table
+#: entries or invalid link names (RuntimeError), garbled names (UnicodeDecodeError), datatypes
+#: it cannot convert (ValueError, TypeError), links that lead nowhere (KeyError).
+_DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
+_H5PY_DIR = os.path.realpath(os.path.dirname(h5py.__file__)) + os.sep
+_OWN_DIR = os.path.realpath(Path(__file__).parents[1]) + os.sep
+
+
+def _raised_inside_h5py(err: BaseException) -> bool:
+    """True when the innermost h5py-or-diffrecon frame of the traceback belongs to h5py.
+
+    Compiled h5py modules name their frames ``h5py/<module>.pyx``. An error from diffrecon's
+    own code (a bug, not damage) is thereby never disguised as a damaged file.
+    """
+    inside = False
+    for frame, _ in traceback.walk_tb(err.__traceback__):
+        filename = frame.f_code.co_filename
+        real = os.path.realpath(filename)
+        if filename.startswith(("h5py/", "h5py\\")) or real.startswith(_H5PY_DIR):
+            inside = True
+        elif real.startswith(_OWN_DIR):
+            inside = False
+    return inside
+
+
+@contextlib.contextmanager
+def damaged_file_guard(path: str | os.PathLike) -> Iterator[None]:
+    """Turn the errors h5py raises on a damaged file (deep inside any access) into one InputError.
+
+    A damaged file can fail on any attribute or link lookup, not only on open; only errors raised
+    inside h5py are converted, and InputError (itself a ValueError) passes through.
+    """
     try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"File {path} cannot be opened as HDF5; it may be truncated or damaged ({err}).") from None
-    try:
-        if not allow_external:
-            check_no_external(f, path)
-        yield f
-    finally:
-        f.close()
+        yield
+    except InputError:
+        raise
+    except _DAMAGE_ERRORS as err:
+        if not _raised_inside_h5py(err):
+            raise
+        raise InputError(f"File {path} cannot be read; it may be truncated or damaged "
+                         f"({type(err).__name__}: {err}).") from None
 
 
 def _walk(group: h5py.Group, seen: set) -> Iterator[tuple[str, Any, Any]]:
@@ -149,6 +198,23 @@ def read_finite(ds: h5py.Dataset, path: Path, dtype: Any = None) -> np.ndarray:
     return arr
 
 
+_MAX_ATTR_CHARS = 100
+
+
+def attr_text(value) -> str:
+    """An attribute value as one short line, for messages and ``describe`` (arrays abbreviated)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        text = np.array2string(value, threshold=8, separator=", ") if value.size else "[]"
+    elif isinstance(value, np.generic):
+        text = repr(value.item())
+    else:
+        text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_ATTR_CHARS else text[: _MAX_ATTR_CHARS - 3] + "..."
+
+
 def attr_str(attrs: h5py.AttributeManager, key: str, default: str = "") -> str:
     """A string attribute whether stored as variable-length str, bytes or a 0-d array."""
     v = attrs.get(key, default)
@@ -164,10 +230,40 @@ def attr_float(attrs: h5py.AttributeManager, key: str, path: Path, where: str, d
     try:
         out = float(np.asarray(v).reshape(()))
     except (TypeError, ValueError):
-        raise InputError(f"File {path}: attribute {key} of {where} is {v!r}; expected a finite number.") from None
+        raise InputError(f"File {path}: attribute {key} of {where} is {attr_text(v)}; "
+                         "expected a finite number.") from None
     if not math.isfinite(out):
         raise InputError(f"File {path}: attribute {key} of {where} is {out}; expected a finite number.")
     return out
+
+
+def _scalar(value) -> Any:
+    """A one-element attribute as a Python scalar, or None for anything else (arrays, strings)."""
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.dtype.kind not in "biuf":
+        return None
+    return arr.reshape(()).item()
+
+
+def attr_bool(attrs: h5py.AttributeManager, key: str, path: Path, where: str, default: bool) -> bool:
+    """A flag stored as a boolean or as the integer 0 or 1 (what MATLAB and h5py write)."""
+    if key not in attrs:
+        return default
+    v = _scalar(attrs[key])
+    if v not in (0, 1):  # True == 1 and False == 0, so booleans pass
+        raise InputError(f"File {path}: attribute {key} of {where} is {attr_text(attrs[key])}; "
+                         "expected true or false.")
+    return bool(v)
+
+
+def attr_int(attrs: h5py.AttributeManager, key: str, path: Path, where: str, default: int | None = None,
+             minimum: int = 0) -> int:
+    """A whole number >= ``minimum`` stored as an integer (or an integral float)."""
+    v = _scalar(attrs[key]) if key in attrs else default
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and v == int(v) and v >= minimum):
+        state = f"is {attr_text(attrs[key])}" if key in attrs else "is missing"
+        raise InputError(f"File {path}: attribute {key} of {where} {state}; expected an integer >= {minimum}.")
+    return int(v)
 
 
 def attr_json(attrs: h5py.AttributeManager, key: str, path: Path, where: str, default: Any = None) -> Any:

@@ -23,8 +23,8 @@ from .. import __version__
 from ..errors import InputError
 from ..measurement import FORMAT_VERSION, Measurement
 from ..operators import OPERATORS, OperatorSpec, build_operator
-from .h5 import (atomic_h5, attr_float, attr_json, attr_str, check_size, open_readonly, read_finite,
-                 require_dataset, require_group, set_attr)
+from .h5 import (atomic_h5, attr_bool, attr_float, attr_int, attr_json, attr_str, check_size, open_readonly,
+                 read_finite, require_dataset, require_group, set_attr)
 
 #: Kinds of file that carry a measurement.
 MEASUREMENT_KINDS = ("measurement", "result")
@@ -109,16 +109,10 @@ def check_format(f: h5py.File, path: Path, accepted: tuple[str, ...]) -> str:
     kind = attr_str(f.attrs, "diffrecon_format")
     if kind not in accepted:
         raise InputError(f"File {path} has diffrecon_format={kind!r}; expected {want}.")
-    version = f.attrs.get("format_version")
-    try:
-        version = int(np.asarray(version).reshape(()))
-    except (TypeError, ValueError):
-        raise InputError(f"File {path}: root attribute format_version is {version!r}; expected an integer.") from None
+    version = attr_int(f.attrs, "format_version", path, "the root", minimum=1)
     if version > FORMAT_VERSION:
         raise InputError(f"File {path} has format_version {version}, newer than this diffrecon reads "
                          f"(<= {FORMAT_VERSION}); update diffrecon to open it.")
-    if version < 1:
-        raise InputError(f"File {path}: root attribute format_version is {version}; expected 1 to {FORMAT_VERSION}.")
     return kind
 
 
@@ -142,7 +136,8 @@ def read_operator_spec(f: h5py.File, path: Path, noise_sigma: float) -> Operator
     for name in og:
         ds = require_dataset(og, name, path, kinds="fciub", what="a numeric array")
         arr = read_finite(ds, path)
-        arrays[name] = arr.astype(bool) if ds.attrs.get("is_bool", False) else arr
+        is_bool = attr_bool(ds.attrs, "is_bool", path, ds.name, default=False)
+        arrays[name] = arr.astype(bool) if is_bool else arr
     return OperatorSpec(kind, image_shape, params, arrays, noise_sigma)
 
 

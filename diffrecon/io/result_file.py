@@ -31,7 +31,8 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from ..measurement import FORMAT_VERSION, Result
-from .h5 import atomic_h5, attr_json, attr_str, open_readonly, read_finite, require_dataset, require_group, set_attr
+from .h5 import (atomic_h5, attr_bool, attr_int, attr_json, attr_str, attr_text, open_readonly, read_finite,
+                 require_dataset, require_group, set_attr)
 from .measurement_file import _dataset, check_format, read_measurement_from, write_measurement_into
 
 MAX_STORED_SAMPLES = 16
@@ -125,21 +126,25 @@ def read_result(path: str | os.PathLike, *, allow_external: bool = False) -> Res
                 try:
                     metrics[key] = float(np.asarray(value).reshape(()))
                 except (TypeError, ValueError):
-                    raise InputError(f"File {path}: attribute {key} of /metrics is {value!r}; expected a number.") from None
+                    raise InputError(f"File {path}: attribute {key} of /metrics is {attr_text(value)}; "
+                                     "expected a number.") from None
 
         provenance = _read_provenance(f, path) if "provenance" in f else {}
-        n_samples = int(np.asarray(p.attrs.get("n_samples", 0 if samples is None else len(samples))).reshape(()))
+        stored = 0 if samples is None else len(samples)
+        n_samples = attr_int(p.attrs, "n_samples", path, "/posterior", default=stored)
         return Result(
-            mean=mean, std=std, samples=samples, n_samples=n_samples, metrics=metrics,
-            provenance=provenance, std_is_posterior=bool(p.attrs.get("std_is_posterior", True)),
+            mean=mean, std=std, samples=samples, n_samples=n_samples, metrics=metrics, provenance=provenance,
+            std_is_posterior=attr_bool(p.attrs, "std_is_posterior", path, "/posterior", default=True),
             units=attr_str(mean_ds.attrs, "units", "a.u."), measurement=measurement,
-            complete=bool(p.attrs.get("complete", True)),
+            complete=attr_bool(p.attrs, "complete", path, "/posterior", default=True),
         )
 
 
 def _read_provenance(f: h5py.File, path: Path) -> dict[str, Any]:
     pg = require_group(f, "provenance", path)
-    json_keys = set(attr_json(pg.attrs, _JSON_KEYS_ATTR, path, "/provenance", default=[]) or [])
+    json_keys = attr_json(pg.attrs, _JSON_KEYS_ATTR, path, "/provenance", default=[])
+    if not (isinstance(json_keys, list) and all(isinstance(k, str) for k in json_keys)):
+        raise InputError(f"File {path}: attribute {_JSON_KEYS_ATTR} of /provenance is not a JSON list of names.")
     out: dict[str, Any] = {}
     for key in pg.attrs:
         if key == _JSON_KEYS_ATTR:

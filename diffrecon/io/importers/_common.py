@@ -1,15 +1,14 @@
 """Small helpers shared by the importers: argument checks and the operator classes."""
 from __future__ import annotations
 
-import contextlib
 import importlib
 import math
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ...errors import InputError
+from ..h5 import damaged_file_guard  # noqa: F401  (one implementation, shared with the io readers)
 
 #: Largest image side an importer builds (a 4096 x 4096 image is already far beyond any prior).
 MAX_SIDE = 4096
@@ -96,19 +95,3 @@ def value_range_of(image: np.ndarray | None, fallback: float | None = None) -> t
     lo, hi = float(np.min(image)), float(np.max(image))
     lo = min(lo, 0.0)
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
-
-
-@contextlib.contextmanager
-def damaged_file_guard(path: Path | str) -> Iterator[None]:
-    """Turn the errors HDF5 raises on corrupt metadata (deep inside any access) into one InputError.
-
-    A damaged file can fail on any attribute or link lookup, with OSError, RuntimeError, KeyError,
-    or a UnicodeDecodeError from a garbled name; InputError (itself a ValueError) passes through.
-    """
-    try:
-        yield
-    except InputError:
-        raise
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
-        raise InputError(f"File {path} cannot be read; it may be truncated or damaged ({type(err).__name__}: "
-                         f"{err}).") from None
