@@ -13,6 +13,17 @@ import numpy as np
 
 from ..errors import InputError
 
+EXPORTS = {  # file-dialog filter -> (what, kind)
+    "HDF5 result (*.h5)": ("result", "hdf5"),
+    "Posterior mean, float32 TIFF (*.tif)": ("mean", "tiff"),
+    "Posterior std, float32 TIFF (*.tif)": ("std", "tiff"),
+    "Samples, float32 TIFF stack (*.tif)": ("samples", "tiff"),
+    "Error map, float32 TIFF (*.tif)": ("error", "tiff"),
+    "Posterior mean, PNG with colour bar (*.png)": ("mean", "png"),
+    "Posterior std, PNG with colour bar (*.png)": ("std", "png"),
+    "Error map, PNG with colour bar (*.png)": ("error", "png"),
+}
+CMAPS = {"std": "inferno", "error": "RdBu_r"}
 FORMATS = {"tiff": (".tif", ".tiff"), "png": (".png",), "hdf5": (".h5", ".hdf5", ".nxs")}
 
 
@@ -91,3 +102,35 @@ def export_kind(path: str | Path) -> str:
         if suffix in suffixes:
             return kind
     raise InputError(f"Cannot export to {Path(path).name}; valid extensions are .tif, .png and .h5.")
+
+
+def export_array(result, what: str, truth: np.ndarray | None) -> np.ndarray:
+    """The data behind ``what``: mean, std, samples, or error (mean − truth, 2-D)."""
+    if what == "samples":
+        if result.samples is None:
+            raise InputError("This result holds no samples; raise keep_samples to export them.")
+        return result.samples
+    if what == "error":
+        if truth is None:
+            raise InputError("The error map needs a ground truth, which this measurement lacks.")
+        from .views import to_2d
+
+        return to_2d(result.mean) - truth
+    if what not in ("mean", "std"):
+        raise InputError(f"Cannot export {what!r}; valid choices are mean, std, samples, error and result.")
+    return getattr(result, what)
+
+
+def export_result(path: str | Path, result, what: str, *, truth: np.ndarray | None = None,
+                  title: str = "", levels: tuple[float, float] | None = None) -> None:
+    """Write ``what`` of ``result`` to ``path``; the kind (TIFF, PNG, HDF5) follows the suffix."""
+    kind = export_kind(path)
+    if kind == "hdf5":
+        write_result_file(path, result)
+        return
+    data = export_array(result, what, truth)
+    if kind == "tiff":
+        pixel = result.measurement.pixel_size if result.measurement is not None else 1.0
+        write_tiff(path, data, unit=result.units, pixel_size=pixel)
+    else:
+        write_png(path, data, title=title, unit=result.units, cmap=CMAPS.get(what, "gray"), levels=levels)

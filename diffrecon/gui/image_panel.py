@@ -1,10 +1,15 @@
-"""One image panel: a titled pyqtgraph plot with an image, a colour bar with units, and
-(optionally) a slider to browse a stack such as the posterior samples."""
+"""One image panel: a titled pyqtgraph plot with an image, a colour bar with units, a
+magnitude/phase/real/imaginary selector when it holds complex data, and (optionally) a slider to
+browse a stack such as the posterior samples. The image fills the panel: the view is fitted to
+the image on load and on every resize until the user pans or zooms (see ``LinkGroup``)."""
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
+
+from .link_group import LinkGroup
+from .views import COMPLEX_MODES, complex_part
 
 
 def robust_levels(a: np.ndarray, symmetric: bool = False) -> tuple[float, float]:
@@ -30,11 +35,14 @@ class ImagePanel(QtWidgets.QWidget):
                  stack: bool = False, parent=None):
         super().__init__(parent)
         self.symmetric = symmetric
-        self.data: np.ndarray | None = None
+        self.data: np.ndarray | None = None  # what is shown: always real float32
+        self.source: np.ndarray | None = None  # what was given: complex stays complex
         self.stack: np.ndarray | None = None
+        self.group = LinkGroup()
+        self.group.add(self)
         self._title = title
         self.graphics = pg.GraphicsLayoutWidget()
-        self.graphics.setMinimumSize(160, 140)
+        self.graphics.setMinimumSize(120, 100)
         self.plot = self.graphics.addPlot()
         self.plot.setTitle(title, size="10pt")
         self.plot.setAspectLocked(True)
@@ -50,10 +58,15 @@ class ImagePanel(QtWidgets.QWidget):
         self.colorbar.getAxis("right").setStyle(tickFont=_small_font())
         # physical units like 1/cm must not get SI prefixes ("m1/cm") or a hidden x0.001 factor
         self.colorbar.getAxis("right").enableAutoSIPrefix(False)
+        self.mode_box = QtWidgets.QComboBox()
+        self.mode_box.addItems(COMPLEX_MODES)
+        self.mode_box.setToolTip("Which real view of the complex data to show.")
+        self.mode_box.hide()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        layout.addWidget(self.graphics)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.mode_box)
         self.slider = None
         if stack:
             row = QtWidgets.QHBoxLayout()
@@ -66,7 +79,10 @@ class ImagePanel(QtWidgets.QWidget):
             row.addWidget(self.slider_label)
             layout.addLayout(row)
             self.slider.valueChanged.connect(self._on_slider)
+        self.mode_box.currentTextChanged.connect(self._on_mode_changed)
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.plot.vb.sigRangeChangedManually.connect(lambda *_: self.group.moved_by_user(self))
+        self.plot.vb.sigResized.connect(lambda *_: self.group.resized(self))
 
     # ------------------------------------------------------------------ model -> view
     def set_title(self, title: str) -> None:
@@ -80,14 +96,24 @@ class ImagePanel(QtWidgets.QWidget):
         self.colorbar.setLabel("right", unit)
 
     def set_image(self, image: np.ndarray, *, auto_levels: bool = True) -> None:
-        """Show a 2-D array. Streaming callers pass ``auto_levels=False`` so levels don't flicker."""
-        self.data = np.asarray(image, dtype=np.float32)
-        if auto_levels:
-            lo, hi = robust_levels(self.data, self.symmetric)
-            self.image.setImage(self.data, autoLevels=False, levels=(lo, hi))
-            self.colorbar.setLevels((lo, hi))
-        else:
-            self.image.setImage(self.data, autoLevels=False)
+        """Show a 2-D array (real or complex). Streaming callers pass ``auto_levels=False`` so
+        levels don't flicker."""
+        first = self.data is None or self.data.shape != np.shape(image)
+        self.source = np.asarray(image)
+        is_complex = np.iscomplexobj(self.source)
+        self.mode_box.setVisible(is_complex)
+        self._show(auto_levels)
+        if first:
+            self.group.panel_loaded(self)
+
+    def complex_mode(self) -> str:
+        return self.mode_box.currentText()
+
+    def set_complex_mode(self, mode: str) -> None:
+        """Choose the view of complex data (one of COMPLEX_MODES); levels follow the new view."""
+        if mode not in COMPLEX_MODES:
+            raise ValueError(f"unknown complex view {mode!r}; valid views are {', '.join(COMPLEX_MODES)}")
+        self.mode_box.setCurrentText(mode)  # the slot redraws
 
     def set_stack(self, stack: np.ndarray) -> None:
         """A (k, H, W) stack browsed with the slider (the posterior samples)."""
@@ -102,31 +128,58 @@ class ImagePanel(QtWidgets.QWidget):
         self._on_slider(0)
 
     def clear(self) -> None:
-        self.data = None
-        self.stack = None
+        self.data = self.source = self.stack = None
         self.image.clear()
+        self.mode_box.hide()
         if self.slider is not None:
             self.slider.setEnabled(False)
             self.slider_label.setText("–")
 
-    def show_full(self) -> None:
-        """Zoom to the whole image (linked panels follow)."""
+    def fit(self) -> None:
+        """Fit this view to the image; the aspect lock keeps pixels square."""
         if self.data is not None:
             h, w = self.data.shape
-            self.plot.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
+            self.plot.vb.setRange(xRange=(0, w), yRange=(0, h), padding=0)
+
+    def show_full(self) -> None:
+        """Zoom every panel of this panel's link group to its whole image."""
+        self.group.fit_all()
 
     def link_to(self, other: "ImagePanel") -> None:
         """Pan and zoom together with ``other`` (same pixel grid)."""
-        self.plot.setXLink(other.plot)
-        self.plot.setYLink(other.plot)
+        other.group.merge(self.group)
 
-    # ------------------------------------------------------------------ slots
+    def apply_theme(self, background, foreground) -> None:
+        self.graphics.setBackground(background)
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).setPen(foreground)
+            self.plot.getAxis(axis).setTextPen(foreground)
+        bar_axis = self.colorbar.getAxis("right")
+        bar_axis.setPen(foreground)
+        bar_axis.setTextPen(foreground)
+        self.plot.titleLabel.setAttr("color", foreground)
+        self.plot.titleLabel.setText(self._title)
+
+    # ------------------------------------------------------------------ internals and slots
+    def _show(self, auto_levels: bool) -> None:
+        mode = self.complex_mode() if np.iscomplexobj(self.source) else "magnitude"
+        self.data = complex_part(self.source, mode)
+        if auto_levels:
+            lo, hi = (-np.pi, np.pi) if mode == "phase" else robust_levels(self.data, self.symmetric)
+            self.image.setImage(self.data, autoLevels=False, levels=(lo, hi))
+            self.colorbar.setLevels((lo, hi))
+        else:
+            self.image.setImage(self.data, autoLevels=False)
+
+    def _on_mode_changed(self, _mode: str) -> None:
+        if self.source is not None:
+            self._show(auto_levels=True)
+
     def _on_slider(self, index: int) -> None:
         if self.stack is None or not len(self.stack):
             return
         self.slider_label.setText(f"{index + 1} / {len(self.stack)}")
-        first = self.data is None
-        self.set_image(self.stack[index], auto_levels=first)
+        self.set_image(self.stack[index], auto_levels=self.data is None)
 
     def _on_mouse_moved(self, pos) -> None:
         if self.data is None or not self.plot.sceneBoundingRect().contains(pos):

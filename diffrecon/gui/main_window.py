@@ -2,7 +2,6 @@
 result, export. Widgets live in their own files; this file wires them together."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -13,39 +12,37 @@ from ..engine import RunConfig
 from ..errors import DiffreconError, InputError
 from ..measurement import Measurement, Result
 from . import export as exporting
+from .ab_actions import ABActions
 from .forward_panel import ForwardPanel
 from .hdf5_tree import HDF5Tree
 from .memory import format_memory, memory_snapshot
+from .menus import build_menus, compare_window_class
 from .metrics_table import MetricsTable
+from .plan_panel import PlanPanel
 from .profile_panel import ProfilePanel
 from .result_view import ResultView
+from .roi_stats import RoiStats
 from .solver_panel import SolverPanel
-from .views import default_measurement, load_measurement, to_2d
+from .status_bar import StatusArea
+from .theme import SETTINGS_KEY as THEME_KEY
+from .theme import THEMES, apply_theme
+from .views import config_from_provenance, default_measurement, load_measurement, read_if_result
 from .worker import RunWorker, describe_error
 
 MAX_RECENT = 8
-EXPORTS = {  # dialog filter -> (what, kind)
-    "HDF5 result (*.h5)": ("result", "hdf5"),
-    "Posterior mean, float32 TIFF (*.tif)": ("mean", "tiff"),
-    "Posterior std, float32 TIFF (*.tif)": ("std", "tiff"),
-    "Samples, float32 TIFF stack (*.tif)": ("samples", "tiff"),
-    "Error map, float32 TIFF (*.tif)": ("error", "tiff"),
-    "Posterior mean, PNG with colour bar (*.png)": ("mean", "png"),
-    "Posterior std, PNG with colour bar (*.png)": ("std", "png"),
-    "Error map, PNG with colour bar (*.png)": ("error", "png"),
-}
 
 
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(ABActions, QtWidgets.QMainWindow):
     run_finished = QtCore.Signal(object)  # the Result, or None after a failure
 
-    def __init__(self, settings: QtCore.QSettings | None = None, engine_run=None, parent=None):
+    def __init__(self, settings: QtCore.QSettings | None = None, engine_run=None, plan_fn=None, parent=None):
         super().__init__(parent)
         self.settings = settings or QtCore.QSettings("diffrecon", "diffrecon")
         self.engine_run = engine_run  # None: diffrecon.engine.run; tests inject fakes
         self.measurement: Measurement | None = None
         self.result: Result | None = None
         self.worker: RunWorker | None = None
+        self.compare_window = None
         self.last_error = ""
         self._device = "cpu"
         self._run_done = True
@@ -58,26 +55,41 @@ class MainWindow(QtWidgets.QMainWindow):
         self.forward = ForwardPanel()
         self.solver = SolverPanel()
         self.solver.restore_settings(self.settings)
+        self.plan_panel = PlanPanel(plan_fn)
         self.tree = HDF5Tree()
         self.metrics = MetricsTable()
+        self.roi = RoiStats(self.view.panels["mean"], self.view.panels["std"])
         self.profile = ProfilePanel(self.view.panels["mean"])
         self.log_view = QtWidgets.QPlainTextEdit(readOnly=True)
         self.log_view.setMaximumBlockCount(5000)
         self._build_setup_dock()
-        tree_dock = self._dock("File", self.tree, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.resizeDocks([self.setup_dock, tree_dock], [640, 260], QtCore.Qt.Orientation.Vertical)
-        self._dock("Metrics", self.metrics, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        metrics_dock = self._dock("Metrics", self.metrics, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        roi_dock = self._dock("ROI statistics", self.roi, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([metrics_dock, roi_dock], [470, 240], QtCore.Qt.Orientation.Vertical)
+        self.resizeDocks([metrics_dock], [270], QtCore.Qt.Orientation.Horizontal)
         profile_dock = self._dock("Line profile", self.profile, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         log_dock = self._dock("Log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+        tree_dock = self._dock("File", self.tree, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(profile_dock, log_dock)
+        self.tabifyDockWidget(profile_dock, tree_dock)
         profile_dock.raise_()
-        self.resizeDocks([profile_dock], [170], QtCore.Qt.Orientation.Vertical)
-        self._build_status_bar()
-        self._build_actions()
+        self.resizeDocks([profile_dock], [150], QtCore.Qt.Orientation.Vertical)
+        self.status = StatusArea(self.statusBar())
+        s = self.status  # the labels are window attributes too: scripts and tests read them
+        self.message_label, self.pixel_label, self.progress_bar = s.message_label, s.pixel_label, s.progress_bar
+        self.progress_label, self.memory_label = s.progress_label, s.memory_label
+        build_menus(self)
+        self._fill_recent()
+        self.theme = str(self.settings.value(THEME_KEY, "system"))
+        self.set_theme(self.theme if self.theme in THEMES else "system")
+        hints = QtGui.QGuiApplication.styleHints()
+        if hasattr(hints, "colorSchemeChanged"):
+            hints.colorSchemeChanged.connect(self._on_system_scheme_changed)
 
         self.view.hovered_text.connect(self.pixel_label.setText)
-        self.forward.changed.connect(self._update_enabled)
-        self.solver.changed.connect(self._update_enabled)
+        self.forward.changed.connect(self._on_settings_changed)
+        self.solver.changed.connect(self._on_settings_changed)
+        self.plan_panel.predicted.connect(self.solver.show_plan)
         self.memory_timer = QtCore.QTimer(self, interval=400, timeout=self._on_memory_tick)
         self.memory_timer.start()
         self._update_enabled()
@@ -94,14 +106,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_button = QtWidgets.QPushButton("Reconstruct")
         self.run_button.setStyleSheet("font-weight: bold; padding: 6px;")
         self.stop_button = QtWidgets.QPushButton("Stop")
-        self.run_button.clicked.connect(self.start_run)
+        self.run_button.clicked.connect(lambda: self.start_run())
         self.stop_button.clicked.connect(self.stop_run)
         buttons = QtWidgets.QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.stop_button, 1)
         box = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(box)
-        for title, widget in (("Forward model", self.forward), ("Solver", self.solver)):
+        for title, widget in (("Forward model", self.forward), ("Solver", self.solver),
+                              ("Prediction", self.plan_panel)):
             group = QtWidgets.QGroupBox(title)
             QtWidgets.QVBoxLayout(group).addWidget(widget)
             layout.addWidget(group)
@@ -111,54 +124,8 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setWidget(box)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(360)
+        scroll.setMinimumWidth(340)
         self.setup_dock = self._dock("Setup", scroll, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
-
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.message_label = QtWidgets.QLabel("Ready.")
-        self.pixel_label = QtWidgets.QLabel()
-        self.progress_bar = QtWidgets.QProgressBar()
-        self.progress_bar.setMaximumWidth(220)
-        self.progress_bar.setFormat("%p%")
-        self.progress_label = QtWidgets.QLabel()
-        self.memory_label = QtWidgets.QLabel()
-        bar.addWidget(self.message_label, 2)
-        bar.addWidget(self.pixel_label, 3)
-        bar.addPermanentWidget(self.progress_label)
-        bar.addPermanentWidget(self.progress_bar)
-        bar.addPermanentWidget(self.memory_label)
-
-    def _action(self, text: str, slot, shortcut=None, icon=None) -> QtGui.QAction:
-        action = QtGui.QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QtGui.QKeySequence(shortcut))
-        if icon is not None:
-            action.setIcon(self.style().standardIcon(icon))
-        action.triggered.connect(slot)
-        return action
-
-    def _build_actions(self) -> None:
-        sp = QtWidgets.QStyle.StandardPixmap
-        self.open_action = self._action("&Open…", self.open_dialog, QtGui.QKeySequence.StandardKey.Open, sp.SP_DialogOpenButton)
-        self.demo_action = self._action("Open CT &demo", self.open_default)
-        self.run_action = self._action("&Reconstruct", self.start_run, "Ctrl+R", sp.SP_MediaPlay)
-        self.stop_action = self._action("&Stop", self.stop_run, "Esc", sp.SP_MediaStop)
-        self.export_action = self._action("&Export…", self.export_dialog, "Ctrl+E", sp.SP_DialogSaveButton)
-        quit_action = self._action("&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
-        menu = self.menuBar().addMenu("&File")
-        menu.addActions([self.open_action, self.demo_action])
-        self.recent_menu = menu.addMenu("Open &recent")
-        menu.addSeparator()
-        menu.addActions([self.export_action, quit_action])
-        self.menuBar().addMenu("&Run").addActions([self.run_action, self.stop_action])
-        view_menu = self.menuBar().addMenu("&View")
-        for dock in self.findChildren(QtWidgets.QDockWidget):
-            view_menu.addAction(dock.toggleViewAction())
-        toolbar = self.addToolBar("Main")
-        toolbar.setObjectName("Main")
-        toolbar.addActions([self.open_action, self.run_action, self.stop_action, self.export_action])
-        self._fill_recent()
 
     # ------------------------------------------------------------------ files
     def recent_files(self) -> list[str]:
@@ -187,7 +154,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Open a measurement, or a result (which also restores the settings that made it)."""
         path = str(path)
         try:
-            result = _read_if_result(path)
+            result = read_if_result(path)
             measurement = result.measurement if result is not None else load_measurement(path)
         except (DiffreconError, OSError) as err:
             self.report_error(str(err) if isinstance(err, DiffreconError) else
@@ -199,7 +166,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.set_measurement(measurement, path)
         self._remember(path)
         if result is not None:
-            self.solver.set_config(_config_from_provenance(result.provenance))
+            self.solver.set_config(config_from_provenance(result.provenance))
             self._on_finished(result)
         return True
 
@@ -216,6 +183,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.forward.set_measurement(m)
         self.view.show_measurement(m)
         self.metrics.set_metrics({})
+        self.roi.clear()
         try:
             from ..operators import build_operator
 
@@ -254,6 +222,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         config = config or self.solver.config()
         self.solver.save_settings(self.settings)
+        self.plan_panel.timer.stop()  # a probe beside the run would skew its time and memory
         self._device = config.device
         self.result = None
         self.view.begin_run(self.solver.is_deterministic())
@@ -261,9 +230,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_label.setText("starting…")
         self.worker = worker = RunWorker(measurement, config, self.engine_run, self)
         worker.planned.connect(self._on_planned)
-        worker.progress.connect(self._on_progress)
-        worker.preview.connect(lambda e: self.view.show_preview(e.x0_hat, e.step, e.sample_index))
-        worker.statistics.connect(lambda e: self.view.show_statistics(e.mean, e.std, e.samples_done))
+        worker.progress.connect(self.status.show_progress)
+        worker.preview.connect(self._on_preview)
+        worker.statistics.connect(self._on_statistics)
         worker.log.connect(self.log)
         worker.finished_result.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -293,23 +262,35 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QApplication.processEvents()
         return True
 
+    def predict(self) -> None:
+        """Predict time and memory of the current settings now (off the GUI thread)."""
+        if self.measurement is not None and not self.is_running():
+            self.plan_panel.predict_now(self.forward.edited_measurement(), self.solver.config())
+
+    def _on_settings_changed(self) -> None:
+        self._update_enabled()
+        measurement = self.forward.edited_measurement()
+        if measurement is not None and not self.is_running():
+            self.plan_panel.request(measurement, self.solver.config())
+
     def _on_planned(self, planned) -> None:
         self._device = planned.device
         self.solver.show_plan(planned)
         if not planned.std_is_posterior:
             self.view.panels["std"].set_title("Seed spread (not a posterior std)")
 
-    def _on_progress(self, p) -> None:
-        total = max(p.steps * p.samples_total, 1)
-        self.progress_bar.setValue(int(100 * min((p.samples_done * p.steps + p.step) / total, 1.0)))
-        eta = "?" if p.eta is None else f"{p.eta:.0f} s"
-        self.progress_label.setText(f"step {p.step}/{p.steps} · samples {p.samples_done}/{p.samples_total}"
-                                    f" · NFE {p.nfe} · ETA {eta}")
+    def _on_preview(self, event) -> None:
+        self.view.show_preview(event.x0_hat, event.step, event.sample_index)
+
+    def _on_statistics(self, event) -> None:
+        self.view.show_statistics(event.mean, event.std, event.samples_done)
+        self.roi.set_maps(self.view.mean, self.view.std)
 
     def _on_finished(self, result: Result) -> None:
         self._run_done = True
         self.result = result
         self.view.show_result(result)
+        self.roi.set_maps(self.view.mean, self.view.std)
         self.profile.set_data(self.view.mean, self.view.std, self.view.truth, result.units)
         self.metrics.set_metrics(dict(result.metrics), {"samples": result.n_samples})
         self.progress_bar.setValue(100 if result.complete else self.progress_bar.value())
@@ -331,15 +312,41 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_enabled()
         self.run_finished.emit(None)
 
+    # ------------------------------------------------------------------ compare
+    def open_compare_solvers(self) -> bool:
+        cls, reason = compare_window_class()
+        if cls is None or self.measurement is None:
+            self.report_error(reason or "Open a measurement before comparing solvers.")
+            return False
+        self.compare_window = cls(self.forward.edited_measurement() or self.measurement, self.solver.config(), parent=self)
+        self.compare_window.show()
+        return True
+
+    # ------------------------------------------------------------------ view
+    def set_theme(self, theme: str) -> None:
+        """light, dark or system (follows the desktop); remembered in the settings."""
+        self.theme = theme
+        self.settings.setValue(THEME_KEY, theme)
+        self.theme_actions[theme].setChecked(True)  # emits toggled, not triggered: no loop; group stays exclusive
+        self.dark = apply_theme(theme, self)
+
+    def _on_system_scheme_changed(self, *_) -> None:
+        if self.theme == "system":
+            self.dark = apply_theme("system", self)
+
+    def fit_images(self) -> None:
+        self.view.panels["mean"].show_full()
+        self.view.panels["measurement"].show_full()
+
     # ------------------------------------------------------------------ export
     def export_dialog(self) -> None:
         if self.result is None:
             self.report_error("There is no result to export yet; run a reconstruction first.")
             return
         start = str(Path(self.recent_files()[0]).with_suffix("")) + "_result" if self.recent_files() else "result"
-        path, chosen = QtWidgets.QFileDialog.getSaveFileName(self, "Export", start, ";;".join(EXPORTS))
+        path, chosen = QtWidgets.QFileDialog.getSaveFileName(self, "Export", start, ";;".join(exporting.EXPORTS))
         if path:
-            what, kind = EXPORTS.get(chosen, ("result", "hdf5"))
+            what, kind = exporting.EXPORTS.get(chosen, ("result", "hdf5"))
             self.export(path, what if exporting.export_kind(path) == kind else "mean")
 
     def export(self, path: str | Path, what: str = "mean") -> bool:
@@ -347,49 +354,22 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             if self.result is None:
                 raise InputError("There is no result to export yet; run a reconstruction first.")
-            kind = exporting.export_kind(path)
-            r = self.result
-            if kind == "hdf5":
-                exporting.write_result_file(path, r)
-            else:
-                data = self._export_array(what)
-                if kind == "tiff":
-                    pixel = r.measurement.pixel_size if r.measurement is not None else 1.0
-                    exporting.write_tiff(path, data, unit=r.units, pixel_size=pixel)
-                else:
-                    panel = self.view.panels["error" if what == "error" else what if what in ("mean", "std") else "mean"]
-                    exporting.write_png(path, data, title=panel.title(), unit=r.units,
-                                        cmap="inferno" if what == "std" else "RdBu_r" if what == "error" else "gray",
-                                        levels=tuple(panel.colorbar.levels()))
+            panel = self.view.panels[what if what in ("mean", "std", "error") else "mean"]
+            exporting.export_result(path, self.result, what, truth=self.view.truth, title=panel.title(),
+                                    levels=tuple(panel.colorbar.levels()))
         except (DiffreconError, OSError) as err:
             self.report_error(str(err) if isinstance(err, DiffreconError) else f"Export to {path} failed ({err}).")
             return False
         self.show_message(f"Exported {what} to {path}.")
         return True
 
-    def _export_array(self, what: str) -> np.ndarray:
-        r = self.result
-        if what == "samples":
-            if r.samples is None:
-                raise InputError("This result holds no samples; raise keep_samples to export them.")
-            return r.samples
-        if what == "error":
-            if self.view.truth is None:
-                raise InputError("The error map needs a ground truth, which this measurement lacks.")
-            return to_2d(r.mean) - self.view.truth
-        if what not in ("mean", "std"):
-            raise InputError(f"Cannot export {what!r}; valid choices are mean, std, samples, error and result.")
-        return getattr(r, what)
-
     # ------------------------------------------------------------------ messages and state
     def show_message(self, text: str) -> None:
-        self.message_label.setStyleSheet("")
-        self.message_label.setText(text)
+        self.status.show_message(text)
 
     def report_error(self, text: str) -> None:
         self.last_error = text
-        self.message_label.setStyleSheet("color: #e05050; font-weight: bold;")
-        self.message_label.setText(text)
+        self.status.show_error(text)
         self.log(text, "error")
 
     def log(self, message: str, level: str = "info") -> None:
@@ -407,36 +387,15 @@ class MainWindow(QtWidgets.QMainWindow):
         for w in (self.stop_button, self.stop_action):
             w.setEnabled(running)
         self.export_action.setEnabled(self.result is not None and not running)
+        self.pin_action.setEnabled(self.view.mean is not None)
+        self.predict_action.setEnabled(can_run)
+        self.plan_panel.button.setEnabled(can_run)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.solver.save_settings(self.settings)
         if self.is_running():
             self.worker.request_stop()
             self.worker.wait(10000)
+        self.plan_panel.wait(10000)
         self.tree.wait(2000)
         super().closeEvent(event)
-
-
-def _read_if_result(path: str) -> Result | None:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            is_result = str(f.attrs.get("diffrecon_format", b"")).strip("b'") == "result"
-    except OSError:
-        return None  # not HDF5: the measurement reader gives the sentence
-    if not is_result:
-        return None
-    from ..io import read_result
-
-    return read_result(path)
-
-
-def _config_from_provenance(prov: dict) -> RunConfig:
-    fields = RunConfig.__dataclass_fields__
-    kw = {k: prov[k] for k in ("solver", "params", "steps", "samples", "seed", "prior", "device", "precision")
-          if k in prov and k in fields}
-    try:
-        return dataclasses.replace(RunConfig(), **kw)
-    except TypeError:
-        return RunConfig()

@@ -8,11 +8,16 @@ from PySide6 import QtCore, QtWidgets
 
 from ..measurement import Measurement, Result
 from .image_panel import ImagePanel
+from .ab_view import ABView
 from .views import error_map, measurement_views, to_2d
 
 
 class ResultView(QtWidgets.QWidget):
-    """Model -> view only; it never starts work. ``hovered_text`` carries the read-out."""
+    """Model -> view only; it never starts work. ``hovered_text`` carries the read-out.
+
+    Layout: a narrow column of inputs (measurement, direct, ground truth) beside tabs whose first
+    page gives a 2 x 2 grid to the result (mean, std, live x̂₀, error or samples) and whose second
+    holds the A/B comparison; a splitter lets users trade space between the two."""
 
     hovered_text = QtCore.Signal(str)
 
@@ -23,23 +28,50 @@ class ResultView(QtWidgets.QWidget):
         self.panels = {
             "measurement": ImagePanel("Measurement", cmap="CET-L1"),
             "direct": ImagePanel("Direct reconstruction", cmap="CET-L1"),
-            "estimate": ImagePanel("Current estimate x̂₀", cmap="CET-L1"),
             "truth": ImagePanel("Ground truth", cmap="CET-L1"),
             "mean": ImagePanel("Posterior mean", cmap="CET-L1"),
             "std": ImagePanel("Posterior std", cmap="inferno"),
+            "estimate": ImagePanel("Current estimate x̂₀", cmap="CET-L1"),
             "samples": ImagePanel("Samples", cmap="CET-L1", stack=True),
             "error": ImagePanel("Error: mean − truth", cmap="CET-D1", symmetric=True),
         }
-        grid = QtWidgets.QGridLayout(self)
-        grid.setContentsMargins(2, 2, 2, 2)
+        inputs = QtWidgets.QWidget()
+        column = QtWidgets.QVBoxLayout(inputs)
+        column.setContentsMargins(0, 0, 0, 0)
+        for key in ("measurement", "direct", "truth"):
+            column.addWidget(self.panels[key], 1)
+        self.corner = QtWidgets.QTabWidget()  # error when there is a ground truth, else samples
+        self.corner.setDocumentMode(True)
+        self.corner.addTab(self.panels["error"], "Error")
+        self.corner.addTab(self.panels["samples"], "Samples")
+        result = QtWidgets.QWidget()
+        grid = QtWidgets.QGridLayout(result)
+        grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(4)
-        order = ("measurement", "direct", "estimate", "truth", "mean", "std", "samples", "error")
-        for i, key in enumerate(order):
-            grid.addWidget(self.panels[key], i // 4, i % 4)
+        grid.addWidget(self.panels["mean"], 0, 0)
+        grid.addWidget(self.panels["std"], 0, 1)
+        grid.addWidget(self.panels["estimate"], 1, 0)
+        grid.addWidget(self.corner, 1, 1)
+        self.ab = ABView()
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.addTab(result, "Result")
+        self.tabs.addTab(self.ab, "A/B compare")
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.splitter.addWidget(inputs)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setSizes([260, 780])
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.splitter)
         anchor = self.panels["mean"]
         for key, panel in self.panels.items():
-            if key not in ("measurement", "mean"):
+            if key != "measurement":  # a sinogram or k-space is not on the image grid
                 panel.link_to(anchor)
+            panel.hovered.connect(self._on_hovered)
+        for panel in self.ab.panels():
+            panel.link_to(anchor)
             panel.hovered.connect(self._on_hovered)
         self.clear()
 
@@ -48,7 +80,8 @@ class ResultView(QtWidgets.QWidget):
         for key, panel in self.panels.items():
             panel.clear()
         self.panels["truth"].hide()
-        self.panels["error"].hide()
+        self.corner.setTabEnabled(0, False)
+        self.corner.setCurrentIndex(1)
         self.truth = None
         self.mean = self.std = None
 
@@ -60,7 +93,10 @@ class ResultView(QtWidgets.QWidget):
         meas.set_title(first.title)
         meas.set_unit(first.unit)
         meas.set_image(first.image)
-        meas.plot.setAspectLocked(False)  # a sinogram's axes are angle and detector, not pixels
+        # a sinogram's axes are angle and detector, not pixels; k-space is a grid like the image
+        meas.plot.setAspectLocked(np.iscomplexobj(first.image))
+        if np.iscomplexobj(first.image):
+            meas.set_complex_mode("log magnitude")
         meas.show_full()
         if direct is not None:
             self.panels["direct"].set_title(direct.title)
@@ -73,6 +109,7 @@ class ResultView(QtWidgets.QWidget):
             self.panels["truth"].set_image(self.truth)
             self.panels["truth"].show()
             self._levels_from = self.panels["truth"].colorbar.levels()
+            self.corner.setTabEnabled(0, True)
         elif direct is not None:
             self._levels_from = self.panels["direct"].colorbar.levels()
         else:
@@ -84,7 +121,6 @@ class ResultView(QtWidgets.QWidget):
         self.panels["std"].set_title("Seed spread (not posterior std)" if deterministic else "Posterior std")
         for key in ("estimate", "mean", "samples", "std", "error"):
             self.panels[key].clear()
-        self.panels["error"].hide()
         self.mean = self.std = None
         if self._levels_from is not None:
             for key in ("estimate", "mean"):
@@ -102,8 +138,6 @@ class ResultView(QtWidgets.QWidget):
         first = self.panels["mean"].data is None
         self.panels["mean"].set_image(self.mean, auto_levels=first and self._levels_from is None)
         self.panels["std"].set_image(self.std, auto_levels=True)
-        if first and self.panels["direct"].data is None:
-            self.panels["mean"].show_full()
         self.panels["mean"].set_title(f"Mean · {samples_done} samples")
 
     def show_result(self, result: Result) -> None:
@@ -126,7 +160,9 @@ class ResultView(QtWidgets.QWidget):
         err = error_map(self.mean, truth)
         if err is not None:
             self.panels["error"].set_image(err)
-            self.panels["error"].show()
+            self.corner.setTabEnabled(0, True)
+            self.corner.setCurrentIndex(0)
+        self.ab.set_b(self.mean, f"{result.provenance.get('solver', 'result')} (current)")
 
     # ------------------------------------------------------------------ slots
     def _on_hovered(self, panel: ImagePanel, row: int, col: int) -> None:

@@ -22,16 +22,40 @@ class View:
     unit: str = ""
 
 
-def to_2d(a: np.ndarray, mode: str = "magnitude") -> np.ndarray:
-    """First channel/slice of ``a`` as a 2-D float32 image; complex as magnitude or phase."""
+COMPLEX_MODES = ("magnitude", "phase", "real", "imaginary", "log magnitude")
+
+
+def first_slice(a: np.ndarray) -> np.ndarray:
+    """First channel/coil/slice of ``a`` as a 2-D array, complex kept complex."""
     a = np.asarray(a)
     while a.ndim > 2:
         a = a[0]
-    if a.ndim == 1:
-        a = a[None, :]
-    if np.iscomplexobj(a):
-        a = np.angle(a) if mode == "phase" else np.abs(a)
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return a[None, :] if a.ndim == 1 else a
+
+
+def complex_part(a: np.ndarray, mode: str = "magnitude") -> np.ndarray:
+    """One real view of complex data as float32 (silx's magnitude/phase/real/imaginary choice);
+    ``log magnitude`` is log10(|a| + eps) with eps 1e-6 of the maximum, for k-space."""
+    a = np.asarray(a)
+    if mode == "phase":
+        out = np.angle(a)
+    elif mode == "real":
+        out = a.real
+    elif mode == "imaginary":
+        out = a.imag if np.iscomplexobj(a) else np.zeros(a.shape)
+    elif mode == "log magnitude":
+        mag = np.abs(a)
+        out = np.log10(mag + 1e-6 * max(float(mag.max(initial=0.0)), 1e-30))
+    elif mode == "magnitude":
+        out = np.abs(a) if np.iscomplexobj(a) else a
+    else:
+        raise ValueError(f"unknown complex view {mode!r}; valid views are {', '.join(COMPLEX_MODES)}")
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def to_2d(a: np.ndarray, mode: str = "magnitude") -> np.ndarray:
+    """First channel/slice of ``a`` as a 2-D float32 image; complex as ``mode`` (see complex_part)."""
+    return complex_part(first_slice(a), mode)
 
 
 def modality(measurement: Measurement) -> str:
@@ -61,17 +85,17 @@ def measurement_views(measurement: Measurement) -> tuple[View, View | None]:
     kind = modality(measurement)
     y = np.asarray(measurement.y)
     if kind == "mri":
-        k = to_2d(y, "magnitude")
-        first = View("log |k-space|", np.log10(k + 1e-6 * max(float(k.max()), 1e-30)), "log10")
+        # complex kept: the panel offers magnitude/phase/real/imaginary, log magnitude first
+        first = View("k-space", first_slice(y), "")
         direct_title = "Zero-filled"
     elif kind == "ct":
         first = View("Sinogram", to_2d(y), "")
         direct_title = "FBP (direct)"
     else:
-        first = View("Measurement y", to_2d(y), measurement.units)
+        first = View("Measurement y", first_slice(y), measurement.units)
         direct_title = "Direct reconstruction"
     try:
-        direct = View(direct_title, to_2d(direct_reconstruction(measurement)), measurement.units)
+        direct = View(direct_title, first_slice(direct_reconstruction(measurement)), measurement.units)
     except Exception:  # a display nicety: a failing direct inverse must not block opening a file
         direct = None
     return first, direct
@@ -109,3 +133,35 @@ def error_map(mean: np.ndarray, truth: np.ndarray | None) -> np.ndarray | None:
     if truth is None or np.shape(truth) != np.shape(mean):
         return None
     return np.asarray(mean, np.float32) - np.asarray(truth, np.float32)
+
+
+def read_if_result(path: str | Path):
+    """The :class:`~diffrecon.measurement.Result` in ``path`` if it is a result file, else None
+    (a measurement, or not HDF5 at all: the measurement reader then gives the sentence)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            is_result = str(f.attrs.get("diffrecon_format", b"")).strip("b'") == "result"
+    except OSError:
+        return None
+    if not is_result:
+        return None
+    from ..io import read_result
+
+    return read_result(path)
+
+
+def config_from_provenance(prov: dict):
+    """The RunConfig that made a result (provenance is a recipe); defaults where it is silent."""
+    import dataclasses
+
+    from ..engine import RunConfig
+
+    fields = RunConfig.__dataclass_fields__
+    kw = {k: prov[k] for k in ("solver", "params", "steps", "samples", "seed", "prior", "device", "precision")
+          if k in prov and k in fields}
+    try:
+        return dataclasses.replace(RunConfig(), **kw)
+    except TypeError:
+        return RunConfig()

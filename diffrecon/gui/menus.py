@@ -1,0 +1,72 @@
+"""Menus and the toolbar: small QActions that each call one window method (no logic here)."""
+from __future__ import annotations
+
+from PySide6 import QtGui, QtWidgets
+
+from .theme import THEMES
+
+
+def _action(window, text: str, slot, shortcut=None, icon=None) -> QtGui.QAction:
+    action = QtGui.QAction(text, window)
+    if shortcut is not None:
+        action.setShortcut(QtGui.QKeySequence(shortcut))
+    if icon is not None:
+        action.setIcon(window.style().standardIcon(icon))
+    action.triggered.connect(lambda *_: slot())
+    return action
+
+
+def compare_window_class():
+    """``CompareWindow`` if its module imports, else the reason it does not (one sentence)."""
+    try:
+        from .compare_window import CompareWindow
+    except Exception as err:  # noqa: BLE001 - being written elsewhere; any failure disables the action
+        return None, f"The solver comparison is not available ({type(err).__name__}: {err})."
+    return CompareWindow, ""
+
+
+def build_menus(w) -> None:
+    """Create ``w``'s actions (attributes ``*_action``), menus and toolbar."""
+    sp, keys = QtWidgets.QStyle.StandardPixmap, QtGui.QKeySequence.StandardKey
+    w.open_action = _action(w, "&Open…", w.open_dialog, keys.Open, sp.SP_DialogOpenButton)
+    w.demo_action = _action(w, "Open CT &demo", w.open_default)
+    w.run_action = _action(w, "&Reconstruct", w.start_run, "Ctrl+R", sp.SP_MediaPlay)
+    w.stop_action = _action(w, "&Stop", w.stop_run, "Esc", sp.SP_MediaStop)
+    w.predict_action = _action(w, "&Predict time and memory", w.predict, "Ctrl+T")
+    w.export_action = _action(w, "&Export…", w.export_dialog, "Ctrl+E", sp.SP_DialogSaveButton)
+    w.pin_action = _action(w, "&Pin result as A", w.pin_result_as_a, "Ctrl+Shift+P")
+    w.open_a_action = _action(w, "Open result file as &A…", w.open_a_dialog)
+    w.compare_action = _action(w, "Compare &solvers…", w.open_compare_solvers, "Ctrl+K")
+    w.fit_action = _action(w, "&Fit images to panels", w.fit_images, "Ctrl+0")
+    quit_action = _action(w, "&Quit", w.close, keys.Quit)
+
+    bar = w.menuBar()
+    menu = bar.addMenu("&File")
+    menu.addActions([w.open_action, w.demo_action])
+    w.recent_menu = menu.addMenu("Open &recent")
+    menu.addSeparator()
+    menu.addActions([w.export_action, quit_action])
+    bar.addMenu("&Run").addActions([w.run_action, w.stop_action, w.predict_action])
+    bar.addMenu("&Compare").addActions([w.pin_action, w.open_a_action, w.compare_action])
+    view = bar.addMenu("&View")
+    view.addAction(w.fit_action)
+    theme_menu = view.addMenu("&Theme")
+    group = QtGui.QActionGroup(w)
+    w.theme_actions = {}
+    for name in THEMES:
+        act = theme_menu.addAction(name.capitalize())
+        act.setCheckable(True)
+        act.setActionGroup(group)
+        act.triggered.connect(lambda _=False, n=name: w.set_theme(n))
+        w.theme_actions[name] = act
+    view.addSeparator()
+    for dock in w.findChildren(QtWidgets.QDockWidget):
+        view.addAction(dock.toggleViewAction())
+    toolbar = w.addToolBar("Main")
+    toolbar.setObjectName("Main")
+    toolbar.addActions([w.open_action, w.run_action, w.stop_action, w.export_action])
+
+    cls, reason = compare_window_class()
+    w.compare_action.setEnabled(cls is not None)
+    w.compare_action.setToolTip(reason or "Run several solvers on this measurement and compare them.")
+    w.compare_action.setStatusTip(w.compare_action.toolTip())

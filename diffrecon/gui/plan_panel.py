@@ -1,0 +1,133 @@
+"""Prediction before a run: network evaluations, time and peak memory from
+:func:`diffrecon.engine.plan`, which probes the solver's first steps. The probe runs in a
+background thread, on demand (Predict) and, debounced, after every settings change; a newer
+request supersedes an older one, whose answer is then dropped. The window never waits for it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from PySide6 import QtCore, QtWidgets
+
+from .memory import format_bytes
+from .worker import describe_error
+
+DEBOUNCE_MS = 700
+
+
+class PlanWorker(QtCore.QThread):
+    """Calls ``plan_fn(measurement, config)`` once, off the GUI thread."""
+
+    planned = QtCore.Signal(int, object)  # request id, Planned
+    failed = QtCore.Signal(int, str)  # request id, one sentence
+
+    def __init__(self, request_id: int, measurement, config, plan_fn: Callable, parent=None):
+        super().__init__(parent)
+        self.request_id, self.measurement, self.config, self.plan_fn = request_id, measurement, config, plan_fn
+
+    def run(self) -> None:
+        try:
+            self.planned.emit(self.request_id, self.plan_fn(self.measurement, self.config))
+        except BaseException as err:  # noqa: BLE001 - a failed prediction is a sentence, not a crash
+            self.failed.emit(self.request_id, describe_error(err))
+
+
+def describe_plan(planned, samples: int) -> str:
+    """The prediction in one paragraph, e.g. '≈ 2.3 s on cpu · 200 network evaluations ...'."""
+    nfe = planned.nfe_per_sample * samples
+    seconds = planned.predicted_seconds
+    time_text = "?" if seconds is None else (f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min")
+    peak = planned.predicted_peak_bytes
+    memory = format_bytes(peak) if peak is not None else "not measured on the CPU"
+    return (f"≈ {time_text} on {planned.device}\n{nfe} network evaluations "
+            f"({planned.nfe_per_sample} per sample) in {len(planned.batches)} batch(es) {planned.batches}\n"
+            f"peak GPU memory: {memory}")
+
+
+class PlanPanel(QtWidgets.QWidget):
+    """``request(measurement, config)`` after edits (debounced); ``predict_now`` for the button."""
+
+    predicted = QtCore.Signal(object)  # Planned, after it is shown
+
+    def __init__(self, plan_fn: Callable | None = None, parent=None):
+        super().__init__(parent)
+        if plan_fn is None:
+            from ..engine import plan as plan_fn
+        self.plan_fn = plan_fn
+        self.planned = None
+        self.auto = True
+        self._pending = None  # (measurement, config) of the newest request
+        self._request_id = 0
+        self._worker: PlanWorker | None = None
+        self._old_workers: list[PlanWorker] = []
+        self.button = QtWidgets.QPushButton("Predict")
+        self.button.setToolTip("Probe the solver's first steps to predict time and peak memory.")
+        self.text = QtWidgets.QLabel("Time and memory are predicted after the settings settle.")
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.text)
+        layout.addWidget(self.button)
+        self.timer = QtCore.QTimer(self, singleShot=True, interval=DEBOUNCE_MS, timeout=self._on_timer)
+        self.button.clicked.connect(self._on_button)
+
+    def request(self, measurement, config) -> None:
+        """Remember the newest settings; predict when they have not changed for a moment."""
+        self._pending = (measurement, config)
+        if self.auto:
+            self.timer.start()
+
+    def predict_now(self, measurement=None, config=None) -> None:
+        if measurement is not None:
+            self._pending = (measurement, config)
+        self.timer.stop()
+        if self._pending is None or self._pending[0] is None:
+            return
+        self._request_id += 1
+        measurement, config = self._pending
+        self.text.setText("Predicting…")
+        self.text.setStyleSheet("color: gray;")
+        if self._worker is not None:
+            self._old_workers.append(self._worker)  # finishes on its own; its answer is stale
+        worker = self._worker = PlanWorker(self._request_id, measurement, config, self.plan_fn, self)
+        worker.planned.connect(self._on_planned)
+        worker.failed.connect(self._on_failed)
+        worker.finished.connect(self._on_worker_finished)
+        worker.start()
+
+    def is_busy(self) -> bool:
+        return any(w.isRunning() for w in [self._worker, *self._old_workers] if w is not None)
+
+    def wait(self, ms: int = 10000) -> None:
+        """Wait for probes in flight (closing the window must not destroy a running thread)."""
+        self.timer.stop()
+        for w in [self._worker, *self._old_workers]:
+            if w is not None:
+                w.wait(ms)
+
+    # ------------------------------------------------------------------ slots
+    def _on_timer(self) -> None:
+        self.predict_now()
+
+    def _on_button(self) -> None:
+        self.predict_now()
+
+    def _on_planned(self, request_id: int, planned) -> None:
+        if request_id != self._request_id:
+            return
+        self.planned = planned
+        samples = sum(planned.batches)
+        self.text.setStyleSheet("")
+        self.text.setText(describe_plan(planned, samples))
+        self.predicted.emit(planned)
+
+    def _on_failed(self, request_id: int, message: str) -> None:
+        if request_id != self._request_id:
+            return
+        self.planned = None
+        self.text.setStyleSheet("color: #d04040;")
+        self.text.setText(f"No prediction: {message}")
+
+    def _on_worker_finished(self) -> None:
+        self._old_workers = [w for w in self._old_workers if w.isRunning()]
