@@ -1,0 +1,17 @@
+"""Training diffusion priors (``diffrecon train``): data, the DDPM loop, checkpoints, the command.
+
+    from diffrecon.training import TrainConfig, train
+    result = train(TrainConfig(data="phantoms", size=128), "my_prior")
+    denoiser = load_diffusers_prior(result.prior_folder)
+"""
+from .checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from .command import add_train_parser, parse_channels, run_train
+from .data import TrainingData, load_training_data, robust_range
+from .loop import (DEFAULT_CHANNELS, DEFAULT_STEPS, LOG_FILE, SCHEDULE, TrainConfig, TrainResult, augment,
+                   make_unet, train)
+
+__all__ = [
+    "CHECKPOINT_DIR", "DEFAULT_CHANNELS", "DEFAULT_STEPS", "LOG_FILE", "SCHEDULE", "TrainConfig", "TrainResult",
+    "TrainingData", "add_train_parser", "augment", "load_checkpoint", "load_training_data", "make_unet",
+    "parse_channels", "robust_range", "run_train", "save_checkpoint", "train",
+]

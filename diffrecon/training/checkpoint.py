@@ -1,0 +1,83 @@
+"""Training checkpoints: everything ``--resume`` needs to continue with the same loss curve.
+
+``out/checkpoint/`` holds
+
+- ``weights.safetensors``: the network (``model.*``) and its moving average (``ema.*``), float32;
+- ``optimizer.pt``: the AdamW state dict, written with ``torch.save`` but holding only tensors,
+  numbers, booleans, lists and dicts, so it is read back with ``torch.load(weights_only=True)``,
+  which refuses anything that could run code;
+- ``trainer.json``: the step, the moving average of the loss, the log so far and the settings.
+
+A checkpoint is written into a temporary folder and swapped in by renames, so an interruption
+while writing leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .loop import TrainConfig
+
+CHECKPOINT_DIR = "checkpoint"
+FORMAT_VERSION = 1
+
+
+def _settings(config: "TrainConfig") -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+
+
+def save_checkpoint(folder: Path, config: "TrainConfig", step: int, loss_ema: float, log: list[dict],
+                    unet: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors = {f"model.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in unet.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in ema.state_dict().items()})
+    save_file(tensors, str(tmp / "weights.safetensors"), metadata={"step": str(step)})
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    state = {"format": FORMAT_VERSION, "step": step, "loss_ema": loss_ema, "settings": _settings(config), "log": log}
+    (tmp / "trainer.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, config: "TrainConfig", unet: torch.nn.Module, ema: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer) -> tuple[int, float, list[dict]]:
+    """Restore the three objects in place; returns ``(step, loss_ema, log)``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / "trainer.json").read_text())
+        step, loss_ema, log, saved = int(state["step"]), float(state["loss_ema"]), list(state["log"]), state["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"Checkpoint {folder / 'trainer.json'} cannot be read ({err}); train without --resume.") from None
+    current = _settings(config)
+    differ = [k for k in config.ARCHITECTURE if saved.get(k) != current[k]]
+    if differ:
+        was = ", ".join(f"{k}={saved.get(k)}" for k in differ)
+        raise InputError(f"Checkpoint {folder} was trained with {was}; resume with the same settings.")
+    try:
+        tensors = load_file(str(folder / "weights.safetensors"), device="cpu")
+        unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+    except (OSError, SafetensorError, RuntimeError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"Checkpoint {folder} does not fit this network ({first}); train without --resume.") from None
+    return step, loss_ema, log

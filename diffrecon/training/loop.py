@@ -1,0 +1,289 @@
+"""Training a DDPM epsilon-prediction prior (Ho et al., NeurIPS 2020, Algorithm 1 / Eq. 14).
+
+Each step draws images x0, timesteps t ~ U{0..T-1} and noise n ~ N(0, I), forms
+``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) n`` (Eq. 4) and minimises ``|n - eps(x_t, t)|^2``
+(the "simple" loss, Eq. 14), with the linear beta schedule 1e-4..0.02 over T = 1000 steps
+(Sec. 4). The weights written to the prior are an exponential moving average (Polyak averaging,
+as in Ho et al., Sec. 4, and Song & Ermon 2020) with the warm-up ``min(decay, (1+k)/(10+k))``
+so the early average is not dominated by the random initialisation.
+
+All randomness of step k (which images, flips, t, n) comes from a generator seeded with
+``(seed, k)``, so a resumed run draws exactly what an uninterrupted one would have drawn and its
+losses are identical (bit for bit on CPU). Nothing per step touches the host: losses are kept on
+the device and read every ``log_every`` steps for the progress bar and the log.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..priors.base import PriorCard
+from ..priors.diffusers_vp import alphas_cumprod_from_schedule, save_diffusers_prior
+from .checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from .data import MIN_IMAGES, TrainingData, load_training_data
+
+SCHEDULE = {"kind": "vp_linear", "beta_start": 1e-4, "beta_end": 0.02, "timesteps": 1000}
+#: 128x128 grayscale default: 8.95 M parameters, 17.9 MB of fp16 weights; attention at 16x16 only.
+DEFAULT_CHANNELS = (64, 128, 128, 128)
+#: About 15 minutes on one H100 at batch 64, bf16, compiled: 14 steps/s measured in this loop (8.6
+#: eager; 5.9 with channels_last, where GroupNorm copies), plus ~40 s of phantoms and ~2 min compiling.
+DEFAULT_STEPS = 10_000
+LOG_FILE = "training_log.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (the ``diffrecon train`` options)."""
+
+    data: str = "phantoms"
+    size: int = 128
+    steps: int = DEFAULT_STEPS
+    batch_size: int = 64
+    lr: float = 2e-4
+    channels: tuple[int, ...] = DEFAULT_CHANNELS
+    layers_per_block: int = 2
+    n_images: int = 20_000
+    dataset: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    ema_decay: float = 0.999
+    warmup_steps: int = 500  # linear learning-rate warm-up: Adam's first moments are noisy
+    weight_decay: float = 0.0
+    checkpoint_every: int = 2000
+    log_every: int = 100
+    compile: bool = True  # torch.compile on CUDA: fuses GroupNorm/SiLU, 1.75x faster on an H100
+    #: the fields a checkpoint must share with the run that resumes it (they fix the network)
+    ARCHITECTURE = ("size", "channels", "layers_per_block")
+
+    def validate(self) -> None:
+        levels = len(self.channels)
+        if self.data != "phantoms" and not Path(self.data).exists():
+            raise InputError(f"--data {self.data} does not exist; give 'phantoms', an HDF5 file or an image folder.")
+        if levels < 2 or any(int(c) != c or c < 1 for c in self.channels):
+            raise InputError(f"--channels {','.join(map(str, self.channels))} is invalid; give at least two "
+                             f"positive integers, one per resolution level, e.g. 64,128,128,128.")
+        if self.size < 8 or self.size % 2 ** (levels - 1):
+            raise InputError(f"--size {self.size} must be at least 8 and a multiple of {2 ** (levels - 1)} "
+                             f"(2**(levels-1) for {levels} channel levels).")
+        for name, value, low in (("--steps", self.steps, 1), ("--batch-size", self.batch_size, 1),
+                                 ("--n-images", self.n_images, MIN_IMAGES), ("layers_per_block", self.layers_per_block, 1),
+                                 ("checkpoint_every", self.checkpoint_every, 1), ("log_every", self.log_every, 1)):
+            if int(value) != value or value < low:
+                raise InputError(f"{name} must be an integer of at least {low} (got {value}).")
+        if not (math.isfinite(self.lr) and 0 < self.lr < 1):
+            raise InputError(f"--lr must be a positive learning rate below 1 (got {self.lr}).")
+        if not 0 <= self.ema_decay < 1:
+            raise InputError(f"ema_decay must lie in [0, 1) (got {self.ema_decay}).")
+        if self.seed < 0:
+            raise InputError(f"--seed must be a non-negative integer (got {self.seed}).")
+        resolve_device(self.device)
+
+
+@dataclass
+class TrainResult:
+    """What a call of :func:`train` did: ``losses`` are the per-step losses of the steps it ran."""
+
+    prior_folder: Path
+    first_step: int
+    steps: int
+    final_loss: float
+    losses: list[float] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name!r} is invalid; valid devices are auto, cpu, cuda, cuda:N, mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu or auto.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {name} was asked for but Apple MPS is not available; use --device cpu or auto.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device {name!r} is invalid; valid devices are auto, cpu, cuda, cuda:N, mps.")
+    return device
+
+
+def make_unet(size: int, channels: tuple[int, ...] = DEFAULT_CHANNELS, layers_per_block: int = 2,
+              in_channels: int = 1):
+    """A diffusers ``UNet2DModel`` with self-attention only at the lowest resolution (and its middle
+    block): attention at high resolution costs O(pixels^2) and adds little for these images."""
+    from diffusers import UNet2DModel
+
+    levels = len(channels)
+    return UNet2DModel(
+        sample_size=size, in_channels=in_channels, out_channels=in_channels,
+        layers_per_block=layers_per_block, block_out_channels=tuple(channels),
+        down_block_types=("DownBlock2D",) * (levels - 1) + ("AttnDownBlock2D",),
+        up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (levels - 1),
+        norm_num_groups=min(32, math.gcd(*channels)),  # GroupNorm needs groups dividing every width
+    )
+
+
+def augment(x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random element of the dihedral group per image (flips and 90-degree rotations): a
+    transpose, a horizontal and a vertical flip, each with probability 1/2, give all eight."""
+    b = x0.shape[0]
+    coins = torch.rand(3, b, 1, 1, 1, generator=generator, device=x0.device) < 0.5
+    x0 = torch.where(coins[0], x0.transpose(-1, -2), x0)
+    x0 = torch.where(coins[1], x0.flip(-1), x0)
+    return torch.where(coins[2], x0.flip(-2), x0)
+
+
+def _ema_decay(decay: float, updates: int) -> float:
+    return min(decay, (1 + updates) / (10 + updates))
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2**63)
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+          data: TrainingData | None = None) -> TrainResult:
+    """Train (or resume) a prior into ``out``: prior files there, checkpoint in ``out/checkpoint``.
+
+    ``data`` skips loading (tests, notebooks); otherwise it comes from ``config.data``.
+    """
+    from tqdm.auto import tqdm
+
+    config.validate()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the prior.")
+    ckpt = out / CHECKPOINT_DIR
+    if resume and not ckpt.is_dir():
+        raise InputError(f"--resume was given but {ckpt} does not exist; train without --resume first.")
+    if not resume and ckpt.exists():
+        raise InputError(f"{ckpt} already exists; pass --resume to continue it or choose another --out.")
+    device = resolve_device(config.device)
+    data = data or load_training_data(config.data, config.size, n_images=config.n_images, dataset=config.dataset)
+    images = data.images.to(device)
+    # diffusers draws the initial weights from the global generator: seed it, but leave the caller's state as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        unet = make_unet(config.size, config.channels, config.layers_per_block, images.shape[1]).to(device)
+    ema = make_unet(config.size, config.channels, config.layers_per_block, images.shape[1]).to(device)
+    ema.load_state_dict(unet.state_dict())
+    ema.requires_grad_(False)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    network = torch.compile(unet) if cuda and config.compile else unet
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=cuda)
+    start, loss_ema, log = 0, None, []
+    if resume:
+        start, loss_value, log = load_checkpoint(ckpt, config, unet, ema, optimizer)
+        loss_ema = torch.tensor(loss_value, device=device)
+    if start >= config.steps:
+        raise InputError(f"The checkpoint in {ckpt} is at step {start}; give --steps above it to train on.")
+
+    abar = alphas_cumprod_from_schedule(SCHEDULE).float().to(device)
+    timesteps = int(SCHEDULE["timesteps"])
+    generator = torch.Generator(device)
+    params, ema_params = list(unet.parameters()), list(ema.parameters())
+    losses = torch.zeros(config.steps - start, device=device)
+    unet.train()
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+               unit="step", dynamic_ncols=True)
+    tick, tick_step = time.perf_counter(), start
+    try:
+        for step in bar:
+            generator.manual_seed(_step_seed(config.seed, step))
+            idx = torch.randint(len(images), (config.batch_size,), generator=generator, device=device)
+            x0 = augment(images[idx], generator)
+            t = torch.randint(timesteps, (config.batch_size,), generator=generator, device=device)
+            noise = torch.randn(x0.shape, generator=generator, device=device)
+            a = abar[t].view(-1, 1, 1, 1)
+            x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise  # Ho et al. Eq. 4
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                try:
+                    eps = network(x_t, t).sample
+                except Exception as err:  # noqa: BLE001 - a compiler failure must not cost the run
+                    if network is unet or step != start:
+                        raise
+                    print(f"torch.compile failed ({type(err).__name__}); training uncompiled.", file=sys.stderr)
+                    network = unet
+                    eps = network(x_t, t).sample
+            loss = F.mse_loss(eps.float(), noise)  # Eq. 14
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            with torch.no_grad():
+                # one fused kernel per tensor list, not a Python loop of lerps
+                torch._foreach_lerp_(ema_params, params, 1 - _ema_decay(config.ema_decay, step))
+                loss = loss.detach()
+                losses[step - start] = loss
+                loss_ema = loss.clone() if loss_ema is None else loss_ema.lerp_(loss, 0.01)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                now = time.perf_counter()
+                rate = (done - tick_step) / max(now - tick, 1e-9)
+                tick, tick_step = now, done
+                value = float(loss_ema)  # the one host synchronisation, every log_every steps
+                log.append({"step": done, "loss": float(loss), "loss_ema": value, "steps_per_s": rate})
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if done % config.checkpoint_every == 0 and done < config.steps:
+                save_checkpoint(ckpt, config, done, float(loss_ema), log, unet, ema, optimizer)
+    finally:
+        bar.close()
+    final_loss = float(loss_ema)
+    save_checkpoint(ckpt, config, config.steps, final_loss, log, unet, ema, optimizer)
+    folder = write_prior(ema, config, out, data, final_loss, device)
+    write_log(out / LOG_FILE, config, log, device, unet)
+    return TrainResult(folder, start, config.steps, final_loss, losses.cpu().tolist())
+
+
+def write_prior(ema, config: TrainConfig, out: Path, data: TrainingData, final_loss: float,
+                device: torch.device) -> Path:
+    """The EMA weights as a loadable prior folder (config.json, fp16 safetensors, card.json)."""
+    abar = alphas_cumprod_from_schedule(SCHEDULE)
+    sigmas = ((1 - abar) / abar).sqrt()
+    n_params = sum(p.numel() for p in ema.parameters())
+    name = "ddpm-phantoms" if config.data == "phantoms" else f"ddpm-{Path(config.data).stem}"
+    card = PriorCard(
+        name=f"{name}-{config.size}", resolution=(config.size, config.size), channels=int(data.images.shape[1]),
+        value_range=(-1.0, 1.0), sigma_min=float(sigmas[0]), sigma_max=float(sigmas[-1]), schedule=dict(SCHEDULE),
+        training_data=data.description,
+        description=(f"DDPM epsilon-prediction UNet2DModel ({n_params / 1e6:.2f} M parameters, EMA weights) "
+                     f"trained by diffrecon train for {config.steps} steps at batch {config.batch_size}."),
+        extra={"training_steps": config.steps, "final_loss": final_loss,
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "data_scaling": {"low": data.low, "high": data.high, "maps_to": [-1.0, 1.0],
+                                "method": "phantoms [0, 1]" if config.data == "phantoms"
+                                else "0.1/99.9 percentiles, clipped"},
+               "parameters": n_params, "block_out_channels": list(config.channels),
+               "layers_per_block": config.layers_per_block, "batch_size": config.batch_size,
+               "lr": config.lr, "ema_decay": config.ema_decay, "seed": config.seed, "device": _device_name(device)},
+    )
+    return save_diffusers_prior(ema, card, out, fp16=True)
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def write_log(path: Path, config: TrainConfig, log: list[dict], device: torch.device, unet) -> None:
+    record = {"device": _device_name(device), "torch": torch.__version__,
+              "parameters": sum(p.numel() for p in unet.parameters()),
+              "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
+              "log": log}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
