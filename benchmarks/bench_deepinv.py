@@ -1,0 +1,437 @@
+"""diffrecon against deepinv 0.5.0 on one GPU, with the same network on both sides (issue 8).
+
+    python benchmarks/bench_deepinv.py --out $OUT/bench.json            # GPU, ~6-8 min on an H100
+    python benchmarks/bench_deepinv.py --smoke --out /tmp/bench.json    # CPU, tiny sizes, checks the code
+
+Sections (each in try/except; an error is recorded in the JSON and the rest goes on; the JSON is
+rewritten after every section, so a run cut short keeps what it finished):
+
+1. ``matmul``: the device's bf16 matrix rate, median of timed 8192^3 ``torch.matmul`` calls.
+2. ``network``: the ADM UNet (``imagenet_256_uncond``: 256x256, 3 channels, random seeded
+   weights, loaded through :func:`diffrecon.priors.adm.load_adm_prior`) and deepinv's
+   ``DiffUNet(large_model=True)`` holding the same state dict: one forward at batch 8 in bf16, and
+   FLOPs per evaluation (:func:`~diffrecon.priors.adm.count_flops`).
+3. ``timing``: ours (``diffrecon.engine.run``, bf16 autocast) against deepinv's ``DPS``, ``DDRM``
+   and ``DiffPIR`` at equal step counts (default 50) on inpainting (50 % pixels missing) and CT
+   (60 parallel-beam views; deepinv's own ``Tomography``), K = 1 and K = 8 posterior samples.
+   deepinv draws K samples *batched* (``y`` repeated K times, one call): its DPS normalises the
+   residual per sample, DDRM and DiffPIR act per pixel. Seconds per sample (synchronised
+   timers, one short warm-up, median of repeats), peak memory, ratio ours/theirs, and the
+   fraction of the hardware limit (FLOPs x evaluations, x3 for DPS's forward and backward,
+   over the measured matrix rate) that each side reaches. DDRM needs an SVD: CT has none on
+   either side.
+4. ``agreement``: posterior-mean PSNR of both implementations on held-out phantoms
+   (``diffrecon.phantoms.TEST_SEEDS``) with the bundled prior when it is installed, and always
+   with the exact Gaussian prior, wrapped for deepinv; target: within 0.3 dB.
+5. ``dps_1000``: 1000-step DPS, 8 samples at 256x256 (ours), total time; skipped when the
+   time left (``--budget``) would not cover it.
+
+Equal settings: DPS zeta 1 (deepinv ``weight`` 1, VP/DDPM solver with ``num_steps = S + 1``, so S
+guided steps plus its final denoise); DDRM eta 0.85, eta_b 1 with our Karras sigmas handed to
+deepinv (halved: deepinv works in [0, 1], the network in [-1, 1]); DiffPIR lambda 7, zeta 0.3
+(deepinv keeps its own quadratic timestep spacing). deepinv's network runs under the same bf16
+autocast as ours.
+
+deepinv is not a dependency of diffrecon: install its wheel with ``pip install --no-deps``.
+``import deepinv`` needs ``natsort`` and ``requests`` only for its datasets and downloads;
+where they are missing, empty stand-ins are put in ``sys.modules`` (recorded in the JSON).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from diffrecon.engine import Finished, RunConfig, run  # noqa: E402
+from diffrecon.measurement import Measurement  # noqa: E402
+from diffrecon.metrics import psnr  # noqa: E402
+from diffrecon.operators import Inpaint, ParallelBeamCT, random_mask, sparse_view_angles  # noqa: E402
+from diffrecon.phantoms import TEST_SEEDS, phantom  # noqa: E402
+from diffrecon.priors.adm import ADMConfig, ADMUNet, count_flops, load_adm_prior  # noqa: E402
+from diffrecon.schedule import make_sigmas  # noqa: E402
+
+PARAMS = {"dps": {"zeta": 1.0}, "ddrm": {"eta": 0.85, "eta_b": 1.0}, "diffpir": {"lam": 7.0, "zeta": 0.3}}
+TASKS = {"inpaint": ("dps", "ddrm", "diffpir"), "ct": ("dps", "diffpir")}
+NOISE = 0.01  # image units [0, 1] for inpainting; fraction of the sinogram's maximum for CT
+CT_VIEWS = 60
+
+
+# ------------------------------------------------------------------------------------ plumbing
+class Clock:
+    """Wall seconds with the device synchronised at both ends."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        self._sync()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self._sync()
+        self.seconds = time.perf_counter() - self.t0
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def reset_peak(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak(device) -> int | None:
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+def section(report: dict, name: str, out: Path, fn, *args):
+    t = time.perf_counter()
+    try:
+        report[name] = fn(*args)
+    except Exception as err:  # a benchmark records failures and goes on
+        report[name] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-3000:]}
+        print(f"[{name}] FAILED: {type(err).__name__}: {err}", flush=True)
+    report.setdefault("section_seconds", {})[name] = time.perf_counter() - t
+    out.write_text(json.dumps(report, indent=2, default=str))
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def import_deepinv(report: dict):
+    stubbed = []
+    for name in ("natsort", "requests"):
+        try:
+            __import__(name)
+        except ImportError:
+            stub = types.ModuleType(name)
+            stub.natsorted = sorted  # the only natsort name deepinv uses, in dataset listings
+            # deepinv subclasses requests' exception at import time; get/post only download.
+            stub.exceptions = types.SimpleNamespace(RequestException=type("RequestException", (OSError,), {}))
+            sys.modules[name] = stub
+            stubbed.append(name)
+    import deepinv
+
+    report["deepinv"] = {"version": deepinv.__version__, "stubbed_modules": stubbed}
+    return deepinv
+
+
+def make_deepinv_wrappers(dinv):
+    """deepinv denoisers (x in [0, 1], sigma in those units) around our networks, in autocast."""
+
+    class Autocast(dinv.models.Denoiser):
+        def __init__(self, net, dtype):
+            super().__init__()
+            self.net, self.dtype = net, dtype
+
+        def forward(self, x, sigma, *args, **kwargs):
+            if self.dtype is None or not x.is_cuda:
+                return self.net(x, sigma)
+            with torch.autocast("cuda", dtype=self.dtype):
+                return self.net(x, sigma).float()
+
+    class FromOurs(dinv.models.Denoiser):
+        """Our ``Denoiser`` (its card's value range, VE sigma) in deepinv's [0, 1] convention."""
+
+        def __init__(self, denoiser):
+            super().__init__()
+            self.den = denoiser
+            lo, hi = denoiser.card.value_range
+            self.lo, self.scale = float(lo), float(hi - lo)
+
+        def forward(self, x, sigma, *args, **kwargs):
+            s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
+            s = s.expand(x.shape[0]) if s.numel() == 1 else s
+            return (self.den(self.lo + self.scale * x, self.scale * s) - self.lo) / self.scale
+
+    return Autocast, FromOurs
+
+
+# ------------------------------------------------------------------------------------ problems
+def ground_truth(size: int, channels: int, index: int) -> np.ndarray:
+    img = phantom(size, TEST_SEEDS[index]).astype(np.float32)
+    return np.repeat(img[None], channels, axis=0)
+
+
+def problem(task: str, x: np.ndarray, dinv, device, seed: int = 0):
+    """``(ours: Measurement, theirs: (y, physics))`` for the same image and noise level."""
+    c, h, w = x.shape
+    g = torch.Generator().manual_seed(seed)
+    xt = torch.from_numpy(x)[None]
+    if task == "inpaint":
+        mask = random_mask((c, h, w), 0.5, seed=seed)
+        op = Inpaint((c, h, w), mask, noise_sigma=NOISE)
+        y = op.A(xt) + NOISE * torch.randn(xt.shape, generator=g) * op.mask
+        physics = dinv.physics.Inpainting(img_size=(c, h, w), mask=torch.from_numpy(mask).expand(c, h, w)[None].float().to(device),
+                                          noise_model=dinv.physics.GaussianNoise(NOISE), device=device)
+        y_theirs = y.to(device)  # the identical measurement: both masks zero the same pixels
+    else:
+        op = ParallelBeamCT((c, h, w), sparse_view_angles(CT_VIEWS))
+        clean = op.A(xt)
+        op.noise_sigma = NOISE * float(clean.abs().max())
+        y = clean + op.noise_sigma * torch.randn(clean.shape, generator=g)
+        physics = dinv.physics.Tomography(angles=CT_VIEWS, img_width=h, normalize=True, device=device)
+        clean_t = physics.A(xt.to(device))
+        sigma_t = NOISE * float(clean_t.abs().max())
+        physics.noise_model = dinv.physics.GaussianNoise(sigma_t)
+        y_theirs = clean_t + sigma_t * torch.randn(clean_t.shape, generator=g).to(device)
+    m = Measurement(y=y[0].numpy(), operator=op.to_spec(), noise_sigma=op.noise_sigma,
+                    value_range=(0.0, 1.0), ground_truth=x)
+    return m, (y_theirs, physics)
+
+
+def run_ours(m: Measurement, denoiser, solver: str, steps: int, k: int, device, seed=0):
+    cfg = RunConfig(solver=solver, params=PARAMS[solver], steps=steps, samples=k, seed=seed, device=str(device),
+                    precision="bf16", batch_size=k, keep_samples=0, preview_interval=1.0)
+    reset_peak(device)
+    with Clock(device) as clock:
+        result = next(ev.result for ev in run(m, cfg, denoiser=denoiser) if isinstance(ev, Finished))
+    return {"seconds": result.metrics["seconds"], "seconds_with_setup": clock.seconds,
+            "peak_bytes": peak(device), "nfe": result.metrics["nfe"], "mean": result.mean}
+
+
+def run_theirs(dinv, net, y_phys, solver: str, steps: int, k: int, device, sigmas_ours, seed=0):
+    y, physics = y_phys
+    yk = y.expand(k, *y.shape[1:]).contiguous()
+    torch.manual_seed(seed)
+    if solver == "dps":
+        model = dinv.sampling.DPS(net, num_steps=steps + 1, weight=1.0, device=device,
+                                  rng=torch.Generator(device).manual_seed(seed))
+    elif solver == "ddrm":
+        model = dinv.sampling.DDRM(net, sigmas=(sigmas_ours[:-1] / 2).numpy(), eta=0.85, etab=1.0)
+    else:
+        model = dinv.sampling.DiffPIR(net, dinv.optim.data_fidelity.L2(), sigma=physics.noise_model.sigma,
+                                      max_iter=steps, zeta=0.3, lambda_=7.0, device=device)
+    reset_peak(device)
+    with Clock(device) as clock:
+        x = model(yk, physics)
+    return {"seconds": clock.seconds, "peak_bytes": peak(device), "mean": x.mean(0).float().cpu().numpy()}
+
+
+# ------------------------------------------------------------------------------------ sections
+def matmul_rate(device, smoke: bool) -> dict:
+    n, dtype = (512, torch.float32) if smoke else (8192, torch.bfloat16)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        with Clock(device) as clock:
+            a @ b
+        times.append(clock.seconds)
+    t = statistics.median(times)
+    return {"n": n, "dtype": str(dtype), "median_seconds": t, "flops_per_second": 2 * n**3 / t}
+
+
+def build_adm(setup: dict, folder: Path, device) -> object:
+    """Random seeded ADM weights, saved as fp16 safetensors and loaded back through the adapter."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = ADMUNet(setup["config"])
+    path = folder / "adm_random.safetensors"
+    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path))
+    del net
+    return load_adm_prior(path, setup["config"], device)
+
+
+def network_section(setup, ours, theirs_net, device) -> dict:
+    cfg, size = setup["config"], setup["size"]
+    with torch.device("meta"):
+        flops = count_flops(ADMUNet(cfg), (1, cfg.in_channels, size, size))
+    setup["flops_per_eval"] = flops
+    x = torch.randn(8, cfg.in_channels, size, size, device=device)
+    t = torch.full((8,), 500.0, device=device)
+    out = {"preset": setup["preset"], "image_size": size, "flops_per_eval": flops,
+           "params": sum(p.numel() for p in ours.network.parameters())}
+    calls = {"ours": lambda: ours.network(x, t), "deepinv_DiffUNet": lambda: theirs_net.forward_diffusion(x, t)}
+    for name, call in calls.items():
+        times = []
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            for i in range(3 + setup["repeats"] * 3):
+                with Clock(device) as clock:
+                    call()
+                times.append(clock.seconds)
+        out[f"{name}_seconds_batch8"] = statistics.median(times[3:])
+    with torch.no_grad():
+        diff = (ours.network(x[:1], t[:1]) - theirs_net.forward_diffusion(x[:1], t[:1])).abs().max()
+    out["max_abs_output_difference_fp32"] = float(diff)
+    return out
+
+
+def floor_fraction(setup, solver, steps, k, seconds) -> float | None:
+    rate, flops = setup.get("matmul_rate"), setup.get("flops_per_eval")
+    if not rate or not flops:
+        return None
+    evals = steps * k * (3 if solver == "dps" else 1)  # a DPS step is a forward and a backward (~2 forwards)
+    return flops * evals / rate / seconds
+
+
+def timing_section(setup, dinv, ours, theirs_net, device) -> list[dict]:
+    size, c, steps = setup["size"], setup["config"].in_channels, setup["steps"]
+    sigmas = make_sigmas(steps, ours, "karras")
+    rows = []
+    for task, solvers in TASKS.items():
+        m, theirs_problem = problem(task, ground_truth(size, c, 0), dinv, device)
+        for solver in solvers:
+            for k in setup["ks"]:
+                row = {"task": task, "solver": solver, "K": k, "steps": steps}
+                try:
+                    run_ours(m, ours, solver, 2, k, device)  # warm-up: kernels, autotuning, allocator
+                    run_theirs(dinv, theirs_net, theirs_problem, solver, 2, k, device, make_sigmas(2, ours))
+                    o = [run_ours(m, ours, solver, steps, k, device) for _ in range(setup["repeats"])]
+                    t = [run_theirs(dinv, theirs_net, theirs_problem, solver, steps, k, device, sigmas)
+                         for _ in range(setup["repeats"])]
+                    so = statistics.median(r["seconds"] for r in o) / k
+                    st = statistics.median(r["seconds"] for r in t) / k
+                    row.update({
+                        "ours_seconds_per_sample": so, "deepinv_seconds_per_sample": st, "ratio_ours_over_deepinv": so / st,
+                        "ours_peak_bytes": max((r["peak_bytes"] or 0) for r in o) or None,
+                        "deepinv_peak_bytes": max((r["peak_bytes"] or 0) for r in t) or None,
+                        "ours_nfe_per_sample": o[0]["nfe"] / k,
+                        "ours_fraction_of_hw_limit": floor_fraction(setup, solver, steps, k, so * k),
+                        "deepinv_fraction_of_hw_limit": floor_fraction(setup, solver, steps, k, st * k),
+                    })
+                except Exception as err:
+                    row["error"] = f"{type(err).__name__}: {err}"
+                rows.append(row)
+                print(_fmt_row(row), flush=True)
+    return rows
+
+
+def _fmt_row(r: dict) -> str:
+    if "error" in r:
+        return f"{r['task']:8s} {r['solver']:8s} K={r['K']}  ERROR {r['error'][:120]}"
+    mib = lambda b: f"{b / 2**20:7.0f}" if b else "    n/a"  # noqa: E731
+    frac = r["ours_fraction_of_hw_limit"]
+    return (f"{r['task']:8s} {r['solver']:8s} K={r['K']}  ours {r['ours_seconds_per_sample']:8.3f} s/sample "
+            f"deepinv {r['deepinv_seconds_per_sample']:8.3f}  ratio {r['ratio_ours_over_deepinv']:5.2f}  "
+            f"peak MiB {mib(r['ours_peak_bytes'])} / {mib(r['deepinv_peak_bytes'])}  "
+            f"hw {'n/a' if frac is None else f'{100 * frac:.0f}%'}")
+
+
+def agreement_section(setup, dinv, FromOurs, Autocast, device) -> list[dict]:
+    from diffrecon.priors import default_prior_folder, load_prior
+
+    priors = [("gaussian", (1, setup["agree_size"], setup["agree_size"]))]
+    if default_prior_folder() is not None:
+        priors.insert(0, ("default", None))
+    rows = []
+    for name, shape in priors:
+        den = load_prior(name, shape, device=device)
+        net = Autocast(FromOurs(den), torch.bfloat16 if device.type == "cuda" else None).to(device)
+        c, h, _ = den.image_shape
+        for i in range(setup["phantoms"]):
+            x = ground_truth(h, c, i)
+            for task, solvers in TASKS.items():
+                m, theirs_problem = problem(task, x, dinv, device, seed=i)
+                sigmas = make_sigmas(setup["agree_steps"], den, "karras")
+                for solver in solvers:
+                    row = {"prior": name, "phantom": int(TEST_SEEDS[i]), "task": task, "solver": solver}
+                    try:
+                        mo = run_ours(m, den, solver, setup["agree_steps"], 4, device, seed=i)["mean"]
+                        mt = run_theirs(dinv, net, theirs_problem, solver, setup["agree_steps"], 4, device, sigmas, seed=i)["mean"]
+                        row.update({"psnr_ours": psnr(mo, x, 1.0), "psnr_deepinv": psnr(mt, x, 1.0)})
+                        row["difference_db"] = row["psnr_ours"] - row["psnr_deepinv"]
+                        row["within_0.3dB"] = abs(row["difference_db"]) <= 0.3
+                        print(f"agree {name:8s} {task:8s} {solver:8s} phantom {i}: ours {row['psnr_ours']:.2f} dB, "
+                              f"deepinv {row['psnr_deepinv']:.2f} dB", flush=True)
+                    except Exception as err:
+                        row["error"] = f"{type(err).__name__}: {err}"
+                        print(f"agree {name} {task} {solver}: ERROR {row['error'][:160]}", flush=True)
+                    rows.append(row)
+    return rows
+
+
+def dps_1000_section(setup, dinv, ours, device, started: float, budget: float) -> dict:
+    steps, k = setup["long_steps"], setup["ks"][-1]
+    per_step = next((r["ours_seconds_per_sample"] * k / setup["steps"] for r in setup.get("timing_rows", [])
+                     if r.get("solver") == "dps" and r.get("K") == k and "ours_seconds_per_sample" in r), None)
+    predicted = per_step * steps if per_step else None
+    left = budget - (time.perf_counter() - started)
+    if predicted is not None and predicted > left:
+        return {"skipped": f"predicted {predicted:.0f} s exceeds the {left:.0f} s left of --budget"}
+    m, _ = problem("inpaint", ground_truth(setup["size"], setup["config"].in_channels, 0), dinv, device)
+    r = run_ours(m, ours, "dps", steps, k, device)
+    out = {"steps": steps, "samples": k, "seconds_total": r["seconds"], "seconds_per_sample": r["seconds"] / k,
+           "peak_bytes": r["peak_bytes"], "predicted_seconds": predicted,
+           "fraction_of_hw_limit": floor_fraction(setup, "dps", steps, k, r["seconds"]),
+           "reference": "about 300 s for one sample on an A100 (the DPS paper's setting)"}
+    print(f"DPS {steps} steps x {k} samples: {r['seconds']:.1f} s total", flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------ main
+def settings(args) -> dict:
+    if args.smoke:  # CPU, tiny: checks every code path in about a minute
+        return {"preset": "ffhq_256", "size": 32, "steps": 2, "repeats": 1, "ks": (1, 2), "phantoms": 1,
+                "agree_size": 32, "agree_steps": 3, "long_steps": 3}
+    return {"preset": "imagenet_256_uncond", "size": 256, "steps": args.steps, "repeats": args.repeats,
+            "ks": (1, 8), "phantoms": 3, "agree_size": 128, "agree_steps": args.steps, "long_steps": 1000}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "bench.json"))
+    ap.add_argument("--smoke", action="store_true", help="CPU, 32x32, 2 steps, small ADM: a check of the script")
+    ap.add_argument("--steps", type=int, default=50, help="steps of the ours-vs-deepinv runs")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--budget", type=float, default=450.0, help="seconds; the 1000-step run is skipped past it")
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    setup = settings(args)
+    setup["config"] = getattr(ADMConfig, setup["preset"])()  # image_size fixes where attention sits
+    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "torch": torch.__version__, "smoke": args.smoke,
+              "settings": {k: v for k, v in setup.items() if k != "config"},
+              "adm_config": dataclasses.asdict(setup["config"])}
+    print(f"device {report['device']}, torch {torch.__version__}, settings {report['settings']}", flush=True)
+    dinv = import_deepinv(report)
+    Autocast, FromOurs = make_deepinv_wrappers(dinv)
+    amp = torch.bfloat16 if device.type == "cuda" else None
+
+    section(report, "matmul", out, matmul_rate, device, args.smoke)
+    setup["matmul_rate"] = report["matmul"].get("flops_per_second")
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = build_adm(setup, Path(tmp), device)
+    # --smoke runs the 256 architecture on 32x32 images: the card must say so for the engine.
+    ours.card = dataclasses.replace(ours.card, resolution=(setup["size"], setup["size"]))
+    theirs_net = dinv.models.DiffUNet(large_model=setup["preset"] == "imagenet_256_uncond", pretrained=None)
+    state = theirs_net.state_dict()
+    state.update(ours.network.state_dict())
+    theirs_net.load_state_dict(state)
+    theirs_net = theirs_net.to(device).eval().requires_grad_(False)
+    theirs = Autocast(theirs_net, amp).to(device)
+
+    section(report, "network", out, network_section, setup, ours, theirs_net, device)
+    section(report, "timing", out, timing_section, setup, dinv, ours, theirs, device)
+    setup["timing_rows"] = report["timing"] if isinstance(report["timing"], list) else []
+    section(report, "agreement", out, agreement_section, setup, dinv, FromOurs, Autocast, device)
+    section(report, "dps_1000", out, dps_1000_section, setup, dinv, ours, device, started, args.budget)
+    report["total_seconds"] = time.perf_counter() - started
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"total {report['total_seconds']:.0f} s; wrote {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
