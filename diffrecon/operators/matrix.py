@@ -1,8 +1,9 @@
 """An explicit matrix as forward model: ``y = M vec(x)``, dense (real or complex) or sparse CSR.
 
 Also the home of the sparse CSR product used by the CT projector: ``A`` and ``A^T`` are both
-stored row-compressed, so each product is a deterministic row-wise reduction (no atomic adds on a
-GPU) and the gradient of ``A`` is the stored ``A^T`` exactly.
+stored row-compressed, so each product is a row-wise reduction in a fixed order (bitwise
+reproducible on a GPU, unlike cuSPARSE's SpMM or atomic scatters) and the gradient of ``A`` is
+the stored ``A^T`` exactly.
 
 SVD (dense, ``min(m, n) <= 4096``): computed once on first use, in float64. For a complex matrix
 acting on real images the real-linear map is ``x -> [Re M; Im M] x``, whose SVD gives real
@@ -13,6 +14,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..errors import InputError
@@ -31,9 +33,41 @@ def csr_from_parts(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, 
 
 
 def csr_transpose_parts(csr: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(crow, col, values)`` of ``csr^T`` in CSR form (the CSC form of ``csr``)."""
-    csc = csr.to_sparse_csc()
-    return csc.ccol_indices(), csc.row_indices(), csc.values()
+    """``(crow, col, values)`` of the conjugate transpose ``csr^H`` in CSR form (via scipy, on the
+    host, once at construction; torch's CSC conversion of complex values varies between versions)."""
+    crow, col, val = (t.detach().cpu().numpy() for t in (csr.crow_indices(), csr.col_indices(), csr.values()))
+    m, n = csr.shape
+    ht = sp.csr_matrix((val, col, crow), shape=(m, n)).conj().T.tocsr()
+    ht.sort_indices()
+    idx = csr.crow_indices().dtype
+    return (torch.from_numpy(ht.indptr).to(idx), torch.from_numpy(ht.indices).to(idx),
+            torch.from_numpy(np.ascontiguousarray(ht.data)))
+
+
+#: Bound on the temporary (non-zeros x columns) products of the row-wise GPU path.
+_CHUNK_ELEMENTS = 1 << 25
+
+
+def _rowwise_product(M: Tensor, X: Tensor) -> Tensor:
+    """``M @ X`` as gather, multiply and an in-order sum per row (``segment_reduce`` runs one
+    thread per output entry), so the result is bitwise reproducible; cuSPARSE's SpMM is not."""
+    crow, col, val = M.crow_indices().long(), M.col_indices(), M.values()  # index_select takes int32
+    k = X.shape[1]
+    step = max(1, _CHUNK_ELEMENTS // max(val.numel(), 1))
+    out = []
+    for j in range(0, k, step):  # a few column chunks at most, never per pixel
+        prod = val[:, None] * torch.index_select(X[:, j : j + step], 0, col)
+        if prod.is_complex():
+            out.append(torch.view_as_complex(
+                torch.segment_reduce(torch.view_as_real(prod), "sum", offsets=crow, axis=0).contiguous()))
+        else:
+            out.append(torch.segment_reduce(prod, "sum", offsets=crow, axis=0))
+    return torch.cat(out, dim=1) if len(out) > 1 else out[0]
+
+
+def _product(M: Tensor, X: Tensor) -> Tensor:
+    # The CPU kernel reduces each row in order already; on GPUs use the reproducible path.
+    return M @ X if X.device.type == "cpu" else _rowwise_product(M, X)
 
 
 class _CSRProduct(torch.autograd.Function):
@@ -42,16 +76,16 @@ class _CSRProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, M, MH):  # noqa: D401
         ctx.MH = MH
-        return M @ X
+        return _product(M, X)
 
     @staticmethod
     def backward(ctx, grad):
-        return ctx.MH @ grad, None, None
+        return _product(ctx.MH, grad), None, None
 
 
 def csr_matmul(M: Tensor, MH: Tensor, X: Tensor) -> Tensor:
     """``M @ X`` with ``X`` dense ``(n, k)``; differentiable in ``X`` through ``MH``."""
-    if M.is_complex() and not X.is_complex():
+    if X.dtype != M.dtype:  # real images into a complex matrix, or half precision from autocast
         X = X.to(M.dtype)
     return _CSRProduct.apply(X, M, MH)
 
@@ -90,7 +124,7 @@ class MatrixOperator(LinearOperator):
             self.register_buffer("_val", val.clone())
             self.register_buffer("_tcrow", tcrow.clone(), persistent=False)
             self.register_buffer("_tcol", tcol.clone(), persistent=False)
-            self.register_buffer("_tval", tval.conj().resolve_conj().clone(), persistent=False)
+            self.register_buffer("_tval", tval, persistent=False)  # already conjugated
         else:
             self.register_buffer("matrix", M.to(dtype).contiguous())
         self.has_svd = (not self.sparse) and min(self._m, n) <= SVD_LIMIT
