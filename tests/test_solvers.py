@@ -282,9 +282,14 @@ def test_conjugate_gradient_data_step_gives_the_same_samples_as_the_closed_form(
     torch.testing.assert_close(iterative, closed, rtol=0, atol=1e-3)
 
 
-def test_direct_is_the_pseudo_inverse_for_a_mask():
+def test_direct_is_the_pseudo_inverse_for_noise_free_data_and_wiener_for_noisy_data():
     op, y = problem()
-    torch.testing.assert_close(run("direct", op, y)[-1].x, (MASK * y).expand(4, *SHAPE), rtol=0, atol=1e-6)
+    noiseless = Inpaint(SHAPE, MASK[0].bool(), 0.0)
+    torch.testing.assert_close(run("direct", noiseless, y)[-1].x, (MASK * y).expand(4, *SHAPE), rtol=0, atol=1e-6)
+    # noisy: A = M has norm 1, so the Wiener estimate is y / (1 + sigma^2 / power) where measured
+    power = float((y * y).sum()) / float(MASK.sum())
+    shrink = 1.0 / (1.0 + 0.05**2 / power)
+    torch.testing.assert_close(run("direct", op, y)[-1].x, (shrink * MASK * y).expand(4, *SHAPE), rtol=0, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------ refusals

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..linalg import batch_norm, conjugate_gradient, power_iteration
+from ..linalg import batch_dot, batch_norm, conjugate_gradient, power_iteration
 
 Tensor = torch.Tensor
 
@@ -159,8 +159,19 @@ class LinearOperator(nn.Module):
         )
 
     def direct(self, y: Tensor) -> Tensor:
-        """The operator's own direct reconstruction (FBP for CT, zero-filled for MRI, ...)."""
-        return self.A_pinv(y)
+        """The operator's own direct reconstruction (FBP for CT, zero-filled for MRI, ...).
+
+        Here: the pseudo-inverse for noise-free data; for noisy data the Wiener estimate under a
+        white signal, ``argmin ||A x - y||^2 + gamma ||x||^2`` with ``gamma = sigma^2 ||A||^2 /
+        rms(y)^2`` (noise over signal power), so small singular values (blur, RF) do not
+        amplify the noise without bound as an exact pseudo-inverse does.
+        """
+        if self.noise_sigma <= 0:
+            return self.A_pinv(y)
+        power = batch_dot(y, y) / self.measurement_dof  # per real degree of freedom, as sigma^2
+        gamma = self.noise_sigma**2 * self.norm() ** 2 / power.clamp_min(1e-30)
+        return self.solve_regularized(y, torch.zeros(y.shape[0], *self.image_shape, dtype=self.image_dtype,
+                                                     device=y.device), gamma)
 
     def norm(self) -> float:
         """Operator norm ||A||_2, estimated once by power iteration and cached."""

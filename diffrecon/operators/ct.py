@@ -18,6 +18,7 @@ Imaging", 1988, Ch. 3, Eq. 61 for the band-limited ramp of the discrete filter).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -78,6 +79,19 @@ def joseph_matrix(h: int, w: int, angles_deg: np.ndarray, n_det: int) -> sp.csr_
     return sp.vstack(blocks, format="csr")
 
 
+@functools.lru_cache(maxsize=4)
+def _system_matrices(h: int, w: int, angles_deg: tuple[float, ...], n_det: int):
+    """CSR arrays (crow, col, val) of P and P^T, built once per geometry: building takes
+    seconds at 256x256, and every run of the engine constructs its operator anew."""
+    P = joseph_matrix(h, w, np.asarray(angles_deg), n_det)
+    out = []
+    for M in (P, P.T.tocsr()):
+        M.sort_indices()
+        out.append((torch.from_numpy(M.indptr.astype(np.int32)), torch.from_numpy(M.indices.astype(np.int32)),
+                    torch.from_numpy(M.data.astype(np.float32))))
+    return tuple(out)
+
+
 def _filter_response(name: str, size: int) -> np.ndarray:
     """Frequency response (length ``size``, FFT order) of the discrete ramp and its apodisations."""
     n = np.fft.fftfreq(size) * size  # signed integer lags
@@ -118,13 +132,10 @@ class ParallelBeamCT(LinearOperator):
         self.pixel_size = float(pixel_size)
         self._angles = angles  # float64 for the file; the buffer is for devices and display
         self.register_buffer("angles_deg", torch.from_numpy(angles.astype(np.float32)))
-        P = joseph_matrix(h, w, angles, self.n_det) * self.pixel_size
-        PT = P.T.tocsr()
-        for prefix, M in (("_P", P), ("_PT", PT)):
-            M.sort_indices()
-            self.register_buffer(prefix + "_crow", torch.from_numpy(M.indptr.astype(np.int32)), persistent=False)
-            self.register_buffer(prefix + "_col", torch.from_numpy(M.indices.astype(np.int32)), persistent=False)
-            self.register_buffer(prefix + "_val", torch.from_numpy(M.data.astype(np.float32)), persistent=False)
+        for prefix, (crow, col, val) in zip(("_P", "_PT"), _system_matrices(h, w, tuple(angles.tolist()), self.n_det)):
+            self.register_buffer(prefix + "_crow", crow.clone(), persistent=False)
+            self.register_buffer(prefix + "_col", col.clone(), persistent=False)
+            self.register_buffer(prefix + "_val", val * self.pixel_size, persistent=False)
         # Angular weight of each view in the back-projection integral over [0, pi).
         srt = np.sort(np.mod(angles, 180.0))
         gaps = np.diff(srt)
