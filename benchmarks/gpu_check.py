@@ -117,14 +117,21 @@ def oom_recovery(folder: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_check.json"))
+    ap.add_argument("--sections", default="solvers,unet,oom", help="comma-separated: solvers, unet, oom")
+    ap.add_argument("--prior", default=None, help="a prior folder (default: a random-weight UNet)")
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
+    sections = set(args.sections.split(","))
     report = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "solvers": [], "unet": []}
-    solver_matrix(report["solvers"])
+    if "solvers" in sections:
+        solver_matrix(report["solvers"])
     with tempfile.TemporaryDirectory() as tmp:
-        folder = unet_prior(Path(tmp) / "unet", 128)
-        unet_runs(report["unet"], folder)
-        report["oom"] = oom_recovery(folder)
+        folder = Path(args.prior) if args.prior else unet_prior(Path(tmp) / "unet", 128)
+        report["prior"] = str(folder.name)
+        if "unet" in sections:
+            unet_runs(report["unet"], folder)
+        if "oom" in sections:
+            report["oom"] = oom_recovery(folder)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     bad = [r for r in report["solvers"] if "skipped" not in r and not (r["finite"] and r["gpu_repeat_identical"])]

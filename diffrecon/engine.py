@@ -302,6 +302,7 @@ class _Setup:
     autocast: torch.dtype | None
     prior_name: str
     prior_hash: str
+    warnings: list[str]
 
 
 def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setup:
@@ -334,13 +335,19 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
         raise InputError(f"{reason}; choose a solver that does not need it.")
     y = torch.as_tensor(y_np).to(device=device, dtype=op.meas_dtype).unsqueeze(0)
 
-    prior_name, prior_hash = "none", ""
+    prior_name, prior_hash, warnings = "none", "", []
     if info.uses_prior:
         if denoiser is None:
             from .priors import load_prior, prior_weight_hash
 
             denoiser = load_prior(config.prior, tuple(op.image_shape), device=device)
-            prior_name, prior_hash = config.prior, prior_weight_hash(denoiser)
+            prior_name = config.prior
+            if config.prior == "default" and tuple(denoiser.image_shape) != tuple(op.image_shape):
+                c, h, w = denoiser.image_shape
+                warnings.append(f"The bundled prior takes {c}x{h}x{w} images, not "
+                                f"{'x'.join(map(str, op.image_shape))}; using the Gaussian prior fitted at this size.")
+                denoiser, prior_name = load_prior("gaussian", tuple(op.image_shape), device=device), "gaussian"
+            prior_hash = prior_weight_hash(denoiser)
         else:
             prior_name = getattr(denoiser.card, "name", "custom")
         denoiser = denoiser.to(device)
@@ -366,7 +373,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
     batch = config.batch_size or _auto_batch(config.samples, device)
     autocast = torch.bfloat16 if (device.type == "cuda" and config.precision == "bf16") else None
     return _Setup(device, op, y, info, params, denoiser, sigmas, norm,
-                  _plan_batches(config.samples, min(batch, config.samples)), autocast, prior_name, prior_hash)
+                  _plan_batches(config.samples, min(batch, config.samples)), autocast, prior_name, prior_hash,
+                  warnings)
 
 
 def _auto_batch(samples: int, device: torch.device) -> int:
@@ -431,6 +439,8 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         predicted_peak_bytes=None, std_is_posterior=posterior,
         normalization=(norm.scale, norm.offset),
     )
+    for message in setup.warnings:
+        yield Log(message, "warning")
     if not posterior:
         yield Log(f"{info.name} with these settings is deterministic: the spread over samples is a "
                   "seed spread, not a posterior standard deviation.", "warning")

@@ -218,3 +218,15 @@ def test_plan_predicts_time_from_a_probe_without_changing_results(problem, toy_s
     _, a = _finish(engine.run(m, cfg, denoiser=prior))
     _, b = _finish(engine.run(m, cfg, denoiser=prior))
     assert np.array_equal(a.samples, b.samples)
+
+
+def test_default_prior_of_another_size_falls_back_to_gaussian_with_a_warning(toy_solver):
+    from diffrecon.demo import make_demo
+    from diffrecon.priors import default_prior_folder
+
+    assert default_prior_folder() is not None  # the bundled 128x128 prior ships with the package
+    m = make_demo("denoise", size=32, seed=0)
+    events = list(engine.run(m, RunConfig(solver="toy", steps=2, samples=1, prior="default", device="cpu")))
+    warnings = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
+    assert events[-1].result.provenance["prior"] == "gaussian"
+    assert any("bundled prior takes 1x128x128" in w for w in warnings)

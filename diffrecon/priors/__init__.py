@@ -117,9 +117,13 @@ def load_prior(name_or_path: str, image_shape: tuple[int, int, int] | None = Non
         return _fit(name, _check_shape(image_shape)).to(device)
     if Path(name).is_dir():
         return load_diffusers_prior(name, device)
-    raise InputError(f"Prior {name_or_path!r} is neither a known prior nor a folder; valid are "
-                     f"{', '.join(PRIOR_NAMES)} or a prior folder holding card.json, config.json and "
-                     "diffusion_pytorch_model.safetensors.")
+    if Path(name).is_file() and Path(name).suffix.lower() in (".pt", ".pth", ".safetensors"):
+        from .adm import load_adm_prior  # guided-diffusion / ADM checkpoints (Dhariwal & Nichol 2021)
+
+        return load_adm_prior(name, device=device)
+    raise InputError(f"Prior {name_or_path!r} is neither a known prior, a folder nor a checkpoint; valid are "
+                     f"{', '.join(PRIOR_NAMES)}, a prior folder holding card.json, config.json and "
+                     "diffusion_pytorch_model.safetensors, or a guided-diffusion checkpoint (.pt, .safetensors).")
 
 
 def prior_weight_hash(denoiser: Denoiser) -> str:
