@@ -497,7 +497,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                                "bf16 precision or the CPU.") from None
             torch.cuda.empty_cache()
             half = max(1, b // 2)
-            queue = _plan_batches(b, half) + queue
+            queue = _plan_batches(b + sum(queue), half)  # every later batch at the size that fits
             yield Log(f"Out of GPU memory with {b} samples per batch; going on with {half}.", "warning")
             continue
         landed = preview.ready(wait=True)  # the batch's last estimate, so the view ends current

@@ -230,3 +230,25 @@ def test_default_prior_of_another_size_falls_back_to_gaussian_with_a_warning(toy
     warnings = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
     assert events[-1].result.provenance["prior"] == "gaussian"
     assert any("bundled prior takes 1x128x128" in w for w in warnings)
+
+
+def _oom_above_two(denoiser, op, y, sigmas, x_init, *, params, generator):
+    if x_init.shape[0] > 2:
+        raise torch.cuda.OutOfMemoryError("simulated: batch too large")
+    yield from _ancestral(denoiser, op, y, sigmas, x_init, params=params, generator=generator)
+
+
+def test_out_of_memory_halves_the_batch_once_per_size_and_keeps_the_samples(problem, monkeypatch):
+    m, prior = problem
+    monkeypatch.setitem(SOLVERS, "oom", SolverInfo("oom", _oom_above_two, _Params, "oom", "test"))
+    monkeypatch.setitem(SOLVERS, "toy", SolverInfo("toy", _ancestral, _Params, "toy", "test"))
+    cfg = RunConfig(solver="oom", steps=3, samples=8, batch_size=8, device="cpu", keep_samples=8)
+    events = list(engine.run(m, cfg, denoiser=prior))
+    halvings = [e.message for e in events if isinstance(e, Log) and "Out of GPU memory" in e.message]
+    assert len(halvings) == 2 and "with 8 samples" in halvings[0] and "going on with 2" in halvings[1]
+    assert sum(isinstance(e, Statistics) for e in events) == 4  # then four batches of two
+    result = events[-1].result
+    _, reference = _finish(engine.run(m, RunConfig(**{**cfg.__dict__, "solver": "toy", "batch_size": 2}),
+                                      denoiser=prior))
+    assert result.n_samples == 8
+    np.testing.assert_allclose(result.samples, reference.samples, atol=1e-6)
