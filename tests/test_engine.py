@@ -252,3 +252,15 @@ def test_out_of_memory_halves_the_batch_once_per_size_and_keeps_the_samples(prob
                                       denoiser=prior))
     assert result.n_samples == 8
     np.testing.assert_allclose(result.samples, reference.samples, atol=1e-6)
+
+
+def test_a_solver_on_an_iterative_pseudo_inverse_gets_a_warning():
+    from diffrecon.demo import make_demo
+
+    m = make_demo("ct", size=32, seed=0)
+    cfg = RunConfig(solver="ddnm", steps=2, samples=1, prior="gaussian", device="cpu")
+    logs = [e.message for e in engine.run(m, cfg) if isinstance(e, Log) and e.level == "warning"]
+    assert any("ddnm relies on a pseudo-inverse" in w and "ct" in w for w in logs)
+    inpaint = make_demo("inpaint", size=32, seed=0)  # closed-form pseudo-inverse: no warning
+    logs = [e.message for e in engine.run(inpaint, cfg) if isinstance(e, Log) and e.level == "warning"]
+    assert not any("pseudo-inverse" in w for w in logs)

@@ -149,6 +149,13 @@ class SolverInfo:
     def is_posterior(self, params: Any) -> bool:
         return self.posterior(params) if callable(self.posterior) else bool(self.posterior)
 
+    def caveat(self, op) -> str | None:
+        """A warning worth showing before a run on ``op``, or None."""
+        if "pinv" in self.needs and not getattr(op, "exact_pinv", False):
+            return (f"{self.name} relies on a pseudo-inverse, which for {op.kind} is an iterative "
+                    "least-squares solve that amplifies measurement noise; expect poor results on noisy data.")
+        return None
+
     def unmet_need(self, op) -> str | None:
         """Why ``op`` cannot serve this solver, or None."""
         if "svd" in self.needs and not op.has_svd:
