@@ -62,7 +62,7 @@ def run_gui(path: str | Path | None = None, *, reconstruct: bool = False, screen
 
 def save_screenshot(window, path: str | Path) -> None:
     """A PNG of the whole window (what users see, unlike exports, which write the data)."""
-    from .export import atomic_path
+    from ..io.atomic import atomic_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,8 +75,13 @@ class ComparePlot(QtWidgets.QWidget):
         ok = [i for i, (c, q) in enumerate(self.points) if math.isfinite(c) and math.isfinite(q)]
         self.scatter.setData([self.points[i][0] for i in ok], [self.points[i][1] for i in ok],
                              data=[rows[i]["run"] for i in ok])
+        xs = [self.points[i][0] for i in ok]
+        middle = (min(xs) + max(xs)) / 2 if xs else 0.0
+        colour = pg.getConfigOption("foreground")  # the theme's text colour
         for i in ok:
-            label = pg.TextItem(f"{rows[i]['solver']} {rows[i]['steps']}", anchor=(0, 1), color=(220, 220, 220))
+            # labels point inwards, so those of the rightmost runs are not cut at the plot's edge
+            anchor = (1, 1) if self.points[i][0] > middle else (0, 1)
+            label = pg.TextItem(f"{rows[i]['solver']} {rows[i]['steps']}", anchor=anchor, color=colour)
             label.setPos(*self.points[i])
             self.plot.addItem(label)
             self.labels.append(label)

@@ -14,7 +14,7 @@ from ..compare import (CompareSpec, ComparisonFinished, QueueControl, RunEnded, 
 from ..engine import Log, Progress, RunConfig, Statistics
 from ..errors import DiffreconError
 from ..measurement import Measurement
-from .worker import _detached, describe_error
+from .worker import describe_error, detached
 
 
 class CompareWorker(QtCore.QThread):
@@ -79,7 +79,7 @@ class CompareWorker(QtCore.QThread):
                     if isinstance(ev.event, Progress):
                         self.progress.emit(ev.index, ev.event)
                     elif isinstance(ev.event, Statistics):
-                        self.statistics.emit(ev.index, _detached(ev.event))
+                        self.statistics.emit(ev.index, detached(ev.event))
                     elif isinstance(ev.event, Log):
                         self.log.emit(ev.event.message, ev.event.level)
                 elif isinstance(ev, RunEnded):

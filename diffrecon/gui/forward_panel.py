@@ -1,5 +1,6 @@
 """Forward-model panel: what the file says about the measurement (kind, shapes, units, noise
-level), with the noise level editable and validated inline."""
+level), with the noise level editable and validated inline, and the sampling (MRI acceleration,
+missing fraction, CT views) editable where the file leaves the choice (:mod:`.resimulate_panel`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,14 +10,17 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from ..measurement import Measurement
+from .resimulate_panel import ResimulatePanel
 
 
 class ForwardPanel(QtWidgets.QWidget):
     changed = QtCore.Signal()
+    replaced = QtCore.Signal(object)  # a re-simulated Measurement, or the file's own one again
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.measurement: Measurement | None = None
+        self._file_noise = ("", 0.0)  # (shown text, exact value) of the file's noise level
         self.kind = QtWidgets.QLabel("–")
         self.image_shape = QtWidgets.QLabel("–")
         self.meas_shape = QtWidgets.QLabel("–")
@@ -34,21 +38,32 @@ class ForwardPanel(QtWidgets.QWidget):
         form.addRow("Units", self.units)
         form.addRow("Noise σ", self.noise)
         form.addRow("", self.noise_error)
+        self.sampling = ResimulatePanel()
+        form.addRow(self.sampling)
         self.noise.textChanged.connect(self._on_noise_edited)
+        self.sampling.derived.connect(self._on_derived)
 
     def set_measurement(self, m: Measurement) -> None:
+        """A newly opened file (its sampling controls start from the file's values)."""
+        self._show(m)
+        self.sampling.set_measurement(m)
+        self._file_noise = (f"{m.noise_sigma:.6g}", float(m.noise_sigma))
+        with QtCore.QSignalBlocker(self.noise):
+            self.noise.setText(self._file_noise[0])
+        self._on_noise_edited(self.noise.text())
+
+    def _show(self, m: Measurement) -> None:
         self.measurement = m
         y = np.asarray(m.y)
         self.kind.setText(m.operator.kind)
         self.image_shape.setText(" × ".join(map(str, m.image_shape)))
         self.meas_shape.setText(f"{' × '.join(map(str, y.shape))} {y.dtype}")
         self.units.setText(f"{m.units}, pixel {m.pixel_size:g} {m.pixel_unit}")
-        with QtCore.QSignalBlocker(self.noise):
-            self.noise.setText(f"{m.noise_sigma:.6g}")
-        self._on_noise_edited(self.noise.text())
 
     def noise_sigma(self) -> float | None:
         """The edited noise level, or None while the text is not a valid one."""
+        if self.noise.text() == self._file_noise[0]:
+            return self._file_noise[1]  # the file's value unrounded, not its 6-digit display
         try:
             value = float(self.noise.text())
         except ValueError:
@@ -67,6 +82,12 @@ class ForwardPanel(QtWidgets.QWidget):
             return m
         spec = dataclasses.replace(m.operator, noise_sigma=sigma)
         return dataclasses.replace(m, noise_sigma=sigma, operator=spec)
+
+    def _on_derived(self, m: Measurement) -> None:
+        # the typed noise level stays: it is the solver's assumption, the data's noise is the file's
+        self._show(m)
+        self.replaced.emit(m)
+        self.changed.emit()
 
     def _on_noise_edited(self, _text: str) -> None:
         ok = self.is_valid()

@@ -46,6 +46,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.last_error = ""
         self._device = "cpu"
         self._run_done = True
+        self._shown = False
         self.setWindowTitle("diffrecon")
         self.setAcceptDrops(True)
         self.resize(1600, 1000)
@@ -88,8 +89,9 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
 
         self.view.hovered_text.connect(self.pixel_label.setText)
         self.forward.changed.connect(self._on_settings_changed)
+        self.forward.replaced.connect(self._on_measurement_replaced)
+        self.forward.sampling.failed.connect(self.report_error)
         self.solver.changed.connect(self._on_settings_changed)
-        self.plan_panel.predicted.connect(self.solver.show_plan)
         self.memory_timer = QtCore.QTimer(self, interval=400, timeout=self._on_memory_tick)
         self.memory_timer.start()
         self._update_enabled()
@@ -113,19 +115,33 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         buttons.addWidget(self.stop_button, 1)
         box = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(box)
+        groups = {}
         for title, widget in (("Forward model", self.forward), ("Solver", self.solver),
                               ("Prediction", self.plan_panel)):
-            group = QtWidgets.QGroupBox(title)
-            QtWidgets.QVBoxLayout(group).addWidget(widget)
-            layout.addWidget(group)
-        layout.addLayout(buttons)
+            groups[title] = QtWidgets.QGroupBox(title)
+            QtWidgets.QVBoxLayout(groups[title]).addWidget(widget)
+        layout.addWidget(groups["Forward model"])
+        layout.addWidget(groups["Solver"])
         layout.addStretch(1)
         scroll = QtWidgets.QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(box)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(340)
-        self.setup_dock = self._dock("Setup", scroll, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        # the prediction and the buttons stay below the scrolled settings: the predicted time and
+        # Reconstruct are never scrolled away
+        outer = QtWidgets.QWidget()
+        outer.setMinimumWidth(340)
+        outer_layout = QtWidgets.QVBoxLayout(outer)
+        outer_layout.setContentsMargins(0, 0, 0, 4)
+        outer_layout.addWidget(scroll, 1)
+        below = QtWidgets.QVBoxLayout()
+        below.setContentsMargins(9, 0, 9, 0)
+        below.addWidget(groups["Prediction"])
+        outer_layout.addLayout(below)
+        buttons.setContentsMargins(9, 0, 9, 0)
+        outer_layout.addLayout(buttons)
+        self.setup_dock = self._dock("Setup", outer, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
 
     # ------------------------------------------------------------------ files
     def recent_files(self) -> list[str]:
@@ -179,8 +195,20 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             return False
 
     def set_measurement(self, m: Measurement, path: str | None = None) -> None:
-        self.measurement, self.result = m, None
+        self.measurement = m
         self.forward.set_measurement(m)
+        self._show_measurement(m)
+        if path is not None and path.lower().endswith((".h5", ".hdf5", ".nxs")):
+            self.tree.load(path)
+        elif m.source is not None and Path(m.source).exists():
+            self.tree.load(m.source)
+        name = Path(path).name if path else (m.title or "demo")
+        self.setWindowTitle(f"diffrecon — {name}")
+        self.show_message(f"Opened {name}: {m.operator.kind}, image {' × '.join(map(str, m.image_shape))}.")
+        self._update_enabled()
+
+    def _show_measurement(self, m: Measurement) -> None:
+        self.measurement, self.result = m, None
         self.view.show_measurement(m)
         self.metrics.set_metrics({})
         self.roi.clear()
@@ -190,13 +218,12 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             self.solver.set_operator(build_operator(m.operator))
         except DiffreconError as err:
             self.report_error(str(err))
-        if path is not None and path.lower().endswith((".h5", ".hdf5", ".nxs")):
-            self.tree.load(path)
-        elif m.source is not None and Path(m.source).exists():
-            self.tree.load(m.source)
-        name = Path(path).name if path else (m.title or "demo")
-        self.setWindowTitle(f"diffrecon — {name}")
-        self.show_message(f"Opened {name}: {m.operator.kind}, image {' × '.join(map(str, m.image_shape))}.")
+
+    def _on_measurement_replaced(self, m: Measurement) -> None:
+        """A re-simulated measurement from the forward panel, or the file's own one again."""
+        self._show_measurement(m)
+        self.show_message(f"Using {m.title}." if "derivation" in m.attrs else "Using the file's measurement again.")
+        self.log(f"Measurement: {m.title}")
         self._update_enabled()
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
@@ -226,8 +253,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self._device = config.device
         self.result = None
         self.view.begin_run(self.solver.is_deterministic())
-        self.progress_bar.setValue(0)
-        self.progress_label.setText("starting…")
+        self.status.start_progress(self.plan_panel.predicted_seconds(measurement, config))
         self.worker = worker = RunWorker(measurement, config, self.engine_run, self)
         worker.planned.connect(self._on_planned)
         worker.progress.connect(self.status.show_progress)
@@ -267,6 +293,18 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         if self.measurement is not None and not self.is_running():
             self.plan_panel.predict_now(self.forward.edited_measurement(), self.solver.config())
 
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._shown:
+            # a first run on a laptop CPU takes minutes: its predicted time is shown before the
+            # first click, probed off the GUI thread once the window is up
+            self._shown = True
+            QtCore.QTimer.singleShot(0, self._predict_if_unknown)
+
+    def _predict_if_unknown(self) -> None:
+        if self.plan_panel.planned is None and not self.plan_panel.is_busy():
+            self.predict()
+
     def _on_settings_changed(self) -> None:
         self._update_enabled()
         measurement = self.forward.edited_measurement()
@@ -275,7 +313,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
 
     def _on_planned(self, planned) -> None:
         self._device = planned.device
-        self.solver.show_plan(planned)
+        self.status.set_batches(planned.batches)
         if not planned.std_is_posterior:
             self.view.panels["std"].set_title("Seed spread (not a posterior std)")
 
@@ -293,7 +331,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.roi.set_maps(self.view.mean, self.view.std)
         self.profile.set_data(self.view.mean, self.view.std, self.view.truth, result.units)
         self.metrics.set_metrics(dict(result.metrics), {"samples": result.n_samples})
-        self.progress_bar.setValue(100 if result.complete else self.progress_bar.value())
+        self.status.end_progress(result.complete)
         self.progress_label.setText(f"samples {result.n_samples}/{result.provenance.get('samples', result.n_samples)}"
                                     f" · NFE {result.metrics.get('nfe', 0):.0f}")
         if not (np.isfinite(result.mean).all() and np.isfinite(result.std).all()):
@@ -309,6 +347,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self._run_done = True
         self.report_error(message)
         self.progress_label.setText("failed")
+        self.status.end_progress(False)
         self._update_enabled()
         self.run_finished.emit(None)
 

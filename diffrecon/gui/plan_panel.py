@@ -55,6 +55,7 @@ class PlanPanel(QtWidgets.QWidget):
             from ..engine import plan as plan_fn
         self.plan_fn = plan_fn
         self.planned = None
+        self.planned_for = None  # (measurement, config) the shown prediction is for
         self.auto = True
         self._pending = None  # (measurement, config) of the newest request
         self._request_id = 0
@@ -86,7 +87,7 @@ class PlanPanel(QtWidgets.QWidget):
             return
         self._request_id += 1
         measurement, config = self._pending
-        self.text.setText("Predicting…")
+        self.text.setText("Predicting… (timing the solver's first steps in the background)")
         self.text.setStyleSheet("color: gray;")
         if self._worker is not None:
             self._old_workers.append(self._worker)  # finishes on its own; its answer is stale
@@ -106,6 +107,15 @@ class PlanPanel(QtWidgets.QWidget):
             if w is not None:
                 w.wait(ms)
 
+    def predicted_seconds(self, measurement, config) -> float | None:
+        """The predicted time of a run of ``config`` on ``measurement``, if the shown prediction is
+        for exactly those (same data, noise level and settings)."""
+        if self.planned is None or self.planned_for is None:
+            return None
+        m, c = self.planned_for
+        same = m is not None and m.y is measurement.y and m.noise_sigma == measurement.noise_sigma and c == config
+        return self.planned.predicted_seconds if same else None
+
     # ------------------------------------------------------------------ slots
     def _on_timer(self) -> None:
         self.predict_now()
@@ -117,6 +127,7 @@ class PlanPanel(QtWidgets.QWidget):
         if request_id != self._request_id:
             return
         self.planned = planned
+        self.planned_for = (self._worker.measurement, self._worker.config)  # the answer is for these
         samples = sum(planned.batches)
         self.text.setStyleSheet("")
         self.text.setText(describe_plan(planned, samples))

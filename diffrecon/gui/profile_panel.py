@@ -19,6 +19,7 @@ class ProfilePanel(QtWidgets.QWidget):
         self.plot.addLegend(offset=(5, 5))
         self.plot.setMinimumHeight(120)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)  # "mpx" on an empty plot reads as nonsense
         # curves with a transparent pen: FillBetweenItem needs their paths, which pen=None skips
         self.band_hi = pg.PlotCurveItem(pen=pg.mkPen((0, 0, 0, 0)))
         self.band_lo = pg.PlotCurveItem(pen=pg.mkPen((0, 0, 0, 0)))

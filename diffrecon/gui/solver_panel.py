@@ -171,16 +171,6 @@ class SolverPanel(QtWidgets.QWidget):
         per_step = 0 if info is not None and not info.uses_prior else int(getattr(info, "nfe_per_step", 1))
         return self.steps.value() * self.samples.value() * per_step
 
-    def show_plan(self, planned) -> None:
-        """Replace the estimate by the engine's plan (time and memory known only now)."""
-        mem = planned.predicted_peak_bytes
-        from .memory import format_bytes
-
-        nfe = planned.nfe_per_sample * sum(planned.batches)
-        self.cost.setText(f"Planned on {planned.device}: {nfe} network evaluations in "
-                          f"{len(planned.batches)} batch(es) {planned.batches}; predicted peak memory "
-                          f"{format_bytes(mem) if mem else 'unknown'}.")
-
     # ------------------------------------------------------------------ slots
     def _on_solver_changed(self, *_):
         info = self.solver_info()

@@ -1,4 +1,5 @@
-"""The status bar: a message (errors in red), the pixel read-out, run progress and memory."""
+"""The status bar: a message (errors in red), the pixel read-out, run progress with the time
+left (predicted until the first step, then measured), and memory."""
 from __future__ import annotations
 
 from PySide6 import QtWidgets
@@ -13,10 +14,12 @@ class StatusArea:
         self.message_label = QtWidgets.QLabel("Ready.")
         self.pixel_label = QtWidgets.QLabel()
         self.progress_bar = QtWidgets.QProgressBar()
-        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setMinimumWidth(200)
+        self.progress_bar.setMaximumWidth(260)
         self.progress_bar.setFormat("%p%")
         self.progress_label = QtWidgets.QLabel()
         self.memory_label = QtWidgets.QLabel()
+        self.batch_sizes: dict[int, int] = {}  # first sample index -> batch size
         bar.addWidget(self.message_label, 2)
         bar.addWidget(self.pixel_label, 3)
         bar.addPermanentWidget(self.progress_label)
@@ -31,10 +34,43 @@ class StatusArea:
         self.message_label.setStyleSheet(ERROR_STYLE)
         self.message_label.setText(text)
 
+    def set_batches(self, batches: list[int]) -> None:
+        """The engine's plan: samples per batch, so progress within a batch counts all its samples."""
+        starts = [sum(batches[:i]) for i in range(len(batches))]
+        self.batch_sizes = dict(zip(starts, batches))
+
+    def start_progress(self, predicted_seconds: float | None = None) -> None:
+        """A run begins: until the engine's first step (loading the prior, warming up) the ETA
+        is the prediction, when there is one for these settings."""
+        self.progress_bar.setValue(0)
+        self.batch_sizes = {}
+        eta = "?" if predicted_seconds is None else f"≈ {format_duration(predicted_seconds)} (predicted)"
+        self.progress_bar.setFormat(f"%p% · ETA {eta}")
+        self.progress_bar.setToolTip("Time left: predicted before the first step, then measured.")
+        self.progress_label.setText("starting…")
+
     def show_progress(self, p) -> None:
-        """An engine Progress event: the bar over all samples, and step, NFE and ETA as text."""
+        """An engine Progress event: the bar over all samples with the ETA, step and NFE as text."""
+        # samples of one batch advance together: step 5 of 50 in a batch of 4 of 4 samples is 10 %
+        batch = self.batch_sizes.get(p.samples_done, 1)
         total = max(p.steps * p.samples_total, 1)
-        self.progress_bar.setValue(int(100 * min((p.samples_done * p.steps + p.step) / total, 1.0)))
-        eta = "?" if p.eta is None else f"{p.eta:.0f} s"
+        self.progress_bar.setValue(int(100 * min((p.samples_done * p.steps + p.step * batch) / total, 1.0)))
+        if p.eta is not None:
+            self.progress_bar.setFormat(f"%p% · ETA {format_duration(p.eta)}")
         self.progress_label.setText(f"step {p.step}/{p.steps} · samples {p.samples_done}/{p.samples_total}"
-                                    f" · NFE {p.nfe} · ETA {eta}")
+                                    f" · NFE {p.nfe}")
+
+    def end_progress(self, complete: bool) -> None:
+        if complete:
+            self.progress_bar.setValue(100)
+        self.progress_bar.setFormat("%p%" if complete else "%p% · stopped")
+
+
+def format_duration(seconds: float) -> str:
+    """'42 s', '3 min 05 s', '1 h 02 min': an ETA a person reads at a glance."""
+    s = max(int(round(seconds)), 0)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

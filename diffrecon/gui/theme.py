@@ -74,3 +74,13 @@ def style_plots(root: QtWidgets.QWidget, dark: bool) -> None:
         for name in ("left", "bottom"):
             item.getAxis(name).setPen(foreground)
             item.getAxis(name).setTextPen(foreground)
+        if item.legend is not None:
+            style_legend(item.legend, foreground)
+
+
+def style_legend(legend: pg.LegendItem, foreground) -> None:
+    """Legend text in the theme's colour. ``setLabelTextColor`` only stores the colour for
+    labels drawn later (pyqtgraph 0.13-0.14), so each existing label is drawn again."""
+    legend.setLabelTextColor(foreground)
+    for _sample, label in legend.items:
+        label.setText(label.text, color=foreground)

@@ -20,7 +20,7 @@ from ..errors import DiffreconError
 from ..measurement import Measurement
 
 
-def _detached(event):
+def detached(event):
     """A copy whose arrays are private to the receiving thread."""
     ev = copy.copy(event)
     for name, value in vars(ev).items():
@@ -75,7 +75,7 @@ class RunWorker(QtCore.QThread):
                     finished = True
                     self.finished_result.emit(event.result)
                 elif type(event) in routes:
-                    routes[type(event)].emit(_detached(event))
+                    routes[type(event)].emit(detached(event))
             if not finished:
                 self.failed.emit("The engine ended without a result.")
         except BaseException as err:  # noqa: BLE001 - everything must reach the window as a sentence

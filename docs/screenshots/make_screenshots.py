@@ -1,0 +1,135 @@
+"""Regenerate the screenshots in this folder (the README shows them).
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots/make_screenshots.py [NAME ...]
+
+Runs on the CPU in a few minutes (``first_run`` waits for the bundled prior's time probe, about
+20 s). Reconstructions use the exact Gaussian prior so the pictures do not depend on the
+machine's speed, except ``first_run``, which shows what ``python main.py`` shows: the bundled
+prior, its predicted time, and the progress bar's ETA a few seconds into the run.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from diffrecon.compare import CompareSpec
+from diffrecon.demo import demo_path
+from diffrecon.engine import RunConfig
+from diffrecon.gui.app import save_screenshot
+from diffrecon.gui.main_window import MainWindow
+
+HERE = Path(__file__).resolve().parent
+GAUSSIAN = RunConfig(solver="dps", steps=20, samples=8, seed=0, prior="gaussian", device="cpu")
+
+
+def _settle(app, ms: int = 300) -> None:
+    end = time.monotonic() + ms / 1000
+    while time.monotonic() < end:
+        app.processEvents()
+        QtCore.QThread.msleep(20)
+
+
+def _window(app, theme: str, demo: str = "ct") -> MainWindow:
+    settings = QtCore.QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings)
+    w.resize(1600, 1000)
+    w.set_theme(theme)
+    w.open_file(demo_path(demo))
+    return w
+
+
+def _run(app, w: MainWindow, config: RunConfig) -> None:
+    w.solver.set_config(config)
+    w.show()
+    _settle(app)
+    w.plan_panel.wait()
+    w.predict()
+    w.plan_panel.wait()
+    _settle(app)
+    assert w.start_run() and w.wait_for_run(600_000), w.last_error
+    _settle(app)
+
+
+def main_window(app, theme: str = "light", name: str = "main_window.png") -> None:
+    w = _window(app, theme)
+    _run(app, w, GAUSSIAN)
+    save_screenshot(w, HERE / name)
+    w.close()
+
+
+def main_window_dark(app) -> None:
+    main_window(app, "dark", "main_window_dark.png")
+
+
+def mri_complex(app) -> None:
+    """MRI demo retrospectively undersampled x8 from its ground truth, k-space as log magnitude."""
+    w = _window(app, "light", "mri")
+    w.forward.sampling.edits["acceleration"].setText("8")
+    assert w.forward.sampling.apply(), w.last_error
+    w.view.panels["measurement"].set_complex_mode("log magnitude")
+    _run(app, w, GAUSSIAN)
+    save_screenshot(w, HERE / "mri_complex.png")
+    w.close()
+
+
+def ab_swipe_roi(app) -> None:
+    w = _window(app, "light")
+    _run(app, w, RunConfig(**{**GAUSSIAN.__dict__, "solver": "diffpir"}))
+    w.pin_result_as_a()
+    _run(app, w, GAUSSIAN)
+    w.roi.set_bounds((40, 80, 30, 70))
+    w.view.tabs.setCurrentWidget(w.view.ab)
+    _settle(app)
+    save_screenshot(w, HERE / "ab_swipe_roi.png")
+    w.close()
+
+
+def compare(app) -> None:
+    w = _window(app, "light")
+    w.solver.set_config(GAUSSIAN)
+    w.show()
+    assert w.open_compare_solvers(), w.last_error
+    c = w.compare_window
+    assert c.start(CompareSpec(solvers=("dps", "ddnm", "diffpir"), steps=(10, 25), samples=4))
+    c.wait_until_done(600_000)
+    _settle(app, 500)
+    save_screenshot(c, HERE / "compare.png")
+    c.close()
+    w.close()
+
+
+def first_run(app) -> None:
+    """What ``python main.py`` shows: the CT demo, prior "default", solver defaults, the time
+    predicted before the first click, then the progress bar's ETA during the run."""
+    w = _window(app, "light")
+    w.solver.set_config(RunConfig(device="cpu"))
+    w.show()
+    deadline = time.monotonic() + 300
+    while w.plan_panel.planned is None and time.monotonic() < deadline:
+        _settle(app, 200)
+    save_screenshot(w, HERE / "first_run_predicted.png")
+    assert w.start_run()
+    deadline = time.monotonic() + 120
+    while "(predicted)" in w.progress_bar.format() and time.monotonic() < deadline:
+        _settle(app, 200)
+    _settle(app, 3000)
+    save_screenshot(w, HERE / "first_run_eta.png")
+    w.stop_run()
+    w.wait_for_run(600_000)
+    w.close()
+
+
+SHOTS = {"main_window": main_window, "main_window_dark": main_window_dark, "mri_complex": mri_complex,
+         "ab_swipe_roi": ab_swipe_roi, "compare": compare, "first_run": first_run}
+
+
+if __name__ == "__main__":
+    app = QtWidgets.QApplication(sys.argv[:1])
+    for key in sys.argv[1:] or list(SHOTS):
+        started = time.monotonic()
+        SHOTS[key](app)
+        print(f"{key}: {time.monotonic() - started:.1f} s", flush=True)
