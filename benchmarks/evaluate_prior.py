@@ -18,15 +18,15 @@ Results are appended to the JSON as each (task, method) finishes, so a time-out 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffrecon import __version__, demo, engine  # noqa: E402
 from diffrecon.errors import DiffreconError, InputError, RunError  # noqa: E402
 from diffrecon.measurement import Measurement  # noqa: E402
-from diffrecon.operators import MRI, build_operator, cartesian_mask  # noqa: E402
+from diffrecon.io.atomic import atomic_write  # noqa: E402
+from diffrecon.operators import Denoise, build_operator  # noqa: E402
 from diffrecon.phantoms import TEST_SEEDS, VALIDATION_SEEDS, phantom  # noqa: E402
 from diffrecon.priors import default_prior_folder, load_prior, prior_weight_hash  # noqa: E402
 from diffrecon.schedule import make_sigmas  # noqa: E402
 from diffrecon.solvers import SOLVERS, SampleRNG  # noqa: E402
-from diffrecon.solvers._common import ancestral_step, ddim_step  # noqa: E402
 
 DIFFUSION = ("dps", "ddrm", "ddnm", "diffpir")
 BASELINES = ("direct", "cg", "tv")
@@ -52,50 +52,28 @@ BASELINE_ITERS = 200  # default cg / tv iterations: cheap, and enough for both t
 @dataclass(frozen=True)
 class Task:
     title: str
-    demo_kind: str  # scale, units and noise convention come from this demo problem
-    build: Callable[[tuple[int, int, int], int], Any]  # (image_shape, mask seed) -> operator
-    seeded: bool  # whether the operator depends on the seed (random masks)
-
-
-def _mri_x8(image_shape, seed):
-    return MRI(image_shape, cartesian_mask(image_shape[-2:], acceleration=8, seed=seed))
+    demo_kind: str  # forward model, scale, units and noise convention come from this demo problem
+    acceleration: float | None = None  # MRI undersampling (None: the demo's)
 
 
 TASKS: dict[str, Task] = {
-    "ct": Task("Sparse-view CT, 30 views, 1 % noise", "ct", demo._ct, False),
-    "ct_limited": Task("Limited-angle CT, 90 degrees", "ct_limited", demo._ct_limited, False),
-    "mri_x4": Task("MRI x4, single coil", "mri", demo._mri, True),
-    "mri_x8": Task("MRI x8, single coil", "mri", _mri_x8, True),
-    "inpaint": Task("Inpainting, 70 % missing", "inpaint", demo._inpaint, True),
-    "deblur": Task("Deblurring, Gaussian kernel std 2 px", "deblur", demo._deblur, False),
-    "sr": Task("Super-resolution x4", "sr", demo._sr, False),
+    "ct": Task("Sparse-view CT, 30 views, 1 % noise", "ct"),
+    "ct_limited": Task("Limited-angle CT, 90 degrees", "ct_limited"),
+    "mri_x4": Task("MRI x4, single coil", "mri", 4.0),
+    "mri_x8": Task("MRI x8, single coil", "mri", 8.0),
+    "inpaint": Task("Inpainting, 70 % missing", "inpaint"),
+    "deblur": Task("Deblurring, Gaussian kernel std 2 px", "deblur"),
+    "sr": Task("Super-resolution x4", "sr"),
 }
 
 
-_OPERATORS: dict[tuple, Any] = {}  # a CT system matrix takes a noticeable time to build; reuse it
-
-
 def simulate(task: str, size: int, phantom_seed: int, noise_seed: int) -> Measurement:
-    """``y = A x + n`` of ``phantom(size, phantom_seed)`` under ``task``, noise as in the demos.
-
-    ``noise_seed`` fixes the random mask and the noise (make_demo uses the test index for both).
+    """``y = A x + n`` of ``phantom(size, phantom_seed)`` under ``task``: :func:`diffrecon.demo.make_demo`
+    with ``noise_seed`` fixing the random mask and the noise (make_demo's test index does both).
     """
     t = TASKS[task]
-    setup = demo._SETUPS[t.demo_kind]
-    key = (task, size, noise_seed if t.seeded else None)
-    if key not in _OPERATORS:
-        _OPERATORS[key] = t.build((1, size, size), noise_seed)
-    op = _OPERATORS[key]
-    value_range = (0.0, float(setup.scale))
-    gt = (phantom(size, phantom_seed) * setup.scale).astype(np.float32)[None]
-    with torch.no_grad():
-        clean = op.A(torch.from_numpy(gt)[None])
-        op.noise_sigma = float(demo._relative_noise(op, clean, setup, value_range))
-        y = op.simulate(torch.from_numpy(gt)[None], torch.Generator().manual_seed(noise_seed))
-    y = y[0].numpy().astype(np.complex64 if op.is_complex else np.float32)
-    return Measurement(y=y, operator=op.to_spec(), noise_sigma=op.noise_sigma, units=setup.units,
-                       value_range=value_range, ground_truth=gt, pixel_size=setup.pixel_size,
-                       pixel_unit=setup.pixel_unit, title=f"{t.title} (phantom {phantom_seed})")
+    m = demo.make_demo(t.demo_kind, size, noise_seed, phantom_seed=phantom_seed, acceleration=t.acceleration)
+    return dataclasses.replace(m, title=f"{t.title} (phantom {phantom_seed})")
 
 
 def measurements(task: str, size: int, n_val: int, n_test: int) -> tuple[list, list]:
@@ -309,9 +287,7 @@ def write_report(out: Path, report: dict) -> None:
     report["summary"] = summarize(report["results"])
     for name, text in (("evaluate.json", json.dumps(report, indent=1, allow_nan=False, default=_json_default)),
                        ("evaluate.md", markdown(report))):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        atomic_write(out / name, lambda tmp: tmp.write_text(text))
 
 
 def _json_default(value):
@@ -333,8 +309,7 @@ def _finite(obj):
 
 # ---------------------------------------------------------------------------- prior samples
 def prior_samples(denoiser, n: int, steps: int, seed: int, device: torch.device, bf16: bool) -> np.ndarray:
-    """``n`` unconditional samples in [0, 1]: the ``ddpm`` solver where registered, else DDPM's
-    ancestral sampler (Ho et al., NeurIPS 2020, Alg. 2) in the VE sigma form (eta = 1)."""
+    """``n`` unconditional samples in [0, 1] from the ``ddpm`` solver (Ho et al., NeurIPS 2020, Alg. 2)."""
     sigmas = make_sigmas(steps, denoiser)
     rng = SampleRNG(seed, range(n), device)
     x = float(sigmas[0]) * rng.randn(denoiser.image_shape)
@@ -344,21 +319,11 @@ def prior_samples(denoiser, n: int, steps: int, seed: int, device: torch.device,
             return denoiser(x, sigma).float()
 
     with torch.no_grad():
-        if "ddpm" in SOLVERS:
-            from diffrecon.operators import Denoise
-
-            op = Denoise(denoiser.image_shape).to(device)
-            info = SOLVERS["ddpm"]
-            y = torch.zeros(1, *denoiser.image_shape, device=device)
-            for step in info.solve(den, op, y, sigmas, x, params=info.Params(), generator=rng):
-                x = step.x
-        else:
-            for i in range(steps):
-                sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-                down, up = ancestral_step(sigma, sigma_next, 1.0)
-                x = ddim_step(x, den(x, sigma), sigma, down)
-                if up > 0:
-                    x = x + up * rng.randn_like(x)
+        op = Denoise(denoiser.image_shape).to(device)
+        info = SOLVERS["ddpm"]
+        y = torch.zeros(1, *denoiser.image_shape, device=device)
+        for step in info.solve(den, op, y, sigmas, x, params=info.Params(), generator=rng):
+            x = step.x
     lo, hi = denoiser.card.value_range
     return ((x.float().cpu().numpy() - lo) / (hi - lo)).clip(0, 1)
 
@@ -374,9 +339,7 @@ def save_grid(path: Path, samples: np.ndarray, phantoms: np.ndarray) -> None:
     for images in (samples, phantoms):
         tiles = [np.pad(im[0], 2, constant_values=1.0) for im in images]
         rows.append(np.concatenate(tiles, axis=1))
-    tmp = path.with_suffix(".tmp.png")
-    plt.imsave(tmp, np.concatenate(rows, axis=0), cmap="gray", vmin=0.0, vmax=1.0)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: plt.imsave(tmp, np.concatenate(rows, axis=0), cmap="gray", vmin=0.0, vmax=1.0))
 
 
 # --------------------------------------------------------------------------------- estimate

@@ -19,6 +19,7 @@ Errors a user can cause end as one sentence on stderr and exit code 2, never a t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -27,7 +28,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from . import __version__
 from .errors import DiffreconError, InputError
@@ -429,22 +430,10 @@ def _cmd_reconstruct(args) -> int:
         precision=args.precision, batch_size=args.batch_size,
     )
 
-    # The first Ctrl-C asks the engine to stop at its next step (it keeps finished samples);
-    # a second one interrupts at once.
     stop = threading.Event()
-
-    def _on_sigint(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        tqdm.write("Stopping after the current step (Ctrl-C again to abort) ...", file=sys.stderr)
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _on_sigint) if in_main else None
     result, batches = None, [args.samples]
-    bar = tqdm(total=args.steps * args.samples, unit="step", desc=args.solver, file=sys.stderr,
-               dynamic_ncols=True, leave=True)
-    try:
+    with ctrl_c_stops(stop, file=sys.stderr), tqdm(total=args.steps * args.samples, unit="step", desc=args.solver,
+                                                   file=sys.stderr, dynamic_ncols=True, leave=True) as bar:
         for event in run(measurement, config, stop=stop):
             if isinstance(event, Planned):
                 batches = list(event.batches) or batches
@@ -458,10 +447,6 @@ def _cmd_reconstruct(args) -> int:
                 tqdm.write(f"{event.level}: {event.message}", file=sys.stderr)
             elif isinstance(event, Finished):
                 result = event.result
-    finally:
-        bar.close()
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
 
     if result is None or result.n_samples < 1:
         print("diffrecon: stopped before any sample finished; no result written.", file=sys.stderr)
@@ -474,6 +459,30 @@ def _cmd_reconstruct(args) -> int:
     state = "complete" if result.complete else f"stopped early, {result.n_samples} of {args.samples} samples"
     print(f"Wrote {args.out} ({state}).")
     return 0 if result.complete and not stop.is_set() else EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def ctrl_c_stops(stop: threading.Event, file=None) -> Iterator[None]:
+    """Inside the block the first Ctrl-C sets ``stop`` (the engine ends at its next step and keeps
+    the finished samples, so results are still written) and a second one interrupts at once.
+
+    Only the main thread can catch signals; elsewhere Ctrl-C keeps its usual meaning.
+    """
+    from tqdm import tqdm
+
+    def _on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        tqdm.write("Stopping after the current step (Ctrl-C again to abort) ...", file=file)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _on_sigint) if in_main else None
+    try:
+        yield
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _steps_done(event, batches: list[int]) -> int:

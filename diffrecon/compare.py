@@ -19,8 +19,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 
 from .engine import Finished, RunConfig, plan, run
 from .errors import DiffreconError, InputError
+from .io.atomic import atomic_write
 from .measurement import Measurement, Result
 
 FORMAT = "comparison"
@@ -307,13 +306,7 @@ def write_table(path: str | os.PathLike, comparison: Comparison) -> Path:
             for row in rows:
                 w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
 
-    return _atomic(Path(path), write)
-
-
-def _atomic(out: Path, write) -> Path:
-    from .io.export import _atomic_write
-
-    return _atomic_write(out, True, write)
+    return atomic_write(path, write, action="export to")
 
 
 # ------------------------------------------------------------------------------ figure
@@ -405,7 +398,7 @@ def write_figure(path: str | os.PathLike, comparison: Comparison) -> Path:
         bar = fig.colorbar(image, ax=axes[r, :].tolist(), shrink=0.9, pad=0.02)
         bar.set_label(f"{ROW_TITLES[row]} [{units}]", fontsize=8)
     fig.suptitle(m.title or "comparison", fontsize=10)
-    return _atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png"))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), action="export to")
 
 
 # ------------------------------------------------------------------------------ HDF5
@@ -413,15 +406,13 @@ def write_comparison(path: str | os.PathLike, comparison: Comparison) -> Path:
     """All runs in one HDF5 file, atomically. Root: ``diffrecon_format="comparison"``, the runs,
     their status and messages (JSON attributes) and the measurement (/measurement, /operator);
     ``/runs/NNN`` holds run NNN in the result-file layout (written by
-    :func:`diffrecon.io.write_result`), absent for runs without a result."""
+    :func:`diffrecon.io.result_file.write_result_into`), absent for runs without a result."""
     from .io.h5 import atomic_h5
     from .io.measurement_file import write_measurement_into
-    from .io.result_file import write_result
+    from .io.result_file import write_result_into
 
     path = Path(path)
-    with tempfile.TemporaryDirectory(prefix="diffrecon-compare-") as scratch, atomic_h5(path) as f:
-        import h5py
-
+    with atomic_h5(path) as f:
         write_measurement_into(f, comparison.measurement)
         f.attrs["diffrecon_format"] = FORMAT
         f.attrs["comparison_version"] = FORMAT_VERSION
@@ -430,23 +421,19 @@ def write_comparison(path: str | os.PathLike, comparison: Comparison) -> Path:
         f.attrs["messages"] = json.dumps(comparison.messages)
         group = f.create_group("runs", track_order=True)
         for i in comparison.finished():
-            one = Path(scratch) / f"{i:03d}.h5"
-            write_result(one, comparison.results[i])
-            with h5py.File(one, "r") as src:
-                src.copy(src["/"], group, name=f"{i:03d}")
+            write_result_into(group.create_group(f"{i:03d}"), comparison.results[i])
     return path
 
 
 def read_comparison(path: str | os.PathLike) -> Comparison:
-    """A comparison written by :func:`write_comparison`, every run validated by read_result."""
-    import h5py
-
+    """A comparison written by :func:`write_comparison`, every run validated by
+    :func:`diffrecon.io.result_file.read_result_from`."""
     from .io.h5 import attr_json, attr_str, open_readonly, require_group
     from .io.measurement_file import read_measurement_from
-    from .io.result_file import read_result
+    from .io.result_file import read_result_from
 
     path = Path(path)
-    with open_readonly(path) as f, tempfile.TemporaryDirectory(prefix="diffrecon-compare-") as scratch:
+    with open_readonly(path) as f:
         kind = attr_str(f.attrs, "diffrecon_format")
         if kind != FORMAT:
             raise InputError(f"File {path} has diffrecon_format={kind!r}; expected 'comparison' "
@@ -471,15 +458,7 @@ def read_comparison(path: str | os.PathLike) -> Comparison:
         for name in group:
             if not (name.isdigit() and int(name) < len(runs)):
                 raise InputError(f"File {path}: group /runs/{name} is not a run number below {len(runs)}.")
-            one = Path(scratch) / f"{name}.h5"
-            # read_result validates a whole file; the run's group is one, copied out verbatim
-            with h5py.File(one, "w") as dst:
-                src = group[name]
-                for key, value in src.attrs.items():
-                    dst.attrs[key] = value
-                for child in src:
-                    src.copy(src[child], dst, name=child)
-            result = read_result(one)
+            result = read_result_from(require_group(group, name, path), path)
             result.measurement = result.measurement or measurement
             comparison.results[int(name)] = result
     return comparison
@@ -524,6 +503,7 @@ def run_compare(args) -> int:
     (the runs finished so far are still written)."""
     from tqdm import tqdm
 
+    from .cli import ctrl_c_stops
     from .engine import Progress
     from .io import read_measurement
 
@@ -545,18 +525,8 @@ def run_compare(args) -> int:
     total = sum(r.steps * r.samples for r in runs)
     done_before, comparison, failed = 0, None, False
 
-    # The first Ctrl-C ends the current run at its next step (keeping its finished samples) and
-    # skips the rest, so the files are still written; a second one interrupts at once.
-    def _on_sigint(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        tqdm.write("Stopping after the current step (Ctrl-C again to abort) ...")
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _on_sigint) if in_main else None
-    bar = tqdm(total=total, unit="step", desc="compare", dynamic_ncols=True)
-    try:
+    # The first Ctrl-C also skips the runs not yet started, so the files are still written.
+    with ctrl_c_stops(stop), tqdm(total=total, unit="step", desc="compare", dynamic_ncols=True) as bar:
         for ev in run_comparison(measurement, runs, base, stop):
             if isinstance(ev, RunStarted):
                 bar.set_description(f"{ev.index + 1}/{len(runs)} {ev.run.solver}")
@@ -574,10 +544,6 @@ def run_compare(args) -> int:
                     tqdm.write(f"run {ev.index + 1} ({runs[ev.index].label}) failed: {ev.message}")
             elif isinstance(ev, ComparisonFinished):
                 comparison = ev.comparison
-    finally:
-        bar.close()
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
     for row in metrics_rows(comparison):
         print(f"{row['run']:<36} {row['status']:<9} PSNR {row['psnr']:.2f}  SSIM {row['ssim']:.3f}  "
               f"NFE {row['nfe']:.0f}  {row['seconds']:.2f} s")

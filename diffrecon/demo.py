@@ -41,12 +41,14 @@ RF_DEFAULT_SIZE = 32
 CT_PIXEL_CM = 0.1
 RF_PIXEL_CM = 0.5
 RF_FREQUENCIES_HZ = (2e9, 4e9, 6e9)
+MRI_ACCELERATION = 4.0
+MRI_KINDS = ("mri", "mri_multicoil")
 
 
 @dataclass(frozen=True)
 class _Setup:
-    title: str
-    build: Callable[[tuple[int, int, int], int], object]  # (image_shape, seed) -> operator
+    title: str  # may hold {acceleration} (the MRI demos)
+    build: Callable[..., object]  # (image_shape, seed[, acceleration]) -> operator
     scale: float  # physical units per phantom unit
     units: str
     pixel_size: float
@@ -65,14 +67,14 @@ def _ct_limited(image_shape, seed):
     return ParallelBeamCT(image_shape, limited_angle_angles(90.0, 60), pixel_size=CT_PIXEL_CM)
 
 
-def _mri(image_shape, seed):
+def _mri(image_shape, seed, acceleration=MRI_ACCELERATION):
     from .operators import MRI, cartesian_mask
-    return MRI(image_shape, cartesian_mask(image_shape[-2:], acceleration=4, seed=seed))
+    return MRI(image_shape, cartesian_mask(image_shape[-2:], acceleration=acceleration, seed=seed))
 
 
-def _mri_multicoil(image_shape, seed):
+def _mri_multicoil(image_shape, seed, acceleration=MRI_ACCELERATION):
     from .operators import MRI, birdcage_maps, cartesian_mask
-    return MRI(image_shape, cartesian_mask(image_shape[-2:], acceleration=4, seed=seed),
+    return MRI(image_shape, cartesian_mask(image_shape[-2:], acceleration=acceleration, seed=seed),
                coil_maps=birdcage_maps(image_shape[-2:], 8))
 
 
@@ -107,8 +109,8 @@ _SETUPS: dict[str, _Setup] = {
     "ct": _Setup("Sparse-view CT, 30 views", _ct, 0.4, "1/cm", CT_PIXEL_CM, "cm", "max", 0.01),
     "ct_limited": _Setup("Limited-angle CT, 90 degrees, 60 views", _ct_limited, 0.4, "1/cm", CT_PIXEL_CM, "cm",
                          "max", 0.01),
-    "mri": _Setup("Single-coil MRI, random Cartesian x4", _mri, 1.0, "a.u.", 1.0, "mm", "rms", 0.02),
-    "mri_multicoil": _Setup("8-coil MRI (birdcage maps), random Cartesian x4", _mri_multicoil, 1.0, "a.u.",
+    "mri": _Setup("Single-coil MRI, random Cartesian x{acceleration:g}", _mri, 1.0, "a.u.", 1.0, "mm", "rms", 0.02),
+    "mri_multicoil": _Setup("8-coil MRI (birdcage maps), random Cartesian x{acceleration:g}", _mri_multicoil, 1.0, "a.u.",
                             1.0, "mm", "rms", 0.02),
     "inpaint": _Setup("Inpainting, 70 % of pixels missing", _inpaint, 1.0, "a.u.", 1.0, "px", "range", 0.01),
     "deblur": _Setup("Deblurring, Gaussian kernel std 2 px", _deblur, 1.0, "a.u.", 1.0, "px", "range", 0.01),
@@ -118,12 +120,16 @@ _SETUPS: dict[str, _Setup] = {
 }
 
 
-def make_demo(kind: str, size: int | None = None, seed: int | None = None,
-              noise: float | None = None) -> Measurement:
+def make_demo(kind: str, size: int | None = None, seed: int | None = None, noise: float | None = None,
+              *, phantom_seed: int | None = None, acceleration: float | None = None) -> Measurement:
     """A simulated measurement of test phantom ``seed`` (default 0) under demo problem ``kind``.
 
-    ``noise`` overrides the noise standard deviation, in the units of ``y``; ``size`` None means
-    128 (32 for ``rf``, whose Born operator is a dense matrix).
+    ``seed`` picks the phantom ``TEST_SEEDS[seed]`` and seeds the random mask and the noise.
+    ``phantom_seed`` draws ``phantom(size, phantom_seed)`` instead (a validation phantom, say);
+    ``seed`` then only seeds the mask and the noise and may be any integer >= 0. ``noise``
+    overrides the noise standard deviation, in the units of ``y``; ``size`` None means 128 (32
+    for ``rf``, whose Born operator is a dense matrix); ``acceleration`` (MRI demos only, default
+    4) is the undersampling factor of the Cartesian mask.
     """
     if kind not in _SETUPS:
         raise InputError(f"Unknown demo {kind!r}; valid demos are {', '.join(DEMO_KINDS)}.")
@@ -133,17 +139,27 @@ def make_demo(kind: str, size: int | None = None, seed: int | None = None,
     if size < 8 or size > 1024:
         raise InputError(f"Demo size {size} is out of range; valid sizes are 8 to 1024 pixels.")
     seed = 0 if seed is None else int(seed)
-    if not 0 <= seed < len(TEST_SEEDS):
+    if phantom_seed is None and not 0 <= seed < len(TEST_SEEDS):
         raise InputError(f"Demo seed {seed} is out of range; valid seeds are 0 to {len(TEST_SEEDS) - 1}.")
+    if seed < 0:
+        raise InputError(f"Demo seed {seed} is negative; valid seeds are integers >= 0.")
     if noise is not None and not (math.isfinite(noise) and noise >= 0):
         raise InputError(f"Demo noise {noise} is invalid; it must be a finite number >= 0.")
+    options = {}
+    if acceleration is not None:
+        if kind not in MRI_KINDS:
+            raise InputError(f"Demo acceleration applies to the MRI demos ({', '.join(MRI_KINDS)}), not to {kind!r}.")
+        if not (math.isfinite(acceleration) and acceleration >= 1):
+            raise InputError(f"Demo acceleration {acceleration} is invalid; it must be a finite number >= 1.")
+        options["acceleration"] = float(acceleration)
     image_shape = (1, int(size), int(size))
     try:
-        op = setup.build(image_shape, seed)
+        op = setup.build(image_shape, seed, **options)
     except ImportError as err:
         raise InputError(f"Demo {kind!r} needs a forward model this installation lacks ({err}).") from None
 
-    gt = (phantom(int(size), TEST_SEEDS[seed]) * setup.scale).astype(np.float32)[None]
+    drawn = TEST_SEEDS[seed] if phantom_seed is None else int(phantom_seed)
+    gt = (phantom(int(size), drawn) * setup.scale).astype(np.float32)[None]
     value_range = (0.0, float(setup.scale))
     with torch.no_grad():
         clean = op.A(torch.from_numpy(gt)[None])
@@ -154,10 +170,15 @@ def make_demo(kind: str, size: int | None = None, seed: int | None = None,
         y = clean + op.noise_like(clean, generator) if noise > 0 else clean
     y = y[0].cpu().numpy().astype(np.complex64 if op.is_complex else np.float32)
     spec = op.to_spec()
+    title = setup.title.format(acceleration=options.get("acceleration", MRI_ACCELERATION))
+    which = f"test phantom {seed}" if phantom_seed is None else f"phantom {phantom_seed}"
+    attrs = {"demo_kind": kind, "demo_seed": seed}
+    if phantom_seed is not None:
+        attrs["phantom_seed"] = int(phantom_seed)
     return Measurement(
         y=y, operator=spec, noise_sigma=float(noise), units=setup.units, value_range=value_range,
         ground_truth=gt, pixel_size=setup.pixel_size, pixel_unit=setup.pixel_unit,
-        title=f"{setup.title} (demo, test phantom {seed})", attrs={"demo_kind": kind, "demo_seed": seed},
+        title=f"{title} (demo, {which})", attrs=attrs,
     )
 
 

@@ -23,7 +23,8 @@ def batch_norm(a: Tensor) -> Tensor:
     return batch_dot(a, a).clamp_min(0).sqrt()
 
 
-def _bcast(v: Tensor, like: Tensor) -> Tensor:
+def batch_view(v: Tensor, like: Tensor) -> Tensor:
+    """A ``(B,)`` tensor shaped to broadcast against ``like`` (one value per sample)."""
     return v.reshape(-1, *([1] * (like.ndim - 1)))
 
 
@@ -49,11 +50,11 @@ def conjugate_gradient(
         Ap = apply(p)
         active = rs > stop
         alpha = torch.where(active, rs / batch_dot(p, Ap).clamp_min(1e-30), torch.zeros_like(rs))
-        x = x + _bcast(alpha, x) * p
-        r = r - _bcast(alpha, r) * Ap
+        x = x + batch_view(alpha, x) * p
+        r = r - batch_view(alpha, r) * Ap
         rs_new = batch_dot(r, r)
         beta = torch.where(active, rs_new / rs.clamp_min(1e-30), torch.zeros_like(rs))
-        p = r + _bcast(beta, p) * p
+        p = r + batch_view(beta, p) * p
         rs = rs_new
     return x
 

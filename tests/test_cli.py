@@ -347,3 +347,16 @@ def test_train_validate_and_compare_are_registered_with_their_own_options(capsys
     for command, option in (("train", "--data"), ("validate", "--solvers"), ("compare", "--solvers")):
         assert main([command, "--help"]) == 0
         assert option in capsys.readouterr().out
+
+
+def test_first_ctrl_c_sets_stop_the_second_interrupts_and_the_old_handler_returns_after_the_block():
+    import threading
+
+    stop, before = threading.Event(), signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with cli.ctrl_c_stops(stop):
+            handler = signal.getsignal(signal.SIGINT)
+            handler(signal.SIGINT, None)
+            assert stop.is_set()
+            handler(signal.SIGINT, None)
+    assert signal.getsignal(signal.SIGINT) is before

@@ -61,8 +61,23 @@ def test_same_seed_gives_same_measurement_and_other_seed_differs():
     assert np.abs(a.y - c.y).mean() > 1e-3 and np.abs(a.ground_truth - c.ground_truth).mean() > 1e-3
 
 
+def test_phantom_seed_changes_only_the_phantom_and_acceleration_only_the_mri_mask():
+    from diffrecon.phantoms import TEST_SEEDS, VALIDATION_SEEDS
+
+    test, same = make_demo("inpaint", 16, 1), make_demo("inpaint", 16, 1, phantom_seed=TEST_SEEDS[1])
+    np.testing.assert_array_equal(test.y, same.y)
+    val = make_demo("inpaint", 16, 1, phantom_seed=VALIDATION_SEEDS[0])
+    np.testing.assert_array_equal(val.operator.arrays["mask"], test.operator.arrays["mask"])
+    assert np.abs(val.ground_truth - test.ground_truth).mean() > 1e-3
+    x4, x8 = make_demo("mri", 32, 0), make_demo("mri", 32, 0, acceleration=8)
+    assert x4.operator.arrays["mask"].mean() == 0.25 and x8.operator.arrays["mask"].mean() == 0.125
+    np.testing.assert_array_equal(x4.ground_truth, x8.ground_truth)
+    assert "x8" in x8.title and "x4" in x4.title
+
+
 @pytest.mark.parametrize("bad", [dict(kind="xray"), dict(kind="ct", size=2), dict(kind="ct", seed=-1),
-                                 dict(kind="ct", noise=float("nan"))])
+                                 dict(kind="ct", noise=float("nan")), dict(kind="ct", acceleration=4),
+                                 dict(kind="mri", acceleration=0.5), dict(kind="ct", seed=-1, phantom_seed=3)])
 def test_bad_demo_settings_raise_input_error(bad):
     with pytest.raises(InputError):
         make_demo(**bad)

@@ -121,6 +121,42 @@ def test_result_keeps_at_most_16_samples(tmp_path):
     assert read_result(tmp_path / "r.h5").samples.shape == (16, 1, 8, 8)
 
 
+def test_result_written_into_a_group_reads_back_equal_and_errors_name_the_file(tmp_path):
+    from diffrecon.io.result_file import read_result_from, write_result_into
+
+    m = _denoise_measurement(8)
+    r = _result(m)
+    path = tmp_path / "many.h5"
+    with h5py.File(path, "w") as f:
+        write_result_into(f.create_group("runs/000"), r)
+        f.create_group("runs/001").attrs["diffrecon_format"] = "result"
+    with h5py.File(path, "r") as f:
+        back = read_result_from(f["runs/000"], path)
+        np.testing.assert_array_equal(back.mean, r.mean)
+        np.testing.assert_array_equal(back.samples, r.samples)
+        assert back.metrics == {"psnr": 21.5, "ssim": 0.75} and back.provenance["seed"] == 7
+        np.testing.assert_array_equal(back.measurement.y, m.y)
+        assert f["runs/000/posterior/mean_errors"] == f["runs/000/posterior/std"]
+        with pytest.raises(InputError, match=f"File {path}: "):
+            read_result_from(f["runs/001"], path)
+
+
+def test_atomic_write_replaces_the_target_only_when_the_writer_succeeds(tmp_path):
+    from diffrecon.io.atomic import atomic_write
+
+    def fail_half_way(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("writer failed")
+
+    target = tmp_path / "t.txt"
+    assert atomic_write(target, lambda tmp: tmp.write_text("one")) == target
+    with pytest.raises(RuntimeError, match="writer failed"):
+        atomic_write(target, fail_half_way)
+    assert target.read_text() == "one" and sorted(os.listdir(tmp_path)) == ["t.txt"]
+    with pytest.raises(InputError, match="Cannot write .*no/such: folder .* does not exist"):
+        atomic_write(tmp_path / "no" / "such", lambda tmp: None)
+
+
 def test_failed_write_leaves_existing_file_untouched_and_no_temporary(tmp_path):
     path = tmp_path / "m.h5"
     good = _denoise_measurement()

@@ -7,17 +7,15 @@ temporary file in the target folder, renamed over the target only once complete.
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import InputError
+from .atomic import atomic_write
 from .h5 import atomic_h5
 
 FORMATS = ("tiff", "png", "h5")
@@ -25,24 +23,6 @@ WHAT = ("mean", "std", "samples", "error")
 _SUFFIX = {"tiff": ".tif", "png": ".png", "h5": ".h5"}
 _FORMAT_OF_SUFFIX = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".h5": "h5", ".hdf5": "h5"}
 _PNG_MIN_SIDE = 512  # small maps are enlarged by a whole factor so each data pixel stays visible
-
-
-def _atomic_write(out: Path, allow_overwrite: bool, write: Callable[[Path], None]) -> Path:
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"Cannot export to {out}: folder {folder} does not exist.")
-    if out.exists() and not allow_overwrite:
-        raise InputError(f"Export target {out} exists; choose another name or allow overwriting.")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=out.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return out
 
 
 def _imagej_keyword() -> dict:
@@ -70,7 +50,7 @@ def _write_tiff(tmp: Path, a: np.ndarray, units: str, pixel_size: float, pixel_u
 
 
 def _write_png(tmp: Path, a: np.ndarray, units: str, pixel_size: float, pixel_unit: str, title: str,
-               cmap: str) -> None:
+               cmap: str, levels: tuple[float, float] | None = None) -> None:
     # Figure + Agg canvas, never pyplot: pyplot would pick a GUI backend and keep global state.
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -89,6 +69,8 @@ def _write_png(tmp: Path, a: np.ndarray, units: str, pixel_size: float, pixel_un
     FigureCanvasAgg(fig)
     finite = panels[np.isfinite(panels)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if levels is not None:
+        vmin, vmax = (float(v) for v in levels)
     extent = (0.0, w * pixel_size, h * pixel_size, 0.0)
     image = None
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -121,8 +103,9 @@ def _write_h5(out: Path, a: np.ndarray, units: str, pixel_size: float, pixel_uni
 
 def export_array(array: np.ndarray, out: str | os.PathLike, fmt: str | None = None, units: str = "a.u.",
                  pixel_size: float = 1.0, pixel_unit: str = "px", title: str = "", cmap: str = "viridis",
-                 allow_overwrite: bool = True) -> Path:
+                 allow_overwrite: bool = True, levels: tuple[float, float] | None = None) -> Path:
     """Write ``array`` ((H, W), (C, H, W) or (k, C, H, W)) to ``out``; ``fmt`` from the suffix when None.
+    ``levels`` (low, high) fixes a PNG's colour range (default: the data's range).
 
     Complex arrays are written only to HDF5 (an image format would have to drop a part of them).
     Returns the path written.
@@ -143,18 +126,17 @@ def export_array(array: np.ndarray, out: str | os.PathLike, fmt: str | None = No
                          "phase, or use the h5 format.")
     if not (isinstance(pixel_size, (int, float)) and math.isfinite(pixel_size) and pixel_size > 0):
         raise InputError(f"Export pixel_size is {pixel_size!r}; expected a positive number.")
+    if out.exists() and not allow_overwrite:
+        raise InputError(f"Export target {out} exists; choose another name or allow overwriting.")
     if fmt == "h5":
-        if out.exists() and not allow_overwrite:
-            raise InputError(f"Export target {out} exists; choose another name or allow overwriting.")
         a = a if a.dtype.kind == "c" else a.astype(np.float32)
         _write_h5(out, a, units, pixel_size, pixel_unit, title)
         return out
     if fmt == "tiff":
-        return _atomic_write(out, allow_overwrite,
-                             lambda tmp: _write_tiff(tmp, a, units, pixel_size, pixel_unit, title))
-    return _atomic_write(out, allow_overwrite,
-                         lambda tmp: _write_png(tmp, a.astype(np.float32), units, pixel_size, pixel_unit,
-                                                title, cmap))
+        return atomic_write(out, lambda tmp: _write_tiff(tmp, a, units, pixel_size, pixel_unit, title),
+                            action="export to")
+    return atomic_write(out, lambda tmp: _write_png(tmp, a.astype(np.float32), units, pixel_size, pixel_unit,
+                                                    title, cmap, levels), action="export to")
 
 
 def export_result(result_path: str | os.PathLike, what: str = "mean", fmt: str = "tiff",

@@ -13,7 +13,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +21,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from .atomic import atomic_path
 
 #: Refuse datasets larger than this many elements before reading them (8 GiB of float32).
 MAX_ELEMENTS = 2**31
@@ -301,25 +301,10 @@ def _json_default(v: Any) -> Any:
 # ------------------------------------------------------------------------------ writing
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
-    """Write a new HDF5 file at ``path`` through a temporary file in the same folder.
-
-    ``os.replace`` is atomic within one file system, so readers see the old file or the whole
-    new one; an exception inside the block removes the temporary file and leaves ``path`` as it was.
+    """Write a new HDF5 file at ``path`` through :func:`~diffrecon.io.atomic.atomic_path`: readers
+    see the old file or the whole new one; an exception inside the block leaves ``path`` as it was.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"Cannot write {path}: folder {folder} does not exist.")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp") as tmp:
         with h5py.File(tmp, "w") as f:
             yield f
             f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

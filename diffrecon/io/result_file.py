@@ -41,103 +41,124 @@ _JSON_KEYS_ATTR = "json_keys"  # names of provenance attributes stored as JSON t
 
 def write_result(path: str | os.PathLike, result: Result) -> None:
     """Write ``result`` (and the measurement it came from) atomically to ``path``."""
+    mean, std = _posterior_arrays(result)
+    with atomic_h5(path) as f:
+        _write_result(f, result, mean, std)
+
+
+def write_result_into(group: h5py.Group, result: Result) -> None:
+    """Write ``result`` in the result-file layout into ``group`` of a file open for writing (a
+    comparison file holds one per run); ``group``'s attributes take the root attributes."""
+    _write_result(group, result, *_posterior_arrays(result))
+
+
+def _posterior_arrays(result: Result) -> tuple[np.ndarray, np.ndarray]:
     mean = np.asarray(result.mean, dtype=np.float32)
     std = np.asarray(result.std, dtype=np.float32)
     if mean.ndim != 3 or std.shape != mean.shape:
         raise ValueError(f"result mean {mean.shape} and std {std.shape} must both be (C, H, W)")
-    with atomic_h5(path) as f:
-        f.attrs["diffrecon_format"] = "result"
-        if result.measurement is not None:
-            write_measurement_into(f, result.measurement)
-        else:
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["software_version"] = __version__
-        f.attrs["default"] = "posterior"
+    return mean, std
 
-        p = f.create_group("posterior")
-        p.attrs["NX_class"] = "NXdata"
-        p.attrs["signal"] = "mean"
-        p.attrs["n_samples"] = int(result.n_samples)
-        p.attrs["complete"] = bool(result.complete)
-        p.attrs["std_is_posterior"] = bool(result.std_is_posterior)
-        p.attrs["units"] = result.units or ""
-        m = _dataset(p, "mean", mean)
-        m.attrs["units"] = result.units or ""
-        m.attrs["interpretation"] = "image"
-        s = _dataset(p, "std", std)
-        s.attrs["units"] = result.units or ""
-        s.attrs["interpretation"] = "image"
-        p["mean_errors"] = s  # a hard link: one dataset, two names
-        if result.samples is not None and len(result.samples):
-            samples = np.asarray(result.samples, dtype=np.float32)[:MAX_STORED_SAMPLES]
-            if samples.shape[1:] != mean.shape:
-                raise ValueError(f"result samples {samples.shape} do not match mean {mean.shape}")
-            _dataset(p, "samples", samples).attrs["units"] = result.units or ""
 
-        mg = f.create_group("metrics", track_order=True)
-        for key, value in (result.metrics or {}).items():
-            if value is not None:
-                mg.attrs[str(key)] = float(value)
+def _write_result(f: h5py.Group, result: Result, mean: np.ndarray, std: np.ndarray) -> None:
+    f.attrs["diffrecon_format"] = "result"
+    if result.measurement is not None:
+        write_measurement_into(f, result.measurement)
+    else:
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["software_version"] = __version__
+    f.attrs["default"] = "posterior"
 
-        pg = f.create_group("provenance", track_order=True)
-        prov = dict(result.provenance or {})
-        prov.setdefault("software_version", __version__)
-        prov.setdefault("python_version", platform.python_version())
-        json_keys = []
-        for key, value in prov.items():
-            if isinstance(value, (dict, list, tuple)):
-                json_keys.append(str(key))
-            set_attr(pg.attrs, str(key), value)
-        pg.attrs[_JSON_KEYS_ATTR] = json.dumps(json_keys)
+    p = f.create_group("posterior")
+    p.attrs["NX_class"] = "NXdata"
+    p.attrs["signal"] = "mean"
+    p.attrs["n_samples"] = int(result.n_samples)
+    p.attrs["complete"] = bool(result.complete)
+    p.attrs["std_is_posterior"] = bool(result.std_is_posterior)
+    p.attrs["units"] = result.units or ""
+    m = _dataset(p, "mean", mean)
+    m.attrs["units"] = result.units or ""
+    m.attrs["interpretation"] = "image"
+    s = _dataset(p, "std", std)
+    s.attrs["units"] = result.units or ""
+    s.attrs["interpretation"] = "image"
+    p["mean_errors"] = s  # a hard link: one dataset, two names
+    if result.samples is not None and len(result.samples):
+        samples = np.asarray(result.samples, dtype=np.float32)[:MAX_STORED_SAMPLES]
+        if samples.shape[1:] != mean.shape:
+            raise ValueError(f"result samples {samples.shape} do not match mean {mean.shape}")
+        _dataset(p, "samples", samples).attrs["units"] = result.units or ""
+
+    mg = f.create_group("metrics", track_order=True)
+    for key, value in (result.metrics or {}).items():
+        if value is not None:
+            mg.attrs[str(key)] = float(value)
+
+    pg = f.create_group("provenance", track_order=True)
+    prov = dict(result.provenance or {})
+    prov.setdefault("software_version", __version__)
+    prov.setdefault("python_version", platform.python_version())
+    json_keys = []
+    for key, value in prov.items():
+        if isinstance(value, (dict, list, tuple)):
+            json_keys.append(str(key))
+        set_attr(pg.attrs, str(key), value)
+    pg.attrs[_JSON_KEYS_ATTR] = json.dumps(json_keys)
 
 
 def read_result(path: str | os.PathLike, *, allow_external: bool = False) -> Result:
     """The result in ``path`` with ``result.measurement`` filled, validated before use."""
     path = Path(path)
     with open_readonly(path, allow_external=allow_external) as f:
-        check_format(f, path, ("result",))
-        p = require_group(f, "posterior", path)
-        mean_ds = require_dataset(f, "posterior/mean", path, ndim=3, kinds="f", what="a (C, H, W) float32 image")
-        std_ds = require_dataset(f, "posterior/std", path, shape=mean_ds.shape, kinds="f",
-                                 what=f"a {mean_ds.shape} float32 image")
-        samples = None
-        if "samples" in p:
-            s_ds = require_dataset(f, "posterior/samples", path, ndim=4, kinds="f",
-                                   what=f"a (k, {', '.join(map(str, mean_ds.shape))}) float32 array")
-            if tuple(s_ds.shape[1:]) != tuple(mean_ds.shape):
-                raise InputError(f"File {path}: dataset /posterior/samples has shape {s_ds.shape}; "
-                                 f"expected (k, {', '.join(map(str, mean_ds.shape))}).")
-            samples = read_finite(s_ds, path, np.float32)
-        mean = read_finite(mean_ds, path, np.float32)
-        std = read_finite(std_ds, path, np.float32)
-        if (std < 0).any():
-            raise InputError(f"File {path}: dataset /posterior/std has negative values; a standard deviation is >= 0.")
+        return read_result_from(f, path)
 
-        measurement = None
-        if "measurement" in f or "operator" in f:
-            measurement = read_measurement_from(f, path)
-            if tuple(measurement.image_shape) != tuple(mean.shape):
-                raise InputError(f"File {path}: dataset /posterior/mean has shape {mean.shape}, but the "
-                                 f"measurement's image shape is {tuple(measurement.image_shape)}.")
 
-        metrics: dict[str, float] = {}
-        if "metrics" in f:
-            for key, value in require_group(f, "metrics", path).attrs.items():
-                try:
-                    metrics[key] = float(np.asarray(value).reshape(()))
-                except (TypeError, ValueError):
-                    raise InputError(f"File {path}: attribute {key} of /metrics is {attr_text(value)}; "
-                                     "expected a number.") from None
+def read_result_from(f: h5py.Group, path: Path) -> Result:
+    """The result stored in ``f`` (a file's root, or a comparison file's run group) of the open
+    file ``path``, validated before use; errors name ``path``."""
+    check_format(f, path, ("result",))
+    p = require_group(f, "posterior", path)
+    mean_ds = require_dataset(f, "posterior/mean", path, ndim=3, kinds="f", what="a (C, H, W) float32 image")
+    std_ds = require_dataset(f, "posterior/std", path, shape=mean_ds.shape, kinds="f",
+                             what=f"a {mean_ds.shape} float32 image")
+    samples = None
+    if "samples" in p:
+        s_ds = require_dataset(f, "posterior/samples", path, ndim=4, kinds="f",
+                               what=f"a (k, {', '.join(map(str, mean_ds.shape))}) float32 array")
+        if tuple(s_ds.shape[1:]) != tuple(mean_ds.shape):
+            raise InputError(f"File {path}: dataset /posterior/samples has shape {s_ds.shape}; "
+                             f"expected (k, {', '.join(map(str, mean_ds.shape))}).")
+        samples = read_finite(s_ds, path, np.float32)
+    mean = read_finite(mean_ds, path, np.float32)
+    std = read_finite(std_ds, path, np.float32)
+    if (std < 0).any():
+        raise InputError(f"File {path}: dataset /posterior/std has negative values; a standard deviation is >= 0.")
 
-        provenance = _read_provenance(f, path) if "provenance" in f else {}
-        stored = 0 if samples is None else len(samples)
-        n_samples = attr_int(p.attrs, "n_samples", path, "/posterior", default=stored)
-        return Result(
-            mean=mean, std=std, samples=samples, n_samples=n_samples, metrics=metrics, provenance=provenance,
-            std_is_posterior=attr_bool(p.attrs, "std_is_posterior", path, "/posterior", default=True),
-            units=attr_str(mean_ds.attrs, "units", "a.u."), measurement=measurement,
-            complete=attr_bool(p.attrs, "complete", path, "/posterior", default=True),
-        )
+    measurement = None
+    if "measurement" in f or "operator" in f:
+        measurement = read_measurement_from(f, path)
+        if tuple(measurement.image_shape) != tuple(mean.shape):
+            raise InputError(f"File {path}: dataset /posterior/mean has shape {mean.shape}, but the "
+                             f"measurement's image shape is {tuple(measurement.image_shape)}.")
+
+    metrics: dict[str, float] = {}
+    if "metrics" in f:
+        for key, value in require_group(f, "metrics", path).attrs.items():
+            try:
+                metrics[key] = float(np.asarray(value).reshape(()))
+            except (TypeError, ValueError):
+                raise InputError(f"File {path}: attribute {key} of /metrics is {attr_text(value)}; "
+                                 "expected a number.") from None
+
+    provenance = _read_provenance(f, path) if "provenance" in f else {}
+    stored = 0 if samples is None else len(samples)
+    n_samples = attr_int(p.attrs, "n_samples", path, "/posterior", default=stored)
+    return Result(
+        mean=mean, std=std, samples=samples, n_samples=n_samples, metrics=metrics, provenance=provenance,
+        std_is_posterior=attr_bool(p.attrs, "std_is_posterior", path, "/posterior", default=True),
+        units=attr_str(mean_ds.attrs, "units", "a.u."), measurement=measurement,
+        complete=attr_bool(p.attrs, "complete", path, "/posterior", default=True),
+    )
 
 
 def _read_provenance(f: h5py.File, path: Path) -> dict[str, Any]:

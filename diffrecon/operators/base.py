@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..linalg import batch_dot, batch_norm, conjugate_gradient, power_iteration
+from ..linalg import batch_dot, batch_norm, batch_view, conjugate_gradient, power_iteration
 
 Tensor = torch.Tensor
 
@@ -153,7 +153,7 @@ class LinearOperator(nn.Module):
             out = vz.clone()
             out[:, :r] = (s * self.U_adjoint(y) + g * vz[:, :r]) / (s * s + g)
             return self.V(out)
-        g = gamma_t.reshape(-1, *([1] * (z.ndim - 1)))
+        g = batch_view(gamma_t, z)
         return conjugate_gradient(
             lambda v: self.A_normal(v) + g * v, self.A_adjoint(y) + g * z, x0=z, iters=iters
         )
@@ -214,10 +214,13 @@ class LinearOperator(nn.Module):
         return f"image_shape={self.image_shape}, meas_shape={self.meas_shape}, noise_sigma={self.noise_sigma:g}"
 
 
+def measured_residual(op: LinearOperator, x: Tensor, y: Tensor) -> Tensor:
+    """``y - A x`` restricted to the entries that were measured (the rest carry no data)."""
+    r = y - op.A(x)
+    m = op.measured()
+    return r if m is None else r * m.to(r.real.dtype)
+
+
 def residual_norm(op: LinearOperator, x: Tensor, y: Tensor) -> Tensor:
     """``||A x - y||`` per sample, over measured entries only."""
-    r = op.A(x) - y
-    m = op.measured()
-    if m is not None:
-        r = r * m.to(r.real.dtype)
-    return batch_norm(r)
+    return batch_norm(measured_residual(op, x, y))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import threading
 from pathlib import Path
 
 import torch
@@ -141,6 +142,9 @@ def _validate(card: PriorCard, config: dict, folder: Path) -> None:
                          f"in_channels {config.get('in_channels')} and out_channels {config.get('out_channels')}.")
 
 
+_IMPORT_LOCK = threading.RLock()
+
+
 def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu") -> VPEpsilonDenoiser:
     """Read a prior folder (local files only) and return its denoiser in eval mode, float32,
     with gradients off for its parameters (gradients with respect to x still flow)."""
@@ -159,12 +163,14 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
     _validate(card, config, folder)
     alphas_cumprod = alphas_cumprod_from_schedule(card.schedule)
     try:
-        from diffusers import UNet2DModel
-    except ImportError:
-        raise InputError("Network priors need the diffusers package; install diffrecon[diffusers].") from None
+        with _IMPORT_LOCK:  # diffusers' lazy module is not safe to import from two threads at once
+            from diffusers import UNet2DModel
+    except ImportError as err:
+        raise InputError(f"Network priors need the diffusers package ({err}); install diffrecon[diffusers].") from None
     try:
         state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
-        unet = UNet2DModel.from_config(config)
+        with _IMPORT_LOCK:
+            unet = UNet2DModel.from_config(config)
         # fp16 on disk halves the download; CPU kernels and the solver maths want float32.
         unet.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     except (SafetensorError, RuntimeError, TypeError, ValueError) as err:

@@ -164,11 +164,6 @@ class SolverInfo:
 
 
 # ---------------------------------------------------------------------------- shared maths
-def batch_view(v: Tensor, x: Tensor) -> Tensor:
-    """A ``(B,)`` tensor shaped to broadcast against ``x``."""
-    return v.reshape(-1, *([1] * (x.ndim - 1)))
-
-
 def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
     """Deterministic and stochastic parts of a VE ancestral step (DDIM Eq. 16 in sigma form)."""
     if sigma_to == 0 or eta == 0:
@@ -181,3 +176,15 @@ def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tupl
 def ddim_step(x: Tensor, x0_hat: Tensor, sigma: float, sigma_down: float) -> Tensor:
     """Move ``x`` from noise level ``sigma`` to ``sigma_down`` along the estimated noise direction."""
     return x0_hat + (sigma_down / sigma) * (x - x0_hat)
+
+
+def ancestral_ddim_step(x: Tensor, x0_hat: Tensor, sigma: float, sigma_next: float, eta: float,
+                        generator: SampleRNG) -> Tensor:
+    """DDIM's step from ``sigma`` to ``sigma_next`` with fresh-noise fraction ``eta`` (Song et al.,
+    ICLR 2021, Eq. 12 with Eq. 16 in sigma form): ``x0_hat + sigma_down eps_hat + sigma_up eps``,
+    each sample's ``eps`` from its own stream; ``eta = 1`` is DDPM's ancestral step."""
+    sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+    x = ddim_step(x, x0_hat, sigma, sigma_down)
+    if sigma_up > 0:
+        x = x + sigma_up * generator.randn_like(x)
+    return x

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 
 from ..linalg import batch_dot
+from ..operators.base import measured_residual
+from ._common import param
 
 Tensor = torch.Tensor
 
@@ -18,13 +20,6 @@ def match_batch(y: Tensor, batch: int) -> Tensor:
     if y.shape[0] == 1:
         return y.expand(batch, *y.shape[1:])
     raise ValueError(f"measurement batch {y.shape[0]} matches neither 1 nor the {batch} samples")
-
-
-def measured_residual(op, x0: Tensor, y: Tensor) -> Tensor:
-    """``y - A x0`` restricted to the entries that were measured (the rest carry no data)."""
-    r = y - op.A(x0)
-    m = op.measured()
-    return r if m is None else r * m.to(r.real.dtype)
 
 
 def smooth_norm(r: Tensor, eps: float = 1e-20) -> Tensor:
@@ -68,6 +63,17 @@ def range_null_space(op, x0_hat: Tensor, y: Tensor, lam: float = 1.0) -> Tensor:
 
 
 GUIDANCE = ("projection", "dps", "none")
+
+
+def guidance_param():
+    """The ``guidance`` setting of the accelerated samplers (a dataclass field, see :func:`guided_estimate`)."""
+    return param("projection", choices=GUIDANCE,
+                 help="How y enters: projection (range-null-space), dps (gradient) or none.")
+
+
+def zeta_param():
+    """The ``zeta`` setting of their ``dps`` guidance (a dataclass field)."""
+    return param(1.0, lo=0.0, hi=100.0, help="Step size of the dps guidance (DPS paper: 1.0).")
 
 
 def guided_estimate(guidance: str, denoiser, op, x: Tensor, y: Tensor, sigma: float, sigma_next: float,

@@ -13,8 +13,8 @@ from typing import Iterator
 
 import torch
 
-from ..linalg import batch_dot
-from ._common import SolverInfo, Step, batch_view, param
+from ..linalg import batch_dot, batch_view
+from ._common import SolverInfo, Step, param
 from ._guidance import match_batch, zeros_like_batch
 
 

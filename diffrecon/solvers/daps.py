@@ -34,9 +34,10 @@ import math
 from dataclasses import dataclass
 from typing import Iterator
 
+from ..operators.base import measured_residual
 from ..schedule import karras_sigmas
 from ._common import SolverInfo, Step, ddim_step, param
-from ._guidance import match_batch, measured_residual
+from ._guidance import match_batch
 from .diffpir import SIGMA_Y_FLOOR
 
 

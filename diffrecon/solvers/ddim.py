@@ -26,16 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
-from ._guidance import GUIDANCE, guided_estimate, match_batch
+from ._common import SolverInfo, Step, ancestral_ddim_step, param
+from ._guidance import guidance_param, guided_estimate, match_batch, zeta_param
 
 
 @dataclass(frozen=True)
 class Params:
     eta: float = param(0.0, lo=0.0, hi=1.0, help="Fresh-noise fraction (0: deterministic DDIM, 1: DDPM).")
-    guidance: str = param("projection", choices=GUIDANCE,
-                          help="How y enters: projection (range-null-space), dps (gradient) or none.")
-    zeta: float = param(1.0, lo=0.0, hi=100.0, help="Step size of the dps guidance (DPS paper: 1.0).")
+    guidance: str = guidance_param()
+    zeta: float = zeta_param()
 
 
 def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iterator[Step]:
@@ -45,10 +44,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x0_hat, shift = guided_estimate(params.guidance, denoiser, op, x, y, sigma, sigma_next, params.zeta)
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, params.eta)
-        x = ddim_step(x, x0_hat, sigma, sigma_down)                          # Eq. 12, first two terms
-        if sigma_up > 0:
-            x = x + sigma_up * generator.randn_like(x)                       # Eq. 12, sigma_t eps_t
+        x = ancestral_ddim_step(x, x0_hat, sigma, sigma_next, params.eta, generator)  # Eq. 12
         if shift is not None:
             x = x + shift
         yield Step(i, n, sigma_next, x.detach(), x0_hat, i + 1)

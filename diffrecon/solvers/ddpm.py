@@ -11,7 +11,7 @@ mean and variance become, from level sigma to sigma',
     x' = x0_hat + (sigma'^2 / sigma^2) (x - x0_hat) + sigma' sqrt(1 - sigma'^2 / sigma^2) eps,
 
 DDIM's ancestral step with eta = 1 (Song et al., ICLR 2021, Eq. 16), so it reuses
-:func:`~diffrecon.solvers._common.ancestral_step`. The "fixed small" variance ``beta_tilde`` of
+:func:`~diffrecon.solvers._common.ancestral_ddim_step`. The "fixed small" variance ``beta_tilde`` of
 the paper is the one this form gives; the DDPM training schedule only enters through ``sigmas``.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from ._common import SolverInfo, Step, ancestral_step, ddim_step
+from ._common import SolverInfo, Step, ancestral_ddim_step
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x0_hat = denoiser(x, sigma)                                          # 4: eps_theta as x0_hat
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta=1.0)
-        x = ddim_step(x, x0_hat, sigma, sigma_down)                          # 4: posterior mean, Eq. 7
-        if sigma_up > 0:
-            x = x + sigma_up * generator.randn_like(x)                       # 3-4: sigma_t z
+        x = ancestral_ddim_step(x, x0_hat, sigma, sigma_next, 1.0, generator)  # 3-4: Eq. 7 mean + sigma_t z
         yield Step(i, n, sigma_next, x, x0_hat, i + 1)
 
 

@@ -23,15 +23,14 @@ import math
 from dataclasses import dataclass
 from typing import Iterator
 
-from ._common import SolverInfo, Step, param
-from ._guidance import GUIDANCE, guided_estimate, match_batch
+from ._common import SolverInfo, Step
+from ._guidance import guidance_param, guided_estimate, match_batch, zeta_param
 
 
 @dataclass(frozen=True)
 class Params:
-    guidance: str = param("projection", choices=GUIDANCE,
-                          help="How y enters: projection (range-null-space), dps (gradient) or none.")
-    zeta: float = param(1.0, lo=0.0, hi=100.0, help="Step size of the dps guidance (DPS paper: 1.0).")
+    guidance: str = guidance_param()
+    zeta: float = zeta_param()
 
 
 def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iterator[Step]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
+from ._common import SolverInfo, Step, ancestral_ddim_step, param
 from ._guidance import match_batch, tweedie_with_residual_grad, vp_to_ve_gain
 
 
@@ -45,10 +45,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         # 4: Tweedie estimate and the per-sample gradient of ||y - A x0_hat|| through the network.
         x0_hat, grad = tweedie_with_residual_grad(denoiser, op, x, y, sigma)
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta=1.0)
-        x_prime = ddim_step(x, x0_hat, sigma, sigma_down)                   # 5-6: reverse-process mean
-        if sigma_up > 0:
-            x_prime = x_prime + sigma_up * generator.randn_like(x)           # 7: ancestral noise
+        x_prime = ancestral_ddim_step(x, x0_hat, sigma, sigma_next, 1.0, generator)  # 5-7: ancestral step
         step = params.zeta * vp_to_ve_gain(sigma, sigma_next)
         x = (x_prime - step * grad).detach()                                # 8: likelihood correction
         yield Step(i, n, sigma_next, x, x0_hat, i + 1)

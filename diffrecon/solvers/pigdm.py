@@ -17,7 +17,7 @@ The guidance enters the DDIM step as a conditional score (Algorithm 1; Dhariwal 
 NeurIPS 2021, Alg. 2): in the VE sigma form the conditional Tweedie estimate is
 ``x0_hat + sigma_t^2 g`` and the DDIM step (eta) is taken around it. VP -> VE: the paper's
 gradient w.r.t. ``x_vp = sqrt(abar) x_ve`` weighted by ``sqrt(abar_t)`` is g above; its DDIM
-step divided by ``sqrt(abar_{t-1})`` is :func:`~diffrecon.solvers._common.ddim_step`. The
+step divided by ``sqrt(abar_{t-1})`` is :func:`~diffrecon.solvers._common.ancestral_ddim_step`. The
 paper samples with DDIM at eta = 1 (stochastic); eta = 1 is our default.
 """
 from __future__ import annotations
@@ -27,8 +27,9 @@ from typing import Iterator
 
 import torch
 
-from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
-from ._guidance import match_batch, measured_residual
+from ..operators.base import measured_residual
+from ._common import SolverInfo, Step, ancestral_ddim_step, param
+from ._guidance import match_batch
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
                 v = op.solve_regularized(res, zero, sigma_y**2 / r2) / r2
             (g,) = torch.autograd.grad(x0_hat, x_t, grad_outputs=v)          # 5: VJP, Eq. 7
         x0_guided = x0_hat.detach() + params.weight * sigma**2 * g           # conditional Tweedie
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, params.eta)
-        x = ddim_step(x, x0_guided, sigma, sigma_down)                       # 6: DDIM step, Alg. 1
-        if sigma_up > 0:
-            x = x + sigma_up * generator.randn_like(x)
+        x = ancestral_ddim_step(x, x0_guided, sigma, sigma_next, params.eta, generator)  # 6: DDIM step, Alg. 1
         yield Step(i, n, sigma_next, x.detach(), x0_guided, i + 1)
 
 

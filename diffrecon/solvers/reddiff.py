@@ -29,8 +29,9 @@ from typing import Iterator
 
 import torch
 
+from ..operators.base import measured_residual
 from ._common import SolverInfo, Step, param
-from ._guidance import match_batch, measured_residual
+from ._guidance import match_batch
 from .diffpir import SIGMA_Y_FLOOR
 
 BETAS = (0.9, 0.99)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..io.atomic import atomic_write
 from ..priors.base import PriorCard
 from ..priors.diffusers_vp import alphas_cumprod_from_schedule, save_diffusers_prior
 from .checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
@@ -284,6 +285,4 @@ def write_log(path: Path, config: TrainConfig, log: list[dict], device: torch.de
               "parameters": sum(p.numel() for p in unet.parameters()),
               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
               "log": log}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
