@@ -63,3 +63,27 @@ def test_bundled_denoiser_beats_the_gaussian_prior_on_held_out_phantoms(prior, s
         net = prior(2 * x01 - 1 + 2 * sigma * noise, 2 * sigma)
         mse_net = float(((net + 1) / 2 - x01).square().mean())
     assert mse_net < 0.7 * mse_gauss, (mse_net, mse_gauss)
+
+
+def test_two_threads_loading_the_bundled_prior_at_once_both_succeed():
+    """The window predicts (one thread) while the first run starts (another); both load the prior,
+    the first import of diffusers included, which must not race."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from diffrecon.priors import load_prior\n"
+        "out = []\n"
+        "def load():\n"
+        "    try:\n"
+        "        out.append(type(load_prior('default', (1, 128, 128))).__name__)\n"
+        "    except Exception as err:\n"
+        "        out.append(repr(err))\n"
+        "ts = [threading.Thread(target=load) for _ in range(3)]\n"
+        "[t.start() for t in ts]\n"
+        "[t.join() for t in ts]\n"
+        "print(out)\n"
+        "assert out == ['VPEpsilonDenoiser'] * 3, out\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
