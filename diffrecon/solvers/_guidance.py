@@ -92,3 +92,15 @@ def guided_estimate(guidance: str, denoiser, op, x: Tensor, y: Tensor, sigma: fl
     if guidance == "projection":
         return range_null_space(op, x0_hat, y), None
     return x0_hat, None
+
+
+def spectral_measurement(op, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(s_safe, observed, y_bar)`` of ``A = U diag(s) V^T``: singular values with the (numerically)
+    zero ones replaced by 1, the mask of the non-zero ones, and ``y_bar = diag(s)^+ U^T y`` (the
+    spectral measurement of DDRM, Kawar et al., NeurIPS 2022, Eq. 4; DDNM+, Wang et al., ICLR
+    2023, Sec. 3.3). Zero singular values are pure null space: their ``y_bar`` is 0."""
+    s = op.singulars()
+    observed = s > 1e-6 * s.abs().max().clamp_min(1e-30)  # the threshold of LinearOperator.A_pinv
+    s_safe = torch.where(observed, s, torch.ones_like(s))
+    y_bar = torch.where(observed, op.U_adjoint(y) / s_safe, torch.zeros_like(s))
+    return s_safe, observed, y_bar

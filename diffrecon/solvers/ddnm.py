@@ -6,18 +6,29 @@ the clean estimate, the prior fills the null space,
     x0_hat' = A^+ y + (I - A^+ A) x0_hat  =  x0_hat - A^+ (A x0_hat - y).
 
 DDNM+ for noisy data (Sec. 3.3, Eq. 17-19) only partly corrects, ``x0_hat' = x0_hat -
-lambda_t A^+ (A x0_hat - y)``, and shrinks the fresh noise so that the noise carried in from
-``A^+ y`` plus the fresh noise add up to the level the reverse process needs:
+Sigma_t A^+ (A x0_hat - y)``, and shrinks the fresh noise (covariance ``Phi_t``) so that the noise
+carried in from ``A^+ y`` plus the fresh noise add up to the level the reverse process needs.
+Where the operator has an SVD ``A = U diag(s) V^T`` both are diagonal in ``V`` (Eq. 19, general
+form), per singular value ``s_i``:
 
-    lambda_t = 1 if sigma_t >= a_t sigma_y else sigma_t / (a_t sigma_y)
-    gamma_t  = sigma_t^2 - (a_t lambda_t sigma_y)^2                                    (Eq. 19)
+    lambda_i = 1 if sigma_t >= a_t sigma_y / s_i else sigma_t s_i / (a_t sigma_y)   (Sigma_t = V diag(lambda) V^T)
+    phi_i    = sigma_t^2 - (a_t lambda_i sigma_y / s_i)^2                            (Phi_t = V diag(phi) V^T)
 
-``a_t`` is the weight of x0_hat in the next state and ``sigma_t`` the fresh-noise std. In the VE
-sigma form the ancestral step ``x' = x0 + (sigma_down/sigma)(x - x0) + sigma_up eps`` gives
-``a_t = 1 - sigma_down/sigma`` and ``sigma_t = sigma_up``. Like the paper's "simplified" DDNM+ we
-take the noise of ``A^+ y`` as ``sigma_y`` per pixel (exact for masks and the identity), so
-only a pseudo-inverse is needed. Steps use DDIM with eta = 0.85 as in the authors' released
-configurations (eta = 1 is the DDPM posterior of Alg. 1).
+since coefficient ``i`` of ``A^+ y`` carries noise of std ``sigma_y / s_i``. Zero singular values
+are pure null space (no correction, ``phi_i = sigma_t^2``). With ``lambda_i < 1`` the carried
+noise equals ``sigma_t`` exactly, so ``phi_i = 0``: small singular values, which a plain
+pseudo-inverse amplifies without bound (deblurring), are trusted only as far as the current
+noise level hides their noise. Without an SVD (CT, MRI) we use the paper's simplified form,
+which takes the noise of ``A^+ y`` as ``sigma_y`` per pixel (exact for masks and the identity) and
+needs only a pseudo-inverse; noise-free data (``sigma_y = 0``) is the full correction of DDNM.
+
+``a_t`` is the weight of x0_hat in the next state and ``sigma_t`` the fresh-noise std. The paper
+writes them in the VP form ``x_{t-1} = a_t x0 + b_t x_t + sigma_t eps``; dividing by
+``sqrt(alphabar_{t-1})`` gives the VE sigma form used here, which scales ``a_t`` and ``sigma_t`` by
+the same factor and so leaves every ratio above (the only place they enter) unchanged. The VE
+ancestral step ``x' = x0 + (sigma_down/sigma)(x - x0) + sigma_up eps`` then gives
+``a_t = 1 - sigma_down/sigma`` and ``sigma_t = sigma_up``. Steps use DDIM with eta = 0.85 as in the
+authors' released configurations (eta = 1 is the DDPM posterior of Alg. 1).
 
 Time travel (Sec. 3.4, Alg. 3), off by default: every ``travel_length`` steps the sampler runs
 ``travel_length`` steps ahead, re-noises back to the current level, ``travel_repeat`` times, before
@@ -28,8 +39,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+import torch
+import torch.nn.functional as F
+
 from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
-from ._guidance import match_batch, range_null_space
+from ._guidance import match_batch, range_null_space, spectral_measurement
 
 
 @dataclass(frozen=True)
@@ -39,8 +53,14 @@ class Params:
     travel_repeat: int = param(1, lo=1, hi=20, help="How often each time-travel jump is repeated.")
 
 
-def _step(denoiser, op, x, y, sigma, sigma_next, eta, generator):
-    """One DDNM+ step from ``sigma`` to ``sigma_next``; returns ``(x_next, x0_hat)``."""
+def _step(denoiser, op, x, y, sigma, sigma_next, eta, generator, spectral=None):
+    """One DDNM+ step from ``sigma`` to ``sigma_next``; returns ``(x_next, x0_hat)``.
+
+    ``spectral`` is :func:`spectral_measurement` of ``y`` to use the per-singular-value form,
+    None for the simplified one.
+    """
+    if spectral is not None:
+        return _spectral_step(denoiser, op, x, spectral, sigma, sigma_next, eta, generator)
     sigma_y = op.noise_sigma
     sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
     a_t = 1.0 - sigma_down / sigma
@@ -56,6 +76,30 @@ def _step(denoiser, op, x, y, sigma, sigma_next, eta, generator):
     return x_next, x0_proj
 
 
+def _spectral_step(denoiser, op, x, spectral, sigma, sigma_next, eta, generator):
+    """One DDNM+ step with Sigma_t and Phi_t diagonal in the SVD basis (Eq. 17-19, general form)."""
+    s, observed, y_bar = spectral
+    n = x[0].numel()
+    sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+    a_t = 1.0 - sigma_down / sigma
+    x0_hat = denoiser(x, sigma)                                              # 1: Tweedie estimate
+    # 2: a_t sigma_y / s_i, the std that coefficient i of A^+ y brings into x_next.
+    carried = (a_t * op.noise_sigma) / s
+    lam = torch.where(sigma_up >= carried, torch.ones_like(s), sigma_up / carried)
+    lam = torch.where(observed, lam, torch.zeros_like(s))                    # zero s_i: null space
+    # 3: x0_hat - V diag(lambda) V^T A^+ (A x0_hat - y); V^T A^+ (A x0 - y) is x0_bar - y_bar on the range.
+    residual = op.V_adjoint(x0_hat)[:, : s.numel()] - y_bar
+    x0_proj = x0_hat - op.V(F.pad(lam * residual, (0, n - s.numel())))
+    x_next = ddim_step(x, x0_proj, sigma, sigma_down)                       # 4: a_t x0 + b_t x
+    if sigma_up > 0:                                                         # 5: noise of variance phi_i
+        phi = (sigma_up**2 - (lam * carried).square()).clamp_min(0).sqrt()
+        eps = generator.randn_like(x)
+        # sigma_up eps plus a range-only correction: exactly sigma_up eps where every phi_i = sigma_up.
+        shrink = (phi - sigma_up) * op.V_adjoint(eps)[:, : s.numel()]
+        x_next = x_next + sigma_up * eps + op.V(F.pad(shrink, (0, n - s.numel())))
+    return x_next, x0_proj
+
+
 def _renoise(x, sigma_low, sigma_high, generator):
     """Forward diffusion from level ``sigma_low`` back up to ``sigma_high`` (time travel)."""
     return x + (sigma_high**2 - sigma_low**2) ** 0.5 * generator.randn_like(x)
@@ -67,16 +111,18 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     travel = params.travel_length
     x = x_init
     y = match_batch(y, x.shape[0])
+    # Noise-free data needs no per-coefficient weights: the full correction is the same in any basis.
+    spectral = spectral_measurement(op, y) if op.has_svd and op.noise_sigma > 0 else None
     nfe = 0
     for i in range(n):
         if travel > 0 and i % travel == 0 and i + travel < n:
             for _ in range(params.travel_repeat):
                 ahead = x
                 for j in range(i, i + travel):
-                    ahead, _ = _step(denoiser, op, ahead, y, levels[j], levels[j + 1], params.eta, generator)
+                    ahead, _ = _step(denoiser, op, ahead, y, levels[j], levels[j + 1], params.eta, generator, spectral)
                 nfe += travel
                 x = _renoise(ahead, levels[i + travel], levels[i], generator)
-        x, x0_hat = _step(denoiser, op, x, y, levels[i], levels[i + 1], params.eta, generator)
+        x, x0_hat = _step(denoiser, op, x, y, levels[i], levels[i + 1], params.eta, generator, spectral)
         nfe += 1
         yield Step(i, n, levels[i + 1], x, x0_hat, nfe)
 
@@ -85,5 +131,6 @@ INFO = SolverInfo(
     name="ddnm", solve=solve, Params=Params,
     title="DDNM+ (null-space diffusion)",
     reference="Wang, Yu & Zhang, ICLR 2023",
+    # The SVD is used where the operator has one (per-singular-value DDNM+), but is not required.
     needs=frozenset({"pinv"}), posterior=True, uses_prior=True,
 )
