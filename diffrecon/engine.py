@@ -384,10 +384,14 @@ def _auto_batch(samples: int, device: torch.device) -> int:
     return samples if device.type == "cuda" else min(samples, 8)
 
 
-def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps: int = 3) -> Planned:
+def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps: int = 3, *,
+         stop: threading.Event | None = None) -> Planned:
     """Predict a run's time and peak memory by running the solver's first steps on the first
     batch: a solver's memory per step is steady, so the probe's peak is the run's peak, and the
-    median step time times the number of steps and batches is its time."""
+    median step time times the number of steps and batches is its time.
+
+    ``stop`` ends the probe at its next solver step (a run is starting and needs the device): the
+    prediction then uses the steps timed so far, or has ``None`` time and memory if none were."""
     setup = prepare(measurement, config, denoiser)
     dev, info = setup.device, setup.info
     b = setup.batches[0]
@@ -402,18 +406,22 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     t = time.perf_counter()
     with torch.no_grad():
         y = setup.y.expand(b, *setup.y.shape[1:])
-        for k, step in enumerate(info.solve(den, setup.op, y, setup.sigmas, x_init, params=setup.params, generator=rng)):
+        solving = () if stop is not None and stop.is_set() else \
+            info.solve(den, setup.op, y, setup.sigmas, x_init, params=setup.params, generator=rng)
+        for k, step in enumerate(solving):
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             now = time.perf_counter()
             times.append(now - t)
             t, n_solver_steps = now, step.n
-            if k + 1 >= probe_steps:
+            if k + 1 >= probe_steps or (stop is not None and stop.is_set()):
                 break
     steps = len(setup.sigmas) - 1
-    per_step = float(np.median(times[1:] if len(times) > 1 else times))  # the first step warms up
-    seconds = per_step * n_solver_steps * sum(bb / b for bb in setup.batches)
-    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+    seconds = peak = None
+    if times:
+        per_step = float(np.median(times[1:] if len(times) > 1 else times))  # the first step warms up
+        seconds = per_step * n_solver_steps * sum(bb / b for bb in setup.batches)
+        peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     return Planned(
         device=_device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,

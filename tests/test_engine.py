@@ -264,3 +264,27 @@ def test_a_solver_on_an_iterative_pseudo_inverse_gets_a_warning():
     inpaint = make_demo("inpaint", size=32, seed=0)  # closed-form pseudo-inverse: no warning
     logs = [e.message for e in engine.run(inpaint, cfg) if isinstance(e, Log) and e.level == "warning"]
     assert not any("pseudo-inverse" in w for w in logs)
+
+
+
+def test_plan_stop_ends_the_probe_at_the_next_step_keeping_what_it_timed(problem, monkeypatch):
+    m, prior = problem
+    stop, made = threading.Event(), []
+
+    def stopping(*args, **kwargs):
+        for step in _ancestral(*args, **kwargs):
+            made.append(step.i)
+            if step.i == 1:
+                stop.set()  # as if Reconstruct were clicked during the second step
+            yield step
+
+    monkeypatch.setitem(SOLVERS, "stopping", SolverInfo("stopping", stopping, _Params, "toy", "test", posterior=True))
+    cfg = RunConfig(solver="stopping", steps=20, samples=2, device="cpu")
+    planned = engine.plan(m, cfg, denoiser=prior, probe_steps=10, stop=stop)
+    assert made == [0, 1]  # not one step more than the one during which stop was set
+    assert planned.predicted_seconds is not None and planned.predicted_seconds > 0
+    assert planned.nfe_per_sample == 20 and planned.batches == [2]
+    made.clear()
+    early = engine.plan(m, cfg, denoiser=prior, probe_steps=10, stop=stop)  # stopped before it began
+    assert made == [] and early.predicted_seconds is None and early.predicted_peak_bytes is None
+    assert early.nfe_per_sample == 20  # what needs no timing is still predicted

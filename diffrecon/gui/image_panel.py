@@ -1,7 +1,8 @@
 """One image panel: a titled pyqtgraph plot with an image, a colour bar with units, a
 magnitude/phase/real/imaginary selector when it holds complex data, and (optionally) a slider to
 browse a stack such as the posterior samples. The image fills the panel: the view is fitted to
-the image on load and on every resize until the user pans or zooms (see ``LinkGroup``)."""
+the image on load and on every resize until the user pans or zooms (see ``LinkGroup``). An empty
+panel hides its axes (pyqtgraph's default -0.5..0.5 would look like data) and says why it is empty."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,12 +33,13 @@ class ImagePanel(QtWidgets.QWidget):
     hovered = QtCore.Signal(object, int, int)  # panel, row, column under the cursor
 
     def __init__(self, title: str, *, cmap: str = "viridis", unit: str = "", symmetric: bool = False,
-                 stack: bool = False, parent=None):
+                 stack: bool = False, empty_text: str = "no image yet", parent=None):
         super().__init__(parent)
         self.symmetric = symmetric
         self.data: np.ndarray | None = None  # what is shown: always real float32
         self.source: np.ndarray | None = None  # what was given: complex stays complex
         self.stack: np.ndarray | None = None
+        self.empty_shape: tuple[int, int] | None = None  # (H, W) the empty view spans, if known
         self.group = LinkGroup()
         self.group.add(self)
         self._title = title
@@ -58,6 +60,8 @@ class ImagePanel(QtWidgets.QWidget):
         self.colorbar.getAxis("right").setStyle(tickFont=_small_font())
         # physical units like 1/cm must not get SI prefixes ("m1/cm") or a hidden x0.001 factor
         self.colorbar.getAxis("right").enableAutoSIPrefix(False)
+        self.placeholder = pg.TextItem(empty_text, color=(128, 128, 128), anchor=(0.5, 0.5))
+        self.plot.addItem(self.placeholder, ignoreBounds=True)
         self.mode_box = QtWidgets.QComboBox()
         self.mode_box.addItems(COMPLEX_MODES)
         self.mode_box.setToolTip("Which real view of the complex data to show.")
@@ -83,6 +87,7 @@ class ImagePanel(QtWidgets.QWidget):
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.plot.vb.sigRangeChangedManually.connect(lambda *_: self.group.moved_by_user(self))
         self.plot.vb.sigResized.connect(lambda *_: self.group.resized(self))
+        self._set_empty_look(True)
 
     # ------------------------------------------------------------------ model -> view
     def set_title(self, title: str) -> None:
@@ -134,12 +139,25 @@ class ImagePanel(QtWidgets.QWidget):
         if self.slider is not None:
             self.slider.setEnabled(False)
             self.slider_label.setText("–")
+        self._set_empty_look(True)
+        self.fit()
+
+    def set_empty_shape(self, shape: tuple[int, int] | None, text: str | None = None) -> None:
+        """While empty, span an image of ``shape`` (H, W), so the panel already has the proportions
+        of the result to come, and say ``text`` in its middle."""
+        self.empty_shape = None if shape is None else (int(shape[0]), int(shape[1]))
+        if text is not None:
+            self.placeholder.setText(text)
+        if self.data is None:
+            self.fit()
 
     def fit(self) -> None:
-        """Fit this view to the image; the aspect lock keeps pixels square."""
-        if self.data is not None:
-            h, w = self.data.shape
-            self.plot.vb.setRange(xRange=(0, w), yRange=(0, h), padding=0)
+        """Fit this view to the image (or, while empty, to ``empty_shape``); the aspect lock keeps
+        pixels square."""
+        h, w = self.data.shape if self.data is not None else (self.empty_shape or (1, 1))
+        self.plot.vb.setRange(xRange=(0, w), yRange=(0, h), padding=0)
+        if self.data is None:
+            self.placeholder.setPos(w / 2, h / 2)
 
     def show_full(self) -> None:
         """Zoom every panel of this panel's link group to its whole image."""
@@ -158,10 +176,19 @@ class ImagePanel(QtWidgets.QWidget):
         bar_axis.setPen(foreground)
         bar_axis.setTextPen(foreground)
         self.plot.titleLabel.setAttr("color", foreground)
+        self.placeholder.setColor(foreground)
         self.plot.titleLabel.setText(self._title)
 
     # ------------------------------------------------------------------ internals and slots
+    def _set_empty_look(self, empty: bool) -> None:
+        for axis in ("left", "bottom"):
+            self.plot.showAxis(axis, not empty)
+        self.colorbar.setVisible(not empty)  # a bar from 0 to 1 over nothing would be read as data
+        self.placeholder.setVisible(empty)
+
     def _show(self, auto_levels: bool) -> None:
+        if self.placeholder.isVisible():
+            self._set_empty_look(False)
         mode = self.complex_mode() if np.iscomplexobj(self.source) else "magnitude"
         self.data = complex_part(self.source, mode)
         if auto_levels:

@@ -249,7 +249,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             return False
         config = config or self.solver.config()
         self.solver.save_settings(self.settings)
-        self.plan_panel.timer.stop()  # a probe beside the run would skew its time and memory
+        self.plan_panel.cancel()  # a probe beside the run would slow it and skew its time and memory
         self._device = config.device
         self.result = None
         self.view.begin_run(self.solver.is_deterministic())
@@ -435,6 +435,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         if self.is_running():
             self.worker.request_stop()
             self.worker.wait(10000)
+        self.plan_panel.cancel()
         self.plan_panel.wait(10000)
         self.tree.wait(2000)
         super().closeEvent(event)

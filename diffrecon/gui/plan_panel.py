@@ -1,10 +1,13 @@
 """Prediction before a run: network evaluations, time and peak memory from
 :func:`diffrecon.engine.plan`, which probes the solver's first steps. The probe runs in a
 background thread, on demand (Predict) and, debounced, after every settings change; a newer
-request supersedes an older one, whose answer is then dropped. The window never waits for it.
+request supersedes an older one, whose answer is then dropped. The window never waits for it,
+and a run cancels it (``cancel``): a probe beside a run competes for the same CPU or GPU.
 """
 from __future__ import annotations
 
+import inspect
+import threading
 from typing import Callable
 
 from PySide6 import QtCore, QtWidgets
@@ -16,7 +19,8 @@ DEBOUNCE_MS = 700
 
 
 class PlanWorker(QtCore.QThread):
-    """Calls ``plan_fn(measurement, config)`` once, off the GUI thread."""
+    """Calls ``plan_fn(measurement, config)`` once, off the GUI thread; with ``stop=`` too when
+    ``plan_fn`` takes it, so that :meth:`cancel` ends the probe at its next solver step."""
 
     planned = QtCore.Signal(int, object)  # request id, Planned
     failed = QtCore.Signal(int, str)  # request id, one sentence
@@ -24,12 +28,25 @@ class PlanWorker(QtCore.QThread):
     def __init__(self, request_id: int, measurement, config, plan_fn: Callable, parent=None):
         super().__init__(parent)
         self.request_id, self.measurement, self.config, self.plan_fn = request_id, measurement, config, plan_fn
+        self.stop = threading.Event()
+
+    def cancel(self) -> None:
+        self.stop.set()
 
     def run(self) -> None:
+        kwargs = {"stop": self.stop} if _takes_stop(self.plan_fn) else {}
         try:
-            self.planned.emit(self.request_id, self.plan_fn(self.measurement, self.config))
+            self.planned.emit(self.request_id, self.plan_fn(self.measurement, self.config, **kwargs))
         except BaseException as err:  # noqa: BLE001 - a failed prediction is a sentence, not a crash
             self.failed.emit(self.request_id, describe_error(err))
+
+
+def _takes_stop(fn: Callable) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature
+        return False
+    return any(p.name == "stop" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def describe_plan(planned, samples: int) -> str:
@@ -99,6 +116,24 @@ class PlanPanel(QtWidgets.QWidget):
 
     def is_busy(self) -> bool:
         return any(w.isRunning() for w in [self._worker, *self._old_workers] if w is not None)
+
+    def cancel(self) -> bool:
+        """End probes in flight at their next solver step and drop their answers (a run starts).
+        The shown prediction, if any, stays. Returns whether a probe was in flight."""
+        self.timer.stop()
+        busy = self.is_busy()
+        if busy:
+            self._request_id += 1  # whatever the cancelled probes still send is stale
+            for w in [self._worker, *self._old_workers]:
+                if w is not None:
+                    w.cancel()
+            if self.planned is None:
+                self.text.setStyleSheet("color: gray;")
+                self.text.setText("Prediction cancelled: the run needs the processor.")
+            else:  # back to the last prediction that finished
+                self.text.setStyleSheet("")
+                self.text.setText(describe_plan(self.planned, sum(self.planned.batches)))
+        return busy
 
     def wait(self, ms: int = 10000) -> None:
         """Wait for probes in flight (closing the window must not destroy a running thread)."""

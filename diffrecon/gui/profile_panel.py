@@ -20,6 +20,7 @@ class ProfilePanel(QtWidgets.QWidget):
         self.plot.setMinimumHeight(120)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)  # "mpx" on an empty plot reads as nonsense
+        self._show_values(False)  # an empty plot's -0.5..0.5 would read as a profile
         # curves with a transparent pen: FillBetweenItem needs their paths, which pen=None skips
         self.band_hi = pg.PlotCurveItem(pen=pg.mkPen((0, 0, 0, 0)))
         self.band_lo = pg.PlotCurveItem(pen=pg.mkPen((0, 0, 0, 0)))
@@ -48,7 +49,12 @@ class ProfilePanel(QtWidgets.QWidget):
             handles[0].setPos(w * 0.1, h * 0.5)
             handles[1].setPos(w * 0.9, h * 0.5)
         self.line.show()
+        self._show_values(True)
         self._on_line_moved()
+
+    def _show_values(self, shown: bool) -> None:
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).setStyle(showValues=shown)
 
     def profiles(self) -> dict[str, np.ndarray]:
         """Values along the line for mean, std and truth (those present)."""

@@ -11,6 +11,9 @@ from .image_panel import ImagePanel
 from .ab_view import ABView
 from .views import error_map, measurement_views, to_2d
 
+NO_RESULT = "no result yet"
+RESULT_PANELS = ("estimate", "mean", "std", "samples", "error")
+
 
 class ResultView(QtWidgets.QWidget):
     """Model -> view only; it never starts work. ``hovered_text`` carries the read-out.
@@ -26,14 +29,14 @@ class ResultView(QtWidgets.QWidget):
         self.unit = ""
         self.previews_shown = 0
         self.panels = {
-            "measurement": ImagePanel("Measurement", cmap="CET-L1"),
-            "direct": ImagePanel("Direct reconstruction", cmap="CET-L1"),
+            "measurement": ImagePanel("Measurement", cmap="CET-L1", empty_text="no measurement open"),
+            "direct": ImagePanel("Direct reconstruction", cmap="CET-L1", empty_text="no direct reconstruction"),
             "truth": ImagePanel("Ground truth", cmap="CET-L1"),
-            "mean": ImagePanel("Posterior mean", cmap="CET-L1"),
-            "std": ImagePanel("Posterior std", cmap="inferno"),
-            "estimate": ImagePanel("Current estimate x̂₀", cmap="CET-L1"),
-            "samples": ImagePanel("Samples", cmap="CET-L1", stack=True),
-            "error": ImagePanel("Error: mean − truth", cmap="CET-D1", symmetric=True),
+            "mean": ImagePanel("Posterior mean", cmap="CET-L1", empty_text=NO_RESULT),
+            "std": ImagePanel("Posterior std", cmap="inferno", empty_text=NO_RESULT),
+            "estimate": ImagePanel("Current estimate x̂₀", cmap="CET-L1", empty_text=NO_RESULT),
+            "samples": ImagePanel("Samples", cmap="CET-L1", stack=True, empty_text=NO_RESULT),
+            "error": ImagePanel("Error: mean − truth", cmap="CET-D1", symmetric=True, empty_text=NO_RESULT),
         }
         inputs = QtWidgets.QWidget()
         column = QtWidgets.QVBoxLayout(inputs)
@@ -114,12 +117,18 @@ class ResultView(QtWidgets.QWidget):
             self._levels_from = self.panels["direct"].colorbar.levels()
         else:
             self._levels_from = None
+        # empty result panels take the image's proportions, so the grid does not jump on the first result
+        shape = (self.truth if self.truth is not None else direct.image if direct is not None else None)
+        shape = np.shape(shape)[-2:] if shape is not None else tuple(m.image_shape[-2:])
+        for key in RESULT_PANELS:
+            self.panels[key].set_empty_shape(shape)
+        self.corner.setCurrentIndex(0 if self.truth is not None else 1)  # the error map needs a truth
         self.panels["direct"].show_full()  # linked: every image-grid panel follows
 
     def begin_run(self, deterministic: bool) -> None:
         """Fix the streaming levels once (from the truth or direct image) so previews don't flicker."""
         self.panels["std"].set_title("Seed spread (not posterior std)" if deterministic else "Posterior std")
-        for key in ("estimate", "mean", "samples", "std", "error"):
+        for key in RESULT_PANELS:
             self.panels[key].clear()
         self.mean = self.std = None
         if self._levels_from is not None:
