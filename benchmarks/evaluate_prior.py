@@ -40,6 +40,7 @@ from diffrecon.io.atomic import atomic_write  # noqa: E402
 from diffrecon.operators import Denoise, build_operator  # noqa: E402
 from diffrecon.phantoms import TEST_SEEDS, VALIDATION_SEEDS, phantom  # noqa: E402
 from diffrecon.priors import default_prior_folder, load_prior, prior_weight_hash  # noqa: E402
+from diffrecon.runtime import device_name, resolve_device  # noqa: E402
 from diffrecon.schedule import make_sigmas  # noqa: E402
 from diffrecon.solvers import SOLVERS, SampleRNG  # noqa: E402
 
@@ -401,7 +402,7 @@ def evaluate(args) -> dict:
     from tqdm import tqdm
 
     t_start = time.monotonic()
-    device = engine.resolve_device(args.device)
+    device = resolve_device(args.device)
     shape = (1, args.size, args.size)
     denoiser = load_prior(args.prior, shape, device)
     if args.prior == "default" and default_prior_folder() is None:
@@ -413,7 +414,7 @@ def evaluate(args) -> dict:
     order = [m for m in (*BASELINES, *DIFFUSION) if m in args.solvers]  # baselines first: cheap
     estimate = estimate_seconds(args.tasks, order, args)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    settings.update(device_name=engine._device_name(device), torch=torch.__version__, diffrecon=__version__,
+    settings.update(device_name=device_name(device), torch=torch.__version__, diffrecon=__version__,
                     prior_card=json.loads(denoiser.card.to_json()), prior_hash=prior_weight_hash(denoiser),
                     grids={m: GRIDS[m][:2] for m in order},
                     estimated_seconds_h100=round(estimate, 1))

@@ -25,6 +25,8 @@ from .errors import InputError, RunError
 from .measurement import Measurement, Result
 from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
+from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, Welford, device_name,
+                      memory_snapshot, resolve_device)
 from .schedule import make_sigmas
 from .solvers._common import SampleRNG
 
@@ -129,148 +131,6 @@ class Normalization:
         """``y`` of ``A x_phys`` as ``y`` of ``A x_prior``: (y - A(offset)) / scale."""
         shift = op.A(torch.full((1, *op.image_shape), self.offset, device=y.device, dtype=op.image_dtype))
         return (y - shift) / self.scale
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; explicit names are checked."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} was asked for but this machine has no usable CUDA GPU; use auto or cpu.")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s).")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"device {name!r} is not supported; use auto, cpu, cuda or mps.")
-    return dev
-
-
-def memory_snapshot(device: torch.device) -> dict[str, int]:
-    """Allocated/reserved/peak/total bytes on a GPU (no synchronisation), else process RSS."""
-    if device.type == "cuda":
-        return {
-            "allocated": torch.cuda.memory_allocated(device),
-            "reserved": torch.cuda.memory_reserved(device),
-            "peak": torch.cuda.max_memory_allocated(device),
-            "total": torch.cuda.get_device_properties(device).total_memory,
-        }
-    try:
-        with open("/proc/self/statm") as fh:
-            rss_pages = int(fh.read().split()[1])
-        return {"rss": rss_pages * os.sysconf("SC_PAGE_SIZE")}
-    except (OSError, ValueError, AttributeError):
-        import resource
-
-        return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.nfe = 0  # network evaluations, summed over samples
-        self.grad = 0  # of which with a graph for backpropagation
-        self.op_calls = 0
-        self.nfe_finished = 0  # evaluations spent on samples that completed
-
-
-class _CountingDenoiser:
-    """Counts evaluations and applies the precision policy: network in autocast, output float32."""
-
-    def __init__(self, denoiser, counter: _Counter, autocast: torch.dtype | None, device: torch.device):
-        self.denoiser, self.counter, self.autocast, self.device = denoiser, counter, autocast, device
-
-    def __getattr__(self, name):
-        return getattr(self.denoiser, name)
-
-    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        self.counter.nfe += x.shape[0]
-        if torch.is_grad_enabled() and x.requires_grad:
-            self.counter.grad += x.shape[0]
-        if self.autocast is not None:
-            with torch.autocast(self.device.type, dtype=self.autocast):
-                return self.denoiser(x, sigma).float()
-        return self.denoiser(x, sigma)
-
-
-class _CountingOperator:
-    """Forwards to the operator and counts top-level applications by the solver."""
-
-    _counted = ("A", "A_adjoint", "A_pinv", "solve_regularized", "U", "U_adjoint", "direct")
-
-    def __init__(self, op, counter: _Counter):
-        self._op, self._counter = op, counter
-
-    def __getattr__(self, name):
-        attr = getattr(self._op, name)
-        if name in self._counted:
-            def counted(*args, **kwargs):
-                self._counter.op_calls += 1
-                return attr(*args, **kwargs)
-            return counted
-        return attr
-
-
-class _Welford:
-    """Running per-pixel mean and variance on the device (Chan et al. 1979, batch merge)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.mean: torch.Tensor | None = None
-        self.m2: torch.Tensor | None = None
-
-    def add(self, batch: torch.Tensor) -> None:
-        b = batch.double()
-        nb = b.shape[0]
-        mb = b.mean(dim=0)
-        m2b = ((b - mb) ** 2).sum(dim=0)
-        if self.mean is None:
-            self.n, self.mean, self.m2 = nb, mb, m2b
-            return
-        delta = mb - self.mean
-        n = self.n + nb
-        self.mean = self.mean + delta * (nb / n)
-        self.m2 = self.m2 + m2b + delta**2 * (self.n * nb / n)
-        self.n = n
-
-    def std(self) -> torch.Tensor:
-        if self.n < 2:
-            return torch.zeros_like(self.mean)
-        return (self.m2 / (self.n - 1)).clamp_min(0).sqrt()
-
-
-class _AsyncPreview:
-    """Copies a preview to pinned host memory without blocking; hands it over once landed."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.pending: tuple[torch.Tensor, Any, int, int] | None = None
-
-    def start(self, x0: torch.Tensor, step: int, sample: int) -> None:
-        if self.device.type == "cuda":
-            host = torch.empty(x0.shape, dtype=torch.float32, pin_memory=True)
-            host.copy_(x0.float(), non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            self.pending = (host, event, step, sample)
-        else:
-            self.pending = (x0.float().cpu().clone(), None, step, sample)
-
-    def ready(self, wait: bool = False):
-        if self.pending is None:
-            return None
-        host, event, step, sample = self.pending
-        if event is not None and not event.query():
-            if not wait:
-                return None
-            event.synchronize()
-        self.pending = None
-        return host.numpy(), step, sample
 
 
 def _plan_batches(samples: int, batch_size: int) -> list[int]:
@@ -398,7 +258,7 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     rng = SampleRNG(config.seed, range(b), dev)
     x_init = float(setup.sigmas[0]) * rng.randn(setup.op.image_shape) if info.uses_prior \
         else torch.zeros(b, *setup.op.image_shape, device=dev)
-    den = _CountingDenoiser(setup.denoiser, _Counter(), setup.autocast, dev) if info.uses_prior else None
+    den = CountingDenoiser(setup.denoiser, Counter(), setup.autocast, dev) if info.uses_prior else None
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
@@ -423,7 +283,7 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
         seconds = per_step * n_solver_steps * sum(bb / b for bb in setup.batches)
         peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     return Planned(
-        device=_device_name(dev), batches=list(setup.batches), steps=steps,
+        device=device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
         predicted_peak_bytes=peak, std_is_posterior=info.is_posterior(setup.params),
         normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds,
@@ -443,7 +303,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     steps = len(setup.sigmas) - 1
     posterior = info.is_posterior(setup.params)
     yield Planned(
-        device=_device_name(dev), batches=list(setup.batches), steps=steps,
+        device=device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
         predicted_peak_bytes=None, std_is_posterior=posterior,
         normalization=(norm.scale, norm.offset),
@@ -454,12 +314,12 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         yield Log(f"{info.name} with these settings is deterministic: the spread over samples is a "
                   "seed spread, not a posterior standard deviation.", "warning")
 
-    counter = _Counter()
-    den = _CountingDenoiser(setup.denoiser, counter, setup.autocast, dev) if info.uses_prior else None
-    op = _CountingOperator(setup.op, counter)
-    stats = _Welford()
+    counter = Counter()
+    den = CountingDenoiser(setup.denoiser, counter, setup.autocast, dev) if info.uses_prior else None
+    op = CountingOperator(setup.op, counter)
+    stats = Welford()
     kept: list[np.ndarray] = []
-    preview = _AsyncPreview(dev)
+    preview = AsyncPreview(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
@@ -533,12 +393,6 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     yield Finished(result)
 
 
-def _device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return f"cuda:{dev.index or 0} ({torch.cuda.get_device_name(dev)})"
-    return dev.type
-
-
 def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior, complete) -> Result:
     from . import __version__
 
@@ -559,7 +413,7 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "samples": config.samples, "samples_done": stats.n, "seed": config.seed, "prior": setup.prior_name,
         "prior_card": card.to_json() if card is not None else "", "prior_hash": setup.prior_hash,
         "schedule": config.schedule, "precision": config.precision if setup.device.type == "cuda" else "fp32",
-        "device": _device_name(setup.device), "batches": list(setup.batches),
+        "device": device_name(setup.device), "batches": list(setup.batches),
         "normalization": [norm.scale, norm.offset], "software_version": __version__,
         "torch_version": str(torch.__version__), "elapsed_seconds": float(elapsed), "started": start_iso,
     }

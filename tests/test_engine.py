@@ -201,7 +201,9 @@ def test_metrics_report_residual_near_one_at_truth(problem):
 def test_nothing_outside_gui_imports_qt():
     code = (
         "import sys, diffrecon, diffrecon.engine, diffrecon.operators, diffrecon.priors, "
-        "diffrecon.solvers, diffrecon.io, diffrecon.cli, diffrecon.metrics, diffrecon.schedule\n"
+        "diffrecon.solvers, diffrecon.io, diffrecon.cli, diffrecon.metrics, diffrecon.schedule, "
+        "diffrecon.runtime, diffrecon.resimulate, diffrecon.compare, diffrecon.validate, diffrecon.training, "
+        "diffrecon.demo, diffrecon.phantoms\n"
         "bad = [m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'shiboken6'))]\n"
         "assert not bad, bad\n"
     )

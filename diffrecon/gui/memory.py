@@ -5,46 +5,7 @@ while a run is going.
 """
 from __future__ import annotations
 
-import os
-import resource
-import sys
-
-import torch
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def process_rss() -> int | None:
-    """Resident set size of this process in bytes (Linux /proc; None where unavailable)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def process_peak_rss() -> int:
-    """Peak resident set size in bytes (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-def memory_snapshot(device: str = "cpu") -> dict[str, int]:
-    """``allocated/reserved/peak/total`` bytes for a CUDA device, else ``rss/peak``."""
-    if device.startswith("cuda") and torch.cuda.is_available():
-        dev = torch.device(device)
-        return {
-            "allocated": torch.cuda.memory_allocated(dev),
-            "reserved": torch.cuda.memory_reserved(dev),
-            "peak": torch.cuda.max_memory_allocated(dev),
-            "total": torch.cuda.get_device_properties(dev).total_memory,
-        }
-    snap = {"peak": process_peak_rss()}
-    rss = process_rss()
-    if rss is not None:
-        snap["rss"] = rss
-    return snap
-
+from ..runtime import memory_snapshot, process_peak_rss, process_rss  # noqa: F401  (re-exported)
 
 def format_bytes(n: float | None) -> str:
     if n is None:

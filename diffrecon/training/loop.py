@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_write
 from ..priors.base import PriorCard
 from ..priors.diffusers_vp import alphas_cumprod_from_schedule, save_diffusers_prior
+from ..runtime import device_name, resolve_device
 from .checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from .data import MIN_IMAGES, TrainingData, load_training_data
 
@@ -99,22 +100,6 @@ class TrainResult:
     steps: int
     final_loss: float
     losses: list[float] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device {name!r} is invalid; valid devices are auto, cpu, cuda, cuda:N, mps.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu or auto.")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"--device {name} was asked for but Apple MPS is not available; use --device cpu or auto.")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"--device {name!r} is invalid; valid devices are auto, cpu, cuda, cuda:N, mps.")
-    return device
 
 
 def make_unet(size: int, channels: tuple[int, ...] = DEFAULT_CHANNELS, layers_per_block: int = 2,
@@ -271,17 +256,14 @@ def write_prior(ema, config: TrainConfig, out: Path, data: TrainingData, final_l
                                 else "0.1/99.9 percentiles, clipped"},
                "parameters": n_params, "block_out_channels": list(config.channels),
                "layers_per_block": config.layers_per_block, "batch_size": config.batch_size,
-               "lr": config.lr, "ema_decay": config.ema_decay, "seed": config.seed, "device": _device_name(device)},
+               "lr": config.lr, "ema_decay": config.ema_decay, "seed": config.seed, "device": device_name(device)},
     )
     return save_diffusers_prior(ema, card, out, fp16=True)
 
 
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-
 
 def write_log(path: Path, config: TrainConfig, log: list[dict], device: torch.device, unet) -> None:
-    record = {"device": _device_name(device), "torch": torch.__version__,
+    record = {"device": device_name(device), "torch": torch.__version__,
               "parameters": sum(p.numel() for p in unet.parameters()),
               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
               "log": log}
