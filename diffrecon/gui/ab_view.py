@@ -9,6 +9,8 @@ from PySide6 import QtCore, QtWidgets
 
 from .image_panel import ImagePanel
 
+HINT = "Pin a result as A (Compare menu, Ctrl+Shift+P) or open a result file as A; the current result is B."
+
 
 def swipe_composite(a: np.ndarray, b: np.ndarray, divider: float) -> np.ndarray:
     """Columns left of ``divider`` from ``a``, the rest from ``b`` (same shape)."""
@@ -34,8 +36,7 @@ class ABView(QtWidgets.QWidget):
                                        pen=pg.mkPen((255, 200, 0), width=2), hoverPen=pg.mkPen((255, 255, 0), width=3))
         self.divider.hide()
         self.swipe.plot.addItem(self.divider)
-        self.hint = QtWidgets.QLabel("Pin a result as A (Compare menu, Ctrl+Shift+P) or open a result file as A; "
-                                     "the current result is B.")
+        self.hint = QtWidgets.QLabel(HINT)
         self.hint.setWordWrap(True)
         grid = QtWidgets.QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -66,6 +67,25 @@ class ABView(QtWidgets.QWidget):
                 self.b_panel.colorbar.setLevels(self.a_panel.colorbar.levels())
         self._refresh(recentre=False)
 
+    def reset_for_image(self, shape: tuple[int, int]) -> bool:
+        """A new measurement: B (the old current result) and A − B go; A stays only if it lies on
+        the new ``shape`` (H, W) pixel grid. Returns True when A was dropped for its shape."""
+        self.b, self.b_label = None, "B"
+        for panel in (self.b_panel, self.swipe, self.difference):
+            panel.clear()
+        self.b_panel.set_title("B")
+        self.swipe.set_title("Swipe: A | B")
+        self.difference.set_title("A − B")
+        self.divider.hide()
+        dropped = self.a is not None and self.a.shape != tuple(shape)
+        if dropped:
+            self.a, self.a_label = None, ""
+            self.a_panel.clear()
+            self.a_panel.set_title("A")
+        self.hint.setText(HINT)
+        self._refresh(recentre=True)
+        return dropped
+
     def set_divider(self, column: float) -> None:
         self.divider.setValue(column)  # the slot redraws
 
@@ -80,6 +100,10 @@ class ABView(QtWidgets.QWidget):
         if self.a is not None and self.b is not None and self.a.shape != self.b.shape:
             self.hint.setText(f"A is {self.a.shape[0]}×{self.a.shape[1]} but B is {self.b.shape[0]}×{self.b.shape[1]};"
                               " only results on the same pixel grid can be compared.")
+            # a swipe or difference of an earlier pair would pass for this one
+            self.divider.hide()
+            self.swipe.clear()
+            self.difference.clear()
             return
         if not self.comparable():
             if self.a is not None:

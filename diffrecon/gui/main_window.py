@@ -212,6 +212,9 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.view.show_measurement(m)
         self.metrics.set_metrics({})
         self.roi.clear()
+        self.profile.clear()  # the old result's profile would read as the new measurement's
+        if self.view.ab.reset_for_image(tuple(self.view.panels["mean"].empty_shape or m.image_shape[-2:])):
+            self.log("Unpinned A: it is not on the new measurement's pixel grid.")
         try:
             from ..operators import build_operator
 

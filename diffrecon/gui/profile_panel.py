@@ -52,6 +52,15 @@ class ProfilePanel(QtWidgets.QWidget):
         self._show_values(True)
         self._on_line_moved()
 
+    def clear(self) -> None:
+        """Forget the data and empty the curves: a new measurement's grid may differ, and an old
+        profile drawn over it would read as the new one's."""
+        self.mean = self.std = self.truth = None
+        for curve in (self.mean_curve, self.truth_curve, self.band_hi, self.band_lo):
+            curve.setData([], [])
+        self.line.hide()
+        self._show_values(False)
+
     def _show_values(self, shown: bool) -> None:
         for axis in ("left", "bottom"):
             self.plot.getAxis(axis).setStyle(showValues=shown)
@@ -74,6 +83,9 @@ class ProfilePanel(QtWidgets.QWidget):
         if "std" in p and len(p["std"]) == len(t):
             self.band_hi.setData(t, p["mean"] + p["std"])
             self.band_lo.setData(t, p["mean"] - p["std"])
+        else:  # a band left from an earlier result would pass for this one's
+            self.band_hi.setData([], [])
+            self.band_lo.setData([], [])
         if "truth" in p:
             self.truth_curve.setData(t, p["truth"])
         else:
