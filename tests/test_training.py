@@ -141,3 +141,65 @@ def test_bad_training_settings_are_refused_with_one_sentence(tmp_path):
 def test_existing_checkpoint_is_not_overwritten_without_resume(tmp_path):
     (tmp_path / "out" / CHECKPOINT_DIR).mkdir(parents=True)
     assert "--resume" in _refused(tmp_path)
+
+
+# ------------------------------------------------------------------ --init-from
+def test_init_from_starts_at_the_folders_weights_and_the_card_adds_the_steps(trained, tmp_path):
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    folder = trained[0]
+    before = load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+    # a learning rate of 1e-12 leaves the weights where they started, up to far below fp16 resolution
+    result = train(TrainConfig(**{**TINY, "steps": 1, "lr": 1e-12}), tmp_path / "next", progress=False,
+                   init_from=folder)
+    start = load_file(str(tmp_path / "next" / CHECKPOINT_DIR / "weights.safetensors"))
+    assert set(before) == {k[6:] for k in start if k.startswith("model.")}
+    for k, v in before.items():
+        assert v.dtype == torch.float16
+        torch.testing.assert_close(start[f"model.{k}"], v.float(), rtol=0, atol=1e-9)
+        torch.testing.assert_close(start[f"ema.{k}"], v.float(), rtol=0, atol=1e-9)
+    written = load_file(str(result.prior_folder / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(written[k], before[k]) for k in before)
+    extra = json.loads((result.prior_folder / "card.json").read_text())["extra"]
+    assert extra["training_steps"] == 41 and extra["steps_this_run"] == 1
+    digest = hashlib.sha256((folder / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    assert extra["init_from"] == {"folder": folder.name, "sha256": digest, "training_steps": 40}
+
+
+def test_init_from_run_learns_from_a_lower_first_loss_and_resume_keeps_its_record(trained, tmp_path):
+    fresh = train(TrainConfig(**{**TINY, "steps": 3}), tmp_path / "fresh", progress=False)
+    cont = train(TrainConfig(**{**TINY, "steps": 3}), tmp_path / "cont", progress=False, init_from=trained[0])
+    assert cont.first_step == 0 and len(cont.losses) == 3
+    assert np.mean(cont.losses) < 0.6 * np.mean(fresh.losses), (cont.losses, fresh.losses)
+    train(TrainConfig(**{**TINY, "steps": 5}), tmp_path / "cont", resume=True, progress=False)
+    extra = json.loads((tmp_path / "cont" / "card.json").read_text())["extra"]
+    assert extra["training_steps"] == 45 and extra["init_from"]["training_steps"] == 40
+
+
+def test_init_from_refuses_another_architecture_and_resume(trained, tmp_path):
+    msg = str(pytest.raises(
+        InputError, train, TrainConfig(**{**TINY, "steps": 2, "channels": (8, 32)}), tmp_path / "a",
+        progress=False, init_from=trained[0]).value)
+    assert "block_out_channels 8,16 (requested 8,32)" in msg and msg.count(". ") == 0
+    msg = str(pytest.raises(InputError, train, TrainConfig(**{**TINY, "steps": 2, "layers_per_block": 1}),
+                            tmp_path / "b", progress=False, init_from=trained[0]).value)
+    assert "layers_per_block 2 (requested 1)" in msg
+    msg = str(pytest.raises(InputError, train, TrainConfig(**{**TINY, "steps": 2}), tmp_path / "c",
+                            resume=True, progress=False, init_from=trained[0]).value)
+    assert "--init-from cannot be combined with --resume" in msg
+    assert "not a folder" in str(pytest.raises(InputError, train, TrainConfig(**{**TINY, "steps": 2}),
+                                               tmp_path / "d", progress=False, init_from=tmp_path / "nope").value)
+
+
+def test_cli_init_from_takes_the_folders_architecture_unless_given(trained, tmp_path, capsys):
+    parser = add_train_parser(argparse.ArgumentParser().add_subparsers())
+    base = ["--data", "phantoms", "--steps", "2", "--batch-size", "4", "--n-images", "8", "--device", "cpu",
+            "--no-progress", "--init-from", str(trained[0])]
+    assert run_train(parser.parse_args(base + ["--out", str(tmp_path / "o")])) == 0
+    assert "size, channels, layers_per_block from" in capsys.readouterr().out
+    card = json.loads((tmp_path / "o" / "card.json").read_text())
+    assert card["resolution"] == [16, 16] and card["extra"]["block_out_channels"] == [8, 16]
+    with pytest.raises(InputError, match="sample_size 16 \\(requested 32\\)"):
+        run_train(parser.parse_args(base + ["--out", str(tmp_path / "p"), "--size", "32"]))

@@ -115,7 +115,7 @@ def save_diffusers_prior(unet, card: PriorCard, folder: str | Path, fp16: bool =
     return folder
 
 
-def _check_folder(folder: Path) -> None:
+def check_prior_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise InputError(f"Prior folder {folder} does not exist; give a folder holding card.json, "
                          f"config.json and {WEIGHTS_FILE}.")
@@ -152,7 +152,7 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    _check_folder(folder)
+    check_prior_folder(folder)
     card = PriorCard.load(folder / "card.json")
     try:
         config = json.loads((folder / "config.json").read_text())

@@ -35,7 +35,9 @@ def _settings(config: "TrainConfig") -> dict:
 
 
 def save_checkpoint(folder: Path, config: "TrainConfig", step: int, loss_ema: float, log: list[dict],
-                    unet: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+                    unet: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    init_from: dict | None = None) -> None:
+    """``init_from``: the ``--init-from`` record, kept so a resumed run still writes it to its card."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -47,12 +49,23 @@ def save_checkpoint(folder: Path, config: "TrainConfig", step: int, loss_ema: fl
     save_file(tensors, str(tmp / "weights.safetensors"), metadata={"step": str(step)})
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     state = {"format": FORMAT_VERSION, "step": step, "loss_ema": loss_ema, "settings": _settings(config), "log": log}
+    if init_from is not None:
+        state["init_from"] = init_from
     (tmp / "trainer.json").write_text(json.dumps(state, indent=1))
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_init_from(folder: Path) -> dict | None:
+    """The ``--init-from`` record of a checkpoint, or None for a run that started from random weights."""
+    try:
+        record = json.loads((Path(folder) / "trainer.json").read_text()).get("init_from")
+    except (OSError, ValueError, AttributeError):
+        return None  # load_checkpoint reports an unreadable trainer.json
+    return record if isinstance(record, dict) else None
 
 
 def load_checkpoint(folder: Path, config: "TrainConfig", unet: torch.nn.Module, ema: torch.nn.Module,

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from .init_from import read_architecture
 from .loop import DEFAULT_CHANNELS, DEFAULT_STEPS, TrainConfig, train
 
 
@@ -26,13 +27,16 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                     "(config.json, fp16 safetensors, card.json) that diffrecon loads.")
     p.add_argument("--data", required=True, help="'phantoms', an HDF5 file with an image stack, or a folder of TIFF/PNG images")
     p.add_argument("--out", required=True, type=Path, help="folder for the prior, its checkpoint and training_log.json")
-    p.add_argument("--size", type=int, default=d.size, help=f"image size in pixels (default {d.size})")
+    p.add_argument("--size", type=int, default=None,
+                   help=f"image size in pixels (default {d.size}, or the --init-from folder's)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS}, ~15 min on an H100)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per step (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr:g})")
-    p.add_argument("--channels", default=",".join(map(str, DEFAULT_CHANNELS)),
-                   help="UNet widths per resolution level (default %(default)s)")
-    p.add_argument("--layers-per-block", type=int, default=d.layers_per_block, help="residual blocks per level (default 2)")
+    p.add_argument("--channels", default=None,
+                   help=f"UNet widths per resolution level (default {','.join(map(str, DEFAULT_CHANNELS))}, "
+                        f"or the --init-from folder's)")
+    p.add_argument("--layers-per-block", type=int, default=None,
+                   help=f"residual blocks per level (default {d.layers_per_block}, or the --init-from folder's)")
     p.add_argument("--n-images", type=int, default=d.n_images,
                    help=f"phantoms to generate, or the most images read from a file (default {d.n_images})")
     p.add_argument("--dataset", default=None, help="HDF5 dataset holding the (N,H,W) or (N,C,H,W) stack")
@@ -41,18 +45,42 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--no-compile", action="store_true", help="do not torch.compile the network on CUDA")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--init-from", type=Path, default=None, metavar="FOLDER",
+                   help="start the network and its EMA from this prior folder's weights (fresh optimizer, "
+                        "step 0; the card counts the folder's steps too); not with --resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
     return p
 
 
+def _architecture(args) -> tuple[int, tuple[int, ...], int]:
+    """``(size, channels, layers_per_block)``: as given, else the --init-from folder's, else the defaults."""
+    d = TrainConfig()
+    given = {"size": args.size, "channels": None if args.channels is None else parse_channels(args.channels),
+             "layers_per_block": args.layers_per_block}
+    init_from = getattr(args, "init_from", None)
+    fallback = {"size": d.size, "channels": d.channels, "layers_per_block": d.layers_per_block}
+    source = "default"
+    if init_from is not None and not args.resume and None in given.values():
+        fallback, source = read_architecture(init_from), f"{init_from}/config.json"
+    chosen = {k: fallback[k] if v is None else v for k, v in given.items()}
+    if init_from is not None:
+        taken = [k for k, v in given.items() if v is None]
+        print(f"Architecture: size {chosen['size']}, channels {','.join(map(str, chosen['channels']))}, "
+              f"layers_per_block {chosen['layers_per_block']}"
+              + (f" ({', '.join(taken)} from {source})." if taken else " (as given; checked against the folder)."))
+    return chosen["size"], tuple(chosen["channels"]), int(chosen["layers_per_block"])
+
+
 def run_train(args) -> int:
     """Run ``diffrecon train`` from parsed arguments; InputError reaches the CLI as one sentence."""
+    size, channels, layers_per_block = _architecture(args)
     config = TrainConfig(
-        data=str(args.data), size=args.size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        channels=parse_channels(args.channels), layers_per_block=args.layers_per_block, n_images=args.n_images,
+        data=str(args.data), size=size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        channels=channels, layers_per_block=layers_per_block, n_images=args.n_images,
         dataset=args.dataset, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
         compile=not args.no_compile)
-    result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    result = train(config, args.out, resume=args.resume, progress=not args.no_progress,
+                   init_from=getattr(args, "init_from", None))
     print(f"Wrote prior {result.prior_folder} after {result.steps} steps (loss {result.final_loss:.4f}).")
     return 0

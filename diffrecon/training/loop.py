@@ -31,8 +31,9 @@ from ..io.atomic import atomic_write
 from ..priors.base import PriorCard
 from ..priors.diffusers_vp import alphas_cumprod_from_schedule, save_diffusers_prior
 from ..runtime import device_name, resolve_device
-from .checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_DIR, checkpoint_init_from, load_checkpoint, save_checkpoint
 from .data import MIN_IMAGES, TrainingData, load_training_data
+from .init_from import check_architecture, load_init_weights, read_init_folder
 
 SCHEDULE = {"kind": "vp_linear", "beta_start": 1e-4, "beta_end": 0.02, "timesteps": 1000}
 #: 128x128 grayscale default: 8.95 M parameters, 17.9 MB of fp16 weights; attention at 16x16 only.
@@ -137,10 +138,14 @@ def _step_seed(seed: int, step: int) -> int:
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
-          data: TrainingData | None = None) -> TrainResult:
+          data: TrainingData | None = None, init_from: str | Path | None = None) -> TrainResult:
     """Train (or resume) a prior into ``out``: prior files there, checkpoint in ``out/checkpoint``.
 
     ``data`` skips loading (tests, notebooks); otherwise it comes from ``config.data``.
+    ``init_from``: a prior folder whose weights start the network and its EMA (see
+    :mod:`.init_from`); the step counter still starts at 0 and the optimizer is fresh, but each
+    step's draws continue the folder's run (seeded as step ``folder steps + k``) rather than
+    replaying its first batches.
     """
     from tqdm.auto import tqdm
 
@@ -148,20 +153,29 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the prior.")
+    if resume and init_from is not None:
+        raise InputError("--init-from cannot be combined with --resume; resume a run that was started with "
+                         "--init-from by giving --resume alone.")
     ckpt = out / CHECKPOINT_DIR
     if resume and not ckpt.is_dir():
         raise InputError(f"--resume was given but {ckpt} does not exist; train without --resume first.")
     if not resume and ckpt.exists():
         raise InputError(f"{ckpt} already exists; pass --resume to continue it or choose another --out.")
+    source = read_init_folder(init_from) if init_from is not None else None
     device = resolve_device(config.device)
     data = data or load_training_data(config.data, config.size, n_images=config.n_images, dataset=config.dataset)
     images = data.images.to(device)
+    if source is not None:
+        check_architecture(source, config.size, config.channels, config.layers_per_block, images.shape[1])
     # diffusers draws the initial weights from the global generator: seed it, but leave the caller's state as it was
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         unet = make_unet(config.size, config.channels, config.layers_per_block, images.shape[1]).to(device)
     ema = make_unet(config.size, config.channels, config.layers_per_block, images.shape[1]).to(device)
-    ema.load_state_dict(unet.state_dict())
+    if source is not None:
+        load_init_weights(source, unet, ema)
+    else:
+        ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
     cuda = device.type == "cuda"
     if cuda:
@@ -171,9 +185,12 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     network = torch.compile(unet) if cuda and config.compile else unet
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=cuda)
     start, loss_ema, log = 0, None, []
+    init_record = source.record() if source is not None else None
     if resume:
         start, loss_value, log = load_checkpoint(ckpt, config, unet, ema, optimizer)
         loss_ema = torch.tensor(loss_value, device=device)
+        init_record = checkpoint_init_from(ckpt)
+    base_steps = int(init_record["training_steps"]) if init_record else 0
     if start >= config.steps:
         raise InputError(f"The checkpoint in {ckpt} is at step {start}; give --steps above it to train on.")
 
@@ -188,7 +205,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     tick, tick_step = time.perf_counter(), start
     try:
         for step in bar:
-            generator.manual_seed(_step_seed(config.seed, step))
+            generator.manual_seed(_step_seed(config.seed, base_steps + step))
             idx = torch.randint(len(images), (config.batch_size,), generator=generator, device=device)
             x0 = augment(images[idx], generator)
             t = torch.randint(timesteps, (config.batch_size,), generator=generator, device=device)
@@ -226,19 +243,25 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                 log.append({"step": done, "loss": float(loss), "loss_ema": value, "steps_per_s": rate})
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
             if done % config.checkpoint_every == 0 and done < config.steps:
-                save_checkpoint(ckpt, config, done, float(loss_ema), log, unet, ema, optimizer)
+                save_checkpoint(ckpt, config, done, float(loss_ema), log, unet, ema, optimizer, init_record)
     finally:
         bar.close()
     final_loss = float(loss_ema)
-    save_checkpoint(ckpt, config, config.steps, final_loss, log, unet, ema, optimizer)
-    folder = write_prior(ema, config, out, data, final_loss, device)
+    save_checkpoint(ckpt, config, config.steps, final_loss, log, unet, ema, optimizer, init_record)
+    folder = write_prior(ema, config, out, data, final_loss, device, init_record)
     write_log(out / LOG_FILE, config, log, device, unet)
     return TrainResult(folder, start, config.steps, final_loss, losses.cpu().tolist())
 
 
 def write_prior(ema, config: TrainConfig, out: Path, data: TrainingData, final_loss: float,
-                device: torch.device) -> Path:
-    """The EMA weights as a loadable prior folder (config.json, fp16 safetensors, card.json)."""
+                device: torch.device, init_from: dict | None = None) -> Path:
+    """The EMA weights as a loadable prior folder (config.json, fp16 safetensors, card.json).
+
+    ``init_from`` (``{"folder", "sha256", "training_steps"}``) adds the folder's steps to the
+    card's ``training_steps`` and is recorded as ``extra.init_from``.
+    """
+    base_steps = int(init_from["training_steps"]) if init_from else 0
+    since = f" after starting from {init_from['folder']} ({base_steps} steps)" if init_from else ""
     abar = alphas_cumprod_from_schedule(SCHEDULE)
     sigmas = ((1 - abar) / abar).sqrt()
     n_params = sum(p.numel() for p in ema.parameters())
@@ -248,15 +271,17 @@ def write_prior(ema, config: TrainConfig, out: Path, data: TrainingData, final_l
         value_range=(-1.0, 1.0), sigma_min=float(sigmas[0]), sigma_max=float(sigmas[-1]), schedule=dict(SCHEDULE),
         training_data=data.description,
         description=(f"DDPM epsilon-prediction UNet2DModel ({n_params / 1e6:.2f} M parameters, EMA weights) "
-                     f"trained by diffrecon train for {config.steps} steps at batch {config.batch_size}."),
-        extra={"training_steps": config.steps, "final_loss": final_loss,
+                     f"trained by diffrecon train for {base_steps + config.steps} steps at batch "
+                     f"{config.batch_size}{since}."),
+        extra={"training_steps": base_steps + config.steps, "final_loss": final_loss,
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "data_scaling": {"low": data.low, "high": data.high, "maps_to": [-1.0, 1.0],
                                 "method": "phantoms [0, 1]" if config.data == "phantoms"
                                 else "0.1/99.9 percentiles, clipped"},
                "parameters": n_params, "block_out_channels": list(config.channels),
                "layers_per_block": config.layers_per_block, "batch_size": config.batch_size,
-               "lr": config.lr, "ema_decay": config.ema_decay, "seed": config.seed, "device": device_name(device)},
+               "lr": config.lr, "ema_decay": config.ema_decay, "seed": config.seed, "device": device_name(device),
+               **({"init_from": dict(init_from), "steps_this_run": config.steps} if init_from else {})},
     )
     return save_diffusers_prior(ema, card, out, fp16=True)
 
