@@ -193,7 +193,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
     reason = info.unmet_need(op)
     if reason:
         raise InputError(f"{reason}; choose a solver that does not need it.")
-    warnings = [info.caveat(op)] if info.caveat(op) else []
+    caveat = info.caveat(op, config.steps)
+    warnings = [caveat] if caveat else []
     y = torch.as_tensor(y_np).to(device=device, dtype=op.meas_dtype).unsqueeze(0)
 
     prior_name, prior_hash = "none", ""

@@ -290,3 +290,16 @@ def test_plan_stop_ends_the_probe_at_the_next_step_keeping_what_it_timed(problem
     early = engine.plan(m, cfg, denoiser=prior, probe_steps=10, stop=stop)  # stopped before it began
     assert made == [] and early.predicted_seconds is None and early.predicted_peak_bytes is None
     assert early.nfe_per_sample == 20  # what needs no timing is still predicted
+
+
+def test_dps_with_too_few_steps_gets_a_warning_and_enough_steps_none():
+    from diffrecon.demo import make_demo
+
+    m = make_demo("denoise", size=16, seed=0)
+
+    def warnings(steps):
+        cfg = RunConfig(solver="dps", steps=steps, samples=1, prior="gaussian", device="cpu")
+        return [e.message for e in engine.run(m, cfg) if isinstance(e, Log) and e.level == "warning"]
+
+    assert any("dps with 5 steps is likely to diverge" in w for w in warnings(5))
+    assert not any("diverge" in w for w in warnings(20))

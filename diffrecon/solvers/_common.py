@@ -145,12 +145,17 @@ class SolverInfo:
     uses_prior: bool = True
     #: network evaluations per step and sample (for planning before a run).
     nfe_per_step: int = 1
+    #: fewer steps than this are known to fail (e.g. diverge); 0 when there is no such bound.
+    min_steps: int = 0
 
     def is_posterior(self, params: Any) -> bool:
         return self.posterior(params) if callable(self.posterior) else bool(self.posterior)
 
-    def caveat(self, op) -> str | None:
-        """A warning worth showing before a run on ``op``, or None."""
+    def caveat(self, op, steps: int | None = None) -> str | None:
+        """A warning worth showing before a run of ``steps`` steps on ``op``, or None."""
+        if steps is not None and steps < self.min_steps:
+            return (f"{self.name} with {steps} steps is likely to diverge; it needs at least about "
+                    f"{self.min_steps} steps (its paper uses 1000).")
         if "pinv" in self.needs and not getattr(op, "exact_pinv", False):
             return (f"{self.name} relies on a pseudo-inverse, which for {op.kind} is an iterative "
                     "least-squares solve that amplifies measurement noise; expect poor results on noisy data.")

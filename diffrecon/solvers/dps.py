@@ -56,4 +56,6 @@ INFO = SolverInfo(
     title="DPS (diffusion posterior sampling)",
     reference="Chung, Kim, McCann, Klasky & Ye, ICLR 2023",
     needs=frozenset({"grad"}), posterior=True, uses_prior=True,
+    # measured with the bundled prior on the CT demo: 5 steps -16 dB, 50 steps 25.5 dB, 100 steps 28.1 dB
+    min_steps=20,
 )
