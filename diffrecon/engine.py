@@ -11,7 +11,6 @@ returns the statistics of the samples already complete.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -239,6 +238,18 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
                   warnings)
 
 
+def _batch_start(setup: _Setup, seed: int, indices) -> tuple[SampleRNG, torch.Tensor, torch.Tensor]:
+    """Random streams, initial state (``sigmas[0]`` times each sample's own noise; zeros for the
+    baselines) and the shared measurement for the samples ``indices``."""
+    rng = SampleRNG(seed, indices, setup.device)
+    b = len(rng)
+    if setup.info.uses_prior:
+        x_init = float(setup.sigmas[0]) * rng.randn(setup.op.image_shape)
+    else:
+        x_init = torch.zeros(b, *setup.op.image_shape, device=setup.device)
+    return rng, x_init, setup.y.expand(b, *setup.y.shape[1:])
+
+
 def _auto_batch(samples: int, device: torch.device) -> int:
     # On the GPU all samples go in one batch and an out-of-memory error halves it; on the CPU
     # batches of 8 keep previews and Stop responsive without costing throughput.
@@ -255,10 +266,7 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     prediction then uses the steps timed so far, or has ``None`` time and memory if none were."""
     setup = prepare(measurement, config, denoiser)
     dev, info = setup.device, setup.info
-    b = setup.batches[0]
-    rng = SampleRNG(config.seed, range(b), dev)
-    x_init = float(setup.sigmas[0]) * rng.randn(setup.op.image_shape) if info.uses_prior \
-        else torch.zeros(b, *setup.op.image_shape, device=dev)
+    rng, x_init, y = _batch_start(setup, config.seed, range(setup.batches[0]))
     den = CountingDenoiser(setup.denoiser, Counter(), setup.autocast, dev) if info.uses_prior else None
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -266,7 +274,6 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     times, n_solver_steps = [], 1
     t = time.perf_counter()
     with torch.no_grad():
-        y = setup.y.expand(b, *setup.y.shape[1:])
         solving = () if stop is not None and stop.is_set() else \
             info.solve(den, setup.op, y, setup.sigmas, x_init, params=setup.params, generator=rng)
         for k, step in enumerate(solving):
@@ -281,7 +288,7 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     seconds = peak = None
     if times:
         per_step = float(np.median(times[1:] if len(times) > 1 else times))  # the first step warms up
-        seconds = per_step * n_solver_steps * sum(bb / b for bb in setup.batches)
+        seconds = per_step * n_solver_steps * sum(bb / setup.batches[0] for bb in setup.batches)
         peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     return Planned(
         device=device_name(dev), batches=list(setup.batches), steps=steps,
@@ -333,10 +340,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     while queue and not stopped:
         b = queue.pop(0)
         indices = list(range(first, first + b))
-        rng = SampleRNG(config.seed, indices, dev)
-        x_init = float(setup.sigmas[0]) * rng.randn(setup.op.image_shape) if info.uses_prior \
-            else torch.zeros(b, *setup.op.image_shape, device=dev)
-        y = setup.y.expand(b, *setup.y.shape[1:])
+        rng, x_init, y = _batch_start(setup, config.seed, indices)
         x = None
         try:
             with torch.no_grad():

@@ -15,7 +15,8 @@ from . import export as exporting
 from .ab_actions import ABActions
 from .forward_panel import ForwardPanel
 from .hdf5_tree import HDF5Tree
-from .memory import format_memory, memory_snapshot
+from ..runtime import memory_snapshot
+from .memory import format_memory
 from .menus import build_menus, compare_window_class
 from .metrics_table import MetricsTable
 from .plan_panel import PlanPanel

@@ -1,11 +1,7 @@
-"""Memory read-out for the status area: GPU allocator figures on CUDA, process RSS otherwise.
-
-Qt-free and cheap (no device synchronisation), so the window can poll it several times a second
-while a run is going.
-"""
+"""Formatting of memory figures for the status area and tables (the figures come from
+:func:`diffrecon.runtime.memory_snapshot`, cheap enough to poll several times a second)."""
 from __future__ import annotations
 
-from ..runtime import memory_snapshot, process_peak_rss, process_rss  # noqa: F401  (re-exported)
 
 def format_bytes(n: float | None) -> str:
     if n is None:

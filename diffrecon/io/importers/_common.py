@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from ..h5 import damaged_file_guard  # noqa: F401  (one implementation, shared with the io readers)
 
 #: Largest image side an importer builds (a 4096 x 4096 image is already far beyond any prior).
 MAX_SIDE = 4096

@@ -38,7 +38,7 @@ from ...coils import (calibration_width, estimate_coil_maps, estimate_noise_sigm
 from ...errors import InputError
 from ...measurement import Measurement
 from ..h5 import attr_str, open_readonly, require_dataset
-from ._common import (MAX_SIDE, centre_crop_or_pad, check_size_arg, damaged_file_guard, finite_or_fail, operator_class,
+from ._common import (MAX_SIDE, centre_crop_or_pad, check_size_arg, finite_or_fail, operator_class,
                       pick_index, value_range_of)
 
 _MAX_COILS = 128
@@ -132,7 +132,7 @@ def import_fastmri(path: str | os.PathLike, slice: int | None = None, size: int 
     size = check_size_arg(size, path)
     if coils not in ("auto", "none"):
         raise InputError(f"Import of {path}: coils is {coils!r}; valid values are 'auto' and 'none'.")
-    with damaged_file_guard(path), open_readonly(path, allow_external=allow_external) as f:
+    with open_readonly(path, allow_external=allow_external) as f:
         ks_ds, ref_ds = _validate(f, path)
         index = pick_index(slice, ks_ds.shape[0], "the slices of /kspace", path)
         kspace = _read(ks_ds, index, path, np.complex64)

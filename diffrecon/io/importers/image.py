@@ -17,7 +17,7 @@ import torch
 from ...errors import InputError
 from ...measurement import Measurement
 from ..h5 import open_readonly, require_dataset
-from ._common import MAX_SIDE, damaged_file_guard, operator_class, value_range_of
+from ._common import MAX_SIDE, operator_class, value_range_of
 
 _MAX_CHANNELS = 4
 _TIFF = (".tif", ".tiff")
@@ -82,7 +82,7 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def _read_h5(path: Path, dataset: str | None, allow_external: bool) -> np.ndarray:
-    with damaged_file_guard(path), open_readonly(path, allow_external=allow_external) as f:
+    with open_readonly(path, allow_external=allow_external) as f:
         if dataset is None:
             found: list[str] = []
             f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset)

@@ -30,7 +30,7 @@ import numpy as np
 from ...errors import InputError
 from ...measurement import Measurement
 from ..h5 import attr_str, open_readonly, require_dataset
-from ._common import check_size_arg, damaged_file_guard, finite_or_fail, operator_class, pick_index
+from ._common import check_size_arg, finite_or_fail, operator_class, pick_index
 
 #: Transmissions below this are clipped before the logarithm (photon starvation, bad pixels).
 MIN_TRANSMISSION = 1e-6
@@ -114,7 +114,7 @@ def import_dxchange(path: str | os.PathLike, slice: int | None = None, size: int
     """Detector row ``slice`` (None: the middle) of an APS Data Exchange file as a CT measurement."""
     path = Path(path)
     size = check_size_arg(size, path)
-    with damaged_file_guard(path), open_readonly(path, allow_external=allow_external) as f:
+    with open_readonly(path, allow_external=allow_external) as f:
         data = _frames(f, "exchange/data", path)
         n_ang, rows, cols = data.shape
         if not 2 <= n_ang <= _MAX_ANGLES or cols < 8:
@@ -168,7 +168,7 @@ def import_nxtomo(path: str | os.PathLike, slice: int | None = None, size: int |
     """Detector row ``slice`` (None: the middle) of a NeXus NXtomo file as a CT measurement."""
     path = Path(path)
     size = check_size_arg(size, path)
-    with damaged_file_guard(path), open_readonly(path, allow_external=allow_external) as f:
+    with open_readonly(path, allow_external=allow_external) as f:
         entry = _find_nxtomo(f, path)
         data = _frames(entry, "instrument/detector/data", path)
         n_frames, rows, cols = data.shape
