@@ -199,15 +199,18 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
     prior_name, prior_hash = "none", ""
     if info.uses_prior:
         if denoiser is None:
-            from .priors import load_prior, prior_weight_hash
+            from .priors import PriorCard, default_prior_folder, load_prior, prior_weight_hash
 
-            denoiser = load_prior(config.prior, tuple(op.image_shape), device=device)
             prior_name = config.prior
-            if config.prior == "default" and tuple(denoiser.image_shape) != tuple(op.image_shape):
-                c, h, w = denoiser.image_shape
-                warnings.append(f"The bundled prior takes {c}x{h}x{w} images, not "
-                                f"{'x'.join(map(str, op.image_shape))}; using the Gaussian prior fitted at this size.")
-                denoiser, prior_name = load_prior("gaussian", tuple(op.image_shape), device=device), "gaussian"
+            bundled = default_prior_folder() if prior_name == "default" else None
+            if bundled is not None:  # read the card first: no network is built only to be dropped
+                card = PriorCard.load(bundled / "card.json")
+                if (card.channels, *card.resolution) != tuple(op.image_shape):
+                    warnings.append(f"The bundled prior takes {card.channels}x{'x'.join(map(str, card.resolution))} "
+                                    f"images, not {'x'.join(map(str, op.image_shape))}; using the Gaussian prior "
+                                    "fitted at this size.")
+                    prior_name = "gaussian"
+            denoiser = load_prior(prior_name, tuple(op.image_shape), device=device)
             prior_hash = prior_weight_hash(denoiser)
         else:
             prior_name = getattr(denoiser.card, "name", "custom")
