@@ -168,8 +168,9 @@ def ground_truth(size: int, channels: int, index: int) -> np.ndarray:
     return np.repeat(img[None], channels, axis=0)
 
 
-def problem(task: str, x: np.ndarray, dinv, device, seed: int = 0):
-    """``(ours: Measurement, theirs: (y, physics))`` for the same image and noise level."""
+def problem(task: str, x: np.ndarray, dinv, device, seed: int = 0, ours_only: bool = False):
+    """``(ours: Measurement, theirs: (y, physics))`` for the same image and noise level
+    (``theirs`` None with ``ours_only``)."""
     c, h, w = x.shape
     g = torch.Generator().manual_seed(seed)
     xt = torch.from_numpy(x)[None]
@@ -177,6 +178,8 @@ def problem(task: str, x: np.ndarray, dinv, device, seed: int = 0):
         mask = random_mask((c, h, w), 0.5, seed=seed)
         op = Inpaint((c, h, w), mask, noise_sigma=NOISE)
         y = op.A(xt) + NOISE * torch.randn(xt.shape, generator=g) * op.mask
+        if ours_only:
+            return _ours(y, op, x), None
         physics = dinv.physics.Inpainting(img_size=(c, h, w), mask=torch.from_numpy(mask).expand(c, h, w)[None].float().to(device),
                                           noise_model=dinv.physics.GaussianNoise(NOISE), device=device)
         y_theirs = y.to(device)  # the identical measurement: both masks zero the same pixels
@@ -185,14 +188,19 @@ def problem(task: str, x: np.ndarray, dinv, device, seed: int = 0):
         clean = op.A(xt)
         op.noise_sigma = NOISE * float(clean.abs().max())
         y = clean + op.noise_sigma * torch.randn(clean.shape, generator=g)
+        if ours_only:
+            return _ours(y, op, x), None
         physics = dinv.physics.Tomography(angles=CT_VIEWS, img_width=h, normalize=True, device=device)
         clean_t = physics.A(xt.to(device))
         sigma_t = NOISE * float(clean_t.abs().max())
         physics.noise_model = dinv.physics.GaussianNoise(sigma_t)
         y_theirs = clean_t + sigma_t * torch.randn(clean_t.shape, generator=g).to(device)
-    m = Measurement(y=y[0].numpy(), operator=op.to_spec(), noise_sigma=op.noise_sigma,
-                    value_range=(0.0, 1.0), ground_truth=x)
-    return m, (y_theirs, physics)
+    return _ours(y, op, x), (y_theirs, physics)
+
+
+def _ours(y, op, x) -> Measurement:
+    return Measurement(y=y[0].numpy(), operator=op.to_spec(), noise_sigma=op.noise_sigma,
+                       value_range=(0.0, 1.0), ground_truth=x)
 
 
 def run_ours(m: Measurement, denoiser, solver: str, steps: int, k: int, device, seed=0):
@@ -252,10 +260,7 @@ def build_adm(setup: dict, folder: Path, device) -> object:
 
 
 def network_section(setup, ours, theirs_net, device) -> dict:
-    cfg, size = setup["config"], setup["size"]
-    with torch.device("meta"):
-        flops = count_flops(ADMUNet(cfg), (1, cfg.in_channels, size, size))
-    setup["flops_per_eval"] = flops
+    cfg, size, flops = setup["config"], setup["size"], setup["flops_per_eval"]
     x = torch.randn(8, cfg.in_channels, size, size, device=device)
     t = torch.full((8,), 500.0, device=device)
     out = {"preset": setup["preset"], "image_size": size, "flops_per_eval": flops,
@@ -359,7 +364,7 @@ def agreement_section(setup, dinv, FromOurs, Autocast, device) -> list[dict]:
     return rows
 
 
-def dps_1000_section(setup, dinv, ours, device, started: float, budget: float) -> dict:
+def dps_1000_section(setup, ours, device, started: float, budget: float) -> dict:
     steps, k = setup["long_steps"], setup["ks"][-1]
     per_step = next((r["ours_seconds_per_sample"] * k / setup["steps"] for r in setup.get("timing_rows", [])
                      if r.get("solver") == "dps" and r.get("K") == k and "ours_seconds_per_sample" in r), None)
@@ -367,7 +372,7 @@ def dps_1000_section(setup, dinv, ours, device, started: float, budget: float) -
     left = budget - (time.perf_counter() - started)
     if predicted is not None and predicted > left:
         return {"skipped": f"predicted {predicted:.0f} s exceeds the {left:.0f} s left of --budget"}
-    m, _ = problem("inpaint", ground_truth(setup["size"], setup["config"].in_channels, 0), dinv, device)
+    m, _ = problem("inpaint", ground_truth(setup["size"], setup["config"].in_channels, 0), None, device, ours_only=True)
     r = run_ours(m, ours, "dps", steps, k, device)
     out = {"steps": steps, "samples": k, "seconds_total": r["seconds"], "seconds_per_sample": r["seconds"] / k,
            "peak_bytes": r["peak_bytes"], "predicted_seconds": predicted,
@@ -377,13 +382,142 @@ def dps_1000_section(setup, dinv, ours, device, started: float, budget: float) -
     return out
 
 
+def _timed_calls(fn, device, repeats: int) -> tuple[float, float]:
+    """(first call seconds: recording or compiling included, median of the next calls)."""
+    with Clock(device) as first:
+        fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        with Clock(device) as clock:
+            fn()
+        times.append(clock.seconds)
+    return first.seconds, statistics.median(times)
+
+
+def acceleration_section(setup, nets, device, started: float, budget: float) -> list[dict]:
+    """One network evaluation (plain, and with the gradient DPS takes) in each mode: eager,
+    eager channels-last, CUDA graphs, torch.compile; gradient checkpointing for the gradient.
+    bf16 autocast as in a run; seconds per call, first-call (set-up) seconds, peak memory, and
+    the largest difference to the eager output."""
+    rows = []
+    variants = [("none", False, False), ("none", True, False), ("graphs", False, False),
+                ("compile", False, False), ("none", False, True), ("graphs", False, True)]
+    for name, den in nets:
+        c, h, w = den.image_shape
+        for k in setup["ks"]:
+            g = torch.Generator(device).manual_seed(0)
+            x = torch.randn(k, c, h, w, device=device, generator=g)
+            sigma = torch.full((k,), 0.5, device=device)
+            for grad in (False, True):
+                ref = None
+                for mode, cl, ckpt in variants:
+                    if ckpt and not grad:
+                        continue
+                    row = {"network": name, "K": k, "gradient": grad, "mode": mode, "channels_last": cl,
+                           "checkpointing": ckpt}
+                    left = budget - (time.perf_counter() - started)
+                    if mode == "compile" and (left < setup["compile_reserve"] or (name.startswith("adm") and grad)):
+                        row["skipped"] = "compile of this network/gradient left out to keep the run inside its budget"
+                        rows.append(row)
+                        continue
+                    try:
+                        den.accelerate(mode, cl, ckpt)
+
+                        def call():
+                            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                                if not grad:
+                                    with torch.no_grad():
+                                        return den(x, sigma)
+                                with torch.enable_grad():
+                                    xi = x.detach().requires_grad_(True)
+                                    out = den(xi, sigma)
+                                    return torch.autograd.grad(out.square().sum(), xi)[0]
+
+                        reset_peak(device)
+                        first, per_call = _timed_calls(call, device, setup["repeats"] * 3)
+                        value = call()
+                        ref = value if ref is None else ref
+                        row.update({"seconds_per_call": per_call, "first_call_seconds": first,
+                                    "peak_bytes": peak(device),
+                                    "max_abs_difference_to_eager": float((value - ref).abs().max()),
+                                    "reference_max_abs": float(ref.abs().max())})
+                    except Exception as err:
+                        row["error"] = f"{type(err).__name__}: {err}"
+                    finally:
+                        if den.network_call is not None:
+                            den.network_call.release()
+                    rows.append(row)
+                    print(_fmt_accel(row), flush=True)
+        den.accelerate("graphs" if device.type == "cuda" else "none", False, False)  # the run default
+    return rows
+
+
+def _fmt_accel(r: dict) -> str:
+    head = (f"{r['network']:12s} K={r['K']} {'grad' if r['gradient'] else 'plain'} {r['mode']:8s}"
+            f"{' cl' if r['channels_last'] else '   '}{' ckpt' if r['checkpointing'] else '     '}")
+    if "error" in r or "skipped" in r:
+        return f"{head}  {r.get('error') or r.get('skipped')}"[:200]
+    return (f"{head}  {1e3 * r['seconds_per_call']:8.2f} ms/call  first {r['first_call_seconds']:6.2f} s  "
+            f"peak {(r['peak_bytes'] or 0) / 2**20:7.0f} MiB  diff {r['max_abs_difference_to_eager']:.2e}")
+
+
+def planner_section(setup, nets, device) -> list[dict]:
+    """engine.plan's predicted peak memory against the measured peak of the run that follows,
+    over networks, solvers, K, precision and checkpointing. Target: within 15 %."""
+    from diffrecon.engine import plan
+
+    rows = []
+    combos = [("dps", 8, "bf16", False), ("dps", 8, "fp32", False), ("dps", 8, "bf16", True),
+              ("dps", 1, "bf16", False), ("ddrm", 8, "bf16", False), ("diffpir", 8, "bf16", False)]
+    for name, den in nets:
+        c, h, _ = den.image_shape
+        m, _ = problem("inpaint", ground_truth(h, c, 0), None, device, ours_only=True)
+        for solver, k, precision, ckpt in combos:
+            row = {"network": name, "solver": solver, "K": k, "precision": precision, "checkpointing": ckpt}
+            try:
+                cfg = RunConfig(solver=solver, params=PARAMS[solver], steps=setup["plan_steps"], samples=k,
+                                device=str(device), precision=precision, batch_size=k, keep_samples=0,
+                                preview_interval=1.0, checkpointing=ckpt)
+                if den.network_call is not None:
+                    den.network_call.release()  # the probe records graphs, as a first run does
+                reset_peak(device)
+                predicted = plan(m, cfg, denoiser=den)
+                if den.network_call is not None:
+                    den.network_call.release()  # the run records its graphs again, as a first run does
+                reset_peak(device)
+                with Clock(device) as clock:
+                    result = next(ev.result for ev in run(m, cfg, denoiser=den) if isinstance(ev, Finished))
+                measured = peak(device)
+                row.update({"predicted_peak_bytes": predicted.predicted_peak_bytes, "measured_peak_bytes": measured,
+                            "predicted_seconds": predicted.predicted_seconds, "measured_seconds": result.metrics["seconds"],
+                            "seconds_with_setup": clock.seconds})
+                if predicted.predicted_peak_bytes and measured:
+                    row["peak_ratio"] = predicted.predicted_peak_bytes / measured
+                    row["within_15_percent"] = abs(row["peak_ratio"] - 1) <= 0.15
+            except Exception as err:
+                row["error"] = f"{type(err).__name__}: {err}"
+            rows.append(row)
+            if "error" in row:
+                print(f"plan {name} {solver} K={k}: ERROR {row['error'][:160]}", flush=True)
+            else:
+                print(f"plan {name:12s} {solver:8s} K={k} {precision} {'ckpt' if ckpt else '    '}  predicted "
+                      f"{(row['predicted_peak_bytes'] or 0) / 2**20:7.0f} MiB  measured {(measured or 0) / 2**20:7.0f} MiB  "
+                      f"ratio {row.get('peak_ratio', float('nan')):.3f}", flush=True)
+    return rows
+
+
 # ------------------------------------------------------------------------------------ main
+SECTIONS = ("matmul", "network", "timing", "agreement", "acceleration", "planner", "dps_1000")
+
+
 def settings(args) -> dict:
-    if args.smoke:  # CPU, tiny: checks every code path in about a minute
+    if args.smoke:  # CPU, tiny: checks every code path in a few minutes
         return {"preset": "ffhq_256", "size": 32, "steps": 2, "repeats": 1, "ks": (1, 2), "phantoms": 1,
-                "agree_size": 32, "agree_steps": 3, "long_steps": 3}
+                "agree_size": 32, "agree_steps": 3, "long_steps": 3, "plan_steps": 3, "compile_reserve": 0.0}
     return {"preset": "imagenet_256_uncond", "size": 256, "steps": args.steps, "repeats": args.repeats,
-            "ks": (1, 8), "phantoms": 3, "agree_size": 128, "agree_steps": args.steps, "long_steps": 1000}
+            "ks": (1, 8), "phantoms": 3, "agree_size": 128, "agree_steps": args.steps, "long_steps": 1000,
+            "plan_steps": 20, "compile_reserve": 200.0}
 
 
 def main(argv=None) -> int:
@@ -392,8 +526,14 @@ def main(argv=None) -> int:
     ap.add_argument("--smoke", action="store_true", help="CPU, 32x32, 2 steps, small ADM: a check of the script")
     ap.add_argument("--steps", type=int, default=50, help="steps of the ours-vs-deepinv runs")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--budget", type=float, default=450.0, help="seconds; the 1000-step run is skipped past it")
+    ap.add_argument("--budget", type=float, default=500.0,
+                    help="seconds; torch.compile trials and the 1000-step run are left out past it")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     args = ap.parse_args(argv)
+    chosen = [x for x in args.sections.split(",") if x]
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        ap.error(f"unknown sections {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
     started = time.perf_counter()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -401,32 +541,50 @@ def main(argv=None) -> int:
     setup = settings(args)
     setup["config"] = getattr(ADMConfig, setup["preset"])()  # image_size fixes where attention sits
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "smoke": args.smoke,
+              "torch": torch.__version__, "smoke": args.smoke, "sections": chosen,
               "settings": {k: v for k, v in setup.items() if k != "config"},
               "adm_config": dataclasses.asdict(setup["config"])}
     print(f"device {report['device']}, torch {torch.__version__}, settings {report['settings']}", flush=True)
-    dinv = import_deepinv(report)
-    Autocast, FromOurs = make_deepinv_wrappers(dinv)
+    needs_deepinv = {"network", "timing", "agreement"} & set(chosen)
+    dinv = import_deepinv(report) if needs_deepinv else None
     amp = torch.bfloat16 if device.type == "cuda" else None
 
-    section(report, "matmul", out, matmul_rate, device, args.smoke)
-    setup["matmul_rate"] = report["matmul"].get("flops_per_second")
+    if "matmul" in chosen or "timing" in chosen or "dps_1000" in chosen:
+        section(report, "matmul", out, matmul_rate, device, args.smoke)
+        setup["matmul_rate"] = report["matmul"].get("flops_per_second")
     with tempfile.TemporaryDirectory() as tmp:
         ours = build_adm(setup, Path(tmp), device)
     # --smoke runs the 256 architecture on 32x32 images: the card must say so for the engine.
     ours.card = dataclasses.replace(ours.card, resolution=(setup["size"], setup["size"]))
-    theirs_net = dinv.models.DiffUNet(large_model=setup["preset"] == "imagenet_256_uncond", pretrained=None)
-    state = theirs_net.state_dict()
-    state.update(ours.network.state_dict())
-    theirs_net.load_state_dict(state)
-    theirs_net = theirs_net.to(device).eval().requires_grad_(False)
-    theirs = Autocast(theirs_net, amp).to(device)
+    with torch.device("meta"):
+        setup["flops_per_eval"] = count_flops(ADMUNet(setup["config"]), (1, setup["config"].in_channels,
+                                                                         setup["size"], setup["size"]))
+    if dinv is not None:
+        Autocast, FromOurs = make_deepinv_wrappers(dinv)
+        theirs_net = dinv.models.DiffUNet(large_model=setup["preset"] == "imagenet_256_uncond", pretrained=None)
+        state = theirs_net.state_dict()
+        state.update(ours.network.state_dict())
+        theirs_net.load_state_dict(state)
+        theirs_net = theirs_net.to(device).eval().requires_grad_(False)
+        theirs = Autocast(theirs_net, amp).to(device)
+        if "network" in chosen:
+            section(report, "network", out, network_section, setup, ours, theirs_net, device)
+        if "timing" in chosen:
+            section(report, "timing", out, timing_section, setup, dinv, ours, theirs, device)
+            setup["timing_rows"] = report["timing"] if isinstance(report["timing"], list) else []
+        if "agreement" in chosen:
+            section(report, "agreement", out, agreement_section, setup, dinv, FromOurs, Autocast, device)
+    nets = [(f"adm_{setup['size']}", ours)]
+    from diffrecon.priors import default_prior_folder, load_prior
 
-    section(report, "network", out, network_section, setup, ours, theirs_net, device)
-    section(report, "timing", out, timing_section, setup, dinv, ours, theirs, device)
-    setup["timing_rows"] = report["timing"] if isinstance(report["timing"], list) else []
-    section(report, "agreement", out, agreement_section, setup, dinv, FromOurs, Autocast, device)
-    section(report, "dps_1000", out, dps_1000_section, setup, dinv, ours, device, started, args.budget)
+    if default_prior_folder() is not None and not args.smoke:
+        nets.append(("bundled_128", load_prior("default", None, device=device)))
+    if "acceleration" in chosen:
+        section(report, "acceleration", out, acceleration_section, setup, nets, device, started, args.budget)
+    if "planner" in chosen:
+        section(report, "planner", out, planner_section, setup, nets, device)
+    if "dps_1000" in chosen:
+        section(report, "dps_1000", out, dps_1000_section, setup, ours, device, started, args.budget)
     report["total_seconds"] = time.perf_counter() - started
     out.write_text(json.dumps(report, indent=2, default=str))
     print(f"total {report['total_seconds']:.0f} s; wrote {out}", flush=True)

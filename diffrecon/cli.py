@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="solver parameter (repeatable)")
     r.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     r.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    r.add_argument("--compile", choices=("auto", "none", "graphs", "compile"), default="auto",
+                   help="how the network runs on CUDA: CUDA graphs (auto), torch.compile, or eagerly")
+    r.add_argument("--channels-last", action="store_true", help="channels-last network on CUDA")
+    r.add_argument("--checkpointing", action="store_true",
+                   help="gradient checkpointing for DPS-type solvers: less memory, about a third more time")
     r.add_argument("--batch-size", type=_positive, default=None, help="samples per batch (default: what fits)")
     r.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
     r.set_defaults(func=_cmd_reconstruct)
@@ -427,7 +432,8 @@ def _cmd_reconstruct(args) -> int:
     config = RunConfig(
         solver=args.solver, params={k: getattr(typed, k) for k in overrides}, steps=args.steps,
         samples=args.samples, seed=args.seed, prior=args.prior, device=args.device,
-        precision=args.precision, batch_size=args.batch_size,
+        precision=args.precision, batch_size=args.batch_size, compile=args.compile,
+        channels_last=args.channels_last, checkpointing=args.checkpointing,
     )
 
     stop = threading.Event()

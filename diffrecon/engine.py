@@ -26,6 +26,7 @@ from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
 from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, Welford, device_name,
                       memory_snapshot, resolve_device)
+from .priors.acceleration import resolve_mode
 from .schedule import make_sigmas
 from .solvers._common import SampleRNG
 
@@ -42,6 +43,9 @@ class RunConfig:
     prior: str = "default"  # "default" (bundled), "gaussian", or a prior folder
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "bf16"  # bf16 | fp32: the network's autocast dtype on GPU
+    compile: str = "auto"  # auto | none | graphs | compile: how the network runs on CUDA (auto: graphs)
+    channels_last: bool = False  # network weights and inputs channels-last on CUDA
+    checkpointing: bool = False  # gradient checkpointing for solvers that backpropagate (DPS memory)
     schedule: str = "karras"  # karras | vp_uniform
     batch_size: int | None = None  # None: as many samples per batch as memory allows
     keep_samples: int = 16  # samples stored in the result
@@ -180,6 +184,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
     info = get_solver(config.solver)
     params = parse_params(info.Params, dict(config.params), info.name)
     device = resolve_device(config.device)
+    compile_mode = resolve_mode(config.compile, device)
 
     op = build_operator(measurement.operator).to(device)
     y_np = np.asarray(measurement.y)
@@ -221,6 +226,9 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
                 f"The prior {prior_name!r} takes {c}x{h}x{w} images but this measurement's image is "
                 f"{'x'.join(map(str, op.image_shape))}; crop or resample the data, or use the gaussian prior, which fits any size."
             )
+        if hasattr(denoiser, "accelerate"):  # network priors: graphs / compile, memory format, checkpointing
+            denoiser.accelerate(compile_mode, bool(config.channels_last) and device.type == "cuda",
+                                bool(config.checkpointing))
         prior_range = tuple(denoiser.card.value_range)
         sigmas = make_sigmas(config.steps, denoiser, config.schedule)
     else:
@@ -331,6 +339,8 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     stats = Welford()
     kept: list[np.ndarray] = []
     preview = AsyncPreview(dev)
+    network = getattr(setup.denoiser, "network_call", None) if info.uses_prior else None
+    setup_seconds = network.setup_seconds if network is not None else 0.0
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
@@ -372,6 +382,8 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
             if b == 1:
                 raise RunError(f"Out of GPU memory with a single sample of {info.name}; use a smaller image, "
                                "bf16 precision or the CPU.") from None
+            if network is not None:
+                network.release()  # graphs recorded for the batch that did not fit
             torch.cuda.empty_cache()
             half = max(1, b // 2)
             queue = _plan_batches(b + sum(queue), half)  # every later batch at the size that fits
@@ -385,6 +397,11 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         if x is None or not bool(torch.isfinite(x).all()):
             raise RunError(f"The {info.name} run diverged (non-finite values) in samples {indices[0]}-{indices[-1]}; "
                            "try more steps, a smaller step size or fp32 precision.")
+        if network is not None and network.setup_seconds > setup_seconds:
+            what = "compiled the network" if network.mode == "compile" else "recorded CUDA graphs"
+            yield Log(f"{what} for {b} samples per batch in {network.setup_seconds - setup_seconds:.1f} s "
+                      "(once per batch size).", "info")
+            setup_seconds = network.setup_seconds
         stats.add(x.float())
         counter.nfe_finished = counter.nfe
         if len(kept) < config.keep_samples:
@@ -421,6 +438,9 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "samples": config.samples, "samples_done": stats.n, "seed": config.seed, "prior": setup.prior_name,
         "prior_card": card.to_json() if card is not None else "", "prior_hash": setup.prior_hash,
         "schedule": config.schedule, "precision": config.precision if setup.device.type == "cuda" else "fp32",
+        "compile": resolve_mode(config.compile, setup.device) if setup.info.uses_prior else "none",
+        "channels_last": bool(config.channels_last) and setup.device.type == "cuda",
+        "checkpointing": bool(config.checkpointing),
         "device": device_name(setup.device), "batches": list(setup.batches),
         "normalization": [norm.scale, norm.offset], "software_version": __version__,
         "torch_version": str(torch.__version__), "elapsed_seconds": float(elapsed), "started": start_iso,

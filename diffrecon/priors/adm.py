@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from ..errors import InputError
@@ -246,6 +247,8 @@ class ADMUNet(nn.Module):
                     ds //= 2
                 self.output_blocks.append(_EmbedSequential(*layers))
         self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(int(cfg.channel_mult[0] * mc), cfg.out_channels, 3, padding=1))
+        #: recompute each block in the backward pass instead of storing its activations (DPS memory)
+        self.gradient_checkpointing = False
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         factor = 2 ** (len(self.config.channel_mult) - 1)
@@ -253,13 +256,19 @@ class ADMUNet(nn.Module):
             raise InputError(f"The ADM network takes images whose sides are multiples of {factor}; "
                              f"got {x.shape[-2]}x{x.shape[-1]}.")
         emb = self.time_embed(timestep_embedding(t.reshape(-1).expand(x.shape[0]), self.config.model_channels))
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            def run(block, *args):
+                return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+        else:
+            def run(block, *args):
+                return block(*args)
         hs, h = [], x
         for block in self.input_blocks:
-            h = block(h, emb)
+            h = run(block, h, emb)
             hs.append(h)
-        h = self.middle_block(h, emb)
+        h = run(self.middle_block, h, emb)
         for block in self.output_blocks:
-            h = block(torch.cat([h, hs.pop()], dim=1), emb)
+            h = run(block, torch.cat([h, hs.pop()], dim=1), emb)
         return self.out(h)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from .acceleration import NetworkCall, set_checkpointing
 from .base import Denoiser, PriorCard, sigma_as_batch
 
 Tensor = torch.Tensor
@@ -73,6 +74,22 @@ class VPEpsilonDenoiser(Denoiser):
         #: None or e.g. torch.bfloat16: the network's autocast dtype on CUDA (solver state stays fp32).
         self.autocast_dtype: torch.dtype | None = None
         self.weights_path: Path | None = None  # set by load_diffusers_prior, for provenance
+        self.network_call: NetworkCall | None = None  # set by accelerate(); None: eager
+        self.checkpointing = False
+
+    def accelerate(self, mode: str = "none", channels_last: bool = False, checkpointing: bool = False) -> NetworkCall:
+        """Evaluate the network in ``mode`` (none | graphs | compile, see
+        :mod:`~diffrecon.priors.acceleration`), channels-last or not, with gradient checkpointing
+        or not. Recorded graphs and compiled code are kept while the settings stay the same."""
+        call = self.network_call
+        if call is None or (call.mode, call.channels_last) != (mode, channels_last):
+            if call is not None and call.channels_last and not channels_last:
+                self.unet.to(memory_format=torch.contiguous_format)
+            call = self.network_call = NetworkCall(self.unet, mode, channels_last)
+        if checkpointing != self.checkpointing:
+            self.checkpointing = checkpointing if set_checkpointing(self.unet, checkpointing) else False
+            call.release()  # graphs recorded with the other setting
+        return call
 
     def discrete_sigmas(self) -> Tensor:
         return self.sigmas
@@ -90,11 +107,12 @@ class VPEpsilonDenoiser(Denoiser):
         s = sigma_as_batch(sigma, x)
         x_t = x / (1 + s.square()).sqrt().reshape(-1, 1, 1, 1)
         t = self.timestep(s)
+        net = self.network_call or (lambda a, b: self.unet(a, b).sample)
         if self.autocast_dtype is not None and x.is_cuda:
             with torch.autocast("cuda", dtype=self.autocast_dtype):
-                out = self.unet(x_t, t).sample
+                out = net(x_t, t)
         else:
-            out = self.unet(x_t, t).sample
+            out = net(x_t, t)
         eps = out[:, : x.shape[1]].float()  # models with learned variances output 2C channels
         return x - s.reshape(-1, 1, 1, 1) * eps
 
