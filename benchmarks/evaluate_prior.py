@@ -381,16 +381,22 @@ def parse_args(argv=None):
     p.add_argument("--tasks", nargs="+", default=list(TASKS))
     p.add_argument("--solvers", nargs="+", default=[*DIFFUSION, *BASELINES])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--grid-samples", type=int, default=8, help="prior samples in the PNG")
+    p.add_argument("--grid-samples", type=int, default=8, help="prior samples in the PNG (0: no PNG)")
     p.add_argument("--baseline-iters", type=int, default=BASELINE_ITERS, help="cg / tv iterations")
     p.add_argument("--time-budget", type=float, default=420.0,
                    help="seconds; tuning grids are cut to fit, 0 = no limit")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
+                   help="only combine the evaluate.json of these folders (runs of separate tasks) into --out")
     args = p.parse_args(argv)
+    if args.merge:
+        return args
     for name, chosen, valid in (("--tasks", args.tasks, TASKS), ("--solvers", args.solvers, GRIDS)):
         bad = [c for c in chosen if c not in valid]
         if bad:
             raise InputError(f"{name} {bad[0]!r} is not known; valid are {', '.join(valid)}.")
+    if args.grid_samples < 0:
+        raise InputError(f"--grid-samples is {args.grid_samples}; it must be 0 or more.")
     for name in ("size", "n_test", "n_val", "samples", "steps", "baseline_iters"):
         if getattr(args, name) < (8 if name == "size" else 1):
             raise InputError(f"--{name.replace('_', '-')} is {getattr(args, name)}; it must be at least "
@@ -423,10 +429,11 @@ def evaluate(args) -> dict:
     print(f"Estimated {estimate / 60:.1f} min on an H100 (2 ms per batched evaluation); "
           f"time budget {args.time_budget:g} s.", file=sys.stderr)
 
-    grid_phantoms = np.stack([phantom(args.size, TEST_SEEDS[i])[None] for i in range(args.grid_samples)])
-    samples = prior_samples(denoiser, args.grid_samples, args.steps, args.seed, device,
-                            device.type == "cuda" and args.precision == "bf16")
-    save_grid(args.out / "samples_grid.png", samples, grid_phantoms)
+    if args.grid_samples:
+        grid_phantoms = np.stack([phantom(args.size, TEST_SEEDS[i])[None] for i in range(args.grid_samples)])
+        samples = prior_samples(denoiser, args.grid_samples, args.steps, args.seed, device,
+                                device.type == "cuda" and args.precision == "bf16")
+        save_grid(args.out / "samples_grid.png", samples, grid_phantoms)
     write_report(args.out, report)
 
     sets = {t: measurements(t, args.size, args.n_val, args.n_test) for t in args.tasks}
@@ -458,10 +465,46 @@ def evaluate(args) -> dict:
     return report
 
 
+def merge(folders: Sequence[Path], out: Path) -> dict:
+    """One report from the reports of runs over separate tasks (run side by side on one GPU):
+    results in task order, the settings of the first with the union of tasks, the longest
+    elapsed time, and status complete only if every run completed."""
+    reports = []
+    for folder in folders:
+        path = folder / "evaluate.json"
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(f"{path} cannot be read as an evaluation report ({err}).") from None
+    hashes = {r["settings"].get("prior_hash") for r in reports}
+    if len(hashes) > 1:
+        raise InputError(f"The reports in {', '.join(map(str, folders))} evaluated different prior weights; "
+                         "merge only runs of one prior.")
+    settings = dict(reports[0]["settings"])
+    tasks = [t for t in TASKS if any(t in r["settings"]["tasks"] for r in reports)]
+    settings["tasks"] = tasks
+    settings["operator_norms"] = {k: v for r in reports for k, v in r["settings"].get("operator_norms", {}).items()}
+    settings["merged_from"] = len(reports)
+    results = sorted((row for r in reports for row in r["results"]), key=lambda row: tasks.index(row["task"]))
+    bad = [r["status"] for r in reports if r["status"] != "complete"]
+    report = {"settings": settings, "status": "; ".join(bad) if bad else "complete",
+              "started": min(r["started"] for r in reports), "results": results,
+              "elapsed_seconds": max(r.get("elapsed_seconds", 0.0) for r in reports),
+              "skipped": [s for r in reports for s in r.get("skipped", [])]}
+    out.mkdir(parents=True, exist_ok=True)
+    write_report(out, report)
+    for folder in folders:
+        grid = folder / "samples_grid.png"
+        if grid.is_file() and not (out / "samples_grid.png").exists():
+            data = grid.read_bytes()
+            atomic_write(out / "samples_grid.png", lambda tmp: tmp.write_bytes(data))
+    return report
+
+
 def main(argv=None) -> int:
     try:
         args = parse_args(argv)
-        report = evaluate(args)
+        report = merge(args.merge, args.out) if args.merge else evaluate(args)
     except DiffreconError as err:
         print(f"evaluate_prior: {err}", file=sys.stderr)
         return 2

@@ -184,3 +184,32 @@ def test_prior_samples_are_reproducible_spread_and_in_range():
 def test_unknown_task_is_refused_with_one_sentence_naming_the_setting():
     with pytest.raises(InputError, match="--tasks 'xray'"):
         ev.parse_args(["--tasks", "xray", "--out", "x"])
+
+
+def test_runs_of_separate_tasks_merge_into_one_report_in_task_order(tmp_path, run):
+    _, whole = run
+    parts = []
+    for task in reversed(TASKS):  # finished in the other order, as parallel runs may
+        out = tmp_path / task
+        argv = ["--prior", "gaussian", "--size", "16", "--n-test", "2", "--n-val", "1", "--steps", "3",
+                "--samples", "3", "--baseline-iters", "15", "--device", "cpu", "--grid-samples",
+                "3" if task == TASKS[0] else "0", "--tasks", task, "--solvers", *METHODS, "--out", str(out)]
+        assert ev.main(argv) == 0
+        parts.append(out)
+    assert not (tmp_path / TASKS[1] / "samples_grid.png").exists()
+    merged_dir = tmp_path / "merged"
+    assert ev.main(["--merge", *map(str, parts), "--out", str(merged_dir)]) == 0
+    merged = json.loads((merged_dir / "evaluate.json").read_text())
+    order = [t for t in ev.TASKS if t in TASKS]  # the protocol's task order
+    assert merged["status"] == "complete" and merged["settings"]["tasks"] == order
+    expected = sorted(whole["results"], key=lambda r: order.index(r["task"]))
+    assert [(r["task"], r["method"]) for r in merged["results"]] == [(r["task"], r["method"]) for r in expected]
+    # the same seeds and settings: the same numbers as the run over both tasks
+    assert [r["psnr_mean"] for r in merged["results"]] == pytest.approx([r["psnr_mean"] for r in expected])
+    assert merged["summary"].keys() == whole["summary"].keys()
+    assert (merged_dir / "samples_grid.png").is_file() and (merged_dir / "evaluate.md").is_file()
+
+
+def test_merge_refuses_a_folder_without_a_report(tmp_path, capsys):
+    assert ev.main(["--merge", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
+    assert "evaluate.json cannot be read as an evaluation report" in capsys.readouterr().err
