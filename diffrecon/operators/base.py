@@ -142,8 +142,8 @@ class LinearOperator(nn.Module):
         The data step of half-quadratic splitting (DiffPIR) and of ADMM. Closed form through
         the SVD where there is one, conjugate gradients otherwise.
         """
-        gamma_t = torch.as_tensor(gamma, dtype=torch.float32, device=z.device)
-        if gamma_t.ndim == 0:
+        gamma_t = per_sample(gamma, z).reshape(-1)
+        if gamma_t.numel() == 1:
             gamma_t = gamma_t.expand(z.shape[0])
         if self.has_svd:
             s = self.singulars()
@@ -212,6 +212,16 @@ class LinearOperator(nn.Module):
 
     def extra_repr(self) -> str:
         return f"image_shape={self.image_shape}, meas_shape={self.meas_shape}, noise_sigma={self.noise_sigma:g}"
+
+
+def per_sample(gamma, z: Tensor, dtype=torch.float32) -> Tensor:
+    """``gamma`` (a number or one value per sample) as a tensor on ``z``'s device, shaped
+    ``(B, 1, 1, 1)`` (a number: a 0-d tensor). A number is filled on the device: a copy from
+    the host would wait for the GPU on every solver step."""
+    if isinstance(gamma, (int, float)):
+        return torch.full((), float(gamma), dtype=dtype, device=z.device)
+    g = torch.as_tensor(gamma, dtype=dtype, device=z.device)
+    return g.reshape(-1, 1, 1, 1) if g.ndim else g
 
 
 def measured_residual(op: LinearOperator, x: Tensor, y: Tensor) -> Tensor:

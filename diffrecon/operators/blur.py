@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .base import LinearOperator, OperatorSpec
+from .base import LinearOperator, OperatorSpec, per_sample
 
 Tensor = torch.Tensor
 
@@ -139,8 +139,7 @@ class Blur(LinearOperator):
     def solve_regularized(self, y: Tensor, z: Tensor, gamma, iters: int = 0) -> Tensor:
         """``(K^H K + gamma)^-1 (K^H y + gamma z)`` in Fourier, per sample."""
         h, w = self.image_shape[1:]
-        g = torch.as_tensor(gamma, dtype=torch.float32, device=z.device)
-        g = g.reshape(-1, 1, 1, 1) if g.ndim else g
+        g = per_sample(gamma, z, torch.float32)
         num = self._Kr.conj() * torch.fft.rfft2(y) + g * torch.fft.rfft2(z)
         return torch.fft.irfft2(num / (self._Kr.abs().square() + g), s=(h, w))
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .base import LinearOperator, OperatorSpec
+from .base import LinearOperator, OperatorSpec, per_sample
 
 Tensor = torch.Tensor
 
@@ -93,8 +93,7 @@ class Inpaint(LinearOperator):
         return y * self._weight
 
     def solve_regularized(self, y: Tensor, z: Tensor, gamma, iters: int = 0) -> Tensor:
-        g = torch.as_tensor(gamma, dtype=z.dtype, device=z.device)
-        g = g.reshape(-1, 1, 1, 1) if g.ndim else g
+        g = per_sample(gamma, z, z.dtype)
         # With gamma = 0 a missing pixel is unconstrained; keep z there rather than divide by 0.
         return (self._weight * y + g * z) / (self._weight + g).clamp_min(1e-12) + (self._weight + g == 0) * z
 

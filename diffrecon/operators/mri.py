@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .base import LinearOperator, OperatorSpec
+from .base import LinearOperator, OperatorSpec, per_sample
 
 Tensor = torch.Tensor
 
@@ -144,8 +144,7 @@ class MRI(LinearOperator):
     def solve_regularized(self, y: Tensor, z: Tensor, gamma, iters: int = 30) -> Tensor:
         if not self.exact_pinv:
             return super().solve_regularized(y, z, gamma, iters)
-        g = torch.as_tensor(gamma, dtype=torch.float32, device=z.device)
-        g = g.reshape(-1, 1, 1, 1) if g.ndim else g
+        g = per_sample(gamma, z, torch.float32)
         return ifft2c((self._weight * y + g * fft2c(z)) / (self._weight + g))
 
     def to_spec(self) -> OperatorSpec:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from scipy.linalg import hadamard
 
 from ..errors import InputError
-from .base import LinearOperator, OperatorSpec
+from .base import LinearOperator, OperatorSpec, per_sample
 
 Tensor = torch.Tensor
 
@@ -60,8 +60,7 @@ class SuperResolution(LinearOperator):
     def solve_regularized(self, y: Tensor, z: Tensor, gamma, iters: int = 0) -> Tensor:
         """``A^T A = P / f^2`` with ``P`` the projection onto block-constant images, so
         ``x = P b / (1/f^2 + gamma) + (I - P) b / gamma`` with ``b = A^T y + gamma z``."""
-        g = torch.as_tensor(gamma, dtype=z.dtype, device=z.device)
-        g = g.reshape(-1, 1, 1, 1) if g.ndim else g
+        g = per_sample(gamma, z, z.dtype)
         b = self.A_adjoint(y) + g * z
         pb = self._replicate(F.avg_pool2d(b, self.factor))
         return pb / (1.0 / self.factor**2 + g) + (b - pb) / g

@@ -89,6 +89,9 @@ class Denoiser(nn.Module):
 
 
 def sigma_as_batch(sigma: Tensor | float, x: Tensor) -> Tensor:
-    """``sigma`` as a ``(B,)`` float32 tensor on ``x``'s device."""
+    """``sigma`` as a ``(B,)`` float32 tensor on ``x``'s device. A Python number becomes a fill
+    on the device: copying it from the host would wait for the GPU at every evaluation."""
+    if isinstance(sigma, (int, float)):
+        return torch.full((x.shape[0],), float(sigma), dtype=torch.float32, device=x.device)
     s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
     return s.expand(x.shape[0]) if s.ndim == 0 else s.reshape(x.shape[0])
