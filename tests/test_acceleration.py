@@ -112,7 +112,10 @@ def test_cli_reconstruct_takes_the_acceleration_flags(tmp_path, capsys):
 # ------------------------------------------------------------------------------------ GPU
 @pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA GPU")
 @pytest.mark.parametrize("amp", [None, torch.bfloat16])
-def test_graph_replay_matches_eager_with_and_without_gradient(tmp_path, amp):
+def test_graph_replay_matches_eager_with_and_without_gradient(tmp_path, amp, monkeypatch):
+    # TF32 convolutions differ by ~1e-3 between cuDNN algorithms, and a recording may pick another
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     den = _adm(tmp_path, "cuda")
     x = torch.randn(3, 1, 16, 16, device="cuda", generator=torch.Generator("cuda").manual_seed(3))
     sig = torch.tensor([0.2, 1.0, 5.0], device="cuda")
@@ -129,7 +132,7 @@ def test_graph_replay_matches_eager_with_and_without_gradient(tmp_path, amp):
             with torch.no_grad():
                 plain = den(xs, sig)
             if k == 0:
-                tol = dict(atol=2e-2, rtol=2e-2) if amp else dict(atol=1e-5, rtol=1e-5)
+                tol = dict(atol=2e-2, rtol=2e-2) if amp else dict(atol=1e-4, rtol=1e-4)
                 torch.testing.assert_close(out, ref_out, **tol)
                 torch.testing.assert_close(g, ref_g, **tol)
                 torch.testing.assert_close(plain, ref_plain, **tol)
@@ -138,7 +141,9 @@ def test_graph_replay_matches_eager_with_and_without_gradient(tmp_path, amp):
 
 
 @pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA GPU")
-def test_engine_dps_with_graphs_reports_recording_and_matches_eager(tmp_path):
+def test_engine_dps_with_graphs_reports_recording_and_matches_eager(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     den = _adm(tmp_path, "cuda")
     m = make_demo("denoise", 16, 0)
     results = {}
@@ -148,5 +153,8 @@ def test_engine_dps_with_graphs_reports_recording_and_matches_eager(tmp_path):
         results[mode] = next(e.result for e in events if isinstance(e, Finished))
         logs = [e.message for e in events if isinstance(e, Log)]
         assert any("recorded CUDA graphs" in s for s in logs) == (mode == "graphs")
-    torch.testing.assert_close(torch.as_tensor(results["graphs"].mean), torch.as_tensor(results["none"].mean),
-                               atol=1e-4, rtol=1e-4)
+    # 20 DPS steps amplify rounding differences (its step gain reaches ~1e4 at the top noise
+    # level); a replay of stale inputs or of the wrong graph would differ by the image's scale
+    diff = abs(results["graphs"].mean - results["none"].mean)
+    assert float(diff.mean()) < 2e-3 and float(diff.max()) < 3e-2
+    assert abs(results["graphs"].metrics["psnr"] - results["none"].metrics["psnr"]) < 0.05

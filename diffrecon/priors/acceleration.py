@@ -78,9 +78,11 @@ class _Recorded:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), torch.enable_grad() if grad else torch.no_grad(), _autocast_now():
             for _ in range(2):  # warm-up outside the recording: cuDNN/cuBLAS choose their kernels
-                out = fn(self.x, self.t)
+                warm = x.detach().clone().requires_grad_(grad)  # not self.x: its autograd node stays
+                out = fn(warm, self.t)                          # on the recording's stream
                 if grad:
-                    torch.autograd.grad(out, self.x, torch.ones_like(out))
+                    torch.autograd.grad(out, warm, torch.ones_like(out))
+            del warm, out
         torch.cuda.current_stream().wait_stream(side)
         self.forward = torch.cuda.CUDAGraph()
         with torch.enable_grad() if grad else torch.no_grad():
