@@ -218,3 +218,17 @@ def test_many_signal_emits_do_not_abort_the_interpreter():
             "e = E()\nfor i in range(20000):\n    e.sig.emit(i)\nprint('alive')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "alive" in out.stdout
+
+
+def test_solver_panel_carries_network_mode_and_checkpointing_to_the_run_and_settings(window, tmp_path):
+    panel = window.solver
+    panel.set_config(RunConfig(solver="dps", steps=3, samples=2, compile="compile", checkpointing=True))
+    assert panel.compile.currentText() == "compile" and panel.checkpointing.isChecked()
+    config = panel.config()
+    assert (config.compile, config.checkpointing) == ("compile", True)
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    panel.save_settings(settings)
+    panel.set_config(RunConfig(solver="dps", steps=3, samples=2))
+    assert panel.compile.currentText() == "auto" and not panel.checkpointing.isChecked()
+    panel.restore_settings(settings)
+    assert (panel.config().compile, panel.config().checkpointing) == ("compile", True)

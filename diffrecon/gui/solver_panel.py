@@ -58,6 +58,15 @@ class SolverPanel(QtWidgets.QWidget):
         self.precision = QtWidgets.QComboBox()
         self.precision.addItems(["bf16", "fp32"])
         self.precision.setToolTip("Network autocast dtype on GPU; solver state stays float32.")
+        self.compile = QtWidgets.QComboBox()
+        self.compile.addItems(["auto", "graphs", "compile", "none"])
+        self.compile.setToolTip("How the network runs on CUDA: auto = CUDA graphs (recorded once per batch "
+                                "size); compile = torch.compile (faster for large networks, tens of seconds "
+                                "to compile); none = eagerly.")
+        self.checkpointing = QtWidgets.QCheckBox("Gradient checkpointing")
+        self.checkpointing.setToolTip("For solvers that backpropagate through the network (DPS): recompute "
+                                      "activations instead of storing them, about a third of the memory "
+                                      "for about 40 % more time.")
         self.prior = QtWidgets.QComboBox()
         self.prior.addItems([*PRIORS, _FOLDER])
         self.prior.setToolTip("default: the bundled prior; gaussian: exact Gaussian prior (tests, checks);"
@@ -75,6 +84,8 @@ class SolverPanel(QtWidgets.QWidget):
         budget.addRow("Seed", self.seed)
         budget.addRow("Device", self.device)
         budget.addRow("Precision", self.precision)
+        budget.addRow("Network", self.compile)
+        budget.addRow("", self.checkpointing)
         budget.addRow("Prior", self.prior)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.solver_box)
@@ -90,8 +101,9 @@ class SolverPanel(QtWidgets.QWidget):
         self.form.changed.connect(self._on_any_change)
         for w in (self.steps, self.samples, self.seed):
             w.valueChanged.connect(self._on_any_change)
-        for w in (self.device, self.precision):
+        for w in (self.device, self.precision, self.compile):
             w.currentIndexChanged.connect(self._on_any_change)
+        self.checkpointing.toggled.connect(self._on_any_change)
         self.prior.activated.connect(self._on_prior_activated)
         self._on_solver_changed()
 
@@ -125,7 +137,8 @@ class SolverPanel(QtWidgets.QWidget):
 
     def set_config(self, config: RunConfig) -> None:
         """Show ``config`` (restored settings or a result's provenance) without signal loops."""
-        widgets = (self.solver_box, self.steps, self.samples, self.seed, self.device, self.precision, self.prior)
+        widgets = (self.solver_box, self.steps, self.samples, self.seed, self.device, self.precision, self.prior,
+                   self.compile, self.checkpointing)
         blockers = [QtCore.QSignalBlocker(w) for w in widgets]
         index = self.solver_box.findData(config.solver, QtCore.Qt.ItemDataRole.UserRole)
         if index >= 0:
@@ -135,6 +148,8 @@ class SolverPanel(QtWidgets.QWidget):
         self.seed.setValue(int(config.seed))
         _select(self.device, config.device)
         _select(self.precision, config.precision)
+        _select(self.compile, config.compile)
+        self.checkpointing.setChecked(bool(config.checkpointing))
         _select(self.prior, config.prior, insert_at=len(PRIORS))
         del blockers
         self._on_solver_changed()
@@ -154,7 +169,8 @@ class SolverPanel(QtWidgets.QWidget):
             base, solver=self.solver_name() or base.solver, params=self.form.values(),
             steps=self.steps.value(), samples=self.samples.value(), seed=self.seed.value(),
             device=self.device.currentText(), precision=self.precision.currentText(),
-            prior=self.prior.currentText())
+            prior=self.prior.currentText(), compile=self.compile.currentText(),
+            checkpointing=self.checkpointing.isChecked())
 
     def is_deterministic(self) -> bool:
         info = self.solver_info()
@@ -201,7 +217,7 @@ class SolverPanel(QtWidgets.QWidget):
         settings.setValue("run/config", json.dumps({
             "solver": c.solver, "params": {k: v for k, v in c.params.items()}, "steps": c.steps,
             "samples": c.samples, "seed": c.seed, "device": c.device, "precision": c.precision,
-            "prior": c.prior}))
+            "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing}))
 
     def restore_settings(self, settings: QtCore.QSettings) -> None:
         raw = settings.value("run/config")

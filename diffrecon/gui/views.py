@@ -159,7 +159,8 @@ def config_from_provenance(prov: dict):
     from ..engine import RunConfig
 
     fields = RunConfig.__dataclass_fields__
-    kw = {k: prov[k] for k in ("solver", "params", "steps", "samples", "seed", "prior", "device", "precision")
+    kw = {k: prov[k] for k in ("solver", "params", "steps", "samples", "seed", "prior", "device", "precision",
+                               "channels_last", "checkpointing")
           if k in prov and k in fields}
     try:
         return dataclasses.replace(RunConfig(), **kw)
