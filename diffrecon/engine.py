@@ -166,6 +166,8 @@ class _Setup:
     prior_name: str
     prior_hash: str
     warnings: list[str]
+    compile_mode: str = "none"  # how the network runs (resolved: auto is graphs on CUDA); none without a prior
+    channels_last: bool = False  # in effect (CUDA only)
 
 
 def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setup:
@@ -185,6 +187,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
     params = parse_params(info.Params, dict(config.params), info.name)
     device = resolve_device(config.device)
     compile_mode = resolve_mode(config.compile, device)
+    channels_last = bool(config.channels_last) and device.type == "cuda"
 
     op = build_operator(measurement.operator).to(device)
     y_np = np.asarray(measurement.y)
@@ -227,8 +230,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
                 f"{'x'.join(map(str, op.image_shape))}; crop or resample the data, or use the gaussian prior, which fits any size."
             )
         if hasattr(denoiser, "accelerate"):  # network priors: graphs / compile, memory format, checkpointing
-            denoiser.accelerate(compile_mode, bool(config.channels_last) and device.type == "cuda",
-                                bool(config.checkpointing))
+            denoiser.accelerate(compile_mode, channels_last, bool(config.checkpointing))
         prior_range = tuple(denoiser.card.value_range)
         sigmas = make_sigmas(config.steps, denoiser, config.schedule)
     else:
@@ -246,7 +248,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
     autocast = torch.bfloat16 if (device.type == "cuda" and config.precision == "bf16") else None
     return _Setup(device, op, y, info, params, denoiser, sigmas, norm,
                   _plan_batches(config.samples, min(batch, config.samples)), autocast, prior_name, prior_hash,
-                  warnings)
+                  warnings, compile_mode if info.uses_prior else "none", channels_last)
 
 
 def _batch_start(setup: _Setup, seed: int, indices) -> tuple[SampleRNG, torch.Tensor, torch.Tensor]:
@@ -438,8 +440,7 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "samples": config.samples, "samples_done": stats.n, "seed": config.seed, "prior": setup.prior_name,
         "prior_card": card.to_json() if card is not None else "", "prior_hash": setup.prior_hash,
         "schedule": config.schedule, "precision": config.precision if setup.device.type == "cuda" else "fp32",
-        "compile": resolve_mode(config.compile, setup.device) if setup.info.uses_prior else "none",
-        "channels_last": bool(config.channels_last) and setup.device.type == "cuda",
+        "compile": setup.compile_mode, "channels_last": setup.channels_last,
         "checkpointing": bool(config.checkpointing),
         "device": device_name(setup.device), "batches": list(setup.batches),
         "normalization": [norm.scale, norm.offset], "software_version": __version__,
