@@ -22,15 +22,29 @@ rewritten after every section, so a run cut short keeps what it finished):
    either side.
 4. ``agreement``: posterior-mean PSNR of both implementations on held-out phantoms
    (``diffrecon.phantoms.TEST_SEEDS``) with the bundled prior when it is installed, and always
-   with the exact Gaussian prior, wrapped for deepinv; target: within 0.3 dB.
+   with the exact Gaussian prior, wrapped for deepinv; target: within 0.3 dB. Both sides solve
+   the same problem: the identical measurement, and for CT our projector wrapped as a deepinv
+   ``LinearPhysics``. ``--device cpu`` runs this section without a GPU.
 5. ``dps_1000``: 1000-step DPS, 8 samples at 256x256 (ours), total time; skipped when the
    time left (``--budget``) would not cover it.
 
-Equal settings: DPS zeta 1 (deepinv ``weight`` 1, VP/DDPM solver with ``num_steps = S + 1``, so S
-guided steps plus its final denoise); DDRM eta 0.85, eta_b 1 with our Karras sigmas handed to
-deepinv (halved: deepinv works in [0, 1], the network in [-1, 1]); DiffPIR lambda 7, zeta 0.3
-(deepinv keeps its own quadratic timestep spacing). deepinv's network runs under the same bf16
-autocast as ours.
+Equal settings (timing): DPS zeta 1 (deepinv ``weight`` 1, VP/DDPM solver with
+``num_steps = S + 1``, so S guided steps); DDRM eta 0.85, eta_b 1 with our Karras sigmas handed
+to deepinv in its [0, 1] units; DiffPIR lambda 7, zeta 0.3. deepinv's network runs under the
+same bf16 autocast as ours.
+
+Equal settings (agreement, ``AGREEMENT``). Each deepinv method as shipped, and where it differs
+from the paper a variant that makes it the same algorithm:
+
+- ``ddrm_noise_aligned``: deepinv 0.5.0's DDRM draws its noise as ``std * randn / sqrt(2)``
+  (0.71x the level it hands the denoiser). Handed ``sqrt(2)`` times our sigmas and a denoiser
+  called at ``sigma / sqrt(2)`` (``SigmaScaled``), it draws exactly our noise.
+- ``dps_step_aligned``: deepinv's DPS puts ``weight * ||A D - y||`` into the score, so its
+  step scales with ``sigma_t^2 - sigma_t'^2``; a weight per step (``paper_step_fidelity``)
+  gives the paper's ``zeta`` step, and ours runs on deepinv's time steps (``vp_sde``).
+- ``diffpir``: ours runs deepinv's schedule (``vp_quadratic``, the authors' quadratic
+  subsequence of the DDPM table) at lambda 3.5, which is deepinv's 7 (its data step weighs
+  ``rho`` twice: see ``AGREEMENT``).
 
 deepinv is not a dependency of diffrecon: install its wheel with ``pip install --no-deps``.
 ``import deepinv`` needs ``natsort`` and ``requests`` only for its datasets and downloads;
@@ -65,6 +79,7 @@ from diffrecon.schedule import make_sigmas  # noqa: E402
 
 PARAMS = {"dps": {"zeta": 1.0}, "ddrm": {"eta": 0.85, "eta_b": 1.0}, "diffpir": {"lam": 7.0, "zeta": 0.3}}
 TASKS = {"inpaint": ("dps", "ddrm", "diffpir"), "ct": ("dps", "diffpir")}
+SQRT2 = 2.0**0.5
 NOISE = 0.01  # image units [0, 1] for inpainting; fraction of the sinogram's maximum for CT
 CT_VIEWS = 60
 
@@ -105,6 +120,13 @@ def reset_peak(device):
 
 
 def peak(device) -> int | None:
+    """Peak bytes the caching allocator reserved since ``reset_peak``. Reserved, not allocated:
+    the private pools of recorded CUDA graphs hold memory that ``max_memory_allocated`` does not
+    count once the capture has ended."""
+    return int(torch.cuda.max_memory_reserved(device)) if device.type == "cuda" else None
+
+
+def peak_allocated(device) -> int | None:
     return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
 
 
@@ -170,15 +192,28 @@ def make_deepinv_wrappers(dinv):
     return Autocast, FromOurs
 
 
+class SigmaScaled(torch.nn.Module):
+    """A denoiser called at ``sigma / factor``."""
+
+    def __init__(self, den, factor: float):
+        super().__init__()
+        self.den, self.factor = den, factor
+
+    def forward(self, x, sigma, *args, **kwargs):
+        return self.den(x, sigma / self.factor)
+
+
 # ------------------------------------------------------------------------------------ problems
 def ground_truth(size: int, channels: int, index: int) -> np.ndarray:
     img = phantom(size, TEST_SEEDS[index]).astype(np.float32)
     return np.repeat(img[None], channels, axis=0)
 
 
-def problem(task: str, x: np.ndarray, dinv, device, seed: int = 0, ours_only: bool = False):
+def problem(task: str, x: np.ndarray, dinv, device, seed: int = 0, ours_only: bool = False, shared_ct: bool = False):
     """``(ours: Measurement, theirs: (y, physics))`` for the same image and noise level
-    (``theirs`` None with ``ours_only``)."""
+    (``theirs`` None with ``ours_only``). CT uses deepinv's own ``Tomography`` on its side, or with
+    ``shared_ct`` our projector wrapped as a deepinv ``LinearPhysics`` and the identical sinogram,
+    so that both sides solve the same problem."""
     c, h, w = x.shape
     g = torch.Generator().manual_seed(seed)
     xt = torch.from_numpy(x)[None]
@@ -198,6 +233,11 @@ def problem(task: str, x: np.ndarray, dinv, device, seed: int = 0, ours_only: bo
         y = clean + op.noise_sigma * torch.randn(clean.shape, generator=g)
         if ours_only:
             return _ours(y, op, x), None
+        if shared_ct:
+            shared = op.to(device)
+            physics = dinv.physics.LinearPhysics(A=shared.A, A_adjoint=shared.A_adjoint,
+                                                 noise_model=dinv.physics.GaussianNoise(op.noise_sigma))
+            return _ours(y, op, x), (y.to(device), physics)
         physics = dinv.physics.Tomography(angles=CT_VIEWS, img_width=h, normalize=True, device=device)
         clean_t = physics.A(xt.to(device))
         sigma_t = NOISE * float(clean_t.abs().max())
@@ -211,32 +251,73 @@ def _ours(y, op, x) -> Measurement:
                        value_range=(0.0, 1.0), ground_truth=x)
 
 
-def run_ours(m: Measurement, denoiser, solver: str, steps: int, k: int, device, seed=0):
-    cfg = RunConfig(solver=solver, params=PARAMS[solver], steps=steps, samples=k, seed=seed, device=str(device),
-                    precision="bf16", batch_size=k, keep_samples=0, preview_interval=1.0)
+def run_ours(m: Measurement, denoiser, solver: str, steps: int, k: int, device, seed=0, *, params=None,
+             schedule="karras"):
+    cfg = RunConfig(solver=solver, params=PARAMS[solver] if params is None else params, steps=steps, samples=k,
+                    seed=seed, device=str(device), precision="bf16", batch_size=k, keep_samples=0,
+                    preview_interval=1.0, schedule=schedule)
     reset_peak(device)
     with Clock(device) as clock:
         result = next(ev.result for ev in run(m, cfg, denoiser=denoiser) if isinstance(ev, Finished))
     return {"seconds": result.metrics["seconds"], "seconds_with_setup": clock.seconds,
-            "peak_bytes": peak(device), "nfe": result.metrics["nfe"], "mean": result.mean}
+            "peak_bytes": peak(device), "peak_allocated_bytes": peak_allocated(device),
+            "nfe": result.metrics["nfe"], "mean": result.mean}
 
 
-def run_theirs(dinv, net, y_phys, solver: str, steps: int, k: int, device, sigmas_ours, seed=0):
+def run_theirs(dinv, net, y_phys, solver: str, steps: int, k: int, device, sigmas_ours, seed=0, range_width=2.0):
+    """deepinv's ``solver`` on ``y_phys``; ``sigmas_ours`` (DDRM's levels) are in the prior's units,
+    ``range_width`` wide (2 for [-1, 1]); deepinv takes them in [0, 1] units."""
     y, physics = y_phys
     yk = y.expand(k, *y.shape[1:]).contiguous()
     torch.manual_seed(seed)
     if solver == "dps":
         model = dinv.sampling.DPS(net, num_steps=steps + 1, weight=1.0, device=device,
                                   rng=torch.Generator(device).manual_seed(seed))
+    elif solver == "dps_step_aligned":
+        model = dinv.sampling.DPS(net, num_steps=steps + 1, weight=1.0, device=device,
+                                  rng=torch.Generator(device).manual_seed(seed))
+        model.data_fidelity = paper_step_fidelity(dinv, net, model, range_width, zeta=PARAMS["dps"]["zeta"])
     elif solver == "ddrm":
-        model = dinv.sampling.DDRM(net, sigmas=(sigmas_ours[:-1] / 2).numpy(), eta=0.85, etab=1.0)
+        model = dinv.sampling.DDRM(net, sigmas=(sigmas_ours[:-1] / range_width).numpy(), eta=0.85, etab=1.0)
+    elif solver == "ddrm_noise_aligned":
+        # deepinv's DDRM draws its noise at sigma / sqrt(2) but hands the denoiser sigma. Given
+        # sqrt(2) sigma it draws exactly sigma, and the wrapper gives the network sigma again.
+        model = dinv.sampling.DDRM(SigmaScaled(net, SQRT2), sigmas=(SQRT2 * sigmas_ours[:-1] / range_width).numpy(),
+                                   eta=0.85, etab=1.0)
     else:
         model = dinv.sampling.DiffPIR(net, dinv.optim.data_fidelity.L2(), sigma=physics.noise_model.sigma,
                                       max_iter=steps, zeta=0.3, lambda_=7.0, device=device)
     reset_peak(device)
     with Clock(device) as clock:
         x = model(yk, physics)
-    return {"seconds": clock.seconds, "peak_bytes": peak(device), "mean": x.mean(0).float().cpu().numpy()}
+    return {"seconds": clock.seconds, "peak_bytes": peak(device), "peak_allocated_bytes": peak_allocated(device),
+            "mean": x.mean(0).float().cpu().numpy()}
+
+
+def paper_step_fidelity(dinv, net, model, range_width: float, zeta: float):
+    """A DPS data term for deepinv's ``DPS`` whose weight makes its step the paper's.
+
+    deepinv 0.5.0 puts ``weight * ||A D(x_t) - y||`` (in [0, 1] units) into the score, and its
+    ancestral step multiplies the score by ``s_t s_t' (sigma_t^2 - sigma_t'^2)``, so at a fixed
+    weight the pull towards the data shrinks as the steps get finer. The paper's step (Alg. 1
+    line 8) is ``zeta grad ||y - A x0_hat||`` on the VP state, in [-1, 1] units. A weight per step
+    of ``(4 / w) zeta g / (sigma_t^2 - sigma_t'^2)``, with ``g = sqrt((1 + sigma_t^2)(1 + sigma_t'^2))``
+    in the prior's units (width ``w`` of its value range) and the sigmas in [-1, 1] units,
+    turns deepinv's step into ours (``diffrecon.solvers.dps``)."""
+    ts = model.solver.timesteps
+    sig = torch.stack([model.sde.sigma_t(t) for t in ts]).double().reshape(-1).cpu()  # [-1, 1] units
+    prior = sig * range_width / 2
+    gain = ((1 + prior[:-1] ** 2) * (1 + prior[1:] ** 2)).sqrt()
+    weights = (4 / range_width) * zeta * gain / (sig[:-1] ** 2 - sig[1:] ** 2)
+    lookup = sig[:-1] / 2  # the data term is called with sigma in [0, 1] units
+
+    class PaperStep(dinv.sampling.DPSDataFidelity):
+        def forward(self, x, y, physics, sigma, *args, **kwargs):
+            i = int(torch.argmin((lookup - float(torch.as_tensor(sigma).reshape(-1)[0])).abs()))
+            self.weight = float(weights[i])
+            return super().forward(x, y, physics, sigma, *args, **kwargs)
+
+    return PaperStep(denoiser=net, clip=[-1.0, 1.0], weight=1.0)
 
 
 # ------------------------------------------------------------------------------------ sections
@@ -320,6 +401,8 @@ def timing_section(setup, dinv, ours, theirs_net, device) -> list[dict]:
                         "ours_seconds_per_sample": so, "deepinv_seconds_per_sample": st, "ratio_ours_over_deepinv": so / st,
                         "ours_peak_bytes": max((r["peak_bytes"] or 0) for r in o) or None,
                         "deepinv_peak_bytes": max((r["peak_bytes"] or 0) for r in t) or None,
+                        "ours_peak_allocated_bytes": max((r["peak_allocated_bytes"] or 0) for r in o) or None,
+                        "deepinv_peak_allocated_bytes": max((r["peak_allocated_bytes"] or 0) for r in t) or None,
                         "ours_nfe_per_sample": o[0]["nfe"] / k,
                         "ours_fraction_of_hw_limit": floor_fraction(setup, solver, steps, k, so * k),
                         "deepinv_fraction_of_hw_limit": floor_fraction(setup, solver, steps, k, st * k),
@@ -343,37 +426,81 @@ def _fmt_row(r: dict) -> str:
             f"hw {'n/a' if frac is None else f'{100 * frac:.0f}%'}")
 
 
+#: agreement runs: (task, our solver, deepinv's variant, our params, our schedule). DiffPIR runs
+#: deepinv's schedule (its quadratic subsequence of the DDPM table) and lambda 3.5 on our side:
+#: deepinv's data step argmin (1 / (2 rho)) / 2 ||Ax - y||^2 + 1/2 ||x - x0||^2 in [0, 1] units, with
+#: rho = lambda sigma_y^2 / sigma_t^2 there, is ours with twice that rho in [-1, 1] units, i.e. half the
+#: lambda. DDRM is compared twice: deepinv as shipped, and with its noise level aligned.
+AGREEMENT = (
+    ("inpaint", "dps", "dps", {"zeta": 1.0}, "karras"),
+    ("inpaint", "dps", "dps_step_aligned", {"zeta": 1.0}, "vp_sde"),
+    ("inpaint", "ddrm", "ddrm", {"eta": 0.85, "eta_b": 1.0}, "karras"),
+    ("inpaint", "ddrm", "ddrm_noise_aligned", {"eta": 0.85, "eta_b": 1.0}, "karras"),
+    ("inpaint", "diffpir", "diffpir", {"lam": 3.5, "zeta": 0.3}, "vp_quadratic"),
+    ("ct", "dps", "dps", {"zeta": 1.0}, "karras"),
+    ("ct", "dps", "dps_step_aligned", {"zeta": 1.0}, "vp_sde"),
+    ("ct", "diffpir", "diffpir", {"lam": 3.5, "zeta": 0.3}, "vp_quadratic"),
+)
+
+
 def agreement_section(setup, dinv, FromOurs, Autocast, device) -> list[dict]:
     from diffrecon.priors import default_prior_folder, load_prior
 
     priors = [("gaussian", (1, setup["agree_size"], setup["agree_size"]))]
     if default_prior_folder() is not None:
         priors.insert(0, ("default", None))
+    priors = [p for p in priors if p[0] in setup["agree_priors"]]
+    steps, k = setup["agree_steps"], setup["agree_samples"]
     rows = []
     for name, shape in priors:
         den = load_prior(name, shape, device=device)
         net = Autocast(FromOurs(den), torch.bfloat16 if device.type == "cuda" else None).to(device)
         c, h, _ = den.image_shape
+        sigmas = make_sigmas(steps, den, "karras")
+        width = float(den.card.value_range[1] - den.card.value_range[0])
         for i in range(setup["phantoms"]):
             x = ground_truth(h, c, i)
-            for task, solvers in TASKS.items():
-                m, theirs_problem = problem(task, x, dinv, device, seed=i)
-                sigmas = make_sigmas(setup["agree_steps"], den, "karras")
-                for solver in solvers:
-                    row = {"prior": name, "phantom": int(TEST_SEEDS[i]), "task": task, "solver": solver}
-                    try:
-                        mo = run_ours(m, den, solver, setup["agree_steps"], 4, device, seed=i)["mean"]
-                        mt = run_theirs(dinv, net, theirs_problem, solver, setup["agree_steps"], 4, device, sigmas, seed=i)["mean"]
-                        row.update({"psnr_ours": psnr(mo, x, 1.0), "psnr_deepinv": psnr(mt, x, 1.0)})
-                        row["difference_db"] = row["psnr_ours"] - row["psnr_deepinv"]
-                        row["within_0.3dB"] = abs(row["difference_db"]) <= 0.3
-                        print(f"agree {name:8s} {task:8s} {solver:8s} phantom {i}: ours {row['psnr_ours']:.2f} dB, "
-                              f"deepinv {row['psnr_deepinv']:.2f} dB", flush=True)
-                    except Exception as err:
-                        row["error"] = f"{type(err).__name__}: {err}"
-                        print(f"agree {name} {task} {solver}: ERROR {row['error'][:160]}", flush=True)
-                    rows.append(row)
-    return rows
+            problems = {task: problem(task, x, dinv, device, seed=i, shared_ct=True) for task in TASKS}
+            for task, solver, variant, params, schedule in AGREEMENT:
+                if task not in setup["agree_tasks"] or variant not in setup["agree_variants"]:
+                    continue
+                m, theirs_problem = problems[task]
+                row = {"prior": name, "phantom": int(TEST_SEEDS[i]), "task": task, "solver": solver,
+                       "deepinv_variant": variant, "ours_params": params, "ours_schedule": schedule,
+                       "steps": steps, "samples": k}
+                try:
+                    t0 = time.perf_counter()
+                    mo = run_ours(m, den, solver, steps, k, device, seed=i, params=params, schedule=schedule)["mean"]
+                    t1 = time.perf_counter()
+                    mt = run_theirs(dinv, net, theirs_problem, variant, steps, k, device, sigmas, seed=i,
+                                    range_width=width)["mean"]
+                    row.update({"psnr_ours": psnr(mo, x, 1.0), "psnr_deepinv": psnr(mt, x, 1.0),
+                                "seconds_ours": t1 - t0, "seconds_deepinv": time.perf_counter() - t1})
+                    row["difference_db"] = row["psnr_ours"] - row["psnr_deepinv"]
+                    row["within_0.3dB"] = abs(row["difference_db"]) <= 0.3
+                    print(f"agree {name:8s} {task:8s} {variant:18s} phantom {i}: ours {row['psnr_ours']:.2f} dB, "
+                          f"deepinv {row['psnr_deepinv']:.2f} dB", flush=True)
+                except Exception as err:
+                    row["error"] = f"{type(err).__name__}: {err}"
+                    print(f"agree {name} {task} {variant}: ERROR {row['error'][:160]}", flush=True)
+                rows.append(row)
+    return {"rows": rows, "summary": agreement_summary(rows)}
+
+
+def agreement_summary(rows: list[dict]) -> list[dict]:
+    """Mean difference (ours - deepinv) over phantoms per (prior, task, variant)."""
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        if "difference_db" in r:
+            groups.setdefault((r["prior"], r["task"], r["deepinv_variant"]), []).append(r["difference_db"])
+    out = []
+    for (prior, task, variant), diffs in groups.items():
+        mean = statistics.fmean(diffs)
+        out.append({"prior": prior, "task": task, "deepinv_variant": variant, "phantoms": len(diffs),
+                    "mean_difference_db": mean, "within_0.3dB": abs(mean) <= 0.3})
+        print(f"agreement {prior:8s} {task:8s} {variant:18s} mean ours - deepinv {mean:+.2f} dB over {len(diffs)}",
+              flush=True)
+    return out
 
 
 def dps_1000_section(setup, ours, device, started: float, budget: float) -> dict:
@@ -501,7 +628,7 @@ def planner_section(setup, nets, device) -> list[dict]:
                 reset_peak(device)
                 with Clock(device) as clock:
                     result = next(ev.result for ev in run(m, cfg, denoiser=den) if isinstance(ev, Finished))
-                measured = peak(device)
+                measured = peak_allocated(device)  # the planner predicts tensors, not allocator slack
                 row.update({"predicted_peak_bytes": predicted.predicted_peak_bytes, "measured_peak_bytes": measured,
                             "predicted_seconds": predicted.predicted_seconds, "measured_seconds": result.metrics["seconds"],
                             "seconds_with_setup": clock.seconds})
@@ -527,10 +654,14 @@ SECTIONS = ("matmul", "network", "timing", "agreement", "acceleration", "planner
 def settings(args) -> dict:
     if args.smoke:  # CPU, tiny: checks every code path in a few minutes
         return {"preset": "ffhq_256", "size": 32, "steps": 2, "repeats": 1, "ks": (1, 2), "phantoms": 1,
-                "agree_size": 32, "agree_steps": 3, "long_steps": 3, "plan_steps": 3, "compile_reserve": 0.0,
+                "agree_size": 32, "agree_steps": 3, "agree_samples": 2, "agree_priors": ("gaussian",),
+                "agree_tasks": tuple(TASKS), "agree_variants": tuple(v for *_, v, _, _ in AGREEMENT), "long_steps": 3, "plan_steps": 3, "compile_reserve": 0.0,
                 "accel_ks": (2,)}
     return {"preset": "imagenet_256_uncond", "size": 256, "steps": args.steps, "repeats": args.repeats,
-            "ks": (1, 8), "phantoms": 3, "agree_size": 128, "agree_steps": args.agree_steps, "long_steps": 1000,
+            "ks": (1, 8), "phantoms": args.phantoms, "agree_size": 128, "agree_steps": args.agree_steps,
+            "agree_samples": args.agree_samples, "agree_priors": tuple(args.agree_priors.split(",")),
+            "agree_tasks": tuple(args.agree_tasks.split(",")),
+            "agree_variants": tuple(args.agree_variants.split(",")), "long_steps": 1000,
             "plan_steps": 20, "compile_reserve": 150.0, "accel_ks": (8,)}
 
 
@@ -541,6 +672,14 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20,
                     help="steps of the ours-vs-deepinv timing runs (equal on both sides; seconds per step are steady)")
     ap.add_argument("--agree-steps", type=int, default=50, help="steps of the PSNR agreement runs")
+    ap.add_argument("--agree-samples", type=int, default=4, help="posterior samples per agreement run")
+    ap.add_argument("--agree-priors", default="default,gaussian", help="priors of the agreement runs")
+    ap.add_argument("--agree-tasks", default=",".join(TASKS), help="tasks of the agreement runs")
+    ap.add_argument("--agree-variants", default=",".join(dict.fromkeys(v for _, _, v, _, _ in AGREEMENT)),
+                    help="deepinv variants of the agreement runs")
+    ap.add_argument("--phantoms", type=int, default=3, help="held-out phantoms of the agreement runs")
+    ap.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                    help="cpu runs the agreement section here (the other sections want a GPU)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--budget", type=float, default=500.0,
                     help="seconds; torch.compile trials and the 1000-step run are left out past it")
@@ -553,7 +692,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke and args.device == "auto" else "cpu")
     setup = settings(args)
     setup["config"] = getattr(ADMConfig, setup["preset"])()  # image_size fixes where attention sits
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -568,21 +707,25 @@ def main(argv=None) -> int:
     if "matmul" in chosen or "timing" in chosen or "dps_1000" in chosen:
         section(report, "matmul", out, matmul_rate, device, args.smoke)
         setup["matmul_rate"] = report["matmul"].get("flops_per_second")
-    with tempfile.TemporaryDirectory() as tmp:
-        ours = build_adm(setup, Path(tmp), device)
-    # --smoke runs the 256 architecture on 32x32 images: the card must say so for the engine.
-    ours.card = dataclasses.replace(ours.card, resolution=(setup["size"], setup["size"]))
-    with torch.device("meta"):
-        setup["flops_per_eval"] = count_flops(ADMUNet(setup["config"]), (1, setup["config"].in_channels,
-                                                                         setup["size"], setup["size"]))
+    needs_adm = bool({"network", "timing", "dps_1000", "planner", "acceleration"} & set(chosen))
+    ours = theirs_net = theirs = None
+    if needs_adm:
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = build_adm(setup, Path(tmp), device)
+        # --smoke runs the 256 architecture on 32x32 images: the card must say so for the engine.
+        ours.card = dataclasses.replace(ours.card, resolution=(setup["size"], setup["size"]))
+        with torch.device("meta"):
+            setup["flops_per_eval"] = count_flops(ADMUNet(setup["config"]), (1, setup["config"].in_channels,
+                                                                             setup["size"], setup["size"]))
     if dinv is not None:
         Autocast, FromOurs = make_deepinv_wrappers(dinv)
-        theirs_net = dinv.models.DiffUNet(large_model=setup["preset"] == "imagenet_256_uncond", pretrained=None)
-        state = theirs_net.state_dict()
-        state.update(ours.network.state_dict())
-        theirs_net.load_state_dict(state)
-        theirs_net = theirs_net.to(device).eval().requires_grad_(False)
-        theirs = Autocast(theirs_net, amp).to(device)
+        if needs_adm:
+            theirs_net = dinv.models.DiffUNet(large_model=setup["preset"] == "imagenet_256_uncond", pretrained=None)
+            state = theirs_net.state_dict()
+            state.update(ours.network.state_dict())
+            theirs_net.load_state_dict(state)
+            theirs_net = theirs_net.to(device).eval().requires_grad_(False)
+            theirs = Autocast(theirs_net, amp).to(device)
         if "network" in chosen:
             section(report, "network", out, network_section, setup, ours, theirs_net, device)
         if "timing" in chosen:
@@ -590,10 +733,10 @@ def main(argv=None) -> int:
             setup["timing_rows"] = report["timing"] if isinstance(report["timing"], list) else []
         if "agreement" in chosen:
             section(report, "agreement", out, agreement_section, setup, dinv, FromOurs, Autocast, device)
-    nets = [(f"adm_{setup['size']}", ours)]
+    nets = [(f"adm_{setup['size']}", ours)] if ours is not None else []
     from diffrecon.priors import default_prior_folder, load_prior
 
-    if default_prior_folder() is not None and not args.smoke:
+    if default_prior_folder() is not None and not args.smoke and needs_adm:
         nets.append(("bundled_128", load_prior("default", None, device=device)))
     if "dps_1000" in chosen:
         section(report, "dps_1000", out, dps_1000_section, setup, ours, device, started, args.budget)

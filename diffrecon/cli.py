@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="solver parameter (repeatable)")
     r.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     r.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    r.add_argument("--schedule", choices=("karras", "vp_uniform", "vp_quadratic", "vp_sde"), default="karras",
+                   help="noise levels of the steps: karras (EDM), vp_uniform (DDIM), vp_quadratic (DiffPIR), "
+                        "vp_sde (uniform time of the VP SDE)")
     r.add_argument("--compile", choices=("auto", "none", "graphs", "compile"), default="auto",
                    help="how the network runs on CUDA: CUDA graphs (auto), torch.compile, or eagerly")
     r.add_argument("--channels-last", action="store_true", help="channels-last network on CUDA")
@@ -432,7 +435,7 @@ def _cmd_reconstruct(args) -> int:
     config = RunConfig(
         solver=args.solver, params={k: getattr(typed, k) for k in overrides}, steps=args.steps,
         samples=args.samples, seed=args.seed, prior=args.prior, device=args.device,
-        precision=args.precision, batch_size=args.batch_size, compile=args.compile,
+        precision=args.precision, schedule=args.schedule, batch_size=args.batch_size, compile=args.compile,
         channels_last=args.channels_last, checkpointing=args.checkpointing,
     )
 

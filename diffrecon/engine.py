@@ -46,7 +46,7 @@ class RunConfig:
     compile: str = "auto"  # auto | none | graphs | compile: how the network runs on CUDA (auto: graphs)
     channels_last: bool = False  # network weights and inputs channels-last on CUDA
     checkpointing: bool = False  # gradient checkpointing for solvers that backpropagate (DPS memory)
-    schedule: str = "karras"  # karras | vp_uniform
+    schedule: str = "karras"  # karras | vp_uniform | vp_quadratic | vp_sde (diffrecon.schedule)
     batch_size: int | None = None  # None: as many samples per batch as memory allows
     keep_samples: int = 16  # samples stored in the result
     preview_interval: float = 0.25  # seconds between previews

@@ -9,7 +9,10 @@ import torch
 
 from .errors import InputError
 
-SCHEDULES = ("karras", "vp_uniform")
+SCHEDULES = ("karras", "vp_uniform", "vp_quadratic", "vp_sde")
+
+#: the linear-beta DDPM table (Ho et al., NeurIPS 2020): 1000 steps, beta 1e-4 to 0.02.
+DDPM_BETAS = (1e-4, 0.02, 1000)
 
 
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
@@ -26,8 +29,39 @@ def vp_uniform_sigmas(steps: int, discrete: torch.Tensor) -> torch.Tensor:
     return torch.cat([discrete.double()[t], torch.zeros(1, dtype=torch.float64)])
 
 
+def vp_quadratic_sigmas(steps: int, discrete: torch.Tensor) -> torch.Tensor:
+    """The quadratic subsequence of a discrete schedule that the DiffPIR authors use ("quad" skip,
+    Zhu et al., CVPRW 2023): step ``i`` takes index ``T - 1 - floor(sqrt(i T^2 / (steps - 1)))``,
+    the last one index 0. The steps are long at high noise and short near the end."""
+    n = len(discrete)
+    if steps == 1:
+        t = torch.tensor([n - 1])
+    else:
+        seq = torch.sqrt(torch.linspace(0, float(n) ** 2, steps, dtype=torch.float64)).floor().long()
+        seq[-1] = seq[-1] - 1
+        t = (n - 1 - seq).clamp(0, n - 1)
+    return torch.cat([discrete.double()[t], torch.zeros(1, dtype=torch.float64)])
+
+
+def vp_sde_sigmas(steps: int, beta_min: float = 0.1, beta_max: float = 20.0) -> torch.Tensor:
+    """Uniform time steps ``t = 1 .. 0`` of the variance-preserving SDE (Song et al., ICLR 2021)
+    with linear beta: ``sigma(t) = sqrt(exp(B(t)) - 1)``, ``B(t) = beta_min t + (beta_max - beta_min) t^2 / 2``,
+    for data in [-1, 1]. The last level is the exact 0 of ``t = 0``."""
+    t = torch.linspace(1, 0, steps + 1, dtype=torch.float64)
+    return torch.expm1(beta_min * t + 0.5 * (beta_max - beta_min) * t**2).sqrt()
+
+
+def ddpm_sigmas() -> torch.Tensor:
+    """Noise levels (ascending) of the linear-beta DDPM table, ``sqrt((1 - abar) / abar)``."""
+    lo, hi, n = DDPM_BETAS
+    abar = torch.cumprod(1 - torch.linspace(lo, hi, n, dtype=torch.float64), 0)
+    return ((1 - abar) / abar).sqrt()
+
+
 def make_sigmas(steps: int, denoiser, kind: str = "karras", *, rho: float = 7.0) -> torch.Tensor:
-    """The schedule of ``steps`` steps for ``denoiser``'s noise range."""
+    """The schedule of ``steps`` steps for ``denoiser``'s noise range: ``karras`` (EDM's, rho 7),
+    ``vp_uniform`` (DDIM's uniform subsequence of a discrete prior's table), ``vp_quadratic``
+    (DiffPIR's quadratic subsequence) or ``vp_sde`` (uniform time of the VP SDE)."""
     if steps < 1:
         raise InputError(f"steps must be at least 1 (got {steps}).")
     if kind == "karras":
@@ -37,4 +71,17 @@ def make_sigmas(steps: int, denoiser, kind: str = "karras", *, rho: float = 7.0)
         if discrete is None:
             return karras_sigmas(steps, denoiser.sigma_min, denoiser.sigma_max, 1.0)
         return vp_uniform_sigmas(steps, discrete)
+    if kind == "vp_quadratic":
+        discrete = denoiser.discrete_sigmas()
+        if discrete is None:
+            # a continuous prior: the DDPM table (made for data in [-1, 1]) scaled to the prior's
+            # value range and kept inside its noise range
+            lo, hi = denoiser.card.value_range
+            discrete = (ddpm_sigmas() * (float(hi) - float(lo)) / 2).clamp(denoiser.sigma_min, denoiser.sigma_max)
+        return vp_quadratic_sigmas(steps, discrete)
+    if kind == "vp_sde":
+        lo, hi = denoiser.card.value_range
+        s = vp_sde_sigmas(steps) * (float(hi) - float(lo)) / 2  # the SDE is written for [-1, 1]
+        s[:-1] = s[:-1].clamp(denoiser.sigma_min, denoiser.sigma_max)
+        return s
     raise InputError(f"Unknown schedule {kind!r}; valid schedules are {', '.join(SCHEDULES)}.")
