@@ -454,6 +454,9 @@ def agreement_section(setup, dinv, FromOurs, Autocast, device) -> list[dict]:
     rows = []
     for name, shape in priors:
         den = load_prior(name, shape, device=device)
+        # deepinv's DiffPIR clips every denoised estimate to [0, 1], whatever the prior; ours clips
+        # bounded priors only. Equal settings: ours clips the (analytic, unbounded) Gaussian too.
+        den.bounded = True
         net = Autocast(FromOurs(den), torch.bfloat16 if device.type == "cuda" else None).to(device)
         c, h, _ = den.image_shape
         sigmas = make_sigmas(steps, den, "karras")

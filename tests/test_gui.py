@@ -232,3 +232,20 @@ def test_solver_panel_carries_network_mode_and_checkpointing_to_the_run_and_sett
     assert panel.compile.currentText() == "auto" and not panel.checkpointing.isChecked()
     panel.restore_settings(settings)
     assert (panel.config().compile, panel.config().checkpointing) == ("compile", True)
+
+
+def test_solver_panel_schedule_reaches_the_run_settings_and_a_results_rerun(window, tmp_path):
+    from diffrecon.gui.views import config_from_provenance
+    from diffrecon.schedule import SCHEDULES
+
+    panel = window.solver
+    assert [panel.schedule.itemText(i) for i in range(panel.schedule.count())] == list(SCHEDULES)
+    panel.set_config(RunConfig(solver="diffpir", steps=3, samples=2, schedule="vp_quadratic"))
+    assert panel.schedule.currentText() == "vp_quadratic" and panel.config().schedule == "vp_quadratic"
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    panel.save_settings(settings)
+    panel.set_config(RunConfig(solver="diffpir", steps=3, samples=2))
+    assert panel.config().schedule == "karras"
+    panel.restore_settings(settings)
+    assert panel.config().schedule == "vp_quadratic"
+    assert config_from_provenance({"solver": "dps", "schedule": "vp_sde"}).schedule == "vp_sde"

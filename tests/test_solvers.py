@@ -228,9 +228,7 @@ POSTERIOR_BOUNDS = {
 def test_sample_mean_and_variance_agree_with_the_exact_gaussian_posterior(name, kind):
     op, y = problem(kind)
     mean, cov = gaussian_posterior(PRIOR, op, y)
-    # DiffPIR's clipping to the prior's value range bounds a posterior that is unbounded here.
-    params = SOLVERS[name].Params(clip=False) if name == "diffpir" else None
-    xs = run(name, op, y, steps=30, indices=range(64), params=params)[-1].x.double()
+    xs = run(name, op, y, steps=30, indices=range(64))[-1].x.double()
     mean_err = ((xs.mean(0) - mean).norm() / (mean - PRIOR.mean.double()).norm()).item()
     var_ratio = (xs.var(0).sum() / cov.trace()).item()
     bound, (lo, hi) = POSTERIOR_BOUNDS[name, kind]
@@ -344,12 +342,22 @@ def test_parse_params_types_the_cli_strings_and_get_solver_refuses_unknown_names
         get_solver("nope")
 
 
-def test_diffpir_clips_the_denoised_estimate_to_the_prior_range_before_the_data_step():
+def test_diffpir_clips_the_estimates_of_a_bounded_prior_and_never_those_of_an_analytic_one():
     op = Inpaint(SHAPE, torch.zeros(SHAPE[1:], dtype=torch.bool), 0.05)  # nothing observed: x0_hat = x0
     y = op.A(torch.zeros(1, *SHAPE))
     lo, hi = PRIOR.card.value_range
-    clipped = run("diffpir", op, y, steps=8)
-    free = run("diffpir", op, y, steps=8, params=SOLVERS["diffpir"].Params(clip=False))
-    assert all(float(s.x0_hat.min()) >= lo and float(s.x0_hat.max()) <= hi for s in clipped)
-    # the prior (mean 0.1, std 0.5) puts a third of its mass outside [0, 1]: unclipped estimates leave it
-    assert float(free[-1].x0_hat.min()) < lo - 0.5 and float(free[-1].x0_hat.max()) > hi
+    info, sigmas = SOLVERS["diffpir"], karras_sigmas(8, 0.005, 20.0)
+
+    def steps(prior, **params):
+        rng = SampleRNG(0, (0, 1, 2, 3))
+        with torch.no_grad():
+            return list(info.solve(prior, op, y, sigmas, float(sigmas[0]) * rng.randn(SHAPE),
+                                   params=info.Params(**params), generator=rng))
+
+    bounded = smooth_prior()
+    bounded.bounded = True  # as if a network trained on [0, 1] data
+    assert all(float(s.x0_hat.min()) >= lo and float(s.x0_hat.max()) <= hi for s in steps(bounded))
+    # the Gaussian (mean 0.1, std 0.5) is unbounded: no clipping, estimates leave [0, 1]
+    free = steps(PRIOR)
+    assert not PRIOR.bounded and float(free[-1].x0_hat.min()) < lo - 0.5 and float(free[-1].x0_hat.max()) > hi
+    assert torch.equal(free[-1].x, steps(bounded, clip=False)[-1].x)

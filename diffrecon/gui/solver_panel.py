@@ -10,6 +10,7 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..engine import RunConfig
+from ..schedule import SCHEDULES
 from .param_form import ParamForm
 
 PRIORS = ("default", "gaussian")
@@ -63,6 +64,11 @@ class SolverPanel(QtWidgets.QWidget):
         self.compile.setToolTip("How the network runs on CUDA: auto = CUDA graphs (recorded once per batch "
                                 "size); compile = torch.compile (faster for large networks, tens of seconds "
                                 "to compile); none = eagerly.")
+        self.schedule = QtWidgets.QComboBox()
+        self.schedule.addItems(list(SCHEDULES))
+        self.schedule.setToolTip("Noise levels of the steps: karras (EDM, the default); vp_uniform (DDIM's "
+                                 "uniform subsequence of the prior's training levels); vp_quadratic (DiffPIR's "
+                                 "quadratic subsequence); vp_sde (uniform time of the VP SDE, as in DPS code).")
         self.checkpointing = QtWidgets.QCheckBox("Gradient checkpointing")
         self.checkpointing.setToolTip("For solvers that backpropagate through the network (DPS): recompute "
                                       "activations instead of storing them, about a third of the memory "
@@ -80,6 +86,7 @@ class SolverPanel(QtWidgets.QWidget):
 
         budget = QtWidgets.QFormLayout()
         budget.addRow("Steps", self.steps)
+        budget.addRow("Schedule", self.schedule)
         budget.addRow("Samples", self.samples)
         budget.addRow("Seed", self.seed)
         budget.addRow("Device", self.device)
@@ -101,7 +108,7 @@ class SolverPanel(QtWidgets.QWidget):
         self.form.changed.connect(self._on_any_change)
         for w in (self.steps, self.samples, self.seed):
             w.valueChanged.connect(self._on_any_change)
-        for w in (self.device, self.precision, self.compile):
+        for w in (self.device, self.precision, self.compile, self.schedule):
             w.currentIndexChanged.connect(self._on_any_change)
         self.checkpointing.toggled.connect(self._on_any_change)
         self.prior.activated.connect(self._on_prior_activated)
@@ -138,7 +145,7 @@ class SolverPanel(QtWidgets.QWidget):
     def set_config(self, config: RunConfig) -> None:
         """Show ``config`` (restored settings or a result's provenance) without signal loops."""
         widgets = (self.solver_box, self.steps, self.samples, self.seed, self.device, self.precision, self.prior,
-                   self.compile, self.checkpointing)
+                   self.compile, self.checkpointing, self.schedule)
         blockers = [QtCore.QSignalBlocker(w) for w in widgets]
         index = self.solver_box.findData(config.solver, QtCore.Qt.ItemDataRole.UserRole)
         if index >= 0:
@@ -149,6 +156,7 @@ class SolverPanel(QtWidgets.QWidget):
         _select(self.device, config.device)
         _select(self.precision, config.precision)
         _select(self.compile, config.compile)
+        _select(self.schedule, config.schedule)
         self.checkpointing.setChecked(bool(config.checkpointing))
         _select(self.prior, config.prior, insert_at=len(PRIORS))
         del blockers
@@ -170,7 +178,7 @@ class SolverPanel(QtWidgets.QWidget):
             steps=self.steps.value(), samples=self.samples.value(), seed=self.seed.value(),
             device=self.device.currentText(), precision=self.precision.currentText(),
             prior=self.prior.currentText(), compile=self.compile.currentText(),
-            checkpointing=self.checkpointing.isChecked())
+            checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText())
 
     def is_deterministic(self) -> bool:
         info = self.solver_info()
@@ -217,7 +225,7 @@ class SolverPanel(QtWidgets.QWidget):
         settings.setValue("run/config", json.dumps({
             "solver": c.solver, "params": {k: v for k, v in c.params.items()}, "steps": c.steps,
             "samples": c.samples, "seed": c.seed, "device": c.device, "precision": c.precision,
-            "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing}))
+            "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing, "schedule": c.schedule}))
 
     def restore_settings(self, settings: QtCore.QSettings) -> None:
         raw = settings.value("run/config")

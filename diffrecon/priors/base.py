@@ -67,6 +67,9 @@ class Denoiser(nn.Module):
     """Base class of priors. Subclasses implement ``forward(x, sigma) -> x0_hat``."""
 
     card: PriorCard
+    #: whether the prior's images lie in ``card.value_range`` (a network trained on data scaled
+    #: into it); solvers may then clip their clean estimates to it. Analytic priors are unbounded.
+    bounded: bool = True
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -20,6 +20,8 @@ Tensor = torch.Tensor
 class StationaryGaussianPrior(Denoiser):
     """``N(mean, F^H diag(power) F)``; ``power`` has shape ``(C, H, W)`` and Hermitian symmetry."""
 
+    bounded = False  # a Gaussian puts mass outside any range
+
     def __init__(self, mean: Tensor | float, power: Tensor, card: PriorCard | None = None):
         super().__init__()
         power = torch.as_tensor(power, dtype=torch.float32)

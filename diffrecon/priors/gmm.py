@@ -26,6 +26,8 @@ Tensor = torch.Tensor
 class GaussianMixturePrior(Denoiser):
     """``sum_k w_k N(mu_k, F^H diag(p_k) F)``: weights ``(K,)``, means and powers ``(K, C, H, W)``."""
 
+    bounded = False  # a Gaussian puts mass outside any range
+
     def __init__(self, weights: Tensor, means: Tensor, powers: Tensor, card: PriorCard | None = None):
         super().__init__()
         weights = torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
