@@ -303,7 +303,7 @@ def paper_step_fidelity(dinv, net, model, range_width: float, zeta: float):
     line 8) is ``zeta grad ||y - A x0_hat||`` on the VP state, in [-1, 1] units. A weight per step
     of ``(4 / w) zeta g / (sigma_t^2 - sigma_t'^2)``, with ``g = sqrt((1 + sigma_t^2)(1 + sigma_t'^2))``
     in the prior's units (width ``w`` of its value range) and the sigmas in [-1, 1] units,
-    turns deepinv's step into ours (``diffrecon.solvers.dps``)."""
+    turns deepinv's step into ours (``diffrecon.solvers.dps``). The estimate is not clipped."""
     ts = model.solver.timesteps
     sig = torch.stack([model.sde.sigma_t(t) for t in ts]).double().reshape(-1).cpu()  # [-1, 1] units
     prior = sig * range_width / 2
@@ -317,7 +317,9 @@ def paper_step_fidelity(dinv, net, model, range_width: float, zeta: float):
             self.weight = float(weights[i])
             return super().forward(x, y, physics, sigma, *args, **kwargs)
 
-    return PaperStep(denoiser=net, clip=[-1.0, 1.0], weight=1.0)
+    # deepinv's DPS clips the estimate to [-1, 1] in the data term's [0, 1] units ([-3, 1] for the
+    # network), which cuts bright overshoots at high noise; the paper's step and ours do not clip.
+    return PaperStep(denoiser=net, clip=None, weight=1.0)
 
 
 # ------------------------------------------------------------------------------------ sections
