@@ -113,6 +113,16 @@ def _release(den) -> None:
         torch.cuda.empty_cache()
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores"
+
+
 def reset_peak(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -700,7 +710,7 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke and args.device == "auto" else "cpu")
     setup = settings(args)
     setup["config"] = getattr(ADMConfig, setup["preset"])()  # image_size fixes where attention sits
-    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({_cpu_name()})",
               "torch": torch.__version__, "smoke": args.smoke, "sections": chosen,
               "settings": {k: v for k, v in setup.items() if k != "config"},
               "adm_config": dataclasses.asdict(setup["config"])}
