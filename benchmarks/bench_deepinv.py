@@ -453,6 +453,8 @@ AGREEMENT = (
     ("ct", "dps", "dps_step_aligned", {"zeta": 1.0}, "vp_sde"),
     ("ct", "diffpir", "diffpir", {"lam": 3.5, "zeta": 0.3}, "vp_quadratic"),
 )
+#: deepinv's variants in AGREEMENT, each once, in order.
+AGREEMENT_VARIANTS = tuple(dict.fromkeys(v for _, _, v, _, _ in AGREEMENT))
 
 
 def agreement_section(setup, dinv, FromOurs, Autocast, device) -> list[dict]:
@@ -670,7 +672,7 @@ def settings(args) -> dict:
     if args.smoke:  # CPU, tiny: checks every code path in a few minutes
         return {"preset": "ffhq_256", "size": 32, "steps": 2, "repeats": 1, "ks": (1, 2), "phantoms": 1,
                 "agree_size": 32, "agree_steps": 3, "agree_samples": 2, "agree_priors": ("gaussian",),
-                "agree_tasks": tuple(TASKS), "agree_variants": tuple(v for *_, v, _, _ in AGREEMENT), "long_steps": 3, "plan_steps": 3, "compile_reserve": 0.0,
+                "agree_tasks": tuple(TASKS), "agree_variants": AGREEMENT_VARIANTS, "long_steps": 3, "plan_steps": 3, "compile_reserve": 0.0,
                 "accel_ks": (2,)}
     return {"preset": "imagenet_256_uncond", "size": 256, "steps": args.steps, "repeats": args.repeats,
             "ks": (1, 8), "phantoms": args.phantoms, "agree_size": 128, "agree_steps": args.agree_steps,
@@ -690,7 +692,7 @@ def main(argv=None) -> int:
     ap.add_argument("--agree-samples", type=int, default=4, help="posterior samples per agreement run")
     ap.add_argument("--agree-priors", default="default,gaussian", help="priors of the agreement runs")
     ap.add_argument("--agree-tasks", default=",".join(TASKS), help="tasks of the agreement runs")
-    ap.add_argument("--agree-variants", default=",".join(dict.fromkeys(v for _, _, v, _, _ in AGREEMENT)),
+    ap.add_argument("--agree-variants", default=",".join(AGREEMENT_VARIANTS),
                     help="deepinv variants of the agreement runs")
     ap.add_argument("--phantoms", type=int, default=3, help="held-out phantoms of the agreement runs")
     ap.add_argument("--device", choices=("auto", "cpu"), default="auto",

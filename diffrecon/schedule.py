@@ -58,6 +58,13 @@ def ddpm_sigmas() -> torch.Tensor:
     return ((1 - abar) / abar).sqrt()
 
 
+def _half_width(denoiser) -> float:
+    """Half the width of the prior's value range: the factor from levels written for data in
+    [-1, 1] (the DDPM table, the VP SDE) to the prior's own units."""
+    lo, hi = denoiser.card.value_range
+    return (float(hi) - float(lo)) / 2
+
+
 def make_sigmas(steps: int, denoiser, kind: str = "karras", *, rho: float = 7.0) -> torch.Tensor:
     """The schedule of ``steps`` steps for ``denoiser``'s noise range: ``karras`` (EDM's, rho 7),
     ``vp_uniform`` (DDIM's uniform subsequence of a discrete prior's table), ``vp_quadratic``
@@ -76,12 +83,10 @@ def make_sigmas(steps: int, denoiser, kind: str = "karras", *, rho: float = 7.0)
         if discrete is None:
             # a continuous prior: the DDPM table (made for data in [-1, 1]) scaled to the prior's
             # value range and kept inside its noise range
-            lo, hi = denoiser.card.value_range
-            discrete = (ddpm_sigmas() * (float(hi) - float(lo)) / 2).clamp(denoiser.sigma_min, denoiser.sigma_max)
+            discrete = (ddpm_sigmas() * _half_width(denoiser)).clamp(denoiser.sigma_min, denoiser.sigma_max)
         return vp_quadratic_sigmas(steps, discrete)
     if kind == "vp_sde":
-        lo, hi = denoiser.card.value_range
-        s = vp_sde_sigmas(steps) * (float(hi) - float(lo)) / 2  # the SDE is written for [-1, 1]
+        s = vp_sde_sigmas(steps) * _half_width(denoiser)
         s[:-1] = s[:-1].clamp(denoiser.sigma_min, denoiser.sigma_max)
         return s
     raise InputError(f"Unknown schedule {kind!r}; valid schedules are {', '.join(SCHEDULES)}.")
