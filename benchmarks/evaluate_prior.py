@@ -468,9 +468,11 @@ def evaluate(args) -> dict:
 
 
 def merge(folders: Sequence[Path], out: Path) -> dict:
-    """One report from the reports of runs over separate tasks (run side by side on one GPU):
-    results in task order, the settings of the first with the union of tasks, the longest
-    elapsed time, and status complete only if every run completed."""
+    """One report from the reports of runs over separate tasks (run side by side on one GPU), or
+    of re-runs: a (task, method) measured again in a later folder replaces the earlier row in
+    place. Results in task order, the settings of the first with the union of tasks and solvers,
+    the longest elapsed time; status complete only when every (task, solver) pair has a row or
+    is not applicable, otherwise the missing pairs are named."""
     reports = []
     for folder in folders:
         path = folder / "evaluate.json"
@@ -484,15 +486,22 @@ def merge(folders: Sequence[Path], out: Path) -> dict:
                          "merge only runs of one prior.")
     settings = dict(reports[0]["settings"])
     tasks = [t for t in TASKS if any(t in r["settings"]["tasks"] for r in reports)]
-    settings["tasks"] = tasks
+    solvers = [m for m in GRIDS if any(m in r["settings"].get("solvers", ()) for r in reports)]
+    settings["tasks"], settings["solvers"] = tasks, solvers
     settings["operator_norms"] = {k: v for r in reports for k, v in r["settings"].get("operator_norms", {}).items()}
     settings["merged_from"] = len(reports)
-    results = sorted((row for r in reports for row in r["results"]), key=lambda row: tasks.index(row["task"]))
-    bad = [r["status"] for r in reports if r["status"] != "complete"]
-    report = {"settings": settings, "status": "; ".join(bad) if bad else "complete",
+    rows: dict[tuple[str, str], dict] = {}
+    for r in reports:
+        for row in r["results"]:
+            rows[(row["task"], row["method"])] = row  # dicts keep the first position of a key
+    results = sorted(rows.values(), key=lambda row: tasks.index(row["task"]))
+    skipped = list(dict.fromkeys(s for r in reports for s in r.get("skipped", [])))
+    not_applicable = {s.split(":")[0] for s in skipped}
+    missing = [f"{t}/{m}" for t in tasks for m in solvers if (t, m) not in rows and f"{t}/{m}" not in not_applicable]
+    report = {"settings": settings, "status": f"missing {', '.join(missing)}" if missing else "complete",
               "started": min(r["started"] for r in reports), "results": results,
               "elapsed_seconds": max(r.get("elapsed_seconds", 0.0) for r in reports),
-              "skipped": [s for r in reports for s in r.get("skipped", [])]}
+              "skipped": skipped}
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, report)
     for folder in folders:

@@ -39,8 +39,8 @@ def finish(measurement, cfg, **kw):
     return result, logs
 
 
-def solver_matrix(rows):
-    for kind in DEMO_KINDS:
+def solver_matrix(rows, kinds=DEMO_KINDS):
+    for kind in kinds:
         m = make_demo(kind, size=32 if kind == "rf" else 64, seed=0)
         for name in SOLVERS:
             cfg = RunConfig(solver=name, steps=20, samples=4, seed=3, prior="gaussian", precision="fp32")
@@ -119,12 +119,13 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_check.json"))
     ap.add_argument("--sections", default="solvers,unet,oom", help="comma-separated: solvers, unet, oom")
     ap.add_argument("--prior", default=None, help="a prior folder (default: a random-weight UNet)")
+    ap.add_argument("--kinds", default=",".join(DEMO_KINDS), help="demo kinds of the solvers section")
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     sections = set(args.sections.split(","))
     report = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "solvers": [], "unet": []}
     if "solvers" in sections:
-        solver_matrix(report["solvers"])
+        solver_matrix(report["solvers"], args.kinds.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.prior) if args.prior else unet_prior(Path(tmp) / "unet", 128)
         report["prior"] = str(folder.name)

@@ -213,3 +213,29 @@ def test_runs_of_separate_tasks_merge_into_one_report_in_task_order(tmp_path, ru
 def test_merge_refuses_a_folder_without_a_report(tmp_path, capsys):
     assert ev.main(["--merge", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     assert "evaluate.json cannot be read as an evaluation report" in capsys.readouterr().err
+
+
+def test_a_rerun_of_one_pair_replaces_its_row_in_place_and_a_missing_pair_is_named(tmp_path, run):
+    out, whole = run
+    argv = ["--prior", "gaussian", "--size", "16", "--n-test", "2", "--n-val", "1", "--steps", "3",
+            "--samples", "3", "--baseline-iters", "15", "--device", "cpu", "--grid-samples", "0",
+            "--tasks", "inpaint", "--solvers", "ddnm", "--seed", "5", "--out", str(tmp_path / "rerun")]
+    assert ev.main(argv) == 0
+    rerun = json.loads((tmp_path / "rerun" / "evaluate.json").read_text())["results"][0]
+    assert ev.main(["--merge", str(out), str(tmp_path / "rerun"), "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "evaluate.json").read_text())
+    pairs = [(r["task"], r["method"]) for r in merged["results"]]
+    order = [t for t in ev.TASKS if t in TASKS]
+    expected = sorted(whole["results"], key=lambda r: order.index(r["task"]))
+    assert pairs == [(r["task"], r["method"]) for r in expected]  # the same rows in the same order
+    row = merged["results"][pairs.index(("inpaint", "ddnm"))]
+    assert row["per_phantom"] == rerun["per_phantom"] != next(
+        r["per_phantom"] for r in whole["results"] if (r["task"], r["method"]) == ("inpaint", "ddnm"))
+    assert merged["status"] == "complete"
+    # a report that lacks a pair its settings name says which
+    partial = json.loads((out / "evaluate.json").read_text())
+    partial["results"] = [r for r in partial["results"] if (r["task"], r["method"]) != ("mri_x4", "tv")]
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "evaluate.json").write_text(json.dumps(partial))
+    assert ev.main(["--merge", str(tmp_path / "partial"), "--out", str(tmp_path / "m2")]) == 0
+    assert json.loads((tmp_path / "m2" / "evaluate.json").read_text())["status"] == "missing mri_x4/tv"

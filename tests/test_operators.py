@@ -319,3 +319,46 @@ def test_reproducible_gpu_csr_product_equals_torch_csr_product_in_chunks(monkeyp
     assert torch.allclose(matrix_module._rowwise_product(P, X), P @ X, atol=1e-5)
     M = _sparse_matrix(20, 256).to(torch.complex64)
     assert torch.allclose(matrix_module._rowwise_product(M, X.to(torch.complex64)), M @ X.to(torch.complex64), atol=1e-5)
+
+
+def test_padded_row_product_equals_torch_csr_product_for_ct_and_complex_matrices_in_chunks(monkeypatch):
+    import diffrecon.operators.matrix as matrix_module
+    monkeypatch.setattr(matrix_module, "_CHUNK_ELEMENTS", 3000)  # force several row chunks
+    op = ParallelBeamCT((1, 16, 16), limited_angle_angles(90, 9))
+    X = torch.randn(256, 7, generator=torch.Generator().manual_seed(4))
+    for M, Xm in zip(op._matrices(), (X, torch.randn(9 * op.n_det, 7))):
+        ell = matrix_module.ell_from_csr(M)
+        assert ell is not None and ell[0].shape[0] == M.shape[0]
+        assert torch.allclose(matrix_module._ell_product(ell, Xm), M @ Xm, atol=1e-5)
+    # a complex matrix with empty rows (a row of zeros has no entries to pad from)
+    dense = (torch.randn(12, 30) + 1j * torch.randn(12, 30)) * (torch.rand(12, 30) < 0.3)
+    dense[[2, 7]] = 0
+    M = dense.to(torch.complex64).to_sparse_csr()
+    Xc = torch.randn(30, 3, dtype=torch.complex64)
+    assert torch.allclose(matrix_module._ell_product(matrix_module.ell_from_csr(M), Xc), M @ Xc, atol=1e-5)
+
+
+def test_padded_rows_are_refused_for_a_matrix_with_one_long_row_and_never_built_on_the_cpu():
+    import diffrecon.operators.matrix as matrix_module
+    dense = torch.zeros(50, 40)
+    dense[torch.arange(50), torch.arange(50) % 40] = 1.0
+    dense[3] = 1.0  # one full row: padding every row to 40 would store 2000 entries for 89
+    assert matrix_module.ell_from_csr(dense.to_sparse_csr()) is None
+    assert matrix_module.ell_from_csr(dense[:, :1].contiguous().to_sparse_csr()) is not None
+    cache = matrix_module.EllCache()
+    assert cache.get("M", dense.to_sparse_csr()) is None  # CPU products use torch's kernel
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_ct_products_on_a_gpu_match_the_cpu_and_repeat_bitwise():
+    op = ParallelBeamCT((3, 64, 64), sparse_view_angles(30))
+    x = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    y_cpu, back_cpu = op.A(x), op.A_adjoint(op.A(x))
+    gpu = op.to("cuda")
+    xg = x.cuda().requires_grad_(True)
+    runs = [gpu.A(xg) for _ in range(5)]
+    assert all(torch.equal(runs[0], r) for r in runs[1:])
+    assert torch.allclose(runs[0].cpu(), y_cpu, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(gpu.A_adjoint(runs[0]).detach().cpu(), back_cpu, rtol=1e-5, atol=1e-3)
+    (runs[0] ** 2).sum().backward()  # the gradient is 2 A^T A x, through the stored A^T
+    assert torch.allclose(xg.grad.cpu(), 2 * back_cpu, rtol=1e-5, atol=2e-3)

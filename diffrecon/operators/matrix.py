@@ -3,7 +3,10 @@
 Also the home of the sparse CSR product used by the CT projector: ``A`` and ``A^T`` are both
 stored row-compressed, so each product is a row-wise reduction in a fixed order (bitwise
 reproducible on a GPU, unlike cuSPARSE's SpMM or atomic scatters) and the gradient of ``A`` is
-the stored ``A^T`` exactly.
+the stored ``A^T`` exactly. On GPUs a matrix whose rows have similar lengths (CT's rays and
+pixels) is multiplied from a padded-rows (ELL) copy built once per device: one gather and one
+reduction per chunk of rows, instead of ``segment_reduce``'s thread per output entry, which
+scales badly with many right-hand sides (K posterior samples x channels).
 
 SVD (dense, ``min(m, n) <= 4096``): computed once on first use, in float64. For a complex matrix
 acting on real images the real-linear map is ``x -> [Re M; Im M] x``, whose SVD gives real
@@ -65,29 +68,93 @@ def _rowwise_product(M: Tensor, X: Tensor) -> Tensor:
     return torch.cat(out, dim=1) if len(out) > 1 else out[0]
 
 
-def _product(M: Tensor, X: Tensor) -> Tensor:
-    # The CPU kernel reduces each row in order already; on GPUs use the reproducible path.
-    return M @ X if X.device.type == "cpu" else _rowwise_product(M, X)
+#: Padded rows are used only while padding at most doubles the stored entries.
+_ELL_MAX_FILL = 2.0
+
+Ell = tuple[Tensor, Tensor]  # (column indices, values), both (rows, longest row); padding has value 0
+
+
+def ell_from_csr(M: Tensor) -> Ell | None:
+    """The padded-rows form of CSR ``M`` on its device, or None when one long row would make the
+    padding more than ``_ELL_MAX_FILL`` times the non-zeros (a general sparse matrix): then the
+    row-wise path stays. Built once per matrix and device (one host read of the longest row)."""
+    crow, col, val = M.crow_indices().long(), M.col_indices(), M.values()
+    m, nnz = crow.numel() - 1, val.numel()
+    lengths = crow[1:] - crow[:-1]
+    longest = int(lengths.max()) if m and nnz else 0
+    if longest == 0 or m * longest > _ELL_MAX_FILL * nnz + m:
+        return None
+    row = torch.repeat_interleave(torch.arange(m, device=crow.device), lengths, output_size=nnz)
+    slot = torch.arange(nnz, device=crow.device) - crow[:-1][row]
+    ell_col = torch.zeros(m, longest, dtype=col.dtype, device=col.device)
+    ell_val = torch.zeros(m, longest, dtype=val.dtype, device=val.device)
+    ell_col[row, slot] = col  # padding points at column 0 with value 0
+    ell_val[row, slot] = val
+    return ell_col, ell_val
+
+
+def _ell_product(ell: Ell, X: Tensor) -> Tensor:
+    """``M @ X`` from padded rows: gather the rows of ``X`` each row of ``M`` touches, weight, and
+    sum along the row. Every operation runs in a fixed order (no atomics), so GPU results are
+    bitwise reproducible; the chunks bound the gathered temporary."""
+    col, val = ell
+    m, longest = col.shape
+    k = X.shape[1]
+    X = X.contiguous()  # gathered rows of X are then k contiguous numbers
+    rows = max(1, _CHUNK_ELEMENTS // max(longest * k, 1))
+    out = []
+    for r in range(0, m, rows):  # a few row chunks: (rows, longest, k) elements at most 2**25
+        gathered = torch.index_select(X, 0, col[r : r + rows].reshape(-1)).view(-1, longest, k)
+        out.append((gathered * val[r : r + rows, :, None]).sum(dim=1))
+    return torch.cat(out) if len(out) > 1 else out[0]
+
+
+def _product(M: Tensor, X: Tensor, ell: Ell | None) -> Tensor:
+    # The CPU kernel reduces each row in order already; on GPUs use a reproducible path.
+    if X.device.type == "cpu":
+        return M @ X
+    return _ell_product(ell, X) if ell is not None else _rowwise_product(M, X)
 
 
 class _CSRProduct(torch.autograd.Function):
     """``M @ X`` for CSR ``M``; the backward uses the separately stored CSR of ``M^H``."""
 
     @staticmethod
-    def forward(ctx, X, M, MH):  # noqa: D401
-        ctx.MH = MH
-        return _product(M, X)
+    def forward(ctx, X, M, MH, ell_M, ell_MH):  # noqa: D401
+        ctx.MH, ctx.ell_MH = MH, ell_MH
+        return _product(M, X, ell_M)
 
     @staticmethod
     def backward(ctx, grad):
-        return _product(ctx.MH, grad), None, None
+        return _product(ctx.MH, grad, ctx.ell_MH), None, None, None, None
 
 
-def csr_matmul(M: Tensor, MH: Tensor, X: Tensor) -> Tensor:
-    """``M @ X`` with ``X`` dense ``(n, k)``; differentiable in ``X`` through ``MH``."""
+def csr_matmul(M: Tensor, MH: Tensor, X: Tensor, ell: tuple[Ell | None, Ell | None] = (None, None)) -> Tensor:
+    """``M @ X`` with ``X`` dense ``(n, k)``; differentiable in ``X`` through ``MH``. ``ell``: the
+    padded-rows forms of ``M`` and ``MH`` (:class:`EllCache`), used on GPUs where given."""
     if X.dtype != M.dtype:  # real images into a complex matrix, or half precision from autocast
         X = X.to(M.dtype)
-    return _CSRProduct.apply(X, M, MH)
+    return _CSRProduct.apply(X, M, MH, *ell)
+
+
+class EllCache:
+    """Padded-rows copies of an operator's CSR matrices, one per matrix, rebuilt when the matrix's
+    buffer moves to another device or dtype (the key holds the buffer's address, so a stale copy
+    is never used). Only GPU products use them; on the CPU nothing is built."""
+
+    def __init__(self):
+        self._entries: dict[str, tuple[tuple, Ell | None]] = {}
+
+    def get(self, name: str, M: Tensor) -> Ell | None:
+        if M.device.type == "cpu":
+            return None
+        values = M.values()
+        key = (values.device, values.dtype, values.data_ptr(), values.numel())
+        entry = self._entries.get(name)
+        if entry is None or entry[0] != key:
+            entry = (key, ell_from_csr(M))
+            self._entries[name] = entry
+        return entry[1]
 
 
 class MatrixOperator(LinearOperator):
@@ -142,12 +209,16 @@ class MatrixOperator(LinearOperator):
         MH = csr_from_parts(self._tcrow, self._tcol, self._tval, (n, self._m))
         return M, MH
 
+    def _ell_pair(self, M: Tensor, MH: Tensor) -> tuple[Ell | None, Ell | None]:
+        cache = self.__dict__.setdefault("_ell_cache", EllCache())
+        return cache.get("M", M), cache.get("MH", MH)
+
     def A(self, x: Tensor) -> Tensor:
         b = x.shape[0]
         flat = x.reshape(b, -1)
         if self.sparse:
             M, MH = self._csr()
-            y = csr_matmul(M, MH, flat.T).T
+            y = csr_matmul(M, MH, flat.T, self._ell_pair(M, MH)).T
         else:
             y = flat.to(self.matrix.dtype) @ self.matrix.T
         return y.reshape(b, *self._meas_shape)
@@ -157,7 +228,7 @@ class MatrixOperator(LinearOperator):
         flat = y.reshape(b, -1)
         if self.sparse:
             M, MH = self._csr()
-            x = csr_matmul(MH, M, flat.T).T
+            x = csr_matmul(MH, M, flat.T, self._ell_pair(M, MH)[::-1]).T
         else:
             x = flat @ self.matrix.conj()
         if x.is_complex() and not self.image_complex:
