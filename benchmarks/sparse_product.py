@@ -1,5 +1,7 @@
-"""The CT projector's sparse products on a GPU: the padded-rows (ELL) path against the
-``segment_reduce`` row-wise path it replaced and cuSPARSE (``torch`` CSR @ dense).
+"""The CT projector's sparse products on a GPU, every fixed-order path against cuSPARSE:
+padded rows (ELL), ``segment_reduce`` row-wise, ``embedding_bag`` (sum with per-entry weights,
+one bag per row), the Triton row kernel (operators/_csr_triton.py), and ``torch`` CSR @ dense
+(cuSPARSE, not bitwise repeatable beyond one right-hand side).
 
     python benchmarks/sparse_product.py --out $OUT/sparse_product.json
 
@@ -22,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffrecon.operators import ParallelBeamCT, sparse_view_angles  # noqa: E402
-from diffrecon.operators.matrix import _ell_product, _rowwise_product, ell_from_csr  # noqa: E402
+from diffrecon.operators import _csr_triton  # noqa: E402
+from diffrecon.operators.matrix import _bag_product, _ell_product, _rowwise_product, ell_from_csr  # noqa: E402
 from diffrecon.runtime import device_name  # noqa: E402
 
 
@@ -61,12 +64,14 @@ def main() -> None:
             ell = ell_from_csr(M)
             nnz = M.values().numel()
             M64 = M.cpu().to(torch.float64)
-            for k in (1, 3, 8, 24):
+            for k in (1, 3, 8, 24, 64):
                 X = torch.randn(M.shape[1], k, device=dev, generator=torch.Generator(dev).manual_seed(k))
                 ref = M64 @ X.cpu().double()
                 floor_ms = (nnz * 8 + (M.shape[1] + M.shape[0]) * k * 4) / bandwidth * 1e3
                 paths = {"ell": lambda: _ell_product(ell, X), "segment_reduce": lambda: _rowwise_product(M, X),
-                         "cusparse": lambda: M @ X}
+                         "embedding_bag": lambda: _bag_product(M, X), "cusparse": lambda: M @ X}
+                if _csr_triton.AVAILABLE:
+                    paths["triton"] = lambda: _csr_triton.csr_product(M, X)
                 row = {"size": size, "views": views, "matrix": name, "k": k, "nnz": nnz,
                        "ell_fill": ell[0].numel() / nnz, "floor_ms": floor_ms}
                 for path, fn in paths.items():
@@ -75,11 +80,10 @@ def main() -> None:
                     row[path + "_rel_error"] = float((outs[0].cpu().double() - ref).norm() / ref.norm())
                     row[path + "_ms"] = median_ms(fn)
                 rows.append(row)
-                print(f"{size}^2 {views:>2} views {name:>3} k={k:>2}: ell {row['ell_ms']:.3f} ms, "
-                      f"segment_reduce {row['segment_reduce_ms']:.3f}, cusparse {row['cusparse_ms']:.3f}, "
-                      f"floor {floor_ms:.3f}; repeatable ell/seg/cusparse "
-                      f"{row['ell_bitwise_repeatable']}/{row['segment_reduce_bitwise_repeatable']}/"
-                      f"{row['cusparse_bitwise_repeatable']}", flush=True)
+                print(f"{size}^2 {views:>2} views {name:>3} k={k:>2}: floor {floor_ms:.3f} ms; " + ", ".join(
+                    f"{path} {row[path + '_ms']:.3f}{'' if row[path + '_bitwise_repeatable'] else ' (varies)'}"
+                    f"{'' if row[path + '_rel_error'] < 1e-5 else ' (err %.1e)' % row[path + '_rel_error']}"
+                    for path in paths), flush=True)
     report = {"device": device_name(dev), "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth,
               "rows": rows}
     Path(args.out).write_text(json.dumps(report, indent=1))
