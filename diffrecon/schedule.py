@@ -25,14 +25,16 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7
 
 def vp_uniform_sigmas(steps: int, discrete: torch.Tensor) -> torch.Tensor:
     """DDIM's uniform subsequence of a discrete training schedule (Song et al., ICLR 2021, Sec. 4.2)."""
+    discrete = discrete.detach().cpu().double()  # a prior's table may live on its GPU
     t = torch.linspace(len(discrete) - 1, 0, steps).round().long()
-    return torch.cat([discrete.double()[t], torch.zeros(1, dtype=torch.float64)])
+    return torch.cat([discrete[t], torch.zeros(1, dtype=torch.float64)])
 
 
 def vp_quadratic_sigmas(steps: int, discrete: torch.Tensor) -> torch.Tensor:
     """The quadratic subsequence of a discrete schedule that the DiffPIR authors use ("quad" skip,
     Zhu et al., CVPRW 2023): step ``i`` takes index ``T - 1 - floor(sqrt(i T^2 / (steps - 1)))``,
     the last one index 0. The steps are long at high noise and short near the end."""
+    discrete = discrete.detach().cpu().double()  # a prior's table may live on its GPU
     n = len(discrete)
     if steps == 1:
         t = torch.tensor([n - 1])
@@ -40,7 +42,7 @@ def vp_quadratic_sigmas(steps: int, discrete: torch.Tensor) -> torch.Tensor:
         seq = torch.sqrt(torch.linspace(0, float(n) ** 2, steps, dtype=torch.float64)).floor().long()
         seq[-1] = seq[-1] - 1
         t = (n - 1 - seq).clamp(0, n - 1)
-    return torch.cat([discrete.double()[t], torch.zeros(1, dtype=torch.float64)])
+    return torch.cat([discrete[t], torch.zeros(1, dtype=torch.float64)])
 
 
 def vp_sde_sigmas(steps: int, beta_min: float = 0.1, beta_max: float = 20.0) -> torch.Tensor:

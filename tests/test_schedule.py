@@ -66,3 +66,12 @@ def test_vp_sde_levels_follow_the_integrated_linear_beta():
     den = load_prior("gaussian", (1, 16, 16))
     half = make_sigmas(4, den, "vp_sde")
     assert half[1:-1].tolist() == pytest.approx((s[1:-1] / 2).tolist()) and float(half[0]) == pytest.approx(s[0] / 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_schedules_of_a_prior_on_the_gpu_stay_on_the_host(kind):
+    den = load_prior("default", None, device="cuda")  # its timestep table is a CUDA buffer
+    sig = make_sigmas(20, den, kind)
+    assert sig.device.type == "cpu" and sig.dtype == torch.float64 and sig.shape == (21,)
+    assert float(sig[-1]) == 0.0 and bool((sig[1:] < sig[:-1]).all())
