@@ -18,9 +18,25 @@ since coefficient ``i`` of ``A^+ y`` carries noise of std ``sigma_y / s_i``. Zer
 are pure null space (no correction, ``phi_i = sigma_t^2``). With ``lambda_i < 1`` the carried
 noise equals ``sigma_t`` exactly, so ``phi_i = 0``: small singular values, which a plain
 pseudo-inverse amplifies without bound (deblurring), are trusted only as far as the current
-noise level hides their noise. Without an SVD (CT, MRI) we use the paper's simplified form,
-which takes the noise of ``A^+ y`` as ``sigma_y`` per pixel (exact for masks and the identity) and
-needs only a pseudo-inverse; noise-free data (``sigma_y = 0``) is the full correction of DDNM.
+noise level hides their noise. Without an SVD but with a closed-form pseudo-inverse (single-coil
+MRI) we use the paper's simplified form, which takes the noise of ``A^+ y`` as ``sigma_y`` per
+pixel (exact for masks, the identity and unitary transforms); noise-free data (``sigma_y = 0``)
+is the full correction of DDNM.
+
+Where the pseudo-inverse itself is an iterative solve (CT, multi-coil MRI, sparse matrices) that
+assumption fails badly: ``A^+`` of a noisy sinogram amplifies the noise along small singular
+values without bound, and the simplified form reached 7-12 dB on sparse-view and limited-angle
+CT. There the per-singular-value weight is replaced by its smooth counterpart, the Tikhonov
+filter ``lambda_i = s_i^2 / (s_i^2 + gamma_t)`` with ``gamma_t = (a_t sigma_y / sigma_t)^2``
+(equal to Eq. 19's weight where ``s_i`` is far from ``sqrt(gamma_t)``), which needs no SVD:
+
+    x0_hat' = argmin_x ||A x - y||^2 + gamma_t ||x - x0_hat||^2                          (CG)
+
+The noise this carries along direction ``i``, ``a_t sigma_y s_i / (s_i^2 + gamma_t)``, is at
+most ``sigma_t / 2``, so the fresh noise is kept at ``sigma_t`` (at most 25 % excess variance
+in a few directions, instead of Eq. 19's per-direction shrinking, which needs the SVD). On the
+64 x 64 CT demos with the Gaussian prior (50 steps, 4 samples) this took DDNM from 9.1 to 25.0 dB
+(sparse view) and 8.0 to 19.9 dB (limited angle), and multi-coil MRI from 16.3 to 27.9 dB.
 
 ``a_t`` is the weight of x0_hat in the next state and ``sigma_t`` the fresh-noise std. The paper
 writes them in the VP form ``x_{t-1} = a_t x0 + b_t x_t + sigma_t eps``; dividing by
@@ -64,6 +80,8 @@ def _step(denoiser, op, x, y, sigma, sigma_next, eta, generator, spectral=None):
     """
     if spectral is not None:
         return _spectral_step(denoiser, op, x, spectral, sigma, sigma_next, eta, generator)
+    if op.noise_sigma > 0 and not op.exact_pinv:
+        return _regularised_step(denoiser, op, x, y, sigma, sigma_next, eta, generator)
     sigma_y = op.noise_sigma
     sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
     a_t = 1.0 - sigma_down / sigma
@@ -100,6 +118,21 @@ def _spectral_step(denoiser, op, x, spectral, sigma, sigma_next, eta, generator)
         # sigma_up eps plus a range-only correction: exactly sigma_up eps where every phi_i = sigma_up.
         shrink = (phi - sigma_up) * op.V_adjoint(eps)[:, : s.numel()]
         x_next = x_next + sigma_up * eps + op.V(F.pad(shrink, (0, n - s.numel())))
+    return x_next, x0_proj
+
+
+def _regularised_step(denoiser, op, x, y, sigma, sigma_next, eta, generator):
+    """One DDNM+ step with the Tikhonov-filtered correction, for operators inverted by CG."""
+    sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+    a_t = 1.0 - sigma_down / sigma
+    x0_hat = denoiser(x, sigma)                                              # 1: Tweedie estimate
+    if sigma_up > 0:                                                         # 2-3: filtered correction
+        x0_proj = op.solve_regularized(y, x0_hat, (a_t * op.noise_sigma / sigma_up) ** 2)
+    else:
+        x0_proj = x0_hat  # no fresh noise to hide the data's: no correction (lambda_t = 0)
+    x_next = ddim_step(x, x0_proj, sigma, sigma_down)                       # 4: a_t x0 + b_t x
+    if sigma_up > 0:
+        x_next = x_next + sigma_up * generator.randn_like(x)                # 5: fresh noise
     return x_next, x0_proj
 
 
