@@ -251,7 +251,8 @@ def markdown(report: dict) -> str:
     summary = report["summary"]
     lines = [
         f"Prior `{s['prior']}` at {s['size']}x{s['size']}, {s['steps']} steps, {s['samples']} samples, "
-        f"{s['n_test']} test / {s['n_val']} validation phantoms per task, on {s['device_name']} "
+        f"{s['n_test']} test / {s['n_val']} validation phantoms per task, on "
+        f"{' and '.join(s.get('device_names', [s['device_name']]))} "
         f"({report['status']}, {report.get('elapsed_seconds', 0):.0f} s).", "",
         "| Task | Method | Tuned parameter | PSNR (dB) | SSIM | corr(std, \\|err\\|) | 90 % coverage "
         "| vs best baseline (dB) | s / recon |",
@@ -421,7 +422,8 @@ def evaluate(args) -> dict:
     # step on CT) last, so a time budget cuts what matters least
     order = [m for m in (*BASELINES, "dps", "diffpir", "ddrm", "ddnm") if m in args.solvers]
     estimate = estimate_seconds(args.tasks, order, args)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    # where the report is written says nothing about the measurement (and names a machine's folder)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "merge")}
     settings.update(device_name=device_name(device), torch=torch.__version__, diffrecon=__version__,
                     prior_card=json.loads(denoiser.card.to_json()), prior_hash=prior_weight_hash(denoiser),
                     grids={m: GRIDS[m][:2] for m in order},
@@ -490,6 +492,8 @@ def merge(folders: Sequence[Path], out: Path) -> dict:
     settings["tasks"], settings["solvers"] = tasks, solvers
     settings["operator_norms"] = {k: v for r in reports for k, v in r["settings"].get("operator_norms", {}).items()}
     settings["merged_from"] = len(reports)
+    settings.pop("out", None), settings.pop("merge", None)
+    settings["device_names"] = sorted({r["settings"].get("device_name", "?") for r in reports})
     rows: dict[tuple[str, str], dict] = {}
     for r in reports:
         for row in r["results"]:
@@ -497,7 +501,18 @@ def merge(folders: Sequence[Path], out: Path) -> dict:
     results = sorted(rows.values(), key=lambda row: tasks.index(row["task"]))
     skipped = list(dict.fromkeys(s for r in reports for s in r.get("skipped", [])))
     not_applicable = {s.split(":")[0] for s in skipped}
-    missing = [f"{t}/{m}" for t in tasks for m in solvers if (t, m) not in rows and f"{t}/{m}" not in not_applicable]
+    missing = []
+    for t in tasks:
+        for m in solvers:
+            if (t, m) in rows or f"{t}/{m}" in not_applicable:
+                continue
+            # a run cut short never wrote its list of inapplicable pairs: ask the solver
+            op = build_operator(simulate(t, settings["size"], VALIDATION_SEEDS[0], VALIDATION_SEEDS[0]).operator)
+            need = SOLVERS[m].unmet_need(op) if m in SOLVERS else None
+            if need:
+                skipped.append(f"{t}/{m}: {need}")
+            else:
+                missing.append(f"{t}/{m}")
     report = {"settings": settings, "status": f"missing {', '.join(missing)}" if missing else "complete",
               "started": min(r["started"] for r in reports), "results": results,
               "elapsed_seconds": max(r.get("elapsed_seconds", 0.0) for r in reports),
