@@ -349,6 +349,19 @@ def test_padded_rows_are_refused_for_a_matrix_with_one_long_row_and_never_built_
     assert cache.get("M", dense.to_sparse_csr()) is None  # CPU products use torch's kernel
 
 
+def test_weighted_bag_product_equals_torch_csr_product_for_ct_and_empty_rows():
+    import diffrecon.operators.matrix as matrix_module
+    op = ParallelBeamCT((1, 16, 16), sparse_view_angles(7))
+    for M in op._matrices():
+        X = torch.randn(M.shape[1], 9, generator=torch.Generator().manual_seed(2))
+        assert torch.allclose(matrix_module._bag_product(M, X), M @ X, atol=1e-5)
+    dense = torch.randn(10, 12) * (torch.rand(10, 12) < 0.3)
+    dense[[0, 4, 9]] = 0  # empty rows, the first and the last among them
+    M = dense.to_sparse_csr()
+    X = torch.randn(12, 3)
+    assert torch.allclose(matrix_module._bag_product(M, X), M @ X, atol=1e-6)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_ct_products_on_a_gpu_match_the_cpu_and_repeat_bitwise():
     op = ParallelBeamCT((3, 64, 64), sparse_view_angles(30))

@@ -3,13 +3,14 @@
 Also the home of the sparse CSR product used by the CT projector: ``A`` and ``A^T`` are both
 stored row-compressed, so each product is a row-wise reduction in a fixed order (bitwise
 reproducible on a GPU, unlike cuSPARSE's SpMM or atomic scatters) and the gradient of ``A`` is
-the stored ``A^T`` exactly. On GPUs, three fixed-order paths, fastest first: the Triton row
-kernel of ``_csr_triton`` (real float32 matrices, where Triton is installed); for the rest, a
-padded-rows (ELL) copy built once per device when the rows have similar lengths (one gather and
-one reduction per chunk of rows); otherwise gather + ``segment_reduce``, whose thread per output
-entry scales badly with many right-hand sides (K posterior samples x channels). Measured on an
-H200 (``benchmarks/sparse_product.py``): 0.30, 7.9 and 26.2 ms for CT's 256^2 x 60-view
-projector at 24 right-hand sides.
+the stored ``A^T`` exactly. On GPUs, fixed-order paths only, fastest first: the Triton row
+kernel of ``_csr_triton`` (real float32 matrices, where Triton is installed); ``embedding_bag``
+(one weighted bag sum per row) for other real matrices; for complex ones a padded-rows (ELL) copy
+built once per device when the rows have similar lengths (one gather and one reduction per chunk
+of rows), otherwise gather + ``segment_reduce``, whose thread per output entry scales badly with
+many right-hand sides (K posterior samples x channels). Measured on an H200
+(``benchmarks/sparse_product.py``): 0.30, 0.41, 7.9 and 26.2 ms for CT's 256^2 x 60-view
+projector at 24 right-hand sides, each bitwise repeatable.
 
 SVD (dense, ``min(m, n) <= 4096``): computed once on first use, in float64. For a complex matrix
 acting on real images the real-linear map is ``x -> [Re M; Im M] x``, whose SVD gives real
@@ -126,6 +127,8 @@ def _product(M: Tensor, X: Tensor, ell: Ell | None) -> Tensor:
         return M @ X
     if _csr_triton.supports(M, X):
         return _csr_triton.csr_product(M, X)
+    if not M.is_complex():
+        return _bag_product(M, X)
     return _ell_product(ell, X) if ell is not None else _rowwise_product(M, X)
 
 
@@ -153,15 +156,14 @@ def csr_matmul(M: Tensor, MH: Tensor, X: Tensor, ell: tuple[Ell | None, Ell | No
 class EllCache:
     """Padded-rows copies of an operator's CSR matrices, one per matrix, rebuilt when the matrix's
     buffer moves to another device or dtype (the key holds the buffer's address, so a stale copy
-    is never used). Only GPU products without the Triton kernel use them; on the CPU nothing is
-    built."""
+    is never used). Only GPU products of complex matrices use them; nothing else builds one."""
 
     def __init__(self):
         self._entries: dict[str, tuple[tuple, Ell | None]] = {}
 
     def get(self, name: str, M: Tensor) -> Ell | None:
-        if M.device.type == "cpu" or (_csr_triton.AVAILABLE and M.dtype == torch.float32):
-            return None  # torch's CPU kernel, or the Triton kernel, reads the CSR form itself
+        if M.device.type == "cpu" or not M.is_complex():
+            return None  # torch's CPU kernel, the Triton kernel or embedding_bag read the CSR form
         values = M.values()
         key = (values.device, values.dtype, values.data_ptr(), values.numel())
         entry = self._entries.get(name)
