@@ -34,6 +34,9 @@ SVD_LIMIT = 4096
 
 # torch marks CSR as beta; the products used here (CSR @ dense) are long stable.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+# The CSR parts are built here from checked arrays (scipy, or validated file contents), so newer
+# torch's note that invariant checks are off by default says nothing to a user.
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
 
 def csr_from_parts(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
