@@ -45,6 +45,11 @@ from the paper a variant that makes it the same algorithm:
 - ``diffpir``: ours runs deepinv's schedule (``vp_quadratic``, the authors' quadratic
   subsequence of the DDPM table) at lambda 3.5, which is deepinv's 7 (its data step weighs
   ``rho`` twice: see ``AGREEMENT``).
+- ``diffpir_final_step``: deepinv 0.5.0's DiffPIR skips the data step of its last iteration and
+  returns its last noisy iterate; this variant applies that data step to its last clean
+  estimate and returns it, as the paper's Algorithm 1 (and ours) end.
+- ``diffpir_tight_cg``: deepinv's DiffPIR with its data step's conjugate gradients run to
+  convergence (300 iterations, tol 1e-7, instead of 50 and 1e-4).
 
 deepinv is not a dependency of diffrecon: install its wheel with ``pip install --no-deps``.
 ``import deepinv`` needs ``natsort`` and ``requests`` only for its datasets and downloads;
