@@ -11,7 +11,7 @@ Line integrals use Joseph's method (P. M. Joseph, "An improved algorithm for rep
 through pixel images", IEEE TMI 1(3), 1982): step one pixel along the axis the ray is closer to,
 interpolate linearly along the other, weight by the step length ``1/max(|cos|, |sin|)``. The
 weights form a sparse system matrix built once; ``A`` and ``A^T`` are both stored as CSR, so both
-products are deterministic on a GPU (row-wise reductions, no atomics; from padded rows there, see
+products are deterministic on a GPU (row-wise reductions in a fixed order, no atomics; see
 operators/matrix.py) and the adjoint is exact.
 
 ``fbp`` is filtered back-projection (Kak & Slaney, "Principles of Computerized Tomographic
@@ -29,7 +29,7 @@ import torch
 
 from ..errors import InputError
 from .base import LinearOperator, OperatorSpec
-from .matrix import EllCache, csr_from_parts, csr_matmul
+from .matrix import csr_from_parts, csr_matmul
 
 Tensor = torch.Tensor
 
@@ -163,21 +163,16 @@ class ParallelBeamCT(LinearOperator):
         PT = csr_from_parts(self._PT_crow, self._PT_col, self._PT_val, (n, m))
         return P, PT
 
-    def _ell_pair(self, P: Tensor, PT: Tensor):
-        """Padded-row copies of P and P^T for GPU products (built on first use per device)."""
-        cache = self.__dict__.setdefault("_ell_cache", EllCache())
-        return cache.get("P", P), cache.get("PT", PT)
-
     def A(self, x: Tensor) -> Tensor:
         b, c = x.shape[:2]
         P, PT = self._matrices()
-        y = csr_matmul(P, PT, x.reshape(b * c, -1).T, self._ell_pair(P, PT))
+        y = csr_matmul(P, PT, x.reshape(b * c, -1).T)
         return y.T.reshape(b, *self.meas_shape)
 
     def A_adjoint(self, y: Tensor) -> Tensor:
         b, c = y.shape[:2]
         P, PT = self._matrices()
-        x = csr_matmul(PT, P, y.reshape(b * c, -1).T, self._ell_pair(P, PT)[::-1])
+        x = csr_matmul(PT, P, y.reshape(b * c, -1).T)
         return x.T.reshape(b, *self.image_shape)
 
     def fbp(self, y: Tensor, filter: str = "ramp") -> Tensor:
