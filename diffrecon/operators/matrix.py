@@ -213,6 +213,7 @@ class MatrixOperator(LinearOperator):
             self.register_buffer("_tval", tval, persistent=False)  # already conjugated
         else:
             self.register_buffer("matrix", M.to(dtype).contiguous())
+        self._ell_cache = EllCache()  # padded rows of complex matrices, per GPU
         self.has_svd = (not self.sparse) and min(self._m, n) <= SVD_LIMIT
         self.exact_pinv = self.has_svd  # the base class then inverts through the SVD
         self._svd_ready = False
@@ -229,8 +230,7 @@ class MatrixOperator(LinearOperator):
         return M, MH
 
     def _ell_pair(self, M: Tensor, MH: Tensor) -> tuple[Ell | None, Ell | None]:
-        cache = self.__dict__.setdefault("_ell_cache", EllCache())
-        return cache.get("M", M), cache.get("MH", MH)
+        return self._ell_cache.get("M", M), self._ell_cache.get("MH", MH)
 
     def A(self, x: Tensor) -> Tensor:
         b = x.shape[0]
