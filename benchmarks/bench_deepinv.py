@@ -321,15 +321,17 @@ def run_theirs(dinv, net, y_phys, solver: str, steps: int, k: int, device, sigma
     if solver == "diffpir_tight_cg":  # the data step's CG run to convergence (deepinv: 50 its, tol 1e-4)
         physics.max_iter, physics.tol = 300, 1e-7
     reset_peak(device)
-    with Clock(device) as clock:
-        x = model(yk, physics)
-        if solver == "diffpir_final_step":
-            # deepinv returns its last noisy iterate and skips the last data step; the paper (and
-            # ours) end with the data step on the last clean estimate: apply it to deepinv's.
-            t = model.find_nearest(model.reduced_alpha_cumprod, model.sigmas[model.seq[-1]])
-            with torch.no_grad():
-                x = model.data_fidelity.prox(net.last.clamp(0, 1), yk, physics, gamma=1.0 / (2 * model.rhos[t]))
-    physics.max_iter, physics.tol = solver_settings
+    try:  # the physics is shared by the variants of one phantom: restore its solver settings
+        with Clock(device) as clock:
+            x = model(yk, physics)
+            if solver == "diffpir_final_step":
+                # deepinv returns its last noisy iterate and skips the last data step; the paper (and
+                # ours) end with the data step on the last clean estimate: apply it to deepinv's.
+                t = model.find_nearest(model.reduced_alpha_cumprod, model.sigmas[model.seq[-1]])
+                with torch.no_grad():
+                    x = model.data_fidelity.prox(net.last.clamp(0, 1), yk, physics, gamma=1.0 / (2 * model.rhos[t]))
+    finally:
+        physics.max_iter, physics.tol = solver_settings
     return {"seconds": clock.seconds, "peak_bytes": peak(device), "peak_allocated_bytes": peak_allocated(device),
             "mean": x.mean(0).float().cpu().numpy()}
 
