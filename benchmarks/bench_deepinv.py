@@ -24,7 +24,9 @@ rewritten after every section, so a run cut short keeps what it finished):
    (``diffrecon.phantoms.TEST_SEEDS``) with the bundled prior when it is installed, and always
    with the exact Gaussian prior, wrapped for deepinv; target: within 0.3 dB. Both sides solve
    the same problem: the identical measurement, and for CT our projector wrapped as a deepinv
-   ``LinearPhysics``. ``--device cpu`` runs this section without a GPU.
+   ``LinearPhysics``. ``--device cpu`` runs this section without a GPU. ``--phantom-start``
+   splits the phantoms over processes; ``--merge-agreement A.json B.json ...`` joins their
+   reports and recomputes the mean difference and its standard error.
 5. ``dps_1000``: 1000-step DPS, 8 samples at 256x256 (ours), total time; skipped when the
    time left (``--budget``) would not cover it.
 
@@ -512,7 +514,8 @@ def agreement_section(setup, dinv, FromOurs, Autocast, device) -> list[dict]:
         c, h, _ = den.image_shape
         sigmas = make_sigmas(steps, den, "karras")
         width = float(den.card.value_range[1] - den.card.value_range[0])
-        for i in range(setup["phantoms"]):
+        first = setup.get("phantom_start", 0)
+        for i in range(first, first + setup["phantoms"]):
             x = ground_truth(h, c, i)
             problems = {task: problem(task, x, dinv, device, seed=i, shared_ct=True) for task in TASKS}
             for task, solver, variant, params, schedule in AGREEMENT:
@@ -550,11 +553,45 @@ def agreement_summary(rows: list[dict]) -> list[dict]:
     out = []
     for (prior, task, variant), diffs in groups.items():
         mean = statistics.fmean(diffs)
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
         out.append({"prior": prior, "task": task, "deepinv_variant": variant, "phantoms": len(diffs),
-                    "mean_difference_db": mean, "within_0.3dB": abs(mean) <= 0.3})
-        print(f"agreement {prior:8s} {task:8s} {variant:18s} mean ours - deepinv {mean:+.2f} dB over {len(diffs)}",
-              flush=True)
+                    "mean_difference_db": mean, "standard_error_db": se, "within_0.3dB": abs(mean) <= 0.3})
+        print(f"agreement {prior:8s} {task:8s} {variant:18s} mean ours - deepinv {mean:+.2f} \u00b1 {se:.2f} dB "
+              f"over {len(diffs)}", flush=True)
     return out
+
+
+def merge_agreement(paths: list[Path], out: Path) -> int:
+    """Join the agreement rows of reports from one device (e.g. phantom ranges run as parallel
+    processes) into one report; a (prior, phantom, task, variant) row seen twice is an error."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    devices = {r["device"] for r in reports}
+    if len(devices) != 1:
+        raise SystemExit(f"--merge-agreement: the reports come from different devices ({', '.join(sorted(devices))}); "
+                         "merge reports of one device only")
+    rows, seen = [], set()
+    for path, r in zip(paths, reports):
+        if not isinstance(r.get("agreement"), dict):
+            raise SystemExit(f"--merge-agreement: {path} has no agreement section")
+        for row in r["agreement"]["rows"]:
+            key = (row["prior"], row["phantom"], row["task"], row["deepinv_variant"])
+            if key in seen:
+                raise SystemExit(f"--merge-agreement: {path} repeats {key}; give each report its own phantoms")
+            seen.add(key)
+            rows.append(row)
+    merged = dict(reports[0])
+    merged["merged_from"] = [p.name for p in paths]
+    merged["settings"] = dict(merged["settings"], phantoms=len({r["phantom"] for r in rows}))
+    merged["settings"].pop("phantom_start", None)
+    merged["section_seconds"] = {"agreement": sum(r.get("section_seconds", {}).get("agreement", 0.0) for r in reports)}
+    merged["total_seconds"] = max(r.get("total_seconds", 0.0) for r in reports)  # the processes ran side by side
+    merged["agreement"] = {"rows": rows, "summary": agreement_summary(rows)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(merged, indent=1))
+    os.replace(tmp, out)
+    print(f"wrote {out}", flush=True)
+    return 0
 
 
 def dps_1000_section(setup, ours, device, started: float, budget: float) -> dict:
@@ -712,7 +749,7 @@ def settings(args) -> dict:
                 "agree_tasks": tuple(TASKS), "agree_variants": AGREEMENT_VARIANTS, "long_steps": 3, "plan_steps": 3, "compile_reserve": 0.0,
                 "accel_ks": (2,)}
     return {"preset": "imagenet_256_uncond", "size": 256, "steps": args.steps, "repeats": args.repeats,
-            "ks": (1, 8), "phantoms": args.phantoms, "agree_size": 128, "agree_steps": args.agree_steps,
+            "ks": (1, 8), "phantoms": args.phantoms, "phantom_start": args.phantom_start, "agree_size": 128, "agree_steps": args.agree_steps,
             "agree_samples": args.agree_samples, "agree_priors": tuple(args.agree_priors.split(",")),
             "agree_tasks": tuple(args.agree_tasks.split(",")),
             "agree_variants": tuple(args.agree_variants.split(",")), "long_steps": 1000,
@@ -732,6 +769,10 @@ def main(argv=None) -> int:
     ap.add_argument("--agree-variants", default=",".join(AGREEMENT_VARIANTS),
                     help="deepinv variants of the agreement runs")
     ap.add_argument("--phantoms", type=int, default=3, help="held-out phantoms of the agreement runs")
+    ap.add_argument("--phantom-start", type=int, default=0,
+                    help="index of the first held-out phantom (to split one agreement run over processes)")
+    ap.add_argument("--merge-agreement", nargs="+", type=Path, metavar="JSON",
+                    help="join the agreement rows of these reports into --out (summary recomputed) and exit")
     ap.add_argument("--device", choices=("auto", "cpu"), default="auto",
                     help="cpu runs the agreement section here (the other sections want a GPU)")
     ap.add_argument("--repeats", type=int, default=2)
@@ -739,6 +780,8 @@ def main(argv=None) -> int:
                     help="seconds; torch.compile trials and the 1000-step run are left out past it")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     args = ap.parse_args(argv)
+    if args.merge_agreement:
+        return merge_agreement(args.merge_agreement, Path(args.out))
     chosen = [x for x in args.sections.split(",") if x]
     unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown:

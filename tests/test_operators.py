@@ -363,7 +363,12 @@ def test_weighted_bag_product_equals_torch_csr_product_for_ct_and_empty_rows():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_ct_products_on_a_gpu_match_the_cpu_and_repeat_bitwise():
+@pytest.mark.parametrize("triton", [True, False], ids=["triton", "embedding_bag"])
+def test_ct_products_on_a_gpu_match_the_cpu_and_repeat_bitwise(triton, monkeypatch):
+    from diffrecon.operators import _csr_triton
+    if triton and not _csr_triton.AVAILABLE:
+        pytest.skip("Triton is not installed")
+    monkeypatch.setattr(_csr_triton, "AVAILABLE", triton)  # without Triton: the embedding_bag path
     op = ParallelBeamCT((3, 64, 64), sparse_view_angles(30))
     x = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(5))
     y_cpu, back_cpu = op.A(x), op.A_adjoint(op.A(x))
