@@ -633,6 +633,9 @@ def acceleration_section(setup, nets, device, started: float, budget: float) -> 
     rows = []
     variants = [("none", False, False), ("none", True, False), ("graphs", False, False),
                 ("graphs", True, False), ("compile", False, False), ("none", False, True), ("graphs", False, True)]
+    nets = [(name, den) for name, den in nets if name.split("_")[0] in setup.get("accel_nets", ("adm", "bundled"))]
+    modes = setup.get("accel_modes", ("none", "graphs", "compile"))
+    variants = [v for v in variants if v[0] in modes]
     for name, den in nets:
         c, h, w = den.image_shape
         for k in setup["accel_ks"]:
@@ -647,8 +650,7 @@ def acceleration_section(setup, nets, device, started: float, budget: float) -> 
                     row = {"network": name, "K": k, "gradient": grad, "mode": mode, "channels_last": cl,
                            "checkpointing": ckpt}
                     left = budget - (time.perf_counter() - started)
-                    if left < 20 or (mode == "compile" and (left < setup["compile_reserve"]
-                                                            or (name.startswith("adm") and grad))):
+                    if left < 20 or (mode == "compile" and left < setup["compile_reserve"]):
                         row["skipped"] = "left out to keep the run inside its time budget (--budget)"
                         rows.append(row)
                         continue
@@ -753,7 +755,8 @@ def settings(args) -> dict:
             "agree_samples": args.agree_samples, "agree_priors": tuple(args.agree_priors.split(",")),
             "agree_tasks": tuple(args.agree_tasks.split(",")),
             "agree_variants": tuple(args.agree_variants.split(",")), "long_steps": 1000,
-            "plan_steps": 20, "compile_reserve": 150.0, "accel_ks": (8,)}
+            "plan_steps": 20, "compile_reserve": 150.0, "accel_ks": (8,),
+            "accel_nets": tuple(args.accel_nets.split(",")), "accel_modes": tuple(args.accel_modes.split(","))}
 
 
 def main(argv=None) -> int:
@@ -776,6 +779,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=("auto", "cpu"), default="auto",
                     help="cpu runs the agreement section here (the other sections want a GPU)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--accel-nets", default="adm,bundled", help="networks of the acceleration section (adm, bundled)")
+    ap.add_argument("--accel-modes", default="none,graphs,compile",
+                    help="modes of the acceleration section (none: eager and channels-last; graphs; compile)")
     ap.add_argument("--budget", type=float, default=500.0,
                     help="seconds; torch.compile trials and the 1000-step run are left out past it")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")

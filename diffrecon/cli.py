@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noise levels of the steps: karras (EDM), vp_uniform (DDIM), vp_quadratic (DiffPIR), "
                         "vp_sde (uniform time of the VP SDE)")
     r.add_argument("--compile", choices=("auto", "none", "graphs", "compile"), default="auto",
-                   help="how the network runs on CUDA: CUDA graphs (auto), torch.compile, or eagerly")
+                   help="how the network runs on CUDA: CUDA graphs, torch.compile, or eagerly; auto compiles "
+                        "large networks when the run is long enough to pay for the compile, else graphs")
     r.add_argument("--channels-last", action="store_true", help="channels-last network on CUDA")
     r.add_argument("--checkpointing", action="store_true",
                    help="gradient checkpointing for DPS-type solvers: less memory, about a third more time")

@@ -26,7 +26,7 @@ from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
 from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, Welford, device_name,
                       memory_snapshot, resolve_device)
-from .priors.acceleration import resolve_mode
+from .priors.acceleration import auto_mode, compiled_before, resolve_mode, shape_signature
 from .schedule import make_sigmas
 from .solvers._common import SampleRNG
 
@@ -43,7 +43,7 @@ class RunConfig:
     prior: str = "default"  # "default" (bundled), "gaussian", or a prior folder
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "bf16"  # bf16 | fp32: the network's autocast dtype on GPU
-    compile: str = "auto"  # auto | none | graphs | compile: how the network runs on CUDA (auto: graphs)
+    compile: str = "auto"  # auto | none | graphs | compile: how the network runs on CUDA (auto: see auto_mode)
     channels_last: bool = False  # network weights and inputs channels-last on CUDA
     checkpointing: bool = False  # gradient checkpointing for solvers that backpropagate (DPS memory)
     schedule: str = "karras"  # karras | vp_uniform | vp_quadratic | vp_sde (diffrecon.schedule)
@@ -166,12 +166,14 @@ class _Setup:
     prior_name: str
     prior_hash: str
     warnings: list[str]
-    compile_mode: str = "none"  # how the network runs (resolved: auto is graphs on CUDA); none without a prior
+    compile_mode: str = "none"  # how the network runs (auto resolved: graphs or compile on CUDA); none without a prior
     channels_last: bool = False  # in effect (CUDA only)
+    notes: list[str] = field(default_factory=list)  # shown at the start of a run (why auto chose its mode)
 
 
-def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setup:
-    """Check every setting and build what a run needs; raises InputError before any work."""
+def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe: bool = False) -> _Setup:
+    """Check every setting and build what a run needs; raises InputError before any work.
+    ``probe``: for a few timed steps (:func:`plan`), where ``compile auto`` never compiles."""
     from .operators import build_operator
     from .solvers import get_solver, parse_params
 
@@ -229,8 +231,6 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
                 f"The prior {prior_name!r} takes {c}x{h}x{w} images but this measurement's image is "
                 f"{'x'.join(map(str, op.image_shape))}; crop or resample the data, or use the gaussian prior, which fits any size."
             )
-        if hasattr(denoiser, "accelerate"):  # network priors: graphs / compile, memory format, checkpointing
-            denoiser.accelerate(compile_mode, channels_last, bool(config.checkpointing))
         prior_range = tuple(denoiser.card.value_range)
         sigmas = make_sigmas(config.steps, denoiser, config.schedule)
     else:
@@ -246,9 +246,38 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None) -> _Setu
 
     batch = config.batch_size or _auto_batch(config.samples, device)
     autocast = torch.bfloat16 if (device.type == "cuda" and config.precision == "bf16") else None
-    return _Setup(device, op, y, info, params, denoiser, sigmas, norm,
-                  _plan_batches(config.samples, min(batch, config.samples)), autocast, prior_name, prior_hash,
-                  warnings, compile_mode if info.uses_prior else "none", channels_last)
+    batches = _plan_batches(config.samples, min(batch, config.samples))
+    notes = []
+    if info.uses_prior and hasattr(denoiser, "accelerate"):  # network priors: graphs / compile, memory format, checkpointing
+        fallback = None
+        if config.compile == "auto" and device.type == "cuda" and not probe:
+            compile_mode, why = _auto_compile(denoiser, "grad" in info.needs, batches,
+                                              (len(sigmas) - 1) * info.nfe_per_step, autocast, device)
+            notes.append(f"Network: {why}.")
+            fallback = "graphs"
+        denoiser.accelerate(compile_mode, channels_last, bool(config.checkpointing), fallback=fallback)
+    return _Setup(device, op, y, info, params, denoiser, sigmas, norm, batches, autocast, prior_name, prior_hash,
+                  warnings, compile_mode if info.uses_prior else "none", channels_last, notes)
+
+
+def _network_mode(setup: _Setup) -> str:
+    """The mode the network ran in: auto's choice, or graphs where compiling failed."""
+    network = getattr(setup.denoiser, "network_call", None) if setup.info.uses_prior else None
+    return network.mode if network is not None else setup.compile_mode
+
+
+def _auto_compile(denoiser, grad: bool, batches: list[int], evaluations: int, autocast, device) -> tuple[str, str]:
+    """``compile auto`` on CUDA: :func:`~diffrecon.priors.acceleration.auto_mode` for this run."""
+    net = getattr(denoiser, "unet", None)
+    if not isinstance(net, torch.nn.Module):
+        return "graphs", "CUDA graphs"
+    parameters = sum(p.numel() for p in net.parameters())
+    shape = tuple(denoiser.image_shape)
+
+    def cached(b: int) -> bool:
+        return compiled_before(shape_signature(net, (b, *shape), grad, autocast, device))
+
+    return auto_mode(parameters, batches, evaluations, cached)
 
 
 def _batch_start(setup: _Setup, seed: int, indices) -> tuple[SampleRNG, torch.Tensor, torch.Tensor]:
@@ -277,7 +306,7 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
 
     ``stop`` ends the probe at its next solver step (a run is starting and needs the device): the
     prediction then uses the steps timed so far, or has ``None`` time and memory if none were."""
-    setup = prepare(measurement, config, denoiser)
+    setup = prepare(measurement, config, denoiser, probe=True)
     dev, info = setup.device, setup.info
     rng, x_init, y = _batch_start(setup, config.seed, range(setup.batches[0]))
     den = CountingDenoiser(setup.denoiser, Counter(), setup.autocast, dev) if info.uses_prior else None
@@ -331,6 +360,8 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     )
     for message in setup.warnings:
         yield Log(message, "warning")
+    for message in setup.notes:
+        yield Log(message, "info")
     if not posterior:
         yield Log(f"{info.name} with these settings is deterministic: the spread over samples is a "
                   "seed spread, not a posterior standard deviation.", "warning")
@@ -343,6 +374,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     preview = AsyncPreview(dev)
     network = getattr(setup.denoiser, "network_call", None) if info.uses_prior else None
     setup_seconds = network.setup_seconds if network is not None else 0.0
+    fell_back = False
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
@@ -399,6 +431,9 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         if x is None or not bool(torch.isfinite(x).all()):
             raise RunError(f"The {info.name} run diverged (non-finite values) in samples {indices[0]}-{indices[-1]}; "
                            "try more steps, a smaller step size or fp32 precision.")
+        if network is not None and network.fallback_reason and not fell_back:
+            fell_back = True
+            yield Log(f"{network.fallback_reason}; going on with CUDA graphs.", "warning")
         if network is not None and network.setup_seconds > setup_seconds:
             what = "compiled the network" if network.mode == "compile" else "recorded CUDA graphs"
             yield Log(f"{what} for {b} samples per batch in {network.setup_seconds - setup_seconds:.1f} s "
@@ -440,7 +475,7 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "samples": config.samples, "samples_done": stats.n, "seed": config.seed, "prior": setup.prior_name,
         "prior_card": card.to_json() if card is not None else "", "prior_hash": setup.prior_hash,
         "schedule": config.schedule, "precision": config.precision if setup.device.type == "cuda" else "fp32",
-        "compile": setup.compile_mode, "channels_last": setup.channels_last,
+        "compile": _network_mode(setup), "channels_last": setup.channels_last,
         "checkpointing": bool(config.checkpointing),
         "device": device_name(setup.device), "batches": list(setup.batches),
         "normalization": [norm.scale, norm.offset], "software_version": __version__,

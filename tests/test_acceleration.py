@@ -8,7 +8,8 @@ from diffrecon.demo import make_demo
 from diffrecon.engine import Finished, Log, RunConfig, run
 from diffrecon.errors import InputError
 from diffrecon.priors import load_prior
-from diffrecon.priors.acceleration import NetworkCall, resolve_mode
+from diffrecon.priors import acceleration
+from diffrecon.priors.acceleration import NetworkCall, auto_mode, resolve_mode
 from diffrecon.priors.adm import ADMConfig, ADMUNet, load_adm_prior
 
 TINY = ADMConfig(image_size=16, in_channels=1, model_channels=32, num_res_blocks=1,
@@ -109,6 +110,63 @@ def test_cli_reconstruct_takes_the_acceleration_flags(tmp_path, capsys):
     assert "--compile: invalid choice: 'jit'" in capsys.readouterr().err
 
 
+def test_auto_compiles_a_large_network_only_when_the_run_pays_for_the_compile(monkeypatch):
+    monkeypatch.setattr(acceleration, "compile_available", lambda: True)
+    # the bundled prior's size: graphs whatever the run's length (compile measured slower)
+    mode, why = auto_mode(8_900_000, [8], 100_000)
+    assert mode == "graphs" and "9 M parameters" in why
+    # 553 M parameters, 8 samples: each evaluation saves 1 - 1/1.6 = 0.375 of its time compiled;
+    # a first compile costs 700 evaluations' time per sample, so the break-even is 1867 steps
+    assert auto_mode(553_000_000, [8], 1000)[0] == "graphs"  # 3000 saved < 5600
+    mode, why = auto_mode(553_000_000, [8], 2000)  # 6000 saved > 5600
+    assert mode == "compile" and "16000 evaluations" in why and "costs about 5600" in why
+    # compiled before (inductor's cache): 100 evaluations' time per sample
+    assert auto_mode(553_000_000, [8], 1000, cached=lambda b: True)[0] == "compile"  # 3000 > 800
+    assert auto_mode(553_000_000, [8], 200, cached=lambda b: True)[0] == "graphs"  # 600 < 800
+    # a smaller last batch is a second shape to compile
+    _, why = auto_mode(553_000_000, [8, 8, 4], 2000)
+    assert "compiling 2 batch size(s) costs about 8400" in why
+    monkeypatch.setattr(acceleration, "compile_available", lambda: False)
+    mode, why = auto_mode(553_000_000, [8], 10_000)
+    assert mode == "graphs" and "Triton" in why
+
+
+def test_compiled_shapes_are_recorded_atomically_in_the_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFRECON_CACHE", str(tmp_path / "cache"))
+    net = ADMUNet(TINY)
+    sig = acceleration.shape_signature(net, (8, 1, 16, 16), True, torch.bfloat16, torch.device("cpu"))
+    assert sig.startswith("ADMUNet/") and "/8x1x16x16/grad/torch.bfloat16/cpu/torch " in sig
+    assert not acceleration.compiled_before(sig)
+    acceleration.note_compiled(sig, 71.94)
+    acceleration.note_compiled("other", 9.6)
+    assert acceleration.compiled_before(sig) and acceleration.compiled_before("other")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["compiled.json"]  # no temporary left
+    (tmp_path / "cache" / "compiled.json").write_text("{not json")
+    assert not acceleration.compiled_before(sig)  # a damaged record is a cold cache, not an error
+    acceleration.note_compiled(sig, 1.0)
+    assert acceleration.compiled_before(sig)
+    monkeypatch.setenv("DIFFRECON_CACHE", str(tmp_path / "cache" / "compiled.json" / "x"))  # not a folder
+    acceleration.note_compiled(sig, 1.0)  # loses the record quietly
+
+
+def test_auto_decision_reads_the_prior_network_and_the_record(tmp_path, monkeypatch):
+    from diffrecon import engine
+
+    monkeypatch.setenv("DIFFRECON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(acceleration, "compile_available", lambda: True)
+    den = _adm(tmp_path)
+    n = sum(p.numel() for p in den.unet.parameters())
+    cpu = torch.device("cpu")
+    mode, why = engine._auto_compile(den, True, [4], 50, None, cpu)
+    assert mode == "graphs" and f"{n / 1e6:.0f} M parameters" in why
+    monkeypatch.setattr(acceleration, "COMPILE_MIN_PARAMETERS", 1)
+    assert engine._auto_compile(den, True, [4], 50, None, cpu)[0] == "graphs"  # 75 < 2800
+    acceleration.note_compiled(acceleration.shape_signature(den.unet, (4, 1, 16, 16), True, None, cpu), 5.0)
+    assert engine._auto_compile(den, True, [4], 50, None, cpu)[0] == "graphs"  # 75 < 400
+    assert engine._auto_compile(den, True, [4], 300, None, cpu)[0] == "compile"  # 450 > 400
+    assert engine._auto_compile(den, False, [4], 300, None, cpu)[0] == "graphs"  # plain: not compiled before
+
+
 # ------------------------------------------------------------------------------------ GPU
 @pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA GPU")
 @pytest.mark.parametrize("amp", [None, torch.bfloat16])
@@ -158,3 +216,46 @@ def test_engine_dps_with_graphs_reports_recording_and_matches_eager(tmp_path, mo
     diff = abs(results["graphs"].mean - results["none"].mean)
     assert float(diff.mean()) < 2e-3 and float(diff.max()) < 3e-2
     assert abs(results["graphs"].metrics["psnr"] - results["none"].metrics["psnr"]) < 0.05
+
+
+@pytest.mark.skipif(not CUDA, reason="torch.compile on CUDA needs a GPU")
+def test_engine_auto_compiles_when_it_pays_records_the_shape_and_matches_graphs(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFRECON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(acceleration, "COMPILE_MIN_PARAMETERS", 1)  # the tiny network counts as large
+    monkeypatch.setattr(acceleration, "COMPILE_COST_EVALUATIONS", {"first": 1.0, "cached": 0.1})
+    den = _adm(tmp_path, "cuda")
+    m = make_demo("denoise", 16, 0)
+    results = {}
+    for mode in ("graphs", "auto"):
+        cfg = RunConfig(solver="ddim", steps=10, samples=2, device="cuda", compile=mode, precision="fp32")
+        events = list(run(m, cfg, denoiser=den))
+        results[mode] = next(e.result for e in events if isinstance(e, Finished))
+        logs = [e.message for e in events if isinstance(e, Log)]
+        assert any(s.startswith("Network: torch.compile: 20 evaluations") for s in logs) == (mode == "auto")
+    assert results["auto"].provenance["compile"] == "compile"
+    assert acceleration.compiled_before(acceleration.shape_signature(den.unet, (2, 1, 16, 16), False, None,
+                                                                     torch.device("cuda")))
+    # inductor's fused kernels round differently from cuDNN's: close, not equal
+    assert float(abs(results["auto"].mean - results["graphs"].mean).max()) < 1e-2
+    assert abs(results["auto"].metrics["psnr"] - results["graphs"].metrics["psnr"]) < 0.05
+
+
+@pytest.mark.skipif(not CUDA, reason="torch.compile on CUDA needs a GPU")
+def test_a_failing_compile_falls_back_to_graphs_when_asked_and_raises_otherwise(tmp_path, monkeypatch):
+    class Broken(torch.nn.Module):
+        def forward(self, *a):
+            raise RuntimeError("no C compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda net, **kw: Broken())
+    den = _adm(tmp_path, "cuda")
+    x = torch.randn(2, 1, 16, 16, device="cuda")
+    with torch.no_grad():
+        ref = den(x, 0.5)
+        den.accelerate("compile", fallback="graphs")
+        out = den(x, 0.5)
+    call = den.network_call
+    assert call.mode == "graphs" and "RuntimeError: no C compiler" in call.fallback_reason
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    den.accelerate("compile")  # asked for by name: the failure is the user's to see
+    with pytest.raises(RuntimeError, match="no C compiler"), torch.no_grad():
+        den(x, 0.5)

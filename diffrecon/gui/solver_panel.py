@@ -61,9 +61,11 @@ class SolverPanel(QtWidgets.QWidget):
         self.precision.setToolTip("Network autocast dtype on GPU; solver state stays float32.")
         self.compile = QtWidgets.QComboBox()
         self.compile.addItems(["auto", "graphs", "compile", "none"])
-        self.compile.setToolTip("How the network runs on CUDA: auto = CUDA graphs (recorded once per batch "
-                                "size); compile = torch.compile (faster for large networks, tens of seconds "
-                                "to compile); none = eagerly.")
+        self.compile.setToolTip("How the network runs on CUDA: graphs = CUDA graphs (recorded once per batch "
+                                "size); compile = torch.compile (faster for large networks, a minute or two "
+                                "to compile a batch size the first time); none = eagerly. auto = compile for "
+                                "large networks when the run is long enough to pay for it, else graphs; the "
+                                "log says which and why.")
         self.schedule = QtWidgets.QComboBox()
         self.schedule.addItems(list(SCHEDULES))
         self.schedule.setToolTip("Noise levels of the steps: karras (EDM, the default); vp_uniform (DDIM's "

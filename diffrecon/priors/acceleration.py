@@ -14,6 +14,12 @@ predictor) cannot break a capture. The four newest variants are kept: the memory
 graph stays reserved while it lives, so the engine drops them all when an out-of-memory error
 halves the batch.
 
+``auto`` picks whichever measured faster for the run at hand (:func:`auto_mode`): CUDA graphs
+for small networks, and for large ones unless the run is too short to pay back the compile.
+A shape compiled before on this machine (recorded in ``compiled.json`` in the cache folder,
+:func:`cache_folder`) costs only inductor's cache lookup, so a second long run compiles where a
+first short one did not.
+
 Gradient checkpointing recomputes each block's activations in the backward pass instead of
 storing them (Chen et al. 2016), trading about one more forward per step for the memory of a
 larger batch of DPS samples. It acts only where a gradient is taken.
@@ -21,17 +27,34 @@ larger batch of DPS samples. It acts only where a gradient is taken.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
+import os
 import threading
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 
 Tensor = torch.Tensor
 
-#: ``auto`` is ``graphs`` on CUDA and ``none`` elsewhere.
+#: ``auto`` is ``graphs`` or ``compile`` on CUDA (:func:`auto_mode`) and ``none`` elsewhere.
 MODES = ("auto", "none", "graphs", "compile")
 _CAPTURE_LOCK = threading.Lock()
+
+# What ``auto`` knows, measured by benchmarks/bench_deepinv.py --sections acceleration (H200, bf16,
+# 8 samples per batch; benchmarks/README.md). torch.compile against CUDA graphs, per evaluation:
+# the 553 M-parameter ADM UNet 1.71x faster plain and 1.62x with DPS's gradient; the 8.9 M bundled
+# prior 0.90x and 0.38x (slower). Compiling one shape took 72 s plain and 134 s with the gradient,
+# about 680 and 640 graph replays' worth, and 9.6 s and 8.8 s (90 and 42 replays) in a later
+# process, from inductor's on-disk cache.
+#: networks below this many parameters run as CUDA graphs (launch-bound: compiling does not pay)
+COMPILE_MIN_PARAMETERS = 100_000_000
+#: graphs time / compiled time per evaluation of a large network (the lower of the two measured)
+COMPILE_SPEEDUP = 1.6
+#: compiling one shape, in evaluations of that shape: the first time, and again from the cache
+COMPILE_COST_EVALUATIONS = {"first": 700.0, "cached": 100.0}
 
 
 def resolve_mode(mode: str, device: torch.device) -> str:
@@ -42,6 +65,82 @@ def resolve_mode(mode: str, device: torch.device) -> str:
     if device.type != "cuda":
         return "none"  # graphs are CUDA-only; inductor on the CPU costs more than it saves here
     return "graphs" if mode == "auto" else mode
+
+
+def compile_available() -> bool:
+    """torch.compile can build GPU kernels here (inductor needs Triton)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def auto_mode(parameters: int, batches: Sequence[int], evaluations: int,
+              cached: Callable[[int], bool] = lambda b: False) -> tuple[str, str]:
+    """``(mode, reason)`` for a CUDA run of a network with ``parameters`` parameters that evaluates
+    ``evaluations`` times per batch for each batch size in ``batches``.
+
+    Large networks are compiled when the evaluations saved pay for the compile: over the run,
+    ``sum_b evaluations * b * (1 - 1 / COMPILE_SPEEDUP)`` against one compile per distinct batch
+    size ``b``, ``COMPILE_COST_EVALUATIONS * b`` (``cached(b)``: compiled before, cheaper). Both
+    sides count single-sample evaluations, which a large network's time is proportional to."""
+    if parameters < COMPILE_MIN_PARAMETERS:
+        return "graphs", (f"CUDA graphs: the network has {parameters / 1e6:.0f} M parameters; below "
+                          f"{COMPILE_MIN_PARAMETERS / 1e6:.0f} M torch.compile measured slower than graphs")
+    if not compile_available():
+        return "graphs", "CUDA graphs: torch.compile needs Triton, which is not installed"
+    saved = sum(evaluations * b for b in batches) * (1 - 1 / COMPILE_SPEEDUP)
+    sizes = sorted(set(batches))
+    cost = sum(COMPILE_COST_EVALUATIONS["cached" if cached(b) else "first"] * b for b in sizes)
+    what = (f"{sum(evaluations * b for b in batches)} evaluations of a {parameters / 1e6:.0f} M-parameter network "
+            f"save about {saved:.0f} evaluations' time compiled; compiling {len(sizes)} batch size(s) "
+            f"costs about {cost:.0f}")
+    return ("compile", f"torch.compile: {what}") if saved > cost else ("graphs", f"CUDA graphs: {what}")
+
+
+def cache_folder() -> Path:
+    """Where diffrecon keeps machine-local records: ``$DIFFRECON_CACHE``, else
+    ``$XDG_CACHE_HOME/diffrecon``, else ``~/.cache/diffrecon``."""
+    if os.environ.get("DIFFRECON_CACHE"):
+        return Path(os.environ["DIFFRECON_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "diffrecon"
+
+
+def shape_signature(net: torch.nn.Module, shape: Sequence[int], grad: bool, amp: torch.dtype | None,
+                    device: torch.device) -> str:
+    """What inductor's compiled code depends on: the architecture, the input shape, gradient or
+    not, autocast, the GPU and torch (not the weights, which are inputs of the compiled graph)."""
+    params = sum(p.numel() for p in net.parameters())
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return (f"{type(net).__name__}/{params}/{'x'.join(map(str, shape))}/{'grad' if grad else 'plain'}/"
+            f"{amp}/{gpu}/torch {torch.__version__}")
+
+
+def _compiled_record() -> Path:
+    return cache_folder() / "compiled.json"
+
+
+def compiled_before(signature: str) -> bool:
+    try:
+        return signature in json.loads(_compiled_record().read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def note_compiled(signature: str, seconds: float) -> None:
+    """Record a finished compile (best effort: a read-only home only loses the record)."""
+    path = _compiled_record()
+    try:
+        try:
+            known = json.loads(path.read_text())
+            known = known if isinstance(known, dict) else {}
+        except (OSError, ValueError):
+            known = {}
+        known[signature] = {"seconds": round(seconds, 2), "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def set_checkpointing(net: torch.nn.Module, on: bool) -> bool:
@@ -124,8 +223,12 @@ class NetworkCall:
     #: gradient and a plain evaluation per step, say) must not re-record every step
     keep = 4
 
-    def __init__(self, net: torch.nn.Module, mode: str = "none", channels_last: bool = False):
+    def __init__(self, net: torch.nn.Module, mode: str = "none", channels_last: bool = False,
+                 fallback: str | None = None):
         self.net, self.mode, self.channels_last = net, mode, channels_last
+        #: the mode to go on in when compiling fails (auto's choice falls back to graphs); None: raise
+        self.fallback = fallback
+        self.fallback_reason: str | None = None
         self._recorded: dict[tuple, _Recorded] = {}
         self._compiled: torch.nn.Module | None = None
         self._seen: set[tuple] = set()
@@ -171,11 +274,22 @@ class NetworkCall:
         if key in self._seen:
             return self._compiled(x, t).sample
         start = time.perf_counter()
-        out = self._compiled(x, t).sample
-        torch.cuda.synchronize(x.device)
-        self.setup_seconds += time.perf_counter() - start
+        try:
+            out = self._compiled(x, t).sample
+            torch.cuda.synchronize(x.device)
+        except torch.cuda.OutOfMemoryError:
+            raise  # the engine halves the batch
+        except Exception as err:  # inductor/Triton failures: go on in the fallback mode if allowed
+            if self.fallback is None:
+                raise
+            self.fallback_reason = f"torch.compile failed ({type(err).__name__}: {str(err)[:200]})"
+            self.mode, self._compiled = self.fallback, None
+            return self(x, t)
+        seconds = time.perf_counter() - start
+        self.setup_seconds += seconds
         self.setups += 1
         self._seen.add(key)
+        note_compiled(shape_signature(self.net, x.shape, key[4], key[5], x.device), seconds)
         return out
 
     def release(self) -> None:
