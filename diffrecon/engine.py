@@ -26,7 +26,8 @@ from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
 from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, Welford, device_name,
                       memory_snapshot, resolve_device)
-from .priors.acceleration import auto_mode, compiled_before, resolve_mode, shape_signature
+from .priors.acceleration import (COMPILE_SPEEDUP, auto_mode, compile_cost, compiled_before, resolve_mode,
+                                  shape_signature)
 from .schedule import make_sigmas
 from .solvers._common import SampleRNG
 
@@ -65,6 +66,7 @@ class Planned:
     std_is_posterior: bool
     normalization: tuple[float, float]  # (scale, offset): physical = scale * prior + offset
     predicted_seconds: float | None = None  # from a probe (see plan()); None inside run()
+    network_mode: str | None = None  # how the network will run (auto resolved); None without a network
 
 
 @dataclass
@@ -251,7 +253,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
     if info.uses_prior and hasattr(denoiser, "accelerate"):  # network priors: graphs / compile, memory format, checkpointing
         fallback = None
         if config.compile == "auto" and device.type == "cuda" and not probe:
-            compile_mode, why = _auto_compile(denoiser, "grad" in info.needs, batches,
+            compile_mode, why, _ = _auto_compile(denoiser, "grad" in info.needs, batches,
                                               (len(sigmas) - 1) * info.nfe_per_step, autocast, device)
             notes.append(f"Network: {why}.")
             fallback = "graphs"
@@ -266,18 +268,20 @@ def _network_mode(setup: _Setup) -> str:
     return network.mode if network is not None else setup.compile_mode
 
 
-def _auto_compile(denoiser, grad: bool, batches: list[int], evaluations: int, autocast, device) -> tuple[str, str]:
-    """``compile auto`` on CUDA: :func:`~diffrecon.priors.acceleration.auto_mode` for this run."""
+def _auto_compile(denoiser, grad: bool, batches: list[int], evaluations: int, autocast, device,
+                  ) -> tuple[str, str, float]:
+    """``compile auto`` on CUDA: :func:`~diffrecon.priors.acceleration.auto_mode` for this run,
+    and what compiling would cost, in single-sample evaluations."""
     net = getattr(denoiser, "unet", None)
     if not isinstance(net, torch.nn.Module):
-        return "graphs", "CUDA graphs"
+        return "graphs", "CUDA graphs", 0.0
     parameters = sum(p.numel() for p in net.parameters())
     shape = tuple(denoiser.image_shape)
 
     def cached(b: int) -> bool:
         return compiled_before(shape_signature(net, (b, *shape), grad, autocast, device))
 
-    return auto_mode(parameters, batches, evaluations, cached)
+    return (*auto_mode(parameters, batches, evaluations, cached), compile_cost(batches, cached))
 
 
 def _batch_start(setup: _Setup, seed: int, indices) -> tuple[SampleRNG, torch.Tensor, torch.Tensor]:
@@ -332,11 +336,19 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
         per_step = float(np.median(times[1:] if len(times) > 1 else times))  # the first step warms up
         seconds = per_step * n_solver_steps * sum(bb / setup.batches[0] for bb in setup.batches)
         peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+    mode = setup.compile_mode if info.uses_prior and hasattr(setup.denoiser, "accelerate") else None
+    if mode is not None and config.compile == "auto" and dev.type == "cuda":
+        # the probe ran graphs; the run may compile (auto_mode): its speed-up, plus the compile
+        mode, _, cost = _auto_compile(setup.denoiser, "grad" in info.needs, setup.batches,
+                                      steps * info.nfe_per_step, setup.autocast, dev)
+        if mode == "compile" and seconds is not None:
+            per_evaluation = per_step / (info.nfe_per_step * setup.batches[0])  # one sample's
+            seconds = seconds / COMPILE_SPEEDUP + per_evaluation * cost
     return Planned(
         device=device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
         predicted_peak_bytes=peak, std_is_posterior=info.is_posterior(setup.params),
-        normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds,
+        normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds, network_mode=mode,
     )
 
 

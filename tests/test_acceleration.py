@@ -5,7 +5,7 @@ from safetensors.torch import save_file
 
 from diffrecon.cli import main as cli_main
 from diffrecon.demo import make_demo
-from diffrecon.engine import Finished, Log, RunConfig, run
+from diffrecon.engine import Finished, Log, RunConfig, plan, run
 from diffrecon.errors import InputError
 from diffrecon.priors import load_prior
 from diffrecon.priors import acceleration
@@ -157,12 +157,12 @@ def test_auto_decision_reads_the_prior_network_and_the_record(tmp_path, monkeypa
     den = _adm(tmp_path)
     n = sum(p.numel() for p in den.unet.parameters())
     cpu = torch.device("cpu")
-    mode, why = engine._auto_compile(den, True, [4], 50, None, cpu)
-    assert mode == "graphs" and f"{n / 1e6:.0f} M parameters" in why
+    mode, why, cost = engine._auto_compile(den, True, [4], 50, None, cpu)
+    assert mode == "graphs" and f"{n / 1e6:.0f} M parameters" in why and cost == 2800
     monkeypatch.setattr(acceleration, "COMPILE_MIN_PARAMETERS", 1)
     assert engine._auto_compile(den, True, [4], 50, None, cpu)[0] == "graphs"  # 75 < 2800
     acceleration.note_compiled(acceleration.shape_signature(den.unet, (4, 1, 16, 16), True, None, cpu), 5.0)
-    assert engine._auto_compile(den, True, [4], 50, None, cpu)[0] == "graphs"  # 75 < 400
+    assert engine._auto_compile(den, True, [4], 50, None, cpu)[::2] == ("graphs", 400)  # 75 < 400
     assert engine._auto_compile(den, True, [4], 300, None, cpu)[0] == "compile"  # 450 > 400
     assert engine._auto_compile(den, False, [4], 300, None, cpu)[0] == "graphs"  # plain: not compiled before
 
@@ -228,6 +228,9 @@ def test_engine_auto_compiles_when_it_pays_records_the_shape_and_matches_graphs(
     results = {}
     for mode in ("graphs", "auto"):
         cfg = RunConfig(solver="ddim", steps=10, samples=2, device="cuda", compile=mode, precision="fp32")
+        planned = plan(m, cfg, denoiser=den)  # the probe runs graphs; the plan says what the run will do
+        assert planned.network_mode == ("compile" if mode == "auto" else "graphs")
+        assert planned.predicted_seconds is not None and planned.predicted_seconds > 0
         events = list(run(m, cfg, denoiser=den))
         results[mode] = next(e.result for e in events if isinstance(e, Finished))
         logs = [e.message for e in events if isinstance(e, Log)]

@@ -72,6 +72,11 @@ def compile_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def compile_cost(batches: Sequence[int], cached: Callable[[int], bool] = lambda b: False) -> float:
+    """Compiling each distinct batch size once, in single-sample evaluations of the network."""
+    return sum(COMPILE_COST_EVALUATIONS["cached" if cached(b) else "first"] * b for b in set(batches))
+
+
 def auto_mode(parameters: int, batches: Sequence[int], evaluations: int,
               cached: Callable[[int], bool] = lambda b: False) -> tuple[str, str]:
     """``(mode, reason)`` for a CUDA run of a network with ``parameters`` parameters that evaluates
@@ -88,7 +93,7 @@ def auto_mode(parameters: int, batches: Sequence[int], evaluations: int,
         return "graphs", "CUDA graphs: torch.compile needs Triton, which is not installed"
     saved = sum(evaluations * b for b in batches) * (1 - 1 / COMPILE_SPEEDUP)
     sizes = sorted(set(batches))
-    cost = sum(COMPILE_COST_EVALUATIONS["cached" if cached(b) else "first"] * b for b in sizes)
+    cost = compile_cost(batches, cached)
     what = (f"{sum(evaluations * b for b in batches)} evaluations of a {parameters / 1e6:.0f} M-parameter network "
             f"save about {saved:.0f} evaluations' time compiled; compiling {len(sizes)} batch size(s) "
             f"costs about {cost:.0f}")
