@@ -155,3 +155,27 @@ def test_line_profile_shows_axis_values_only_once_it_has_a_profile(qtbot):
     profile.set_data(mean, np.full_like(mean, 0.1), None)
     assert axis.style["showValues"] is True and profile.plot.getAxis("bottom").style["showValues"] is True
     assert profile.profiles()["mean"][-1] > profile.profiles()["mean"][0] + 0.5  # left to right up the ramp
+
+
+def test_memory_read_out_follows_the_run_device_with_auto_and_a_gpu_display_name(qtbot, make_window):
+    planned_seen = []
+
+    def engine_run(measurement, config, *, stop):
+        # the engine names the device for people ("cuda:0 (NVIDIA H200)"), not for torch.device
+        yield Planned(device="cuda:0 (NVIDIA H200)", batches=[2], steps=50, nfe_per_sample=50,
+                      predicted_peak_bytes=None, std_is_posterior=True, normalization=(1.0, 0.0))
+        planned_seen.append(True)
+        stop.wait(10)
+
+    w = make_window(engine_run=engine_run)
+    w.plan_panel.auto = False
+    w.set_measurement(make_demo("denoise", size=16))
+    assert w.start_run(dataclasses.replace(FAST, device="auto"))
+    qtbot.waitUntil(lambda: bool(planned_seen), timeout=5000)
+    qtbot.wait(50)
+    assert w._device == "cpu"  # auto on a machine without a GPU
+    w.memory_label.clear()
+    w._on_memory_tick()  # raised on "auto" and on the display name before
+    assert w.memory_label.text().startswith("RAM ") and "MiB" in w.memory_label.text()
+    w.stop_run()
+    w.worker.wait(5000)

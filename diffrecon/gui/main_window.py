@@ -15,7 +15,7 @@ from . import export as exporting
 from .ab_actions import ABActions
 from .forward_panel import ForwardPanel
 from .hdf5_tree import HDF5Tree
-from ..runtime import memory_snapshot
+from ..runtime import memory_snapshot, resolve_device
 from .memory import format_memory
 from .menus import build_menus, compare_window_class
 from .metrics_table import MetricsTable
@@ -31,6 +31,15 @@ from .views import config_from_provenance, default_measurement, load_measurement
 from .worker import RunWorker, describe_error
 
 MAX_RECENT = 8
+
+
+def _memory_device(name: str) -> str:
+    """The device whose memory the status bar shows during a run of ``config.device`` ``name``
+    (``auto`` resolved as the engine resolves it; a name the engine will refuse shows the CPU)."""
+    try:
+        return str(resolve_device(name))
+    except DiffreconError:
+        return "cpu"
 
 
 class MainWindow(ABActions, QtWidgets.QMainWindow):
@@ -254,7 +263,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         config = config or self.solver.config()
         self.solver.save_settings(self.settings)
         self.plan_panel.cancel()  # a probe beside the run would slow it and skew its time and memory
-        self._device = config.device
+        self._device = _memory_device(config.device)
         self.result = None
         self.view.begin_run(self.solver.is_deterministic())
         self.status.start_progress(self.plan_panel.predicted_seconds(measurement, config))
@@ -316,7 +325,6 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             self.plan_panel.request(measurement, self.solver.config())
 
     def _on_planned(self, planned) -> None:
-        self._device = planned.device
         self.status.set_batches(planned.batches)
         if not planned.std_is_posterior:
             self.view.panels["std"].set_title("Seed spread (not a posterior std)")
