@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct", help="reconstruct a measurement file and write a result file")
     r.add_argument("file", type=Path, help="measurement (or result) file")
     r.add_argument("--out", required=True, type=Path, help="result file to write (.h5)")
-    r.add_argument("--solver", default="dps", help="solver name (see diffrecon solvers)")
+    r.add_argument("--solver", default="diffpir", help="solver name (see diffrecon solvers); default diffpir")
     r.add_argument("--steps", type=_positive, default=50)
     r.add_argument("--samples", type=_positive, default=4)
     r.add_argument("--seed", type=int, default=0)

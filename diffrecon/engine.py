@@ -36,7 +36,7 @@ from .solvers._common import SampleRNG
 class RunConfig:
     """Everything that decides a reconstruction besides the measurement. Qt-free."""
 
-    solver: str = "dps"
+    solver: str = "diffpir"
     params: Mapping[str, Any] = field(default_factory=dict)  # overrides of the solver's defaults
     steps: int = 50
     samples: int = 4

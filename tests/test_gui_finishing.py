@@ -180,3 +180,41 @@ def test_memory_read_out_follows_the_run_device_with_auto_and_a_gpu_display_name
     assert re.fullmatch(r"RAM [\d.]+ [MG]iB \(peak [\d.]+ [MG]iB\)", w.memory_label.text())
     w.stop_run()
     w.worker.wait(5000)
+
+
+def test_a_new_users_window_starts_on_the_engines_default_solver_and_settings(qtbot, tmp_path):
+    settings = QtCore.QSettings(str(tmp_path / "fresh.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings, plan_fn=_no_plan)
+    qtbot.addWidget(w)
+    shown, default = w.solver.config(), RunConfig()
+    assert default.solver == "diffpir" and w.solver.solver_name() == "diffpir"  # not the registry's first (dps)
+    assert (shown.steps, shown.samples, shown.seed, shown.prior, shown.device) == \
+        (default.steps, default.samples, default.seed, default.prior, default.device)
+    assert shown.params["lam"] == 7.0  # the form shows DiffPIR's parameters
+
+
+def test_windows_leave_cycle_collection_to_the_gui_thread(qtbot, make_window):
+    import gc
+    import threading
+
+    from diffrecon.gui import gc_guard
+
+    w = make_window()
+    assert gc_guard._guard is not None and not gc.isenabled() and gc_guard._guard.timer.isActive()
+
+    class Node:
+        pass
+
+    def make_cycles(n):
+        for _ in range(n):
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+
+    gc.collect()
+    worker = threading.Thread(target=make_cycles, args=(5000,))  # far past the gen-0 threshold
+    worker.start()
+    worker.join()
+    assert gc.get_count()[0] > gc.get_threshold()[0]  # the worker's allocations collected nothing
+    assert gc_guard._guard.collect() >= 10000  # the GUI thread's tick finds every node
+    assert gc.get_count()[0] < gc.get_threshold()[0]
+    assert w.isWindow()

@@ -22,6 +22,7 @@ from .compare_plot import ComparePlot
 from .compare_queue import QueueView
 from .compare_setup import CompareSetup
 from .compare_table import CompareTable
+from . import gc_guard
 from .compare_worker import CompareWorker
 
 
@@ -36,6 +37,8 @@ class CompareWindow(QtWidgets.QMainWindow):
         self.denoiser = denoiser  # tests and scripts may pass a prior built once
         self.comparison: Comparison | None = None
         self.worker: CompareWorker | None = None
+        gc_guard.install()
+        gc_guard.register_busy(self.is_running)
         self.last_error = ""
         self.setWindowTitle(f"Compare solvers — {measurement.title or 'measurement'}")
         self.resize(1500, 950)
@@ -88,6 +91,9 @@ class CompareWindow(QtWidgets.QMainWindow):
         self.queue.cancel_requested.connect(self.cancel_run)
         self.setup.changed.connect(self._update_enabled)
         self._update_enabled()
+
+    def is_running(self) -> bool:
+        return self.worker is not None and self.worker.isRunning()
 
     def _build_actions(self) -> None:
         bar = self.addToolBar("Comparison")

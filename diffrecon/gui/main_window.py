@@ -12,6 +12,7 @@ from ..engine import RunConfig
 from ..errors import DiffreconError, InputError
 from ..measurement import Measurement, Result
 from . import export as exporting
+from . import gc_guard
 from .ab_actions import ABActions
 from .forward_panel import ForwardPanel
 from .hdf5_tree import HDF5Tree
@@ -47,6 +48,8 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
 
     def __init__(self, settings: QtCore.QSettings | None = None, engine_run=None, plan_fn=None, parent=None):
         super().__init__(parent)
+        gc_guard.install()  # Qt objects in garbage cycles must not be deleted by a worker thread
+        gc_guard.register_busy(self.is_running)
         self.settings = settings or QtCore.QSettings("diffrecon", "diffrecon")
         self.engine_run = engine_run  # None: diffrecon.engine.run; tests inject fakes
         self.measurement: Measurement | None = None

@@ -106,6 +106,8 @@ class SolverPanel(QtWidgets.QWidget):
         layout.addStretch(1)
 
         self._fill_solvers()
+        default = self.solver_box.findData(RunConfig().solver, QtCore.Qt.ItemDataRole.UserRole)
+        self.solver_box.setCurrentIndex(max(default, 0))  # the engine's default, not the registry's first
         self.solver_box.currentIndexChanged.connect(self._on_solver_changed)
         self.form.changed.connect(self._on_any_change)
         for w in (self.steps, self.samples, self.seed):

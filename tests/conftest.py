@@ -1,0 +1,21 @@
+"""Shared test set-up. A window switches automatic garbage collection to a GUI-thread timer
+(diffrecon.gui.gc_guard). So that one test's closed windows are not destroyed during the next
+test's run (a few hundred milliseconds of widget teardown inside a responsiveness test), each
+test that used Qt ends with a full collection on the main thread; other tests collect by the
+interpreter's thresholds."""
+import gc
+import sys
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _collect_on_the_main_thread(request):
+    yield
+    guard = getattr(sys.modules.get("diffrecon.gui.gc_guard"), "_guard", None)
+    if guard is None:
+        return
+    if "qtbot" in request.fixturenames or "qapp" in request.fixturenames:
+        gc.collect()
+    else:
+        guard.collect()
