@@ -13,7 +13,6 @@ compile and beat graphs).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -62,8 +61,7 @@ def main(argv=None) -> int:
               "steps": args.steps, "samples": args.samples, "wall_seconds": wall,
               "engine_seconds": result.metrics["seconds"],
               "inductor_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR"), "psnr": result.metrics.get("psnr")}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    bd.write_report(report, args.out)
     print(f"{args.compile}: ran {report['mode_ran']}, {wall:.1f} s for {args.steps} steps x {args.samples} samples",
           flush=True)
     return 0

@@ -147,6 +147,14 @@ def peak_allocated(device) -> int | None:
     return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
 
 
+def write_report(report: dict, out: Path) -> None:
+    """The report as JSON at ``out``, replaced atomically (a reader never sees half a file)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    os.replace(tmp, out)
+
+
 def section(report: dict, name: str, out: Path, fn, *args):
     t = time.perf_counter()
     try:
@@ -155,7 +163,7 @@ def section(report: dict, name: str, out: Path, fn, *args):
         report[name] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-3000:]}
         print(f"[{name}] FAILED: {type(err).__name__}: {err}", flush=True)
     report.setdefault("section_seconds", {})[name] = time.perf_counter() - t
-    out.write_text(json.dumps(report, indent=2, default=str))
+    write_report(report, out)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
@@ -586,10 +594,7 @@ def merge_agreement(paths: list[Path], out: Path) -> int:
     merged["section_seconds"] = {"agreement": sum(r.get("section_seconds", {}).get("agreement", 0.0) for r in reports)}
     merged["total_seconds"] = max(r.get("total_seconds", 0.0) for r in reports)  # the processes ran side by side
     merged["agreement"] = {"rows": rows, "summary": agreement_summary(rows)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(merged, indent=1))
-    os.replace(tmp, out)
+    write_report(merged, out)
     print(f"wrote {out}", flush=True)
     return 0
 
@@ -848,7 +853,7 @@ def main(argv=None) -> int:
     if "acceleration" in chosen:
         section(report, "acceleration", out, acceleration_section, setup, nets, device, started, args.budget)
     report["total_seconds"] = time.perf_counter() - started
-    out.write_text(json.dumps(report, indent=2, default=str))
+    write_report(report, out)
     print(f"total {report['total_seconds']:.0f} s; wrote {out}", flush=True)
     return 0
 

@@ -11,6 +11,7 @@ returns the statistics of the samples already complete.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -262,9 +263,14 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
                   warnings, compile_mode if info.uses_prior else "none", channels_last, notes)
 
 
+def _network_call(setup: _Setup):
+    """The prior's :class:`~diffrecon.priors.acceleration.NetworkCall`, or None (no network)."""
+    return getattr(setup.denoiser, "network_call", None) if setup.info.uses_prior else None
+
+
 def _network_mode(setup: _Setup) -> str:
     """The mode the network ran in: auto's choice, or graphs where compiling failed."""
-    network = getattr(setup.denoiser, "network_call", None) if setup.info.uses_prior else None
+    network = _network_call(setup)
     return network.mode if network is not None else setup.compile_mode
 
 
@@ -278,6 +284,7 @@ def _auto_compile(denoiser, grad: bool, batches: list[int], evaluations: int, au
     parameters = sum(p.numel() for p in net.parameters())
     shape = tuple(denoiser.image_shape)
 
+    @functools.cache  # asked by auto_mode and compile_cost: read the record once per batch size
     def cached(b: int) -> bool:
         return compiled_before(shape_signature(net, (b, *shape), grad, autocast, device))
 
@@ -384,7 +391,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     stats = Welford()
     kept: list[np.ndarray] = []
     preview = AsyncPreview(dev)
-    network = getattr(setup.denoiser, "network_call", None) if info.uses_prior else None
+    network = _network_call(setup)
     setup_seconds = network.setup_seconds if network is not None else 0.0
     fell_back = False
     if dev.type == "cuda":

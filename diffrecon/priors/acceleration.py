@@ -91,10 +91,11 @@ def auto_mode(parameters: int, batches: Sequence[int], evaluations: int,
                           f"{COMPILE_MIN_PARAMETERS / 1e6:.0f} M torch.compile measured slower than graphs")
     if not compile_available():
         return "graphs", "CUDA graphs: torch.compile needs Triton, which is not installed"
-    saved = sum(evaluations * b for b in batches) * (1 - 1 / COMPILE_SPEEDUP)
+    total = sum(evaluations * b for b in batches)
+    saved = total * (1 - 1 / COMPILE_SPEEDUP)
     sizes = sorted(set(batches))
     cost = compile_cost(batches, cached)
-    what = (f"{sum(evaluations * b for b in batches)} evaluations of a {parameters / 1e6:.0f} M-parameter network "
+    what = (f"{total} evaluations of a {parameters / 1e6:.0f} M-parameter network "
             f"save about {saved:.0f} evaluations' time compiled; compiling {len(sizes)} batch size(s) "
             f"costs about {cost:.0f}")
     return ("compile", f"torch.compile: {what}") if saved > cost else ("graphs", f"CUDA graphs: {what}")
@@ -228,11 +229,11 @@ class NetworkCall:
     #: gradient and a plain evaluation per step, say) must not re-record every step
     keep = 4
 
-    def __init__(self, net: torch.nn.Module, mode: str = "none", channels_last: bool = False,
-                 fallback: str | None = None):
+    def __init__(self, net: torch.nn.Module, mode: str = "none", channels_last: bool = False):
         self.net, self.mode, self.channels_last = net, mode, channels_last
-        #: the mode to go on in when compiling fails (auto's choice falls back to graphs); None: raise
-        self.fallback = fallback
+        #: the mode to go on in when compiling fails (set by ``accelerate``: auto's choice falls back
+        #: to graphs); None: the error stands
+        self.fallback: str | None = None
         self.fallback_reason: str | None = None
         self._recorded: dict[tuple, _Recorded] = {}
         self._compiled: torch.nn.Module | None = None
