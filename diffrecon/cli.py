@@ -19,22 +19,20 @@ Errors a user can cause end as one sentence on stderr and exit code 2, never a t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import importlib
 import os
 import re
-import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Sequence
 
 from . import __version__
 from .errors import DiffreconError, InputError
+from .interrupts import EXIT_INTERRUPTED, ctrl_c_stops, finishing_write, terminate_like_ctrl_c
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 #: Commands defined outside this file: (module, function). ``function(subparsers)`` adds one
 #: subcommand whose parser sets ``func`` (``func(args) -> int``); a new command is one more line.
@@ -237,7 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "func", None):
             build_parser().print_help()
             return EXIT_USAGE
-        return int(args.func(args) or 0)
+        if args.command == "gui":
+            return int(args.func(args) or 0)
+        with terminate_like_ctrl_c():
+            return int(args.func(args) or 0)
     except DiffreconError as err:
         print(f"diffrecon: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -255,10 +256,11 @@ def _cmd_demo(args) -> int:
     from .demo import make_demo
     from .io import write_measurement
 
+    _check_out_folder(args.out)
     m = make_demo(args.kind, size=args.size, seed=args.seed, noise=args.noise)
-    write_measurement(args.out, m)
+    interrupted = _write_final(args.out, lambda: write_measurement(args.out, m))
     print(f"Wrote {args.out}: {m.title} (y {tuple(m.y.shape)} {m.y.dtype}, noise_sigma {m.noise_sigma:.4g}).")
-    return 0
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def _status(message: str) -> None:
@@ -267,10 +269,20 @@ def _status(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _check_out_folder(out: Path) -> None:
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"--out {out}: folder {folder} does not exist.")
+def _check_out_folder(out: Path, *inputs: Path) -> None:
+    """Refuse a folder, an unwritable place or an input file as ``--out`` before any work."""
+    from .io.atomic import check_output
+
+    check_output(out, inputs=inputs)
+
+
+def _write_final(out: Path, write: Callable[[], object]) -> bool:
+    """Run ``write()``, which a first Ctrl-C or SIGTERM lets complete; True when one came."""
+    with finishing_write(out) as state:
+        write()
+    if state.interrupted:
+        print(f"diffrecon: interrupted while writing {out}; the write completed first.", file=sys.stderr)
+    return state.interrupted
 
 
 def _summary(m) -> str:
@@ -282,16 +294,16 @@ def _summary(m) -> str:
 def _cmd_import(args) -> int:
     from .io import detect_import_format, import_file, write_measurement
 
-    _check_out_folder(args.out)
+    _check_out_folder(args.out, args.file)
     fmt = args.format
     if fmt == "auto":
         fmt = detect_import_format(args.file, allow_external=args.allow_external)
     _status(f"Importing {args.file} ({fmt}) ...")
     m = import_file(args.file, fmt, slice=args.slice, size=args.size, acceleration=args.acceleration,
                     center_fraction=args.center_fraction, seed=args.seed, allow_external=args.allow_external)
-    write_measurement(args.out, m)
+    interrupted = _write_final(args.out, lambda: write_measurement(args.out, m))
     print(f"Wrote {args.out}: {_summary(m)}.")
-    return 0
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def _option_value(kind: str, key: str, text: str, default):
@@ -318,7 +330,7 @@ def _cmd_simulate(args) -> int:
     from .io import write_measurement
     from .io.importers import SIMULATE_OPTIONS, read_image, simulate
 
-    _check_out_folder(args.out)
+    _check_out_folder(args.out, args.image)
     if not (args.pixel_size > 0 and args.pixel_size < float("inf")):
         raise InputError(f"--pixel-size {args.pixel_size:g} is invalid; expected a positive number.")
     defaults = SIMULATE_OPTIONS[args.operator]
@@ -329,9 +341,9 @@ def _cmd_simulate(args) -> int:
     m = simulate(image, args.operator, options, noise=args.noise, seed=args.seed, units=args.units,
                  pixel_size=args.pixel_size, pixel_unit=args.pixel_unit,
                  title=f"{args.image.name} simulated {args.operator}")
-    write_measurement(args.out, m)
+    interrupted = _write_final(args.out, lambda: write_measurement(args.out, m))
     print(f"Wrote {args.out}: {_summary(m)}.")
-    return 0
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def _cmd_export(args) -> int:
@@ -344,10 +356,12 @@ def _cmd_export(args) -> int:
                          "(or the suffix .tif, .png or .h5).")
     if by_suffix is not None and by_suffix != fmt:
         raise InputError(f"--out {args.out} has the suffix of {by_suffix} but --format is {fmt}; make them agree.")
-    _check_out_folder(args.out)
-    written = export_result(args.result, args.what, fmt, args.out, cmap=args.cmap)
-    print(f"Wrote {written} ({args.what}, {fmt}).")
-    return 0
+    _check_out_folder(args.out, args.result)
+    written = []
+    interrupted = _write_final(args.out, lambda: written.append(
+        export_result(args.result, args.what, fmt, args.out, cmap=args.cmap)))
+    print(f"Wrote {written[0]} ({args.what}, {fmt}).")
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def _cmd_info(args) -> int:
@@ -428,8 +442,8 @@ def _cmd_reconstruct(args) -> int:
     from .io import read_measurement, write_result
     from .solvers import get_solver, parse_params
 
+    _check_out_folder(args.out, args.file)
     measurement = read_measurement(args.file, allow_external=args.allow_external)
-    _check_out_folder(args.out)
     info = get_solver(args.solver)
     overrides = _parse_key_values(args.param)
     typed = parse_params(info.Params, overrides, args.solver)  # refuse bad values before any work
@@ -465,34 +479,10 @@ def _cmd_reconstruct(args) -> int:
         result.measurement = measurement
     for key, value in result.metrics.items():
         print(f"{key:>24}: {value:.6g}")
-    write_result(args.out, result)
+    interrupted = _write_final(args.out, lambda: write_result(args.out, result))
     state = "complete" if result.complete else f"stopped early, {result.n_samples} of {args.samples} samples"
     print(f"Wrote {args.out} ({state}).")
-    return 0 if result.complete and not stop.is_set() else EXIT_INTERRUPTED
-
-
-@contextlib.contextmanager
-def ctrl_c_stops(stop: threading.Event, file=None) -> Iterator[None]:
-    """Inside the block the first Ctrl-C sets ``stop`` (the engine ends at its next step and keeps
-    the finished samples, so results are still written) and a second one interrupts at once.
-
-    Only the main thread can catch signals; elsewhere Ctrl-C keeps its usual meaning.
-    """
-    from tqdm import tqdm
-
-    def _on_sigint(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        tqdm.write("Stopping after the current step (Ctrl-C again to abort) ...", file=file)
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _on_sigint) if in_main else None
-    try:
-        yield
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
+    return 0 if result.complete and not (stop.is_set() or interrupted) else EXIT_INTERRUPTED
 
 
 def _steps_done(event, batches: list[int]) -> int:

@@ -16,3 +16,8 @@ class InputError(DiffreconError, ValueError):
 
 class RunError(DiffreconError, RuntimeError):
     """A reconstruction could not go on (divergence, out of memory at batch size 1)."""
+
+
+class OutputError(DiffreconError, OSError):
+    """A file could not be written (a full disk, a size limit, no permission); the sentence says
+    whether the earlier file is unchanged."""

@@ -74,6 +74,7 @@ class HDF5Tree(QtWidgets.QTreeWidget):
         loader.done.connect(thread.quit)
         loader.failed.connect(thread.quit)
         thread.finished.connect(lambda: self._threads.remove(thread) if thread in self._threads else None)
+        thread.finished.connect(thread.deleteLater)  # its parent would keep every finished walk
         thread._loader = loader  # keep it alive as long as the thread
         self._threads.append(thread)
         thread.start()

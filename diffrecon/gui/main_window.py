@@ -12,7 +12,7 @@ from ..engine import RunConfig
 from ..errors import DiffreconError, InputError
 from ..measurement import Measurement, Result
 from . import export as exporting
-from . import gc_guard
+from . import closing, gc_guard, run_owner
 from .ab_actions import ABActions
 from .forward_panel import ForwardPanel
 from .hdf5_tree import HDF5Tree
@@ -45,6 +45,7 @@ def _memory_device(name: str) -> str:
 
 class MainWindow(ABActions, QtWidgets.QMainWindow):
     run_finished = QtCore.Signal(object)  # the Result, or None after a failure
+    CLOSE_WAIT_MS = 3000  # closing waits this long for threads to end their step, then leaves them to end
 
     def __init__(self, settings: QtCore.QSettings | None = None, engine_run=None, plan_fn=None, parent=None):
         super().__init__(parent)
@@ -182,6 +183,10 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
     def open_file(self, path: str | Path) -> bool:
         """Open a measurement, or a result (which also restores the settings that made it)."""
         path = str(path)
+        if self.is_running() and not run_owner.ask_to_stop(self, self.windowTitle().removeprefix("diffrecon — "),
+                                                          Path(path).name):
+            self.show_message(f"{Path(path).name} was not opened; the running reconstruction goes on.")
+            return False
         try:
             result = read_if_result(path)
             measurement = result.measurement if result is not None else load_measurement(path)
@@ -221,6 +226,11 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self._update_enabled()
 
     def _show_measurement(self, m: Measurement) -> None:
+        if self.is_running():  # its result belongs to the measurement it started on
+            run_owner.abandon(self.worker)
+            self.worker, self._run_done = None, True
+            self.status.end_progress(False)
+            self.log("Stopped the running reconstruction: another measurement is shown now.")
         self.measurement, self.result = m, None
         self.view.show_measurement(m)
         self.metrics.set_metrics({})
@@ -270,6 +280,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.result = None
         self.view.begin_run(self.solver.is_deterministic())
         self.status.start_progress(self.plan_panel.predicted_seconds(measurement, config))
+        run_owner.retire(self.worker)
         self.worker = worker = RunWorker(measurement, config, self.engine_run, self)
         worker.planned.connect(self._on_planned)
         worker.progress.connect(self.status.show_progress)
@@ -278,7 +289,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         worker.log.connect(self.log)
         worker.finished_result.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
-        worker.finished.connect(self._update_enabled)
+        worker.finished.connect(self._on_worker_ended)
         self._run_done = False
         worker.start()
         self.show_message(f"Running {config.solver}: {config.steps} steps × {config.samples} samples…")
@@ -357,6 +368,10 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             self.show_message(f"Reconstruction {done}.")
         self._update_enabled()
         self.run_finished.emit(result)
+
+    def _on_worker_ended(self) -> None:
+        run_owner.release_inputs(self.worker)
+        self._update_enabled()
 
     def _on_failed(self, message: str) -> None:
         self._run_done = True
@@ -447,10 +462,9 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.solver.save_settings(self.settings)
-        if self.is_running():
-            self.worker.request_stop()
-            self.worker.wait(10000)
-        self.plan_panel.cancel()
-        self.plan_panel.wait(10000)
-        self.tree.wait(2000)
+        stops = [self.stop_run, self.plan_panel.cancel]
+        if self.compare_window is not None:
+            stops.append(self.compare_window.stop)
+        if closing.stop_and_wait(self, stops, self.CLOSE_WAIT_MS):  # the window may go; these may not
+            self.log("Closing: a step still runs and ends in the background before the program exits.")
         super().closeEvent(event)

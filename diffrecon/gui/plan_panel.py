@@ -12,6 +12,7 @@ from typing import Callable
 
 from PySide6 import QtCore, QtWidgets
 
+from . import run_owner
 from .memory import format_bytes
 from .worker import describe_error
 
@@ -106,8 +107,10 @@ class PlanPanel(QtWidgets.QWidget):
         measurement, config = self._pending
         self.text.setText("Predicting… (timing the solver's first steps in the background)")
         self.text.setStyleSheet("color: gray;")
-        if self._worker is not None:
+        if self._worker is not None and self._worker.isRunning():
             self._old_workers.append(self._worker)  # finishes on its own; its answer is stale
+        else:
+            run_owner.retire(self._worker)
         worker = self._worker = PlanWorker(self._request_id, measurement, config, self.plan_fn, self)
         worker.planned.connect(self._on_planned)
         worker.failed.connect(self._on_failed)
@@ -176,4 +179,9 @@ class PlanPanel(QtWidgets.QWidget):
         self.text.setText(f"No prediction: {message}")
 
     def _on_worker_finished(self) -> None:
-        self._old_workers = [w for w in self._old_workers if w.isRunning()]
+        ended = self.sender()
+        if ended is not None and ended is not self._worker:  # a stale probe: nothing refers to it any more
+            run_owner.retire(ended)
+        else:  # its answer has been handled (it was sent before ``finished``)
+            run_owner.release_inputs(ended)
+        self._old_workers = [w for w in self._old_workers if w is not ended and w.isRunning()]

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
-from .atomic import atomic_path
+from .atomic import atomic_path, write_bytes
 
 #: Refuse datasets larger than this many elements before reading them (8 GiB of float32).
 MAX_ELEMENTS = 2**31
@@ -303,8 +303,17 @@ def _json_default(v: Any) -> Any:
 def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """Write a new HDF5 file at ``path`` through :func:`~diffrecon.io.atomic.atomic_path`: readers
     see the old file or the whole new one; an exception inside the block leaves ``path`` as it was.
+
+    The file is built in memory (HDF5's core driver) and written to disk with plain file I/O:
+    an HDF5 library that meets a full disk mid-write is left in a broken state (errors while
+    closing, a crash at exit), a plain write just fails with an OSError.
     """
     with atomic_path(path, suffix=".tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
+        f = h5py.File(f"{tmp}-in-memory", "w", driver="core", backing_store=False)
+        try:
             yield f
             f.flush()
+            image = f.id.get_file_image()
+        finally:
+            f.close()
+        write_bytes(tmp, image)
