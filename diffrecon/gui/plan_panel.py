@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import weakref
 from typing import Callable
 
 from PySide6 import QtCore, QtWidgets
@@ -73,7 +74,9 @@ class PlanPanel(QtWidgets.QWidget):
             from ..engine import plan as plan_fn
         self.plan_fn = plan_fn
         self.planned = None
-        self.planned_for = None  # (measurement, config) the shown prediction is for
+        # (weak reference to the measurement's y, its noise level, config) the shown prediction is for:
+        # weak, so that a prediction does not keep a closed file's data alive
+        self.planned_for = None
         self.auto = True
         self._pending = None  # (measurement, config) of the newest request
         self._request_id = 0
@@ -150,8 +153,8 @@ class PlanPanel(QtWidgets.QWidget):
         for exactly those (same data, noise level and settings)."""
         if self.planned is None or self.planned_for is None:
             return None
-        m, c = self.planned_for
-        same = m is not None and m.y is measurement.y and m.noise_sigma == measurement.noise_sigma and c == config
+        y, noise_sigma, c = self.planned_for
+        same = y() is measurement.y and noise_sigma == measurement.noise_sigma and c == config
         return self.planned.predicted_seconds if same else None
 
     # ------------------------------------------------------------------ slots
@@ -165,7 +168,8 @@ class PlanPanel(QtWidgets.QWidget):
         if request_id != self._request_id:
             return
         self.planned = planned
-        self.planned_for = (self._worker.measurement, self._worker.config)  # the answer is for these
+        m = self._worker.measurement  # the answer is for these
+        self.planned_for = (weakref.ref(m.y), m.noise_sigma, self._worker.config)
         samples = sum(planned.batches)
         self.text.setStyleSheet("")
         self.text.setText(describe_plan(planned, samples))
