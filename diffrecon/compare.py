@@ -503,13 +503,14 @@ def run_compare(args) -> int:
     (the runs finished so far are still written)."""
     from tqdm import tqdm
 
-    from .cli import ctrl_c_stops
     from .engine import Progress
+    from .interrupts import ctrl_c_stops
     from .io import read_measurement
+    from .io.atomic import check_output
 
-    for out in (args.out, args.figure, args.table):
-        if out is not None and not (out.parent if str(out.parent) else Path(".")).is_dir():
-            raise InputError(f"Cannot write {out}: folder {out.parent} does not exist.")
+    for flag, out in (("--out", args.out), ("--figure", args.figure), ("--table", args.table)):
+        if out is not None:  # refused before any run: a folder, an unwritable place, the input itself
+            check_output(out, inputs=[args.file], flag=flag)
     measurement = read_measurement(args.file)
     base = RunConfig(prior=args.prior, device=args.device, precision=args.precision)
     spec = CompareSpec(tuple(s.strip() for s in args.solvers.split(",") if s.strip()), tuple(args.steps),

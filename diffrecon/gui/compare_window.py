@@ -22,7 +22,7 @@ from .compare_plot import ComparePlot
 from .compare_queue import QueueView
 from .compare_setup import CompareSetup
 from .compare_table import CompareTable
-from . import gc_guard
+from . import closing, gc_guard
 from .compare_worker import CompareWorker
 
 
@@ -262,7 +262,6 @@ class CompareWindow(QtWidgets.QMainWindow):
         self.open_action.setEnabled(not running)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        if self.worker is not None:
-            self.worker.request_stop()
-            self.worker.wait(10_000)
+        # a step longer than the wait ends in the background: destroying a running thread aborts
+        closing.stop_and_wait(self, [self.stop], 3000)
         super().closeEvent(event)

@@ -19,15 +19,20 @@ RUN_SIGNALS = ("planned", "progress", "preview", "statistics", "log", "finished_
 _INPUTS = ("measurement", "_engine_run", "plan_fn")
 
 
-def ask_to_stop(parent: QtWidgets.QWidget, running_on: str, opening: str) -> bool:
-    """Ask whether to stop the run on ``running_on`` so that ``opening`` can be shown."""
-    answer = QtWidgets.QMessageBox.question(
-        parent, "Stop the running reconstruction?",
-        f"A reconstruction of {running_on} is still running. Stop it and open {opening}? "
-        "Its samples are not kept: a result is shown only with its own measurement.",
-        QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
-        QtWidgets.QMessageBox.StandardButton.No)
-    return answer == QtWidgets.QMessageBox.StandardButton.Yes
+def stop_question(parent: QtWidgets.QWidget | None, running_on: str, opening: str) -> QtWidgets.QMessageBox:
+    """The question whether to stop the run on ``running_on`` so that ``opening`` can be shown."""
+    buttons = QtWidgets.QMessageBox.StandardButton
+    box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Question, "Stop the running reconstruction?",
+                                f"A reconstruction of {running_on} is still running. Stop it and open {opening}?",
+                                buttons.Yes | buttons.No, parent)
+    box.setInformativeText("Its samples are not kept: a result is only ever shown with its own measurement.")
+    box.setDefaultButton(buttons.No)
+    return box
+
+
+def ask_to_stop(parent: QtWidgets.QWidget | None, running_on: str, opening: str) -> bool:
+    """Ask :func:`stop_question`; True for Yes."""
+    return stop_question(parent, running_on, opening).exec() == QtWidgets.QMessageBox.StandardButton.Yes
 
 
 def abandon(worker: QtCore.QThread) -> None:

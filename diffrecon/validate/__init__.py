@@ -131,8 +131,9 @@ def run_validate(args) -> int:
     """Run the report as ``args`` say; print the tables, write the Markdown and the PNG."""
     names, settings = _check(args)
     out = Path(args.out)
-    if out.parent and not out.parent.exists():
-        raise InputError(f"--out {out}: the folder {out.parent} does not exist.")
+    from ..io.atomic import check_output
+
+    check_output(out)  # a folder, an unwritable place: refused before minutes of runs
     t0 = time.perf_counter()
 
     def progress(row: Row) -> None:
