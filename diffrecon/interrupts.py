@@ -25,11 +25,11 @@ def _say(text: str, file=None) -> None:
 
 
 @contextlib.contextmanager
-def _handling(handler: Callable) -> Iterator[None]:
+def _handling(handler: Callable, signals: tuple = _SIGNALS) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, handler) for s in _SIGNALS}
+    previous = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:
@@ -44,14 +44,8 @@ def terminate_like_ctrl_c() -> Iterator[None]:
     def on_signal(signum, frame):
         raise KeyboardInterrupt
 
-    if getattr(signal, "SIGTERM", None) is None or threading.current_thread() is not threading.main_thread():
+    with _handling(on_signal, tuple(s for s in _SIGNALS if s != signal.SIGINT)):
         yield
-        return
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
