@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import socket
 import stat
 import time
@@ -48,8 +49,17 @@ _REASONS = {errno.ENOSPC: "the disk is full", getattr(errno, "EDQUOT", -1): "the
 def output_error(path: Path, err: OSError, action: str, existed: bool) -> OutputError:
     """One sentence for a write that failed with ``err``, saying what became of ``path``."""
     reason = _REASONS.get(err.errno) or (err.strerror or str(err) or type(err).__name__).rstrip(".")
+    if err.errno is None and _nearly_full(path.parent if str(path.parent) else Path(".")):
+        reason = "the disk is full"  # a library's own short-write error ("4096 requested and 892 written")
     kept = "the earlier file is unchanged" if existed else "nothing was written"
     return OutputError(f"Cannot {action} {path}: {reason}; {kept}.")
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
