@@ -4,6 +4,7 @@
         [--tasks ct mri_x4 inpaint] [--n-phantoms 10] [--real real.npz] [--device auto] --out DIR
     python benchmarks/compare_priors.py --prepare-real real.npz        # the real images, once
     python benchmarks/compare_priors.py --merge DIR1/compare.json DIR2/compare.json --out DIR
+    python benchmarks/compare_priors.py --real real.npz --figure DIR1/recon_old.npz DIR2/recon_new.npz --out FIG.png
 
 Every reconstruction is one :func:`diffrecon.engine.run` with the engine's defaults (DiffPIR,
 50 steps, 4 samples, seed 0, bf16 on a GPU): no parameter is tuned for either prior. The real
@@ -201,6 +202,37 @@ def write(out: Path, report: dict) -> None:
         tmp.replace(out / name)
 
 
+def figure(real_npz: Path, recons: list[Path], out: Path) -> None:
+    """Ground truth, then each recon file's posterior mean per task, one row per real image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    real = dict(np.load(real_npz))
+    runs = {f.stem.removeprefix("recon_"): dict(np.load(f)) for f in recons}
+    names = [k[:-len(f"_{SIZE}")] for k in real if k.endswith(f"_{SIZE}")]
+    scale = {t: demo._SETUPS[kind].scale for t, (kind, _) in TASKS.items()}
+    cols = [(t, lab) for t in TASKS for lab in runs]
+    fig, axes = plt.subplots(len(names), 1 + len(cols), figsize=(1.6 * (1 + len(cols)), 1.75 * len(names)),
+                             squeeze=False)
+    fig.subplots_adjust(left=0.04, right=0.9, top=0.97, bottom=0.01, wspace=0.03, hspace=0.05)
+    for i, n in enumerate(names):
+        im = axes[i, 0].imshow(real[f"{n}_{SIZE}"], cmap="gray", vmin=0, vmax=1)
+        axes[i, 0].set_ylabel(n)
+        for j, (task, lab) in enumerate(cols):
+            axes[i, j + 1].imshow(runs[lab][f"{task}__{n}"].astype(np.float32) / scale[task], cmap="gray", vmin=0, vmax=1)
+            if i == 0:
+                axes[i, j + 1].set_title(f"{task}: {lab}", fontsize=9)
+    axes[0, 0].set_title("ground truth", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, cax=fig.add_axes([0.92, 0.35, 0.015, 0.3]),
+                 label="value / demo scale (CT 0.4 1/cm, MRI and inpainting a.u.)")
+    fig.savefig(out, dpi=64)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--priors", nargs="+", default=["default"])
@@ -213,7 +245,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("--prepare-real", type=Path, default=None)
     p.add_argument("--merge", type=Path, nargs="+", default=None)
+    p.add_argument("--figure", type=Path, nargs="+", default=None, metavar="RECON_NPZ",
+                   help="draw these recon_<label>.npz files next to the --real images into --out (a PNG)")
     args = p.parse_args(argv)
+    if args.figure:
+        figure(args.real, args.figure, args.out)
+        return 0
     if args.prepare_real:
         prepare_real(args.prepare_real)
         return 0

@@ -17,12 +17,7 @@ from diffrecon.training.loop import TrainResult, draw_batch, make_unet, network_
 from diffrecon.training.procedural import FAMILIES, make_mixture, mixture_image
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_mixture_is_a_pure_function_of_the_index_and_covers_every_family():
