@@ -7,6 +7,7 @@ import gc
 import sys
 
 import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +20,13 @@ def _collect_on_the_main_thread(request):
         gc.collect()
     else:
         guard.collect()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: tiny models are dominated by thread hand-offs, and the CI
+    machine's cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

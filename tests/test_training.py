@@ -18,13 +18,7 @@ TINY = dict(data="phantoms", size=16, channels=(8, 16), batch_size=16, n_images=
             warmup_steps=1, log_every=5, device="cpu", seed=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models are dominated by thread hand-offs; other engineers' tests share the two cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

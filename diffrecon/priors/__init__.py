@@ -6,7 +6,10 @@ diffusion_pytorch_model.safetensors; see :mod:`.diffusers_vp`):
 - ``"gaussian"``: :class:`StationaryGaussianPrior` fitted to phantoms from TRAIN_SEEDS;
 - ``"gmm"``: :class:`GaussianMixturePrior`, k-means groups of the same phantoms;
 - ``"default"``: the bundled prior folder ``diffrecon/resources/priors/default`` when it is
-  installed, else ``"gaussian"``.
+  installed, else ``"gaussian"``;
+- ``"procedural"``, ``"procedural-medium"``, ``"procedural-small"``: the bundled priors of that
+  name, trained on the procedural mixture (:mod:`diffrecon.training.procedural`), fully
+  convolutional, about 1, 1/4 and 1/16 of the compute per evaluation (see their card.json).
 
 The network adapter needs diffusers, which is optional: it is imported only when a folder loads.
 """
@@ -32,7 +35,8 @@ __all__ = [
     "prior_weight_hash", "PRIOR_NAMES", "DEFAULT_IMAGE_SHAPE", "FIT_PHANTOMS",
 ]
 
-PRIOR_NAMES = ("default", "gaussian", "gmm")
+BUNDLED_PRIORS = ("procedural", "procedural-medium", "procedural-small")
+PRIOR_NAMES = ("default", "gaussian", "gmm", *BUNDLED_PRIORS)
 DEFAULT_IMAGE_SHAPE = (1, 128, 128)
 FIT_PHANTOMS = 256  # phantoms per fitted prior: enough for a stable power spectrum per group
 GMM_COMPONENTS = 4
@@ -115,6 +119,9 @@ def load_prior(name_or_path: str, image_shape: tuple[int, int, int] | None = Non
         name = "gaussian"
     if name in ("gaussian", "gmm"):
         return _fit(name, _check_shape(image_shape)).to(device)
+    if name in BUNDLED_PRIORS:
+        return load_diffusers_prior(Path(str(resources.files("diffrecon").joinpath("resources", "priors", name))),
+                                    device)
     if Path(name).is_dir():
         return load_diffusers_prior(name, device)
     if Path(name).is_file() and Path(name).suffix.lower() in (".pt", ".pth", ".safetensors"):

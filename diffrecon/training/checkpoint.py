@@ -81,6 +81,7 @@ def load_checkpoint(folder: Path, config: "TrainConfig", unet: torch.nn.Module, 
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(f"Checkpoint {folder / 'trainer.json'} cannot be read ({err}); train without --resume.") from None
     current = _settings(config)
+    saved.setdefault("attention", True)  # checkpoints written before the option had attention
     differ = [k for k in config.ARCHITECTURE if saved.get(k) != current[k]]
     if differ:
         was = ", ".join(f"{k}={saved.get(k)}" for k in differ)

@@ -25,10 +25,24 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         "train", help="train a diffusion prior on images",
         description="Train a DDPM epsilon-prediction prior (diffusers UNet2DModel) and write a prior folder "
                     "(config.json, fp16 safetensors, card.json) that diffrecon loads.")
-    p.add_argument("--data", required=True, help="'phantoms', an HDF5 file with an image stack, or a folder of TIFF/PNG images")
+    p.add_argument("--data", required=True,
+                   help="'phantoms', 'procedural' (phantoms plus natural-image, microscopy, vessel and organ-like "
+                        "procedural images), an HDF5 file with an image stack, or a folder of TIFF/PNG images")
     p.add_argument("--out", required=True, type=Path, help="folder for the prior, its checkpoint and training_log.json")
     p.add_argument("--size", type=int, default=None,
                    help=f"image size in pixels (default {d.size}, or the --init-from folder's)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="train on random --size patches of images of this size (default: whole images of --size)")
+    p.add_argument("--whole-fraction", type=float, default=d.whole_fraction,
+                   help=f"with --image-size: the part of each batch that sees whole images resized to --size "
+                        f"(default {d.whole_fraction})")
+    p.add_argument("--no-attention", action="store_true",
+                   help="no self-attention: a fully convolutional network that runs at any image size")
+    p.add_argument("--data-cache", default=None, metavar="FOLDER",
+                   help="keep the generated procedural images in FOLDER and reuse them (resume, several runs)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop after this many seconds of training, writing the prior and the checkpoint "
+                        "(continue with --resume)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS}, ~15 min on an H100)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per step (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr:g})")
@@ -79,8 +93,9 @@ def run_train(args) -> int:
         data=str(args.data), size=size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         channels=channels, layers_per_block=layers_per_block, n_images=args.n_images,
         dataset=args.dataset, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
-        compile=not args.no_compile)
+        compile=not args.no_compile, image_size=args.image_size, whole_fraction=args.whole_fraction,
+        attention=not args.no_attention, data_cache=args.data_cache)
     result = train(config, args.out, resume=args.resume, progress=not args.no_progress,
-                   init_from=getattr(args, "init_from", None))
+                   init_from=getattr(args, "init_from", None), time_limit=args.time_limit)
     print(f"Wrote prior {result.prior_folder} after {result.steps} steps (loss {result.final_loss:.4f}).")
     return 0

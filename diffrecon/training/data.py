@@ -49,10 +49,16 @@ class TrainingData:
 
 
 def load_training_data(data: str | Path, size: int, *, n_images: int, dataset: str | None = None,
-                       workers: int | None = None) -> TrainingData:
-    """Load ``phantoms`` (the first ``n_images`` of TRAIN_SEEDS), an HDF5 file or an image folder."""
+                       workers: int | None = None, cache: str | Path | None = None) -> TrainingData:
+    """Load ``phantoms`` (the first ``n_images`` of TRAIN_SEEDS), ``procedural`` (the mixture of
+    :mod:`.procedural`; ``cache`` keeps it on disk), an HDF5 file or an image folder."""
     if str(data) == "phantoms":
         return _phantoms(size, n_images, workers)
+    if str(data) == "procedural":
+        from .procedural import describe, procedural_stack
+
+        stack = procedural_stack(n_images, size, cache=cache, workers=workers)
+        return TrainingData(torch.from_numpy(stack).mul_(2).sub_(1), 0.0, 1.0, describe(n_images, size))
     path = Path(data)
     if not path.exists():
         raise InputError(f"Training data {path} does not exist; give 'phantoms', an HDF5 file or a folder of "

@@ -65,13 +65,32 @@ class TrainConfig:
     checkpoint_every: int = 2000
     log_every: int = 100
     compile: bool = True  # torch.compile on CUDA: fuses GroupNorm/SiLU, 1.75x faster on an H100
+    #: patch training: images are made at image_size and each step takes random size x size crops
+    #: of them, except a whole_fraction of the batch that sees whole images resized to size
+    #: (None: whole images at size, the network's size).
+    image_size: int | None = None
+    whole_fraction: float = 0.25
+    #: self-attention at the lowest resolution; without it the network is fully convolutional
+    #: (translation-equivariant) and runs at any size that is a multiple of 2**(levels-1)
+    attention: bool = True
+    data_cache: str | None = None  # folder keeping the generated procedural images
     #: the fields a checkpoint must share with the run that resumes it (they fix the network)
-    ARCHITECTURE = ("size", "channels", "layers_per_block")
+    ARCHITECTURE = ("size", "channels", "layers_per_block", "attention")
+
+    @property
+    def data_size(self) -> int:
+        return self.image_size or self.size
 
     def validate(self) -> None:
         levels = len(self.channels)
-        if self.data != "phantoms" and not Path(self.data).exists():
-            raise InputError(f"--data {self.data} does not exist; give 'phantoms', an HDF5 file or an image folder.")
+        if self.data not in ("phantoms", "procedural") and not Path(self.data).exists():
+            raise InputError(f"--data {self.data} does not exist; give 'phantoms', 'procedural', an HDF5 file "
+                             f"or an image folder.")
+        if self.image_size is not None and not self.size <= self.image_size <= 4096:
+            raise InputError(f"--image-size {self.image_size} must lie between --size {self.size} and 4096 "
+                             f"(patches of --size are cut from images of --image-size).")
+        if not 0 <= self.whole_fraction <= 1:
+            raise InputError(f"--whole-fraction must lie in [0, 1] (got {self.whole_fraction}).")
         if levels < 2 or any(int(c) != c or c < 1 for c in self.channels):
             raise InputError(f"--channels {','.join(map(str, self.channels))} is invalid; give at least two "
                              f"positive integers, one per resolution level, e.g. 64,128,128,128.")
@@ -104,19 +123,42 @@ class TrainResult:
 
 
 def make_unet(size: int, channels: tuple[int, ...] = DEFAULT_CHANNELS, layers_per_block: int = 2,
-              in_channels: int = 1):
+              in_channels: int = 1, attention: bool = True):
     """A diffusers ``UNet2DModel`` with self-attention only at the lowest resolution (and its middle
-    block): attention at high resolution costs O(pixels^2) and adds little for these images."""
+    block): attention at high resolution costs O(pixels^2) and adds little for these images.
+    ``attention=False``: none at all, a fully convolutional network for any image size."""
     from diffusers import UNet2DModel
 
     levels = len(channels)
     return UNet2DModel(
         sample_size=size, in_channels=in_channels, out_channels=in_channels,
         layers_per_block=layers_per_block, block_out_channels=tuple(channels),
-        down_block_types=("DownBlock2D",) * (levels - 1) + ("AttnDownBlock2D",),
-        up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (levels - 1),
+        down_block_types=("DownBlock2D",) * (levels - 1) + ("AttnDownBlock2D" if attention else "DownBlock2D",),
+        up_block_types=("AttnUpBlock2D" if attention else "UpBlock2D",) + ("UpBlock2D",) * (levels - 1),
+        add_attention=attention,
         norm_num_groups=min(32, math.gcd(*channels)),  # GroupNorm needs groups dividing every width
     )
+
+
+def draw_batch(images: torch.Tensor, idx: torch.Tensor, size: int, whole_fraction: float,
+               generator: torch.Generator) -> torch.Tensor:
+    """``images[idx]`` as (B, C, size, size): whole images when they are ``size`` already, else
+    random crops, with the first ``round(whole_fraction * B)`` whole images resized (antialiased)."""
+    n_img, c, h, w = images.shape
+    b = idx.shape[0]
+    if (h, w) == (size, size):
+        return images[idx]
+    k = int(round(whole_fraction * b))
+    oy = torch.randint(h - size + 1, (b,), generator=generator, device=images.device)
+    ox = torch.randint(w - size + 1, (b,), generator=generator, device=images.device)
+    ar = torch.arange(size, device=images.device)
+    rows, cols = (oy[:, None] + ar)[:, None, :, None], (ox[:, None] + ar)[:, None, None, :]
+    ch = torch.arange(c, device=images.device)[None, :, None, None]
+    crops = images[idx[:, None, None, None], ch, rows, cols]
+    if k == 0:
+        return crops
+    whole = F.interpolate(images[idx[:k]], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return torch.cat([whole, crops[k:]])
 
 
 def augment(x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -138,7 +180,8 @@ def _step_seed(seed: int, step: int) -> int:
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
-          data: TrainingData | None = None, init_from: str | Path | None = None) -> TrainResult:
+          data: TrainingData | None = None, init_from: str | Path | None = None,
+          time_limit: float | None = None) -> TrainResult:
     """Train (or resume) a prior into ``out``: prior files there, checkpoint in ``out/checkpoint``.
 
     ``data`` skips loading (tests, notebooks); otherwise it comes from ``config.data``.
@@ -146,6 +189,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     :mod:`.init_from`); the step counter still starts at 0 and the optimizer is fresh, but each
     step's draws continue the folder's run (seeded as step ``folder steps + k``) rather than
     replaying its first batches.
+    ``time_limit`` (seconds of training steps): stop at the first log point past it and write the
+    checkpoint, the prior and the log as at the end, so a run fits a limited machine call and
+    ``--resume`` goes on from there.
     """
     from tqdm.auto import tqdm
 
@@ -163,15 +209,17 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
         raise InputError(f"{ckpt} already exists; pass --resume to continue it or choose another --out.")
     source = read_init_folder(init_from) if init_from is not None else None
     device = resolve_device(config.device)
-    data = data or load_training_data(config.data, config.size, n_images=config.n_images, dataset=config.dataset)
+    data = data or load_training_data(config.data, config.data_size, n_images=config.n_images, dataset=config.dataset,
+                                      cache=config.data_cache)
     images = data.images.to(device)
     if source is not None:
         check_architecture(source, config.size, config.channels, config.layers_per_block, images.shape[1])
     # diffusers draws the initial weights from the global generator: seed it, but leave the caller's state as it was
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        unet = make_unet(config.size, config.channels, config.layers_per_block, images.shape[1]).to(device)
-    ema = make_unet(config.size, config.channels, config.layers_per_block, images.shape[1]).to(device)
+        unet = make_unet(config.size, config.channels, config.layers_per_block, images.shape[1],
+                         config.attention).to(device)
+    ema = make_unet(config.size, config.channels, config.layers_per_block, images.shape[1], config.attention).to(device)
     if source is not None:
         load_init_weights(source, unet, ema)
     else:
@@ -203,11 +251,12 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
                unit="step", dynamic_ncols=True)
     tick, tick_step = time.perf_counter(), start
+    started, done = tick, start
     try:
         for step in bar:
             generator.manual_seed(_step_seed(config.seed, base_steps + step))
             idx = torch.randint(len(images), (config.batch_size,), generator=generator, device=device)
-            x0 = augment(images[idx], generator)
+            x0 = augment(draw_batch(images, idx, config.size, config.whole_fraction, generator), generator)
             t = torch.randint(timesteps, (config.batch_size,), generator=generator, device=device)
             noise = torch.randn(x0.shape, generator=generator, device=device)
             a = abar[t].view(-1, 1, 1, 1)
@@ -242,15 +291,20 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                 value = float(loss_ema)  # the one host synchronisation, every log_every steps
                 log.append({"step": done, "loss": float(loss), "loss_ema": value, "steps_per_s": rate})
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                if time_limit is not None and now - started > time_limit and done < config.steps:
+                    print(f"Time limit {time_limit:g} s reached at step {done}; resume with --resume.",
+                          file=sys.stderr)
+                    break
             if done % config.checkpoint_every == 0 and done < config.steps:
                 save_checkpoint(ckpt, config, done, float(loss_ema), log, unet, ema, optimizer, init_record)
     finally:
         bar.close()
     final_loss = float(loss_ema)
-    save_checkpoint(ckpt, config, config.steps, final_loss, log, unet, ema, optimizer, init_record)
-    folder = write_prior(ema, config, out, data, final_loss, device, init_record)
-    write_log(out / LOG_FILE, config, log, device, unet)
-    return TrainResult(folder, start, config.steps, final_loss, losses.cpu().tolist())
+    reached = dataclasses.replace(config, steps=done)
+    save_checkpoint(ckpt, reached, done, final_loss, log, unet, ema, optimizer, init_record)
+    folder = write_prior(ema, reached, out, data, final_loss, device, init_record)
+    write_log(out / LOG_FILE, reached, log, device, unet)
+    return TrainResult(folder, start, done, final_loss, losses[:done - start].cpu().tolist())
 
 
 def write_prior(ema, config: TrainConfig, out: Path, data: TrainingData, final_loss: float,
@@ -265,26 +319,46 @@ def write_prior(ema, config: TrainConfig, out: Path, data: TrainingData, final_l
     abar = alphas_cumprod_from_schedule(SCHEDULE)
     sigmas = ((1 - abar) / abar).sqrt()
     n_params = sum(p.numel() for p in ema.parameters())
-    name = "ddpm-phantoms" if config.data == "phantoms" else f"ddpm-{Path(config.data).stem}"
+    name = f"ddpm-{config.data}" if config.data in ("phantoms", "procedural") else f"ddpm-{Path(config.data).stem}"
+    patches = config.data_size != config.size
+    geometry = {"image_size": config.data_size, "patch_size": config.size if patches else None,
+                "whole_fraction": config.whole_fraction if patches else None, "attention": config.attention,
+                "any_size": not config.attention,
+                "gflop_per_evaluation": network_gflop(ema, config.size, int(data.images.shape[1]))}
+    how = (f" on random {config.size}x{config.size} patches of {config.data_size}x{config.data_size} images "
+           f"({config.whole_fraction:.0%} of each batch whole images resized to {config.size})" if patches else "")
+    sizes = (" Fully convolutional (no attention): it runs at any image size that is a multiple of "
+             f"{2 ** (len(config.channels) - 1)}, e.g. 128 to 512 and beyond." if not config.attention else "")
     card = PriorCard(
         name=f"{name}-{config.size}", resolution=(config.size, config.size), channels=int(data.images.shape[1]),
         value_range=(-1.0, 1.0), sigma_min=float(sigmas[0]), sigma_max=float(sigmas[-1]), schedule=dict(SCHEDULE),
         training_data=data.description,
         description=(f"DDPM epsilon-prediction UNet2DModel ({n_params / 1e6:.2f} M parameters, EMA weights) "
                      f"trained by diffrecon train for {base_steps + config.steps} steps at batch "
-                     f"{config.batch_size}{since}."),
+                     f"{config.batch_size}{how}{since}.{sizes}"),
         extra={"training_steps": base_steps + config.steps, "final_loss": final_loss,
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "data_scaling": {"low": data.low, "high": data.high, "maps_to": [-1.0, 1.0],
-                                "method": "phantoms [0, 1]" if config.data == "phantoms"
+                                "method": f"{config.data} [0, 1]" if config.data in ("phantoms", "procedural")
                                 else "0.1/99.9 percentiles, clipped"},
-               "parameters": n_params, "block_out_channels": list(config.channels),
+               "parameters": n_params, "block_out_channels": list(config.channels), **geometry,
                "layers_per_block": config.layers_per_block, "batch_size": config.batch_size,
                "lr": config.lr, "ema_decay": config.ema_decay, "seed": config.seed, "device": device_name(device),
                **({"init_from": dict(init_from), "steps_this_run": config.steps} if init_from else {})},
     )
     return save_diffusers_prior(ema, card, out, fp16=True)
 
+
+
+def network_gflop(unet, size: int, channels: int) -> float:
+    """Floating-point operations (GFLOP, multiply-add = 2) of one evaluation at ``size`` x ``size``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    p = next(unet.parameters())
+    x = torch.zeros(1, channels, size, size, device=p.device, dtype=p.dtype)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        unet(x, torch.zeros(1, device=p.device))
+    return round(counter.get_total_flops() / 1e9, 3)
 
 
 def write_log(path: Path, config: TrainConfig, log: list[dict], device: torch.device, unet) -> None:
