@@ -217,7 +217,7 @@ def _add_export_parser(sub) -> None:
                                    "colour-mapped PNG with a scale bar, or plain HDF5.")
     p.add_argument("result", type=Path, help="result file (.h5)")
     p.add_argument("--what", required=True, choices=WHAT, help="posterior mean, std, the stored samples, or "
-                   "the error |mean - ground truth|")
+                   "the signed error mean - ground truth")
     p.add_argument("--out", required=True, type=Path, help="file to write")
     p.add_argument("--format", choices=FORMATS, default=None, help="tiff, png or h5 (default: from --out's suffix)")
     p.add_argument("--cmap", default="viridis", help="colour map of the PNG (default viridis)")
@@ -271,6 +271,14 @@ def _check_out_folder(out: Path) -> None:
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"--out {out}: folder {folder} does not exist.")
+
+
+def _check_result_suffix(out: Path) -> None:
+    """A result is an HDF5 file; an image suffix is refused before any work, not written as HDF5."""
+    if out.suffix.lower() not in (".h5", ".hdf5", ".nxs"):
+        raise InputError(f"--out {out}: reconstruct writes an HDF5 result file (.h5, .hdf5 or .nxs); write "
+                         f"{out.with_suffix('.h5').name} and export images from it with "
+                         f"'diffrecon export {out.with_suffix('.h5').name} --what mean --out {out.name}'.")
 
 
 def _summary(m) -> str:
@@ -424,10 +432,11 @@ def _memory_text(memory: dict) -> str:
 def _cmd_reconstruct(args) -> int:
     from tqdm import tqdm
 
-    from .engine import Finished, Log, Planned, Progress, RunConfig, run
+    from .engine import Finished, Log, Planned, Preparing, Progress, RunConfig, run
     from .io import read_measurement, write_result
     from .solvers import get_solver, parse_params
 
+    _check_result_suffix(args.out)
     measurement = read_measurement(args.file, allow_external=args.allow_external)
     _check_out_folder(args.out)
     info = get_solver(args.solver)
@@ -455,6 +464,8 @@ def _cmd_reconstruct(args) -> int:
                 bar.refresh()
             elif isinstance(event, Log):
                 tqdm.write(f"{event.level}: {event.message}", file=sys.stderr)
+            elif isinstance(event, Preparing):
+                bar.set_postfix_str(f"{event.what}: {event.done}/{event.total}")
             elif isinstance(event, Finished):
                 result = event.result
 

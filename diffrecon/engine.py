@@ -113,7 +113,16 @@ class Finished:
     result: Result
 
 
-Event = Planned | Progress | Preview | Statistics | Log | Finished
+@dataclass
+class Preparing:
+    """Work before the first step that takes a while (fitting a prior at a new size), done of total."""
+
+    what: str
+    done: int
+    total: int
+
+
+Event = Planned | Progress | Preview | Statistics | Log | Finished | Preparing
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -367,6 +376,16 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     Raises :class:`~diffrecon.errors.InputError` before any work for impossible settings, and
     :class:`~diffrecon.errors.RunError` if the run diverges.
     """
+    from .solvers import get_solver
+
+    if denoiser is None and get_solver(config.solver).uses_prior:
+        from .priors.fitted import fit_events
+
+        for event in fit_events(measurement.operator.image_shape, config.prior, Preparing):
+            yield event
+            if stop is not None and stop.is_set():
+                yield Log("Stopped while fitting the prior; nothing to show.", "warning")
+                return
     setup = prepare(measurement, config, denoiser)
     dev, info, norm = setup.device, setup.info, setup.norm
     steps = len(setup.sigmas) - 1

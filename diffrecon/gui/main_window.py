@@ -273,6 +273,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.worker = worker = RunWorker(measurement, config, self.engine_run, self)
         worker.planned.connect(self._on_planned)
         worker.progress.connect(self.status.show_progress)
+        worker.preparing.connect(self.status.show_preparing)
         worker.preview.connect(self._on_preview)
         worker.statistics.connect(self._on_statistics)
         worker.log.connect(self.log)
@@ -400,8 +401,12 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         start = str(Path(self.recent_files()[0]).with_suffix("")) + "_result" if self.recent_files() else "result"
         path, chosen = QtWidgets.QFileDialog.getSaveFileName(self, "Export", start, ";;".join(exporting.EXPORTS))
         if path:
-            what, kind = exporting.EXPORTS.get(chosen, ("result", "hdf5"))
-            self.export(path, what if exporting.export_kind(path) == kind else "mean")
+            try:
+                target, what = exporting.resolve_target(path, chosen)
+            except InputError as err:
+                self.report_error(str(err))
+                return
+            self.export(target, what)
 
     def export(self, path: str | Path, what: str = "mean") -> bool:
         """Write ``what`` (mean, std, samples, error or result) to ``path``; the kind follows the suffix."""
@@ -411,7 +416,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             panel = self.view.panels[what if what in ("mean", "std", "error") else "mean"]
             exporting.export_result(path, self.result, what, truth=self.view.truth, title=panel.title(),
                                     levels=tuple(panel.colorbar.levels()))
-        except (DiffreconError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - an export failure is shown in the window, never only on a terminal
             self.report_error(str(err) if isinstance(err, DiffreconError) else f"Export to {path} failed ({err}).")
             return False
         self.show_message(f"Exported {what} to {path}.")

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from PySide6 import QtCore
 
-from ..engine import Finished, Log, Planned, Preview, Progress, RunConfig, Statistics
+from ..engine import Finished, Log, Planned, Preparing, Preview, Progress, RunConfig, Statistics
 from ..errors import DiffreconError
 from ..measurement import Measurement
 
@@ -46,6 +46,7 @@ class RunWorker(QtCore.QThread):
     progress = QtCore.Signal(object)
     preview = QtCore.Signal(object)
     statistics = QtCore.Signal(object)
+    preparing = QtCore.Signal(object)  # engine Preparing: fitting a prior before the first step
     log = QtCore.Signal(str, str)  # message, level
     finished_result = QtCore.Signal(object)  # diffrecon.measurement.Result
     failed = QtCore.Signal(str)
@@ -65,7 +66,7 @@ class RunWorker(QtCore.QThread):
 
     def run(self) -> None:  # QThread entry point, runs off the GUI thread
         routes = {Planned: self.planned, Progress: self.progress, Preview: self.preview,
-                  Statistics: self.statistics}
+                  Statistics: self.statistics, Preparing: self.preparing}
         finished = False
         try:
             for event in self._engine_run(self.measurement, self.config, stop=self.stop_event):
