@@ -369,10 +369,13 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
 
 
 def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | None = None,
-        denoiser=None) -> Iterator[Event]:
+        denoiser=None, finish: threading.Event | None = None) -> Iterator[Event]:
     """Reconstruct ``measurement`` as ``config`` says, yielding events, ending with Finished.
 
     ``denoiser`` overrides ``config.prior`` with an already built prior (tests, comparisons).
+    ``finish`` set together with ``stop``: the samples of the batch in progress are not dropped but
+    finished by a final denoising step (their last clean estimate), recorded in the provenance as
+    ``final_denoising_step``; their spread is then no posterior std.
     Raises :class:`~diffrecon.errors.InputError` before any work for impossible settings, and
     :class:`~diffrecon.errors.RunError` if the run diverges.
     """
@@ -422,6 +425,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     queue = list(setup.batches)
     first = 0
     stopped = False
+    final_step = None  # (step, steps) where a stopped batch was finished by a final denoising step
     while queue and not stopped:
         b = queue.pop(0)
         indices = list(range(first, first + b))
@@ -430,7 +434,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         try:
             with torch.no_grad():
                 for step in info.solve(den, op, y, setup.sigmas, x_init, params=setup.params, generator=rng):
-                    x = step.x  # the last step's x is the solver's output
+                    x, x0_last = step.x, step.x0_hat  # the last step's x is the solver's output
                     now = time.perf_counter()
                     landed = preview.ready()
                     if landed is not None:
@@ -449,6 +453,8 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                                        memory_snapshot(dev))
                     if stop is not None and stop.is_set():
                         stopped = True
+                        if finish is not None and finish.is_set() and step.i + 1 < step.n:
+                            x, final_step = x0_last, (step.i + 1, step.n)
                         break
         except torch.cuda.OutOfMemoryError:
             if b == 1:
@@ -464,7 +470,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         landed = preview.ready(wait=True)  # the batch's last estimate, so the view ends current
         if landed is not None:
             yield Preview(norm.to_physical(landed[0][0]), landed[1], landed[2])
-        if stopped:
+        if stopped and final_step is None:
             break
         if x is None or not bool(torch.isfinite(x).all()):
             raise RunError(f"The {info.name} run diverged (non-finite values) in samples {indices[0]}-{indices[-1]}; "
@@ -488,8 +494,12 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         yield Log("Stopped before any sample finished; nothing to show.", "warning")
         return
     elapsed = time.perf_counter() - t0
-    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior,
-                     complete=not stopped)
+    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso,
+                     posterior and final_step is None, complete=not stopped)
+    if final_step is not None:
+        result.provenance["final_denoising_step"] = f"{final_step[0]}/{final_step[1]}"
+        yield Log(f"Stopped at step {final_step[0]} of {final_step[1]}; the samples in progress were finished "
+                  "by a final denoising step (their clean estimate), not by the remaining steps.", "warning")
     yield Finished(result)
 
 

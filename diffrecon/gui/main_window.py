@@ -24,10 +24,12 @@ from .plan_panel import PlanPanel
 from .profile_panel import ProfilePanel
 from .result_view import ResultView
 from .roi_stats import RoiStats
+from .run_control import FINISH, RunRecord, ask_how_to_stop, batch_in_progress
 from .solver_panel import SolverPanel
 from .status_bar import StatusArea
 from .theme import SETTINGS_KEY as THEME_KEY
 from .theme import THEMES, apply_theme
+from .wheel_guard import guard_fields
 from .views import config_from_provenance, default_measurement, load_measurement, read_if_result
 from .worker import RunWorker, describe_error
 
@@ -57,6 +59,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.worker: RunWorker | None = None
         self.compare_window = None
         self.last_error = ""
+        self.run_record = RunRecord()
         self._device = "cpu"
         self._run_done = True
         self._shown = False
@@ -122,7 +125,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.run_button.setStyleSheet("font-weight: bold; padding: 6px;")
         self.stop_button = QtWidgets.QPushButton("Stop")
         self.run_button.clicked.connect(lambda: self.start_run())
-        self.stop_button.clicked.connect(self.stop_run)
+        self.stop_button.clicked.connect(lambda: self.stop_run())
         buttons = QtWidgets.QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.stop_button, 1)
@@ -141,6 +144,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         scroll.setWidget(box)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self._wheel_guard = guard_fields(scroll)
         # the prediction and the buttons stay below the scrolled settings: the predicted time and
         # Reconstruct are never scrolled away
         outer = QtWidgets.QWidget()
@@ -162,6 +166,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         return [value] if isinstance(value, str) else list(value or [])
 
     def _remember(self, path: str) -> None:
+        path = str(Path(path).resolve())  # a relative name means nothing from another folder
         recent = [path] + [p for p in self.recent_files() if p != path]
         self.settings.setValue("recent", recent[:MAX_RECENT])
         self._fill_recent()
@@ -268,6 +273,10 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.plan_panel.cancel()  # a probe beside the run would slow it and skew its time and memory
         self._device = _memory_device(config.device)
         self.result = None
+        self.metrics.set_metrics({})  # a previous run's numbers never stand beside the new (empty) result
+        self.roi.clear()
+        self.pixel_label.clear()
+        self.run_record.start()
         self.view.begin_run(self.solver.is_deterministic())
         self.status.start_progress(self.plan_panel.predicted_seconds(measurement, config))
         self.worker = worker = RunWorker(measurement, config, self.engine_run, self)
@@ -277,6 +286,8 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         worker.preview.connect(self._on_preview)
         worker.statistics.connect(self._on_statistics)
         worker.log.connect(self.log)
+        worker.log.connect(self.run_record.note)
+        worker.stopped_empty.connect(self._on_stopped_empty)
         worker.finished_result.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         worker.finished.connect(self._update_enabled)
@@ -288,10 +299,18 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self._update_enabled()
         return True
 
-    def stop_run(self) -> None:
-        if self.is_running():
-            self.worker.request_stop()
-            self.show_message("Stopping after the current step; finished samples are kept…")
+    def stop_run(self, how: str | None = None) -> None:
+        """Stop at the next step. With a batch part-way through, ``how`` (None: ask) is FINISH
+        (a final denoising step keeps its samples) or DISCARD."""
+        if not self.is_running():
+            return
+        if how is None and batch_in_progress(self.status.last_progress):
+            how = ask_how_to_stop(self, self.status.last_progress)
+            if how is None or not self.is_running():
+                return
+        self.worker.request_stop(finish=how == FINISH)
+        self.show_message("Stopping: finishing the samples in progress with a final denoising step…" if how == FINISH
+                          else "Stopping after the current step; finished samples are kept…")
 
     def wait_for_run(self, timeout_ms: int = 60000) -> bool:
         """Process events until the run has delivered its result or failure (scripts, screenshots)."""
@@ -341,7 +360,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.roi.set_maps(self.view.mean, self.view.std)
 
     def _on_finished(self, result: Result) -> None:
-        self._run_done = True
+        from_run, self._run_done = not self._run_done, True
         self.result = result
         self.view.show_result(result)
         self.roi.set_maps(self.view.mean, self.view.std)
@@ -355,13 +374,29 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
                               "step size or fp32 precision.")
         else:
             done = "finished" if result.complete else f"stopped early with {result.n_samples} finished samples"
+            final = result.provenance.get("final_denoising_step")
+            if final:
+                done = f"stopped at step {final}: {result.n_samples} samples finished by a final denoising step"
+                self.view.panels["std"].set_title("Spread of early-finished samples (not a posterior std)")
             self.show_message(f"Reconstruction {done}.")
+        if from_run:  # a result opened from a file is no run of this window
+            self.log(self.run_record.end_line("finished" if result.complete else "stopped", result))
         self._update_enabled()
         self.run_finished.emit(result)
+
+    def _on_stopped_empty(self) -> None:
+        self._run_done = True
+        self.show_message("Stopped before any sample finished; there is nothing to show.")
+        self.progress_label.setText("stopped")
+        self.status.end_progress(False)
+        self.log(self.run_record.end_line("stopped before any sample finished"))
+        self._update_enabled()
+        self.run_finished.emit(None)
 
     def _on_failed(self, message: str) -> None:
         self._run_done = True
         self.report_error(message)
+        self.log(self.run_record.end_line("failed"))
         self.progress_label.setText("failed")
         self.status.end_progress(False)
         self._update_enabled()

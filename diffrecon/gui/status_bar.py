@@ -20,6 +20,7 @@ class StatusArea:
         self.progress_label = QtWidgets.QLabel()
         self.memory_label = QtWidgets.QLabel()
         self.batch_sizes: dict[int, int] = {}  # first sample index -> batch size
+        self.last_progress = None  # the run's latest engine Progress event (Stop asks about its batch)
         bar.addWidget(self.message_label, 2)
         bar.addWidget(self.pixel_label, 3)
         bar.addPermanentWidget(self.progress_label)
@@ -44,6 +45,7 @@ class StatusArea:
         is the prediction, when there is one for these settings."""
         self.progress_bar.setValue(0)
         self.batch_sizes = {}
+        self.last_progress = None
         eta = "?" if predicted_seconds is None else f"≈ {format_duration(predicted_seconds)} (predicted)"
         self.progress_bar.setFormat(f"%p% · ETA {eta}")
         self.progress_bar.setToolTip("Time left: predicted before the first step, then measured.")
@@ -59,6 +61,7 @@ class StatusArea:
     def show_progress(self, p) -> None:
         """An engine Progress event: the bar over all samples with the ETA, step and NFE as text."""
         # samples of one batch advance together: step 5 of 50 in a batch of 4 of 4 samples is 10 %
+        self.last_progress = p
         if self.progress_bar.format().endswith("preparing"):
             self.progress_bar.setFormat("%p% · ETA ?")
             self.progress_bar.setToolTip("Time left: measured.")
