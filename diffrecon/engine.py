@@ -25,8 +25,8 @@ from .errors import InputError, RunError
 from .measurement import Measurement, Result
 from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
-from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, Welford, device_name,
-                      memory_snapshot, resolve_device)
+from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, RunMemory, Welford,
+                      device_name, memory_snapshot, resolve_device)
 from .priors.acceleration import (COMPILE_SPEEDUP, auto_mode, compile_cost, compiled_before, resolve_mode,
                                   shape_signature)
 from .schedule import make_sigmas
@@ -418,6 +418,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     fell_back = False
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    run_memory = RunMemory(dev)
     t0 = time.perf_counter()
     start_iso = datetime.now(timezone.utc).isoformat(timespec="seconds")
     last_preview = last_progress = -1e9
@@ -450,7 +451,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                         yield Progress(step.i + 1, step.n, first, config.samples, counter.nfe, counter.grad,
                                        counter.op_calls, elapsed,
                                        elapsed / done * (total_work - done) if done else None,
-                                       memory_snapshot(dev))
+                                       run_memory.snapshot())
                     if stop is not None and stop.is_set():
                         stopped = True
                         if finish is not None and finish.is_set() and step.i + 1 < step.n:
@@ -496,6 +497,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     elapsed = time.perf_counter() - t0
     result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso,
                      posterior and final_step is None, complete=not stopped)
+    result.metrics["peak_memory_bytes"] = float(run_memory.peak())  # this run's, not the process's
     if final_step is not None:
         result.provenance["final_denoising_step"] = f"{final_step[0]}/{final_step[1]}"
         yield Log(f"Stopped at step {final_step[0]} of {final_step[1]}; the samples in progress were finished "

@@ -2,6 +2,7 @@
 suffix, the compare grid's levels with a diverged run, and the CLI compare's warnings and memory."""
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -11,8 +12,10 @@ import diffrecon.priors as priors
 from diffrecon.cli import main
 from diffrecon.demo import make_demo
 from diffrecon.engine import Finished, Preparing, RunConfig, run
+from diffrecon.grid_levels import outlier_runs, shared_levels
 from diffrecon.io import write_measurement
 from diffrecon.priors import fitted
+from diffrecon.runtime import RunMemory, process_peak_rss
 
 
 @pytest.fixture
@@ -63,3 +66,39 @@ def test_reconstruct_refuses_an_image_suffix_before_any_work(tmp_path, capsys, n
     err = capsys.readouterr().err
     assert "writes an HDF5 result file" in err and "diffrecon export" in err
     assert not (tmp_path / name).exists()
+
+
+# ------------------------------------------------------------------------------ compare
+def _maps(seed: int, scale: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (scale * rng.random((16, 16))).astype(np.float32)
+
+
+def test_one_diverged_run_leaves_the_other_runs_shared_levels_unchanged():
+    good = {"mean": [_maps(0), _maps(1)], "std": [0.1 * _maps(2), 0.2 * _maps(3)], "error": [_maps(4) - 0.5] * 2}
+    bad = {row: maps + [m * 1e5 for m in maps[:1]] for row, maps in good.items()}
+    for truth in (None, _maps(5)):
+        levels_good, out_good = shared_levels(good, truth)
+        levels_bad, out_bad = shared_levels(bad, truth)
+        assert out_good == [False, False] and out_bad == [False, False, True]
+        assert levels_bad == levels_good
+    # two runs, no truth: the tamer one is the reference, the wild one the outlier
+    assert outlier_runs([_maps(0) * 1e6, _maps(1)]) == [True, False]
+
+
+def test_run_memory_is_this_runs_peak_not_the_process_peak():
+    big = np.ones(300 * 2**20 // 8)  # 300 MiB resident before the run
+    del big
+    memory = RunMemory("cpu")
+    assert memory.peak() < process_peak_rss() - 200 * 2**20
+
+
+def test_cli_compare_prints_the_runs_warnings_and_a_memory_column(tmp_path, capsys, fresh_cache):
+    write_measurement(tmp_path / "m.h5", make_demo("denoise", size=16))
+    rc = main(["compare", str(tmp_path / "m.h5"), "--solvers", "ddim,diffpir", "--steps", "2", "--samples", "2",
+               "--prior", "gaussian", "--device", "cpu", "--out", str(tmp_path / "c.h5")])
+    out = capsys.readouterr()
+    assert rc == 0
+    assert "run 1 (ddim · 2 steps · seed 0) warning: ddim with these settings is deterministic" in out.err + out.out
+    table = [line for line in out.out.splitlines() if line.startswith(("ddim ·", "diffpir ·"))]
+    assert len(table) == 2 and all(re.search(r" done .* \d+ MiB peak$", line) for line in table)
