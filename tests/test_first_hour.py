@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +103,15 @@ def test_cli_compare_prints_the_runs_warnings_and_a_memory_column(tmp_path, caps
     assert "run 1 (ddim · 2 steps · seed 0) warning: ddim with these settings is deterministic" in out.err + out.out
     table = [line for line in out.out.splitlines() if line.startswith(("ddim ·", "diffpir ·"))]
     assert len(table) == 2 and all(re.search(r" done .* \d+ MiB peak$", line) for line in table)
+
+
+# ------------------------------------------------------------------------------ set-up
+def test_ci_installs_the_readmes_system_libraries_and_cpu_torch():
+    root = Path(__file__).resolve().parents[1]
+    readme, ci = (root / "README.md").read_text(), (root / ".ci" / "run").read_text()
+    apt = re.search(r"sudo apt-get install -y (.*?)\n```", readme, re.S).group(1)
+    readme_pkgs = set(apt.replace("\\", " ").split())
+    ci_pkgs = set(re.search(r"QT_SYSTEM_LIBS=\((.*?)\)", ci, re.S).group(1).split())
+    assert readme_pkgs == ci_pkgs and {"libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0"} <= ci_pkgs
+    torch_line = "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    assert f"pip install {torch_line}" in readme and f"pip install -q {torch_line}" in ci
