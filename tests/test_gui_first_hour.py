@@ -19,6 +19,7 @@ from diffrecon.errors import InputError  # noqa: E402
 from diffrecon.gui.export import resolve_target  # noqa: E402
 from diffrecon.gui.main_window import MainWindow  # noqa: E402
 from diffrecon.gui.run_control import FINISH  # noqa: E402
+from diffrecon.gui.solver_panel import FULL_NAME_ROLE  # noqa: E402
 from diffrecon.io import write_measurement  # noqa: E402
 from diffrecon.operators import build_operator  # noqa: E402
 from diffrecon.priors import fitted  # noqa: E402
@@ -111,11 +112,17 @@ def test_prior_solver_and_budget_visible_without_scrolling_at_1600_by_1000(windo
     for field in (w.solver.solver_box, w.solver.prior, w.solver.steps, w.solver.samples):
         bottom = field.mapTo(viewport, QtCore.QPoint(0, field.height())).y()
         assert 0 < bottom <= viewport.height(), field
-    # the longest solver name is shown whole: in the list and in the label under the box
-    view = w.solver.solver_box.view()
-    assert view.minimumWidth() >= view.sizeHintForColumn(0)
-    info = w.solver.solver_info()
-    assert info.title in w.solver.title.text()
+    # solver names are never cut: the closed box shows the short name whole, the list and the
+    # label under the box the full one
+    box, view = w.solver.solver_box, w.solver.solver_box.view()
+    metrics = box.fontMetrics()
+    for row in range(box.count()):
+        assert metrics.horizontalAdvance(box.itemText(row)) < box.width() - 30, box.itemText(row)
+    longest = max(range(box.count()), key=lambda r: len(box.itemData(r, FULL_NAME_ROLE)))
+    option = QtWidgets.QStyleOptionViewItem()
+    view.itemDelegate().initStyleOption(option, box.model().index(longest, 0))
+    assert option.text == box.itemData(longest, FULL_NAME_ROLE) and view.minimumWidth() >= view.sizeHintForColumn(0)
+    assert w.solver.solver_info().title in w.solver.title.text()
 
 
 def test_precision_shows_fp32_on_the_cpu_and_keeps_the_gpu_choice(window):

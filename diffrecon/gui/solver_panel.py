@@ -134,10 +134,13 @@ class SolverPanel(QtWidgets.QWidget):
         model = self.solver_box.model()
         model.clear()
         for name, info in _solvers().items():
-            item = QtGui.QStandardItem(f"{name} — {info.title}")
+            # the closed box shows the acronym (it fits); the list and the label below, the whole name
+            item = QtGui.QStandardItem(f"{name} — {info.title.split(' (')[0]}")
             item.setData(name, QtCore.Qt.ItemDataRole.UserRole)
+            item.setData(f"{name} — {info.title}", FULL_NAME_ROLE)
             model.appendRow(item)
-        view = self.solver_box.view()  # the list shows whole names, wider than the closed box
+        view = self.solver_box.view()
+        view.setItemDelegate(_FullNameDelegate(view))
         view.setMinimumWidth(view.sizeHintForColumn(0) + 24)
 
     def set_operator(self, op) -> None:
@@ -278,6 +281,17 @@ class SolverPanel(QtWidgets.QWidget):
             self.set_config(RunConfig(**{k: v for k, v in d.items() if k in RunConfig.__dataclass_fields__}))
         except (ValueError, TypeError):  # stale settings from another version are ignored
             pass
+
+
+FULL_NAME_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
+
+
+class _FullNameDelegate(QtWidgets.QStyledItemDelegate):
+    """The solver list shows each solver's whole name, not the closed box's short one."""
+
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
+        super().initStyleOption(option, index)
+        option.text = index.data(FULL_NAME_ROLE) or option.text
 
 
 def _spin(lo: int, hi: int, value: int) -> QtWidgets.QSpinBox:
