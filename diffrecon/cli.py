@@ -299,6 +299,9 @@ def _cmd_import(args) -> int:
                     center_fraction=args.center_fraction, seed=args.seed, allow_external=args.allow_external)
     write_measurement(args.out, m)
     print(f"Wrote {args.out}: {_summary(m)}.")
+    source = str(m.attrs.get("noise_source", ""))
+    print(f"{'warning: ' if source.startswith('not estimated') else ''}noise_sigma from {source}.",
+          file=sys.stderr if source.startswith("not estimated") else sys.stdout)
     return 0
 
 

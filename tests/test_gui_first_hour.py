@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ pytest.importorskip("PySide6")
 from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 
 from diffrecon.demo import make_demo  # noqa: E402
-from diffrecon.engine import Planned, Progress, RunConfig  # noqa: E402
+from diffrecon.engine import Planned, Progress, RunConfig, run  # noqa: E402
 from diffrecon.errors import InputError  # noqa: E402
 from diffrecon.gui.export import resolve_target  # noqa: E402
 from diffrecon.gui.main_window import MainWindow  # noqa: E402
@@ -22,9 +23,10 @@ from diffrecon.gui.run_control import FINISH  # noqa: E402
 from diffrecon.gui.solver_panel import FULL_NAME_ROLE  # noqa: E402
 from diffrecon.io import write_measurement  # noqa: E402
 from diffrecon.operators import build_operator  # noqa: E402
+import diffrecon.priors as priors  # noqa: E402
 from diffrecon.priors import fitted  # noqa: E402
 
-FAST = RunConfig(prior="gaussian", steps=30, samples=2, device="cpu", solver="diffpir")
+FAST = RunConfig(prior="gaussian", steps=10, samples=2, device="cpu", solver="diffpir")
 STD_PNG = "Posterior std, PNG with colour bar (*.png)"
 
 
@@ -32,6 +34,7 @@ STD_PNG = "Posterior std, PNG with colour bar (*.png)"
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFRECON_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(fitted, "_memory", {})
+    monkeypatch.setattr(priors, "FIT_PHANTOMS", 8)  # the fit's size is not the point here
     settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
 
     def make(engine_run=None):
@@ -51,7 +54,7 @@ def test_export_name_without_suffix_gets_the_filters_and_a_mismatch_keeps_the_ch
     assert resolve_target(tmp_path / "out", STD_PNG) == (tmp_path / "out.png", "std")
     assert resolve_target(tmp_path / "out.v2", STD_PNG) == (tmp_path / "out.v2.png", "std")
     assert resolve_target(tmp_path / "out.tif", STD_PNG) == (tmp_path / "out.tif", "std")  # std, as TIFF
-    with pytest.raises(InputError, match="out.h5 names a HDF5 file, but the chosen export is the std map"):
+    with pytest.raises(InputError, match="out.h5 has the suffix .h5, but the chosen export is the std map as PNG"):
         resolve_target(tmp_path / "out.h5", STD_PNG)
     with pytest.raises(InputError, match="whole result"):
         resolve_target(tmp_path / "out.png", "HDF5 result (*.h5)")
@@ -72,7 +75,7 @@ def test_export_failures_of_any_kind_are_shown_in_the_window(window, qtbot, tmp_
     assert "tifffile cannot write this" in w.message_label.text()
     # the run's end is in the log: time, batches, warnings
     log = w.log_view.toPlainText()
-    assert re.search(r"Run finished: 2 of 2 samples in [\d.]+ s, batches \[2\], NFE 60, \d+ warnings?\.", log)
+    assert re.search(r"Run finished: 2 of 2 samples in [\d.]+ s, batches \[2\], NFE 20, \d+ warnings?\.", log)
 
 
 # ------------------------------------------------------------------------------ setup panel
@@ -168,7 +171,19 @@ def test_stop_before_any_sample_is_not_a_failure_and_old_metrics_are_cleared(win
 
 
 def test_stop_with_finish_keeps_the_batch_in_progress_by_a_final_denoising_step(window, qtbot):
-    w = window()
+    prior = priors.load_prior("gaussian", (1, 16, 16))
+    exact = prior.forward
+
+    def slow(x, sigma):  # a few ms per evaluation, as a network's would be: Stop lands mid-batch
+        time.sleep(0.004)
+        return exact(x, sigma)
+
+    prior.forward = slow
+
+    def engine_run(measurement, config, *, stop, finish):
+        yield from run(measurement, config, stop=stop, finish=finish, denoiser=prior)
+
+    w = window(engine_run)
     w.solver.set_config(dataclasses.replace(FAST, steps=400))
     assert w.start_run()
     qtbot.waitUntil(lambda: w.status.last_progress is not None and w.status.last_progress.step >= 2, timeout=60000)
@@ -179,7 +194,8 @@ def test_stop_with_finish_keeps_the_batch_in_progress_by_a_final_denoising_step(
     step, n = (int(v) for v in r.provenance["final_denoising_step"].split("/"))
     assert 2 <= step < n == 400
     assert np.isfinite(r.mean).all() and "final denoising step" in w.message_label.text()
-    assert w.view.panels["std"].title().startswith("Spread of early-finished samples")
+    assert w.view.panels["std"].title() == "Spread (early finish, not posterior std)"
+    assert w.view.panels["mean"].title() == f"Mean · 2 (final denoising step at {step}/{n})"
 
 
 def test_recent_files_are_stored_with_absolute_paths(window, tmp_path, monkeypatch):

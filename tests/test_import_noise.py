@@ -105,3 +105,12 @@ def test_fastmri_with_empty_corners_refuses_to_guess(tmp_path):
 def test_noise_source_of_files_without_one_says_so():
     assert describe_noise_source({}) == "not recorded in the file"
     assert describe_noise_source({"demo_kind": "ct"}).startswith("simulated")
+
+
+def test_cli_import_says_where_the_noise_level_came_from_or_warns(tmp_path, capsys):
+    from diffrecon.cli import main
+
+    _write_nxtomo(tmp_path / "t.nxs", _sinogram(), n_flats=1, poisson=False)
+    assert main(["import", str(tmp_path / "t.nxs"), "--out", str(tmp_path / "m.h5")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: noise_sigma from not estimated" in err and "set the noise level yourself" in err

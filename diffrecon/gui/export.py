@@ -45,7 +45,7 @@ def resolve_target(path: str | Path, chosen_filter: str) -> tuple[Path, str]:
     typed = export_kind(path)
     if typed != kind and "hdf5" in (typed, kind):
         wanted = "the whole result" if what == "result" else f"the {what} map"
-        raise InputError(f"{path.name} names a {typed.upper()} file, but the chosen export is {wanted} as "
+        raise InputError(f"{path.name} has the suffix {path.suffix}, but the chosen export is {wanted} as "
                          f"{kind.upper()}; name it {path.with_suffix(FORMATS[kind][0]).name} or choose another "
                          "file type.")
     return path, what

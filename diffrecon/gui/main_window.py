@@ -230,6 +230,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.view.show_measurement(m)
         self.metrics.set_metrics({})
         self.roi.clear()
+        self.pixel_label.clear()
         self.profile.clear()  # the old result's profile would read as the new measurement's
         if self.view.ab.reset_for_image(tuple(self.view.panels["mean"].empty_shape or m.image_shape[-2:])):
             self.log("Unpinned A: it is not on the new measurement's pixel grid.")
@@ -377,7 +378,8 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             final = result.provenance.get("final_denoising_step")
             if final:
                 done = f"stopped at step {final}: {result.n_samples} samples finished by a final denoising step"
-                self.view.panels["std"].set_title("Spread of early-finished samples (not a posterior std)")
+                self.view.panels["mean"].set_title(f"Mean · {result.n_samples} (final denoising step at {final})")
+                self.view.panels["std"].set_title("Spread (early finish, not posterior std)")
             self.show_message(f"Reconstruction {done}.")
         if from_run:  # a result opened from a file is no run of this window
             self.log(self.run_record.end_line("finished" if result.complete else "stopped", result))
