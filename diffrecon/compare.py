@@ -487,7 +487,7 @@ def run_compare(args) -> int:
     from tqdm import tqdm
 
     from .cli import ctrl_c_stops
-    from .engine import Log, Progress
+    from .engine import Log, Preparing, Progress
     from .io import read_measurement
 
     for out in (args.out, args.figure, args.table):
@@ -518,6 +518,8 @@ def run_compare(args) -> int:
                 batch = max(1, min(samples - p.samples_done, samples))
                 bar.n = min(total, done_before + p.samples_done * p.steps + p.step * batch)
                 bar.refresh()
+            elif isinstance(ev, RunEvent) and isinstance(ev.event, Preparing):
+                bar.set_postfix_str(f"{ev.event.what}: {ev.event.done}/{ev.event.total}")
             elif isinstance(ev, RunEvent) and isinstance(ev.event, Log) and ev.event.level != "info":
                 tqdm.write(f"run {ev.index + 1} ({runs[ev.index].label}) {ev.event.level}: {ev.event.message}")
             elif isinstance(ev, RunEnded):

@@ -319,13 +319,23 @@ def _auto_batch(samples: int, device: torch.device) -> int:
 
 
 def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps: int = 3, *,
-         stop: threading.Event | None = None) -> Planned:
+         stop: threading.Event | None = None, fit_prior: bool = True) -> Planned:
     """Predict a run's time and peak memory by running the solver's first steps on the first
     batch: a solver's memory per step is steady, so the probe's peak is the run's peak, and the
     median step time times the number of steps and batches is its time.
 
     ``stop`` ends the probe at its next solver step (a run is starting and needs the device): the
-    prediction then uses the steps timed so far, or has ``None`` time and memory if none were."""
+    prediction then uses the steps timed so far, or has ``None`` time and memory if none were.
+    ``fit_prior`` False (the window's background prediction): a prior that must first be fitted at
+    this size (minutes, without progress) is not; that is said in one sentence, and the run fits it
+    with progress."""
+    from .priors.fitted import fit_needed
+    from .solvers import get_solver
+
+    name = fit_needed(config.prior, measurement.operator.image_shape) if denoiser is None and not fit_prior else None
+    if name is not None and get_solver(config.solver).uses_prior:
+        raise InputError(f"The {name} prior is fitted at this image size by the first run (with progress, then "
+                         "kept on disk); predictions follow after that.")
     setup = prepare(measurement, config, denoiser, probe=True)
     dev, info = setup.device, setup.info
     rng, x_init, y = _batch_start(setup, config.seed, range(setup.batches[0]))

@@ -115,3 +115,15 @@ def test_ci_installs_the_readmes_system_libraries_and_cpu_torch():
     assert readme_pkgs == ci_pkgs and {"libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0"} <= ci_pkgs
     torch_line = "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
     assert f"pip install {torch_line}" in readme and f"pip install -q {torch_line}" in ci
+
+
+def test_background_prediction_does_not_fit_a_new_size_but_says_the_run_will(fresh_cache):
+    from diffrecon.engine import plan
+    from diffrecon.errors import InputError
+
+    m = make_demo("denoise", size=16)
+    config = RunConfig(solver="diffpir", steps=2, samples=1, prior="gaussian", device="cpu")
+    with pytest.raises(InputError, match="fitted at this image size by the first run"):
+        plan(m, config, fit_prior=False)
+    assert not (fresh_cache / "fitted_priors").exists()
+    assert plan(m, config).predicted_seconds is not None  # the CLI's budget planning still fits

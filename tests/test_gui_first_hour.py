@@ -19,7 +19,6 @@ from diffrecon.engine import Planned, Progress, RunConfig, run  # noqa: E402
 from diffrecon.errors import InputError  # noqa: E402
 from diffrecon.gui.export import resolve_target  # noqa: E402
 from diffrecon.gui.main_window import MainWindow  # noqa: E402
-from diffrecon.gui.run_control import FINISH  # noqa: E402
 from diffrecon.gui.solver_panel import FULL_NAME_ROLE  # noqa: E402
 from diffrecon.io import write_measurement  # noqa: E402
 from diffrecon.operators import build_operator  # noqa: E402
@@ -163,7 +162,7 @@ def test_stop_before_any_sample_is_not_a_failure_and_old_metrics_are_cleared(win
     assert w.metrics.rowCount() == 0 and w.pixel_label.text() == ""
     qtbot.waitUntil(started.is_set, timeout=5000)
     qtbot.waitUntil(lambda: w.status.last_progress is not None, timeout=5000)
-    w.stop_run("discard")
+    qtbot.mouseClick(w.stop_button, QtCore.Qt.MouseButton.LeftButton)
     assert w.wait_for_run(10000)
     assert w.last_error == "" and "Stopped before any sample finished" in w.message_label.text()
     assert w.progress_label.text() == "stopped" and w.metrics.rowCount() == 0
@@ -185,9 +184,11 @@ def test_stop_with_finish_keeps_the_batch_in_progress_by_a_final_denoising_step(
 
     w = window(engine_run)
     w.solver.set_config(dataclasses.replace(FAST, steps=400))
+    assert not w.finish_button.isEnabled()
     assert w.start_run()
     qtbot.waitUntil(lambda: w.status.last_progress is not None and w.status.last_progress.step >= 2, timeout=60000)
-    w.stop_run(FINISH)
+    assert w.finish_button.isEnabled()
+    qtbot.mouseClick(w.finish_button, QtCore.Qt.MouseButton.LeftButton)
     assert w.wait_for_run(60000)
     r = w.result
     assert r is not None and r.n_samples == 2 and not r.complete and not r.std_is_posterior

@@ -24,7 +24,7 @@ from .plan_panel import PlanPanel
 from .profile_panel import ProfilePanel
 from .result_view import ResultView
 from .roi_stats import RoiStats
-from .run_control import FINISH, RunRecord, ask_how_to_stop, batch_in_progress
+from .run_control import FINISH, RunRecord, finish_button
 from .solver_panel import SolverPanel
 from .status_bar import StatusArea
 from .theme import SETTINGS_KEY as THEME_KEY
@@ -126,9 +126,11 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.stop_button = QtWidgets.QPushButton("Stop")
         self.run_button.clicked.connect(lambda: self.start_run())
         self.stop_button.clicked.connect(lambda: self.stop_run())
+        self.finish_button = finish_button(lambda: self.stop_run(FINISH))
         buttons = QtWidgets.QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.stop_button, 1)
+        buttons.addWidget(self.finish_button, 1)
         box = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(box)
         groups = {}
@@ -301,14 +303,10 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         return True
 
     def stop_run(self, how: str | None = None) -> None:
-        """Stop at the next step. With a batch part-way through, ``how`` (None: ask) is FINISH
-        (a final denoising step keeps its samples) or DISCARD."""
+        """Stop at the next step, keeping the finished samples; ``how`` FINISH (the Finish now
+        button) also keeps the batch in progress, finished by a final denoising step."""
         if not self.is_running():
             return
-        if how is None and batch_in_progress(self.status.last_progress):
-            how = ask_how_to_stop(self, self.status.last_progress)
-            if how is None or not self.is_running():
-                return
         self.worker.request_stop(finish=how == FINISH)
         self.show_message("Stopping: finishing the samples in progress with a final denoising step…" if how == FINISH
                           else "Stopping after the current step; finished samples are kept…")
@@ -388,7 +386,8 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
 
     def _on_stopped_empty(self) -> None:
         self._run_done = True
-        self.show_message("Stopped before any sample finished; there is nothing to show.")
+        self.show_message("Stopped before any sample finished; there is nothing to show (Finish now keeps the "
+                          "samples in progress, by a final denoising step).")
         self.progress_label.setText("stopped")
         self.status.end_progress(False)
         self.log(self.run_record.end_line("stopped before any sample finished"))
@@ -480,7 +479,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             and self.solver.solver_name() is not None
         for w in (self.run_button, self.run_action):
             w.setEnabled(can_run)
-        for w in (self.stop_button, self.stop_action):
+        for w in (self.stop_button, self.stop_action, self.finish_button):
             w.setEnabled(running)
         self.export_action.setEnabled(self.result is not None and not running)
         self.pin_action.setEnabled(self.view.mean is not None)

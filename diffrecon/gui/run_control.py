@@ -1,37 +1,23 @@
-"""How a run ends, for the window: Stop's offer to finish the samples in progress, and the log line
-that records each run's end (time, batches, warnings)."""
+"""How a run ends, for the window: the Finish now button beside Stop (keep the samples in progress,
+by a final denoising step), and the log line that records each run's end (time, batches, warnings)."""
 from __future__ import annotations
 
 import time
 
 from PySide6 import QtWidgets
 
-FINISH, DISCARD = "finish", "discard"
+FINISH = "finish"
 
 
-def batch_in_progress(p) -> bool:
-    """True when a Progress event ``p`` shows a batch part-way through its steps."""
-    return p is not None and 0 < p.step < p.steps
-
-
-def ask_how_to_stop(parent: QtWidgets.QWidget, p) -> str | None:
-    """FINISH, DISCARD, or None (keep running). The batch in progress holds ``samples`` samples at
-    step ``p.step`` of ``p.steps``: stopping plainly drops them; a final denoising step keeps them."""
-    box = QtWidgets.QMessageBox(parent)
-    box.setIcon(QtWidgets.QMessageBox.Icon.Question)
-    box.setWindowTitle("Stop the reconstruction")
-    in_batch = p.samples_total - p.samples_done
-    box.setText(f"{in_batch} sample(s) are at step {p.step} of {p.steps}.")
-    box.setInformativeText(
-        "Finish them now with a final denoising step (their current clean estimate; labelled as such in "
-        "the result, and their spread is not a posterior std), or discard them and keep only the "
-        f"{p.samples_done} sample(s) already finished?")
-    finish = box.addButton("Finish with a final denoising step", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
-    discard = box.addButton("Discard them", QtWidgets.QMessageBox.ButtonRole.DestructiveRole)
-    box.addButton("Keep running", QtWidgets.QMessageBox.ButtonRole.RejectRole)
-    box.setDefaultButton(finish)
-    box.exec()
-    return {finish: FINISH, discard: DISCARD}.get(box.clickedButton())
+def finish_button(on_click) -> QtWidgets.QPushButton:
+    """Beside Stop: end the run now without discarding the batch in progress. On the CPU all
+    samples run as one batch, so a plain Stop before the last step keeps nothing."""
+    button = QtWidgets.QPushButton("Finish now")
+    button.setToolTip("Stop now and finish the samples in progress with a final denoising step (their current "
+                      "clean estimate) instead of discarding them. The result says so, and their spread is "
+                      "not a posterior std. Stop keeps only samples that ran all their steps.")
+    button.clicked.connect(lambda: on_click())
+    return button
 
 
 class RunRecord:
