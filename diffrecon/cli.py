@@ -215,7 +215,7 @@ def _add_export_parser(sub) -> None:
                                    "colour-mapped PNG with a scale bar, or plain HDF5.")
     p.add_argument("result", type=Path, help="result file (.h5)")
     p.add_argument("--what", required=True, choices=WHAT, help="posterior mean, std, the stored samples, or "
-                   "the error |mean - ground truth|")
+                   "the signed error mean - ground truth")
     p.add_argument("--out", required=True, type=Path, help="file to write")
     p.add_argument("--format", choices=FORMATS, default=None, help="tiff, png or h5 (default: from --out's suffix)")
     p.add_argument("--cmap", default="viridis", help="colour map of the PNG (default viridis)")
@@ -285,6 +285,14 @@ def _write_final(out: Path, write: Callable[[], object]) -> bool:
     return state.interrupted
 
 
+def _check_result_suffix(out: Path) -> None:
+    """A result is an HDF5 file; an image suffix is refused before any work, not written as HDF5."""
+    if out.suffix.lower() not in (".h5", ".hdf5", ".nxs"):
+        raise InputError(f"--out {out}: reconstruct writes an HDF5 result file (.h5, .hdf5 or .nxs); write "
+                         f"{out.with_suffix('.h5').name} and export images from it with "
+                         f"'diffrecon export {out.with_suffix('.h5').name} --what mean --out {out.name}'.")
+
+
 def _summary(m) -> str:
     gt = ", with ground truth" if m.ground_truth is not None else ""
     return (f"{m.title} ({m.operator.kind}, image {tuple(m.operator.image_shape)}, y {tuple(m.y.shape)} "
@@ -303,6 +311,9 @@ def _cmd_import(args) -> int:
                     center_fraction=args.center_fraction, seed=args.seed, allow_external=args.allow_external)
     interrupted = _write_final(args.out, lambda: write_measurement(args.out, m))
     print(f"Wrote {args.out}: {_summary(m)}.")
+    source = str(m.attrs.get("noise_source", ""))
+    print(f"{'warning: ' if source.startswith('not estimated') else ''}noise_sigma from {source}.",
+          file=sys.stderr if source.startswith("not estimated") else sys.stdout)
     return EXIT_INTERRUPTED if interrupted else 0
 
 
@@ -438,10 +449,11 @@ def _memory_text(memory: dict) -> str:
 def _cmd_reconstruct(args) -> int:
     from tqdm import tqdm
 
-    from .engine import Finished, Log, Planned, Progress, RunConfig, run
+    from .engine import Finished, Log, Planned, Preparing, Progress, RunConfig, run
     from .io import read_measurement, write_result
     from .solvers import get_solver, parse_params
 
+    _check_result_suffix(args.out)
     _check_out_folder(args.out, args.file)
     measurement = read_measurement(args.file, allow_external=args.allow_external)
     info = get_solver(args.solver)
@@ -469,6 +481,8 @@ def _cmd_reconstruct(args) -> int:
                 bar.refresh()
             elif isinstance(event, Log):
                 tqdm.write(f"{event.level}: {event.message}", file=sys.stderr)
+            elif isinstance(event, Preparing):
+                bar.set_postfix_str(f"{event.what}: {event.done}/{event.total}")
             elif isinstance(event, Finished):
                 result = event.result
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from .engine import Finished, RunConfig, plan, run
 from .errors import DiffreconError, InputError
+from .grid_levels import outlier_warning, row_levels, shared_levels  # noqa: F401 - row_levels is public here
 from .io.atomic import atomic_write
 from .measurement import Measurement, Result
 
@@ -333,26 +334,6 @@ def grid_rows(comparison: Comparison) -> tuple[list[int], dict[str, list[np.ndar
     return shown, rows
 
 
-def row_levels(row: str, maps: Sequence[np.ndarray], truth: np.ndarray | None = None) -> tuple[float, float]:
-    """Colour levels shared by a whole row: the truth's range for means when known, else robust
-    0.5/99.5 percentiles over all maps; std from 0; errors symmetric about 0."""
-    finite = np.concatenate([m[np.isfinite(m)].ravel() for m in maps]) if maps else np.zeros(1)
-    if finite.size == 0:
-        finite = np.zeros(1)
-    if row == "mean" and truth is not None:
-        lo, hi = float(np.min(truth)), float(np.max(truth))
-    elif row == "std":
-        lo, hi = 0.0, float(np.percentile(finite, 99.5))
-    elif row == "error":
-        hi = float(np.percentile(np.abs(finite), 99.5))
-        lo = -hi
-    else:
-        lo, hi = (float(v) for v in np.percentile(finite, (0.5, 99.5)))
-    if not hi > lo:
-        hi = lo + 1e-6 * max(abs(lo), 1.0)
-    return lo, hi
-
-
 ROW_TITLES = {"mean": "mean", "std": "std", "error": "error (mean − truth)"}
 ROW_CMAPS = {"mean": "gray", "std": "inferno", "error": "RdBu_r"}
 
@@ -378,8 +359,9 @@ def write_figure(path: str | os.PathLike, comparison: Comparison) -> Path:
     fig = Figure(figsize=(2.4 * ncols + 1.4, 2.4 * nrows + 0.6), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    levels, outliers = shared_levels(rows, truth)
     for r, (row, maps) in enumerate(rows.items()):
-        lo, hi = row_levels(row, maps, truth)
+        lo, hi = levels[row]
         image = None
         for c, (i, a) in enumerate(zip(shown, maps)):
             ax = axes[r, c]
@@ -390,6 +372,7 @@ def write_figure(path: str | os.PathLike, comparison: Comparison) -> Path:
             if r == 0:
                 spec = comparison.runs[i]
                 state = "" if comparison.status[i] == "done" else f" ({comparison.status[i]})"
+                state += " (outside shared levels)" if outliers[c] else ""
                 ax.set_title(f"{spec.solver}{state}\n{spec.steps} steps, seed {spec.seed}", fontsize=9)
             if row == "std":
                 ax.set_xlabel(std_title(result), fontsize=8)
@@ -503,7 +486,7 @@ def run_compare(args) -> int:
     (the runs finished so far are still written)."""
     from tqdm import tqdm
 
-    from .engine import Progress
+    from .engine import Log, Preparing, Progress
     from .interrupts import ctrl_c_stops
     from .io import read_measurement
     from .io.atomic import check_output
@@ -536,18 +519,29 @@ def run_compare(args) -> int:
                 batch = max(1, min(samples - p.samples_done, samples))
                 bar.n = min(total, done_before + p.samples_done * p.steps + p.step * batch)
                 bar.refresh()
+            elif isinstance(ev, RunEvent) and isinstance(ev.event, Preparing):
+                bar.set_postfix_str(f"{ev.event.what}: {ev.event.done}/{ev.event.total}")
+            elif isinstance(ev, RunEvent) and isinstance(ev.event, Log) and ev.event.level != "info":
+                tqdm.write(f"run {ev.index + 1} ({runs[ev.index].label}) {ev.event.level}: {ev.event.message}")
             elif isinstance(ev, RunEnded):
                 done_before += runs[ev.index].steps * runs[ev.index].samples
                 bar.n = min(total, done_before)
                 bar.refresh()
-                if ev.status == "failed":
-                    failed = True
-                    tqdm.write(f"run {ev.index + 1} ({runs[ev.index].label}) failed: {ev.message}")
+                failed = failed or ev.status == "failed"
+                if ev.message:  # the window logs the same sentence as a warning
+                    tqdm.write(f"run {ev.index + 1} ({runs[ev.index].label}) {ev.status}: {ev.message}")
             elif isinstance(ev, ComparisonFinished):
                 comparison = ev.comparison
     for row in metrics_rows(comparison):
+        memory = row["peak_memory_bytes"] / 2**20
         print(f"{row['run']:<36} {row['status']:<9} PSNR {row['psnr']:.2f}  SSIM {row['ssim']:.3f}  "
-              f"NFE {row['nfe']:.0f}  {row['seconds']:.2f} s")
+              f"NFE {row['nfe']:.0f}  {row['seconds']:.2f} s  {memory:.0f} MiB peak")
+    shown, rows = grid_rows(comparison)
+    if shown:
+        truth = None if measurement.ground_truth is None else _image(measurement.ground_truth)
+        for index, outlier in zip(shown, shared_levels(rows, truth)[1]):
+            if outlier:
+                print(f"warning: {outlier_warning(runs[index].label)}")
     write_comparison(args.out, comparison)
     print(f"Wrote {args.out}.")
     if comparison.finished():

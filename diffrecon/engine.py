@@ -25,8 +25,8 @@ from .errors import InputError, RunError
 from .measurement import Measurement, Result
 from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
-from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, Welford, device_name,
-                      memory_snapshot, resolve_device)
+from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, RunMemory, Welford,
+                      device_name, memory_snapshot, resolve_device)
 from .priors.acceleration import (COMPILE_SPEEDUP, auto_mode, compile_cost, compiled_before, resolve_mode,
                                   shape_signature)
 from .schedule import make_sigmas
@@ -113,7 +113,16 @@ class Finished:
     result: Result
 
 
-Event = Planned | Progress | Preview | Statistics | Log | Finished
+@dataclass
+class Preparing:
+    """Work before the first step that takes a while (fitting a prior at a new size), done of total."""
+
+    what: str
+    done: int
+    total: int
+
+
+Event = Planned | Progress | Preview | Statistics | Log | Finished | Preparing
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -310,13 +319,23 @@ def _auto_batch(samples: int, device: torch.device) -> int:
 
 
 def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps: int = 3, *,
-         stop: threading.Event | None = None) -> Planned:
+         stop: threading.Event | None = None, fit_prior: bool = True) -> Planned:
     """Predict a run's time and peak memory by running the solver's first steps on the first
     batch: a solver's memory per step is steady, so the probe's peak is the run's peak, and the
     median step time times the number of steps and batches is its time.
 
     ``stop`` ends the probe at its next solver step (a run is starting and needs the device): the
-    prediction then uses the steps timed so far, or has ``None`` time and memory if none were."""
+    prediction then uses the steps timed so far, or has ``None`` time and memory if none were.
+    ``fit_prior`` False (the window's background prediction): a prior that must first be fitted at
+    this size (minutes, without progress) is not; that is said in one sentence, and the run fits it
+    with progress."""
+    from .priors.fitted import fit_needed
+    from .solvers import get_solver
+
+    name = fit_needed(config.prior, measurement.operator.image_shape) if denoiser is None and not fit_prior else None
+    if name is not None and get_solver(config.solver).uses_prior:
+        raise InputError(f"The {name} prior is fitted at this image size by the first run (with progress, then "
+                         "kept on disk); predictions follow after that.")
     setup = prepare(measurement, config, denoiser, probe=True)
     dev, info = setup.device, setup.info
     rng, x_init, y = _batch_start(setup, config.seed, range(setup.batches[0]))
@@ -360,13 +379,26 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
 
 
 def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | None = None,
-        denoiser=None) -> Iterator[Event]:
+        denoiser=None, finish: threading.Event | None = None) -> Iterator[Event]:
     """Reconstruct ``measurement`` as ``config`` says, yielding events, ending with Finished.
 
     ``denoiser`` overrides ``config.prior`` with an already built prior (tests, comparisons).
+    ``finish`` set together with ``stop``: the samples of the batch in progress are not dropped but
+    finished by a final denoising step (their last clean estimate), recorded in the provenance as
+    ``final_denoising_step``; their spread is then no posterior std.
     Raises :class:`~diffrecon.errors.InputError` before any work for impossible settings, and
     :class:`~diffrecon.errors.RunError` if the run diverges.
     """
+    from .solvers import get_solver
+
+    if denoiser is None and get_solver(config.solver).uses_prior:
+        from .priors.fitted import fit_events
+
+        for event in fit_events(measurement.operator.image_shape, config.prior, Preparing):
+            yield event
+            if stop is not None and stop.is_set():
+                yield Log("Stopped while fitting the prior; nothing to show.", "warning")
+                return
     setup = prepare(measurement, config, denoiser)
     dev, info, norm = setup.device, setup.info, setup.norm
     steps = len(setup.sigmas) - 1
@@ -396,6 +428,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     fell_back = False
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    run_memory = RunMemory(dev)
     t0 = time.perf_counter()
     start_iso = datetime.now(timezone.utc).isoformat(timespec="seconds")
     last_preview = last_progress = -1e9
@@ -403,6 +436,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     queue = list(setup.batches)
     first = 0
     stopped = False
+    final_step = None  # (step, steps) where a stopped batch was finished by a final denoising step
     while queue and not stopped:
         b = queue.pop(0)
         indices = list(range(first, first + b))
@@ -411,7 +445,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         try:
             with torch.no_grad():
                 for step in info.solve(den, op, y, setup.sigmas, x_init, params=setup.params, generator=rng):
-                    x = step.x  # the last step's x is the solver's output
+                    x, x0_last = step.x, step.x0_hat  # the last step's x is the solver's output
                     now = time.perf_counter()
                     landed = preview.ready()
                     if landed is not None:
@@ -427,9 +461,11 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                         yield Progress(step.i + 1, step.n, first, config.samples, counter.nfe, counter.grad,
                                        counter.op_calls, elapsed,
                                        elapsed / done * (total_work - done) if done else None,
-                                       memory_snapshot(dev))
+                                       run_memory.snapshot())
                     if stop is not None and stop.is_set():
                         stopped = True
+                        if finish is not None and finish.is_set() and step.i + 1 < step.n:
+                            x, final_step = x0_last, (step.i + 1, step.n)
                         break
         except torch.cuda.OutOfMemoryError:
             if b == 1:
@@ -445,7 +481,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         landed = preview.ready(wait=True)  # the batch's last estimate, so the view ends current
         if landed is not None:
             yield Preview(norm.to_physical(landed[0][0]), landed[1], landed[2])
-        if stopped:
+        if stopped and final_step is None:
             break
         if x is None or not bool(torch.isfinite(x).all()):
             raise RunError(f"The {info.name} run diverged (non-finite values) in samples {indices[0]}-{indices[-1]}; "
@@ -469,8 +505,13 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         yield Log("Stopped before any sample finished; nothing to show.", "warning")
         return
     elapsed = time.perf_counter() - t0
-    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior,
-                     complete=not stopped)
+    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso,
+                     posterior and final_step is None, complete=not stopped)
+    result.metrics["peak_memory_bytes"] = float(run_memory.peak())  # this run's, not the process's
+    if final_step is not None:
+        result.provenance["final_denoising_step"] = f"{final_step[0]}/{final_step[1]}"
+        yield Log(f"Stopped at step {final_step[0]} of {final_step[1]}; the samples in progress were finished "
+                  "by a final denoising step (their clean estimate), not by the remaining steps.", "warning")
     yield Finished(result)
 
 

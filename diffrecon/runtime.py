@@ -72,6 +72,25 @@ def memory_snapshot(device: torch.device | str = "cpu") -> dict[str, int]:
     return snap
 
 
+class RunMemory:
+    """Peak memory of one run: CUDA's peak counter (the engine resets it per run); on the CPU the
+    largest resident set sampled during the run, since the process's own peak also covers every
+    earlier run (a comparison's table would otherwise show a running maximum, not each run's)."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.peak_rss = process_rss() or 0
+
+    def snapshot(self) -> dict[str, int]:
+        snap = memory_snapshot(self.device)
+        self.peak_rss = max(self.peak_rss, snap.get("rss", 0))
+        return snap
+
+    def peak(self) -> int:
+        snap = self.snapshot()
+        return int(snap["peak"]) if self.device.type == "cuda" else int(self.peak_rss or snap.get("peak", 0))
+
+
 def device_name(device: torch.device) -> str:
     """``cuda:0 (NVIDIA H100 80GB HBM3)``, ``cpu``, ``mps``: for provenance and logs."""
     if device.type == "cuda":

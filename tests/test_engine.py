@@ -256,17 +256,20 @@ def test_out_of_memory_halves_the_batch_once_per_size_and_keeps_the_samples(prob
     np.testing.assert_allclose(result.samples, reference.samples, atol=1e-6)
 
 
-def test_a_solver_on_an_iterative_pseudo_inverse_gets_a_warning():
+def test_a_solver_on_an_unfiltered_iterative_pseudo_inverse_gets_a_warning():
     from diffrecon.demo import make_demo
 
-    m = make_demo("ct", size=32, seed=0)
-    cfg = RunConfig(solver="ddnm", steps=2, samples=1, prior="gaussian", device="cpu")
-    logs = [e.message for e in engine.run(m, cfg) if isinstance(e, Log) and e.level == "warning"]
-    assert any("ddnm relies on a pseudo-inverse" in w and "ct" in w for w in logs)
-    inpaint = make_demo("inpaint", size=32, seed=0)  # closed-form pseudo-inverse: no warning
-    logs = [e.message for e in engine.run(inpaint, cfg) if isinstance(e, Log) and e.level == "warning"]
-    assert not any("pseudo-inverse" in w for w in logs)
+    def warnings(m, solver):
+        cfg = RunConfig(solver=solver, steps=2, samples=1, prior="gaussian", device="cpu")
+        return [e.message for e in engine.run(m, cfg) if isinstance(e, Log) and e.level == "warning"]
 
+    m = make_demo("ct", size=32, seed=0)
+    assert any("pigdm relies on a pseudo-inverse" in w and "ct" in w for w in warnings(m, "pigdm"))
+    # DDNM+ filters its pseudo-inverse by the noise level: no warning on noisy data, one at noise 0
+    assert not any("pseudo-inverse" in w for w in warnings(m, "ddnm"))
+    assert any("filters its pseudo-inverse" in w for w in warnings(make_demo("ct", size=32, seed=0, noise=0.0), "ddnm"))
+    inpaint = make_demo("inpaint", size=32, seed=0)  # closed-form pseudo-inverse: no warning
+    assert not any("pseudo-inverse" in w for w in warnings(inpaint, "ddnm"))
 
 
 def test_plan_stop_ends_the_probe_at_the_next_step_keeping_what_it_timed(problem, monkeypatch):

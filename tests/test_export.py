@@ -44,12 +44,13 @@ def test_samples_tiff_is_a_stack_of_all_samples(tmp_path):
     assert np.array_equal(tifffile.imread(out), r.samples[:, 0])
 
 
-def test_error_map_is_absolute_difference_to_ground_truth_in_h5(tmp_path):
+def test_error_map_is_signed_mean_minus_ground_truth_in_h5(tmp_path):
     r = write_small_result(tmp_path / "r.h5")
     out = export_result(tmp_path / "r.h5", "error", "h5", tmp_path / "e.h5")
     with h5py.File(out, "r") as f:
         assert f["data"].attrs["units"] == "1/cm" and f["data"].attrs["pixel_size"] == 0.25
-        assert np.allclose(f["data"][()], np.abs(r.mean - r.measurement.ground_truth))
+        assert np.allclose(f["data"][()], r.mean - r.measurement.ground_truth)
+        assert f["data"].attrs["title"] == "error (mean − truth)"
 
 
 def test_error_without_ground_truth_is_one_sentence(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from ..compare import Comparison, grid_rows, row_levels, std_title
+from ..compare import Comparison, grid_rows, shared_levels, std_title
 
 #: pyqtgraph colour maps of the rows (the main window's choices: grey, inferno, diverging).
 CMAPS = {"mean": "CET-L1", "std": "inferno", "error": "CET-D1"}
@@ -25,6 +25,7 @@ class CompareGrid(QtWidgets.QWidget):
         self.images: dict[tuple[str, int], pg.ImageItem] = {}
         self.bars: dict[str, pg.ColorBarItem] = {}
         self.columns: list[int] = []  # run index of each column
+        self.outliers: list[int] = []  # runs left out of the shared levels (diverged)
 
     def clear(self) -> None:
         self.graphics.clear()
@@ -32,6 +33,7 @@ class CompareGrid(QtWidgets.QWidget):
         self.images.clear()
         self.bars.clear()
         self.columns = []
+        self.outliers = []
 
     def show_comparison(self, comparison: Comparison) -> None:
         """Rebuild the grid from the runs that have a result."""
@@ -45,6 +47,8 @@ class CompareGrid(QtWidgets.QWidget):
         truth = None if m.ground_truth is None else np.asarray(m.ground_truth, np.float32)[0]
         units = m.units or "a.u."
         anchor = None
+        levels, outlier = shared_levels(rows, truth)
+        self.outliers = [index for index, o in zip(shown, outlier) if o]
         for r, (row, maps) in enumerate(rows.items()):
             items = []
             # Row names sit in their own label column, so every image panel has the same size:
@@ -61,6 +65,7 @@ class CompareGrid(QtWidgets.QWidget):
                 spec = comparison.runs[index]
                 if row == "mean":
                     state = "" if comparison.status[index] == "done" else f" ({comparison.status[index]})"
+                    state += " (outside shared levels)" if index in self.outliers else ""
                     title = f"{spec.solver}{state} · {spec.steps} steps · seed {spec.seed}"
                 elif row == "std":
                     title = std_title(result)
@@ -77,7 +82,7 @@ class CompareGrid(QtWidgets.QWidget):
                 self.plots[(row, index)] = plot
                 self.images[(row, index)] = item
                 items.append(item)
-            lo, hi = row_levels(row, maps, truth)
+            lo, hi = levels[row]
             bar = pg.ColorBarItem(values=(lo, hi), colorMap=CMAPS[row], interactive=True, width=12,
                                   label=f"{row} [{units}]")  # short: a vertical label sets the row height
             bar.getAxis("right").enableAutoSIPrefix(False)  # 1/cm must not become m1/cm

@@ -16,6 +16,7 @@ from ..compare import (CompareSpec, Comparison, read_comparison, write_compariso
                        write_table)
 from ..engine import RunConfig
 from ..errors import DiffreconError
+from ..grid_levels import outlier_warning
 from ..measurement import Measurement
 from .compare_grid import CompareGrid
 from .compare_plot import ComparePlot
@@ -218,6 +219,8 @@ class CompareWindow(QtWidgets.QMainWindow):
 
     def _on_done(self, comparison) -> None:
         self.show_comparison(comparison)
+        for index in self.grid.outliers:
+            self._on_log(outlier_warning(comparison.runs[index].label), "warning")
         counts = {s: comparison.status.count(s) for s in dict.fromkeys(comparison.status)}
         self.status_label.setText("Comparison finished: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
         self.comparison_done.emit(comparison)

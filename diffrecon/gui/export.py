@@ -15,10 +15,10 @@ EXPORTS = {  # file-dialog filter -> (what, kind)
     "Posterior mean, float32 TIFF (*.tif)": ("mean", "tiff"),
     "Posterior std, float32 TIFF (*.tif)": ("std", "tiff"),
     "Samples, float32 TIFF stack (*.tif)": ("samples", "tiff"),
-    "Error map, float32 TIFF (*.tif)": ("error", "tiff"),
+    "Error map (mean − truth), float32 TIFF (*.tif)": ("error", "tiff"),
     "Posterior mean, PNG with colour bar (*.png)": ("mean", "png"),
     "Posterior std, PNG with colour bar (*.png)": ("std", "png"),
-    "Error map, PNG with colour bar (*.png)": ("error", "png"),
+    "Error map (mean − truth), PNG with colour bar (*.png)": ("error", "png"),
 }
 CMAPS = {"std": "inferno", "error": "RdBu_r"}
 FORMATS = {"tiff": (".tif", ".tiff"), "png": (".png",), "hdf5": (".h5", ".hdf5", ".nxs")}
@@ -30,6 +30,25 @@ def export_kind(path: str | Path) -> str:
         if suffix in suffixes:
             return kind
     raise InputError(f"Cannot export to {Path(path).name}; valid extensions are .tif, .png and .h5.")
+
+
+def resolve_target(path: str | Path, chosen_filter: str) -> tuple[Path, str]:
+    """(file to write, what to write) from the save dialog's name and filter.
+
+    The filter chooses the map; the suffix the format. A name without a known suffix gets the
+    filter's; a suffix of another format writes the chosen map in that format where the format
+    holds it, and is refused otherwise (never another map than the chosen one)."""
+    what, kind = EXPORTS.get(chosen_filter, ("result", "hdf5"))
+    path = Path(path)
+    if path.suffix.lower() not in {s for suffixes in FORMATS.values() for s in suffixes}:
+        return path.with_name(path.name + FORMATS[kind][0]), what
+    typed = export_kind(path)
+    if typed != kind and "hdf5" in (typed, kind):
+        wanted = "the whole result" if what == "result" else f"the {what} map"
+        raise InputError(f"{path.name} has the suffix {path.suffix}, but the chosen export is {wanted} as "
+                         f"{kind.upper()}; name it {path.with_suffix(FORMATS[kind][0]).name} or choose another "
+                         "file type.")
+    return path, what
 
 
 def export_array(result, what: str, truth: np.ndarray | None) -> np.ndarray:

@@ -9,6 +9,7 @@ import math
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
+from ..io.importers.noise import describe_noise_source, is_estimated
 from ..measurement import Measurement
 from .resimulate_panel import ResimulatePanel
 
@@ -31,6 +32,9 @@ class ForwardPanel(QtWidgets.QWidget):
         self.noise_error.setStyleSheet("color: #d04040;")
         self.noise_error.setWordWrap(True)
         self.noise_error.hide()
+        self.noise_source = QtWidgets.QLabel()
+        self.noise_source.setWordWrap(True)
+        self.noise_source.setToolTip("Where the file's noise level came from (the importer records it).")
         form = QtWidgets.QFormLayout(self)
         form.addRow("Forward model", self.kind)
         form.addRow("Image shape", self.image_shape)
@@ -38,6 +42,7 @@ class ForwardPanel(QtWidgets.QWidget):
         form.addRow("Units", self.units)
         form.addRow("Noise σ", self.noise)
         form.addRow("", self.noise_error)
+        form.addRow("σ from", self.noise_source)
         self.sampling = ResimulatePanel()
         form.addRow(self.sampling)
         self.noise.textChanged.connect(self._on_noise_edited)
@@ -52,6 +57,11 @@ class ForwardPanel(QtWidgets.QWidget):
             self.noise.setText(self._file_noise[0])
         self._on_noise_edited(self.noise.text())
 
+    def _show_noise_source(self, m: Measurement) -> None:
+        text = describe_noise_source(m.attrs)
+        self.noise_source.setText(text)
+        self.noise_source.setStyleSheet("" if is_estimated(text) or text.startswith("simulated") else "color: #d08020;")
+
     def _show(self, m: Measurement) -> None:
         self.measurement = m
         y = np.asarray(m.y)
@@ -59,6 +69,7 @@ class ForwardPanel(QtWidgets.QWidget):
         self.image_shape.setText(" × ".join(map(str, m.image_shape)))
         self.meas_shape.setText(f"{' × '.join(map(str, y.shape))} {y.dtype}")
         self.units.setText(f"{m.units}, pixel {m.pixel_size:g} {m.pixel_unit}")
+        self._show_noise_source(m)
 
     def noise_sigma(self) -> float | None:
         """The edited noise level, or None while the text is not a valid one."""

@@ -24,10 +24,12 @@ from .plan_panel import PlanPanel
 from .profile_panel import ProfilePanel
 from .result_view import ResultView
 from .roi_stats import RoiStats
+from .run_control import FINISH, RunRecord, finish_button
 from .solver_panel import SolverPanel
 from .status_bar import StatusArea
 from .theme import SETTINGS_KEY as THEME_KEY
 from .theme import THEMES, apply_theme
+from .wheel_guard import guard_fields
 from .views import config_from_provenance, default_measurement, load_measurement, read_if_result
 from .worker import RunWorker, describe_error
 
@@ -58,6 +60,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.worker: RunWorker | None = None
         self.compare_window = None
         self.last_error = ""
+        self.run_record = RunRecord()
         self._device = "cpu"
         self._run_done = True
         self._shown = False
@@ -123,10 +126,12 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.run_button.setStyleSheet("font-weight: bold; padding: 6px;")
         self.stop_button = QtWidgets.QPushButton("Stop")
         self.run_button.clicked.connect(lambda: self.start_run())
-        self.stop_button.clicked.connect(self.stop_run)
+        self.stop_button.clicked.connect(lambda: self.stop_run())
+        self.finish_button = finish_button(lambda: self.stop_run(FINISH))
         buttons = QtWidgets.QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.stop_button, 1)
+        buttons.addWidget(self.finish_button, 1)
         box = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(box)
         groups = {}
@@ -142,6 +147,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         scroll.setWidget(box)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self._wheel_guard = guard_fields(scroll)
         # the prediction and the buttons stay below the scrolled settings: the predicted time and
         # Reconstruct are never scrolled away
         outer = QtWidgets.QWidget()
@@ -163,6 +169,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         return [value] if isinstance(value, str) else list(value or [])
 
     def _remember(self, path: str) -> None:
+        path = str(Path(path).resolve())  # a relative name means nothing from another folder
         recent = [path] + [p for p in self.recent_files() if p != path]
         self.settings.setValue("recent", recent[:MAX_RECENT])
         self._fill_recent()
@@ -235,6 +242,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.view.show_measurement(m)
         self.metrics.set_metrics({})
         self.roi.clear()
+        self.pixel_label.clear()
         self.profile.clear()  # the old result's profile would read as the new measurement's
         if self.view.ab.reset_for_image(tuple(self.view.panels["mean"].empty_shape or m.image_shape[-2:])):
             self.log("Unpinned A: it is not on the new measurement's pixel grid.")
@@ -278,15 +286,22 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.plan_panel.cancel()  # a probe beside the run would slow it and skew its time and memory
         self._device = _memory_device(config.device)
         self.result = None
+        self.metrics.set_metrics({})  # a previous run's numbers never stand beside the new (empty) result
+        self.roi.clear()
+        self.pixel_label.clear()
+        self.run_record.start()
         self.view.begin_run(self.solver.is_deterministic())
         self.status.start_progress(self.plan_panel.predicted_seconds(measurement, config))
         run_owner.retire(self.worker)
         self.worker = worker = RunWorker(measurement, config, self.engine_run, self)
         worker.planned.connect(self._on_planned)
         worker.progress.connect(self.status.show_progress)
+        worker.preparing.connect(self.status.show_preparing)
         worker.preview.connect(self._on_preview)
         worker.statistics.connect(self._on_statistics)
         worker.log.connect(self.log)
+        worker.log.connect(self.run_record.note)
+        worker.stopped_empty.connect(self._on_stopped_empty)
         worker.finished_result.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         worker.finished.connect(self._on_worker_ended)
@@ -298,10 +313,14 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self._update_enabled()
         return True
 
-    def stop_run(self) -> None:
-        if self.is_running():
-            self.worker.request_stop()
-            self.show_message("Stopping after the current step; finished samples are kept…")
+    def stop_run(self, how: str | None = None) -> None:
+        """Stop at the next step, keeping the finished samples; ``how`` FINISH (the Finish now
+        button) also keeps the batch in progress, finished by a final denoising step."""
+        if not self.is_running():
+            return
+        self.worker.request_stop(finish=how == FINISH)
+        self.show_message("Stopping: finishing the samples in progress with a final denoising step…" if how == FINISH
+                          else "Stopping after the current step; finished samples are kept…")
 
     def wait_for_run(self, timeout_ms: int = 60000) -> bool:
         """Process events until the run has delivered its result or failure (scripts, screenshots)."""
@@ -351,7 +370,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.roi.set_maps(self.view.mean, self.view.std)
 
     def _on_finished(self, result: Result) -> None:
-        self._run_done = True
+        from_run, self._run_done = not self._run_done, True
         self.result = result
         self.view.show_result(result)
         self.roi.set_maps(self.view.mean, self.view.std)
@@ -365,7 +384,14 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
                               "step size or fp32 precision.")
         else:
             done = "finished" if result.complete else f"stopped early with {result.n_samples} finished samples"
+            final = result.provenance.get("final_denoising_step")
+            if final:
+                done = f"stopped at step {final}: {result.n_samples} samples finished by a final denoising step"
+                self.view.panels["mean"].set_title(f"Mean · {result.n_samples} (final denoising step at {final})")
+                self.view.panels["std"].set_title("Spread (early finish, not posterior std)")
             self.show_message(f"Reconstruction {done}.")
+        if from_run:  # a result opened from a file is no run of this window
+            self.log(self.run_record.end_line("finished" if result.complete else "stopped", result))
         self._update_enabled()
         self.run_finished.emit(result)
 
@@ -373,9 +399,20 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         run_owner.release_inputs(self.worker)
         self._update_enabled()
 
+    def _on_stopped_empty(self) -> None:
+        self._run_done = True
+        self.show_message("Stopped before any sample finished; there is nothing to show (Finish now keeps the "
+                          "samples in progress, by a final denoising step).")
+        self.progress_label.setText("stopped")
+        self.status.end_progress(False)
+        self.log(self.run_record.end_line("stopped before any sample finished"))
+        self._update_enabled()
+        self.run_finished.emit(None)
+
     def _on_failed(self, message: str) -> None:
         self._run_done = True
         self.report_error(message)
+        self.log(self.run_record.end_line("failed"))
         self.progress_label.setText("failed")
         self.status.end_progress(False)
         self._update_enabled()
@@ -415,8 +452,12 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         start = str(Path(self.recent_files()[0]).with_suffix("")) + "_result" if self.recent_files() else "result"
         path, chosen = QtWidgets.QFileDialog.getSaveFileName(self, "Export", start, ";;".join(exporting.EXPORTS))
         if path:
-            what, kind = exporting.EXPORTS.get(chosen, ("result", "hdf5"))
-            self.export(path, what if exporting.export_kind(path) == kind else "mean")
+            try:
+                target, what = exporting.resolve_target(path, chosen)
+            except InputError as err:
+                self.report_error(str(err))
+                return
+            self.export(target, what)
 
     def export(self, path: str | Path, what: str = "mean") -> bool:
         """Write ``what`` (mean, std, samples, error or result) to ``path``; the kind follows the suffix."""
@@ -426,7 +467,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             panel = self.view.panels[what if what in ("mean", "std", "error") else "mean"]
             exporting.export_result(path, self.result, what, truth=self.view.truth, title=panel.title(),
                                     levels=tuple(panel.colorbar.levels()))
-        except (DiffreconError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - an export failure is shown in the window, never only on a terminal
             self.report_error(str(err) if isinstance(err, DiffreconError) else f"Export to {path} failed ({err}).")
             return False
         self.show_message(f"Exported {what} to {path}.")
@@ -453,7 +494,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             and self.solver.solver_name() is not None
         for w in (self.run_button, self.run_action):
             w.setEnabled(can_run)
-        for w in (self.stop_button, self.stop_action):
+        for w in (self.stop_button, self.stop_action, self.finish_button):
             w.setEnabled(running)
         self.export_action.setEnabled(self.result is not None and not running)
         self.pin_action.setEnabled(self.view.mean is not None)

@@ -6,6 +6,8 @@ and a run cancels it (``cancel``): a probe beside a run competes for the same CP
 """
 from __future__ import annotations
 
+import functools
+
 import inspect
 import threading
 import weakref
@@ -71,7 +73,9 @@ class PlanPanel(QtWidgets.QWidget):
     def __init__(self, plan_fn: Callable | None = None, parent=None):
         super().__init__(parent)
         if plan_fn is None:
-            from ..engine import plan as plan_fn
+            from ..engine import plan
+
+            plan_fn = functools.partial(plan, fit_prior=False)  # the run fits a new size, with progress
         self.plan_fn = plan_fn
         self.planned = None
         # (weak reference to the measurement's y, its noise level, config) the shown prediction is for:

@@ -47,6 +47,8 @@ class SolverPanel(QtWidgets.QWidget):
         self.solver_box.setModel(QtGui.QStandardItemModel(self.solver_box))
         self.solver_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.solver_box.setMinimumContentsLength(24)
+        self.title = QtWidgets.QLabel()  # the full name: the closed combo box may cut it
+        self.title.setWordWrap(True)
         self.reference = QtWidgets.QLabel()
         self.reference.setWordWrap(True)
         self.reference.setStyleSheet("color: gray; font-size: 9pt;")
@@ -86,21 +88,26 @@ class SolverPanel(QtWidgets.QWidget):
         self.warning.setStyleSheet("color: #d08000; font-weight: bold;")
         self.warning.hide()
 
+        # what a run is made of first (prior, budget), so it is visible without scrolling at
+        # 1600 x 1000; the solver's own parameters and the run options below
         budget = QtWidgets.QFormLayout()
-        budget.addRow("Steps", self.steps)
-        budget.addRow("Schedule", self.schedule)
-        budget.addRow("Samples", self.samples)
-        budget.addRow("Seed", self.seed)
-        budget.addRow("Device", self.device)
-        budget.addRow("Precision", self.precision)
-        budget.addRow("Network", self.compile)
-        budget.addRow("", self.checkpointing)
         budget.addRow("Prior", self.prior)
+        budget.addRow("Steps", self.steps)
+        budget.addRow("Samples", self.samples)
+        options = QtWidgets.QFormLayout()
+        options.addRow("Schedule", self.schedule)
+        options.addRow("Seed", self.seed)
+        options.addRow("Device", self.device)
+        options.addRow("Precision", self.precision)
+        options.addRow("Network", self.compile)
+        options.addRow("", self.checkpointing)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.solver_box)
+        layout.addWidget(self.title)
         layout.addWidget(self.reference)
-        layout.addWidget(self.form)
         layout.addLayout(budget)
+        layout.addWidget(self.form)
+        layout.addLayout(options)
         layout.addWidget(self.cost)
         layout.addWidget(self.warning)
         layout.addStretch(1)
@@ -114,8 +121,12 @@ class SolverPanel(QtWidgets.QWidget):
             w.valueChanged.connect(self._on_any_change)
         for w in (self.device, self.precision, self.compile, self.schedule):
             w.currentIndexChanged.connect(self._on_any_change)
+        self._gpu_precision = self.precision.currentText()  # the choice kept while the CPU forces fp32
+        self.precision.activated.connect(self._on_precision_chosen)
+        self.device.currentIndexChanged.connect(self._on_device_changed)
         self.checkpointing.toggled.connect(self._on_any_change)
         self.prior.activated.connect(self._on_prior_activated)
+        self._on_device_changed()
         self._on_solver_changed()
 
     # ------------------------------------------------------------------ model -> view
@@ -123,9 +134,14 @@ class SolverPanel(QtWidgets.QWidget):
         model = self.solver_box.model()
         model.clear()
         for name, info in _solvers().items():
-            item = QtGui.QStandardItem(f"{name} — {info.title}")
+            # the closed box shows the acronym (it fits); the list and the label below, the whole name
+            item = QtGui.QStandardItem(f"{name} — {info.title.split(' (')[0]}")
             item.setData(name, QtCore.Qt.ItemDataRole.UserRole)
+            item.setData(f"{name} — {info.title}", FULL_NAME_ROLE)
             model.appendRow(item)
+        view = self.solver_box.view()
+        view.setItemDelegate(_FullNameDelegate(view))
+        view.setMinimumWidth(view.sizeHintForColumn(0) + 24)
 
     def set_operator(self, op) -> None:
         """Grey out the solvers ``op`` cannot serve, with the reason as tooltip."""
@@ -158,12 +174,14 @@ class SolverPanel(QtWidgets.QWidget):
         self.samples.setValue(int(config.samples))
         self.seed.setValue(int(config.seed))
         _select(self.device, config.device)
+        self._gpu_precision = config.precision if config.precision in ("bf16", "fp32") else self._gpu_precision
         _select(self.precision, config.precision)
         _select(self.compile, config.compile)
         _select(self.schedule, config.schedule)
         self.checkpointing.setChecked(bool(config.checkpointing))
         _select(self.prior, config.prior, insert_at=len(PRIORS))
         del blockers
+        self._on_device_changed()
         self._on_solver_changed()
         self.form.set_values(dict(config.params))
         self._on_any_change()
@@ -203,6 +221,7 @@ class SolverPanel(QtWidgets.QWidget):
     def _on_solver_changed(self, *_):
         info = self.solver_info()
         self.form.set_params_class(info.Params if info is not None else None)
+        self.title.setText(f"<b>{info.title}</b>" if info is not None else "")
         self.reference.setText(info.reference if info is not None else "No solvers are registered.")
         self._on_any_change()
 
@@ -211,11 +230,33 @@ class SolverPanel(QtWidgets.QWidget):
         per = "" if info is None else (" (with backpropagation)" if "grad" in info.needs else "")
         self.cost.setText(f"Predicted: {self.steps.value()} steps × {self.samples.value()} samples "
                           f"= {self.predicted_nfe()} network evaluations{per}.")
-        deterministic = self.is_deterministic()
-        self.warning.setText("⚠ This solver is deterministic: the spread over seeds is not a "
-                             "posterior standard deviation." if deterministic else "")
-        self.warning.setVisible(deterministic)
+        warnings = []
+        if self.is_deterministic():
+            warnings.append("This solver is deterministic: the spread over seeds is not a posterior standard deviation.")
+        caveat = info.caveat(self._op, self.steps.value()) if info is not None and self._op is not None else None
+        if caveat:
+            warnings.append(caveat)  # the same sentence the run logs (the registry's, kept current there)
+        self.warning.setText("\n".join(f"⚠ {w}" for w in warnings))
+        self.warning.setVisible(bool(warnings))
         self.changed.emit()
+
+    def _on_precision_chosen(self, _index: int) -> None:
+        self._gpu_precision = self.precision.currentText()
+
+    def _on_device_changed(self, *_) -> None:
+        """Precision shows what will run: the CPU (and MPS) run fp32, whatever was chosen for GPUs."""
+        from ..errors import DiffreconError
+        from ..runtime import resolve_device
+
+        try:
+            gpu = resolve_device(self.device.currentText()).type == "cuda"
+        except DiffreconError:
+            gpu = False
+        with QtCore.QSignalBlocker(self.precision):
+            _select(self.precision, self._gpu_precision if gpu else "fp32")
+        self.precision.setEnabled(gpu)
+        self.precision.setToolTip("Network autocast dtype on GPU; solver state stays float32." if gpu else
+                                  f"The {self.device.currentText()} device runs in fp32 (bf16 autocast is for CUDA GPUs).")
 
     def _on_prior_activated(self, index: int) -> None:
         if self.prior.itemText(index) == _FOLDER:
@@ -228,7 +269,7 @@ class SolverPanel(QtWidgets.QWidget):
         c = self.config()
         settings.setValue("run/config", json.dumps({
             "solver": c.solver, "params": {k: v for k, v in c.params.items()}, "steps": c.steps,
-            "samples": c.samples, "seed": c.seed, "device": c.device, "precision": c.precision,
+            "samples": c.samples, "seed": c.seed, "device": c.device, "precision": self._gpu_precision,
             "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing, "schedule": c.schedule}))
 
     def restore_settings(self, settings: QtCore.QSettings) -> None:
@@ -240,6 +281,17 @@ class SolverPanel(QtWidgets.QWidget):
             self.set_config(RunConfig(**{k: v for k, v in d.items() if k in RunConfig.__dataclass_fields__}))
         except (ValueError, TypeError):  # stale settings from another version are ignored
             pass
+
+
+FULL_NAME_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
+
+
+class _FullNameDelegate(QtWidgets.QStyledItemDelegate):
+    """The solver list shows each solver's whole name, not the closed box's short one."""
+
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
+        super().initStyleOption(option, index)
+        option.text = index.data(FULL_NAME_ROLE) or option.text
 
 
 def _spin(lo: int, hi: int, value: int) -> QtWidgets.QSpinBox:

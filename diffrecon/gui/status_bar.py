@@ -20,6 +20,7 @@ class StatusArea:
         self.progress_label = QtWidgets.QLabel()
         self.memory_label = QtWidgets.QLabel()
         self.batch_sizes: dict[int, int] = {}  # first sample index -> batch size
+        self.last_progress = None  # the run's latest engine Progress event (Stop asks about its batch)
         bar.addWidget(self.message_label, 2)
         bar.addWidget(self.pixel_label, 3)
         bar.addPermanentWidget(self.progress_label)
@@ -44,14 +45,26 @@ class StatusArea:
         is the prediction, when there is one for these settings."""
         self.progress_bar.setValue(0)
         self.batch_sizes = {}
+        self.last_progress = None
         eta = "?" if predicted_seconds is None else f"≈ {format_duration(predicted_seconds)} (predicted)"
         self.progress_bar.setFormat(f"%p% · ETA {eta}")
         self.progress_bar.setToolTip("Time left: predicted before the first step, then measured.")
         self.progress_label.setText("starting…")
 
+    def show_preparing(self, p) -> None:
+        """An engine Preparing event (a prior being fitted before the first step): its own bar."""
+        self.progress_bar.setValue(int(100 * p.done / max(p.total, 1)))
+        self.progress_bar.setFormat("%p% · preparing")
+        self.progress_bar.setToolTip(p.what)
+        self.progress_label.setText(f"{p.what}: {p.done}/{p.total}")
+
     def show_progress(self, p) -> None:
         """An engine Progress event: the bar over all samples with the ETA, step and NFE as text."""
         # samples of one batch advance together: step 5 of 50 in a batch of 4 of 4 samples is 10 %
+        self.last_progress = p
+        if self.progress_bar.format().endswith("preparing"):
+            self.progress_bar.setFormat("%p% · ETA ?")
+            self.progress_bar.setToolTip("Time left: measured.")
         batch = self.batch_sizes.get(p.samples_done, 1)
         total = max(p.steps * p.samples_total, 1)
         self.progress_bar.setValue(int(100 * min((p.samples_done * p.steps + p.step * batch) / total, 1.0)))

@@ -8,6 +8,7 @@ anything. Any exception becomes one sentence on ``failed``; the window never die
 from __future__ import annotations
 
 import copy
+import inspect
 import threading
 import traceback
 from typing import Callable
@@ -15,7 +16,7 @@ from typing import Callable
 import numpy as np
 from PySide6 import QtCore
 
-from ..engine import Finished, Log, Planned, Preview, Progress, RunConfig, Statistics
+from ..engine import Finished, Log, Planned, Preparing, Preview, Progress, RunConfig, Statistics
 from ..errors import DiffreconError
 from ..measurement import Measurement
 
@@ -46,9 +47,11 @@ class RunWorker(QtCore.QThread):
     progress = QtCore.Signal(object)
     preview = QtCore.Signal(object)
     statistics = QtCore.Signal(object)
+    preparing = QtCore.Signal(object)  # engine Preparing: fitting a prior before the first step
     log = QtCore.Signal(str, str)  # message, level
     finished_result = QtCore.Signal(object)  # diffrecon.measurement.Result
     failed = QtCore.Signal(str)
+    stopped_empty = QtCore.Signal()  # the user stopped before any sample finished: not a failure
 
     def __init__(self, measurement: Measurement, config: RunConfig,
                  engine_run: Callable | None = None, parent=None):
@@ -56,19 +59,24 @@ class RunWorker(QtCore.QThread):
         self.measurement = measurement
         self.config = config
         self.stop_event = threading.Event()
+        self.finish_event = threading.Event()  # with stop: finish the batch in progress by a final denoising step
         if engine_run is None:
             from ..engine import run as engine_run
         self._engine_run = engine_run
 
-    def request_stop(self) -> None:
+    def request_stop(self, finish: bool = False) -> None:
+        if finish:
+            self.finish_event.set()
         self.stop_event.set()
 
     def run(self) -> None:  # QThread entry point, runs off the GUI thread
         routes = {Planned: self.planned, Progress: self.progress, Preview: self.preview,
-                  Statistics: self.statistics}
+                  Statistics: self.statistics, Preparing: self.preparing}
         finished = False
         try:
-            for event in self._engine_run(self.measurement, self.config, stop=self.stop_event):
+            takes_finish = "finish" in inspect.signature(self._engine_run).parameters
+            extra = {"finish": self.finish_event} if takes_finish else {}
+            for event in self._engine_run(self.measurement, self.config, stop=self.stop_event, **extra):
                 if isinstance(event, Log):
                     self.log.emit(event.message, event.level)
                 elif isinstance(event, Finished):
@@ -76,7 +84,9 @@ class RunWorker(QtCore.QThread):
                     self.finished_result.emit(event.result)
                 elif type(event) in routes:
                     routes[type(event)].emit(detached(event))
-            if not finished:
+            if not finished and self.stop_event.is_set():
+                self.stopped_empty.emit()
+            elif not finished:
                 self.failed.emit("The engine ended without a result.")
         except BaseException as err:  # noqa: BLE001 - everything must reach the window as a sentence
             if not isinstance(err, DiffreconError):

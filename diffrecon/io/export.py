@@ -20,6 +20,8 @@ from .h5 import atomic_h5
 
 FORMATS = ("tiff", "png", "h5")
 WHAT = ("mean", "std", "samples", "error")
+#: What "error" means everywhere (window, CLI, comparison grid, exported files): signed, mean minus truth.
+ERROR_LABEL = "error (mean − truth)"
 _SUFFIX = {"tiff": ".tif", "png": ".png", "h5": ".h5"}
 _FORMAT_OF_SUFFIX = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".h5": "h5", ".hdf5": "h5"}
 _PNG_MIN_SIDE = 512  # small maps are enlarged by a whole factor so each data pixel stays visible
@@ -143,7 +145,8 @@ def export_result(result_path: str | os.PathLike, what: str = "mean", fmt: str =
                   out: str | os.PathLike | None = None, cmap: str = "viridis",
                   allow_overwrite: bool = True) -> Path:
     """Export one map of a result file: the posterior ``mean``, ``std``, the stored ``samples``,
-    or the ``error`` ``|mean - ground_truth|`` (in the same units as ``std``, so the two compare).
+    or the signed ``error`` ``mean - ground_truth`` (as in the window and the comparison grid; a PNG
+    of it is drawn with a diverging colour map, levels symmetric about 0).
 
     ``out`` defaults to ``<result name>_<what>.<ext>`` beside the result. Returns the path written.
     """
@@ -168,10 +171,15 @@ def export_result(result_path: str | os.PathLike, what: str = "mean", fmt: str =
         if m is None or m.ground_truth is None:
             raise InputError(f"Result {result_path} has no ground truth (/measurement/ground_truth), so there is "
                              "no error map; export mean or std.")
-        data = np.abs(r.mean - m.ground_truth)
+        data = r.mean - m.ground_truth
     if out is None:
         out = result_path.with_name(f"{result_path.stem}_{what}{_SUFFIX[fmt]}")
-    label = {"std": "posterior std" if r.std_is_posterior else "seed spread", "error": "|mean - truth|"}.get(what, what)
+    label = {"std": "posterior std" if r.std_is_posterior else "seed spread", "error": ERROR_LABEL}.get(what, what)
+    levels = None
+    if what == "error":
+        cmap = "RdBu_r" if cmap == "viridis" else cmap
+        bound = float(np.max(np.abs(data))) or 1.0
+        levels = (-bound, bound)
     return export_array(data, out, fmt, units=r.units, pixel_size=m.pixel_size if m else 1.0,
                         pixel_unit=m.pixel_unit if m else "px", title=label, cmap=cmap,
-                        allow_overwrite=allow_overwrite)
+                        allow_overwrite=allow_overwrite, levels=levels)

@@ -16,7 +16,6 @@ The network adapter needs diffusers, which is optional: it is imported only when
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 from importlib import resources
 from pathlib import Path
@@ -41,25 +40,6 @@ DEFAULT_IMAGE_SHAPE = (1, 128, 128)
 FIT_PHANTOMS = 256  # phantoms per fitted prior: enough for a stable power spectrum per group
 GMM_COMPONENTS = 4
 
-_fitted: dict[tuple[str, tuple[int, int, int]], Denoiser] = {}
-
-
-@functools.lru_cache(maxsize=2)
-def _square_phantoms(size: int) -> torch.Tensor:
-    from ..phantoms import TRAIN_SEEDS, phantom_batch
-
-    return torch.from_numpy(phantom_batch(FIT_PHANTOMS, size, TRAIN_SEEDS[0]))
-
-
-def _phantom_images(shape: tuple[int, int, int]) -> torch.Tensor:
-    """FIT_PHANTOMS training phantoms as ``(N, C, H, W)``, channels as copies; non-square
-    shapes are cut from square phantoms of the larger side."""
-    c, h, w = shape
-    batch = _square_phantoms(max(h, w))
-    top, left = (batch.shape[-2] - h) // 2, (batch.shape[-1] - w) // 2
-    return batch[..., top:top + h, left:left + w].expand(-1, c, -1, -1).contiguous()
-
-
 def _card(name: str, shape: tuple[int, int, int], description: str) -> PriorCard:
     c, h, w = shape
     return PriorCard(
@@ -72,17 +52,9 @@ def _card(name: str, shape: tuple[int, int, int], description: str) -> PriorCard
 
 
 def _fit(name: str, shape: tuple[int, int, int]) -> Denoiser:
-    key = (name, shape)
-    if key not in _fitted:
-        images = _phantom_images(shape)
-        if name == "gaussian":
-            card = _card(name, shape, "Stationary Gaussian (Wiener) prior fitted to phantoms; exact denoiser.")
-            _fitted[key] = StationaryGaussianPrior.fit(images, card)
-        else:
-            card = _card(name, shape, f"{GMM_COMPONENTS}-component Gaussian mixture fitted to phantoms "
-                                      "by k-means; exact denoiser.")
-            _fitted[key] = GaussianMixturePrior.fit(images, GMM_COMPONENTS, card=card)
-    return copy.deepcopy(_fitted[key])  # callers may move it to a device; the cache stays on CPU
+    from .fitted import load_fitted
+
+    return copy.deepcopy(load_fitted(name, shape))  # callers may move it to a device; the cache stays on CPU
 
 
 def _check_shape(image_shape) -> tuple[int, int, int]:

@@ -147,6 +147,9 @@ class SolverInfo:
     nfe_per_step: int = 1
     #: fewer steps than this are known to fail (e.g. diverge); 0 when there is no such bound.
     min_steps: int = 0
+    #: the data step filters an iterative pseudo-inverse by the noise level (noise_sigma > 0), so
+    #: noisy data are not amplified (DDNM+'s Tikhonov-filtered correction).
+    noise_filtered_pinv: bool = False
 
     def is_posterior(self, params: Any) -> bool:
         return self.posterior(params) if callable(self.posterior) else bool(self.posterior)
@@ -157,6 +160,11 @@ class SolverInfo:
             return (f"{self.name} with {steps} steps is likely to diverge; it needs at least about "
                     f"{self.min_steps} steps (its paper uses 1000).")
         if "pinv" in self.needs and not getattr(op, "exact_pinv", False):
+            if self.noise_filtered_pinv:
+                if getattr(op, "noise_sigma", 0.0) > 0:
+                    return None
+                return (f"{self.name} filters its pseudo-inverse for {op.kind} by the noise level, which is 0 "
+                        "here: if the data are noisy, set Noise σ, or the noise is amplified.")
             return (f"{self.name} relies on a pseudo-inverse, which for {op.kind} is an iterative "
                     "least-squares solve that amplifies measurement noise; expect poor results on noisy data.")
         return None

@@ -176,5 +176,5 @@ INFO = SolverInfo(
     title="DDNM+ (null-space diffusion)",
     reference="Wang, Yu & Zhang, ICLR 2023",
     # The SVD is used where the operator has one (per-singular-value DDNM+), but is not required.
-    needs=frozenset({"pinv"}), posterior=True, uses_prior=True,
+    needs=frozenset({"pinv"}), posterior=True, uses_prior=True, noise_filtered_pinv=True,
 )

@@ -38,6 +38,7 @@ from ...coils import (calibration_width, estimate_coil_maps, estimate_noise_sigm
 from ...errors import InputError
 from ...measurement import Measurement
 from ..h5 import attr_str, open_readonly, require_dataset
+from .noise import kspace_noise
 from ._common import (MAX_SIDE, centre_crop_or_pad, check_size_arg, finite_or_fail, operator_class,
                       pick_index, value_range_of)
 
@@ -149,7 +150,7 @@ def import_fastmri(path: str | os.PathLike, slice: int | None = None, size: int 
     if not columns.any():
         raise InputError(f"File {path}: slice {index} of /kspace is all zeros; there is nothing to reconstruct.")
     fully_sampled = bool(columns.all())
-    noise_sigma = estimate_noise_sigma(kspace, columns)
+    noise_sigma, noise_source = kspace_noise(estimate_noise_sigma(kspace, columns))
 
     target = (size, size) if size else (tuple(reference.shape) if reference is not None else (rows, cols))
     coil_images = ifft2c(kspace)
@@ -200,7 +201,7 @@ def import_fastmri(path: str | os.PathLike, slice: int | None = None, size: int 
     MRI = operator_class("MRI")
     op = MRI((1, h, w), mask, coil_maps=coil_maps, noise_sigma=noise_sigma, image_complex=image_complex)
     attrs.update(source_format="fastMRI", slice=index, coils=n_coils, fully_sampled=fully_sampled,
-                 acceleration=float(w / max(1, mask.any(axis=0).sum())), noise_estimate="k-space corners (MAD)")
+                 acceleration=float(w / max(1, mask.any(axis=0).sum())), noise_source=noise_source)
     if ref_name and ground_truth is not None:
         attrs["reference"] = ref_name
     if norm_attr is not None:

@@ -30,6 +30,7 @@ import numpy as np
 from ...errors import InputError
 from ...measurement import Measurement
 from ..h5 import attr_str, open_readonly, require_dataset
+from .noise import rebinned_noise, tomography_noise
 from ._common import check_size_arg, finite_or_fail, operator_class, pick_index
 
 #: Transmissions below this are clipped before the logarithm (photon starvation, bad pixels).
@@ -86,7 +87,7 @@ def sinogram_from_counts(proj: np.ndarray, flat: np.ndarray | None, dark: np.nda
 
 
 def _build(sino: np.ndarray, angles_deg: np.ndarray, size: int | None, path: Path, row: int,
-           attrs: dict, fmt: str) -> Measurement:
+           attrs: dict, fmt: str, noise: tuple[float, str] = (0.0, "")) -> Measurement:
     if sino.shape[0] != angles_deg.shape[0]:
         raise InputError(f"File {path}: {sino.shape[0]} projections but {angles_deg.shape[0]} angles; "
                          "there must be one angle per projection.")
@@ -97,13 +98,15 @@ def _build(sino: np.ndarray, angles_deg: np.ndarray, size: int | None, path: Pat
     if 2 * n_det * n_det * sino.shape[0] > _MAX_WEIGHTS:
         raise InputError(f"File {path}: {sino.shape[0]} angles x {n_det} detector bins make a forward model "
                          f"too large to build; pass a smaller size (e.g. size=256).")
+    noise_sigma = rebinned_noise(noise[0], sino.shape[1], n_det)
     sino = rebin(sino, n_det).astype(np.float32)
     CT = operator_class("ParallelBeamCT")
-    op = CT((1, n_det, n_det), angles_deg.astype(np.float32), n_detectors=n_det)
+    op = CT((1, n_det, n_det), angles_deg.astype(np.float32), n_detectors=n_det, noise_sigma=noise_sigma)
     y = sino[None]
-    attrs = dict(attrs, source_format=fmt, detector_row=row, detector_binning=float(attrs.get("columns", n_det)) / n_det)
+    attrs = dict(attrs, source_format=fmt, detector_row=row, detector_binning=float(attrs.get("columns", n_det)) / n_det,
+                 noise_source=noise[1])
     return Measurement(
-        y=y, operator=op.to_spec(), noise_sigma=0.0, units="1/px", value_range=None,
+        y=y, operator=op.to_spec(), noise_sigma=noise_sigma, units="1/px", value_range=None,
         ground_truth=None, pixel_size=1.0, pixel_unit="px",
         title=f"{path.name} row {row}", source=path, attrs=attrs,
     )
@@ -128,7 +131,7 @@ def import_dxchange(path: str | os.PathLike, slice: int | None = None, size: int
                 if ds.shape[1:] != (rows, cols) or ds.shape[0] < 1:
                     raise InputError(f"File {path}: dataset /exchange/{key} has shape {ds.shape}; expected "
                                      f"(n, {rows}, {cols}) matching /exchange/data.")
-                fields[key] = _read(ds, (_ALL, row), path).mean(axis=0)
+                fields[key] = _read(ds, (_ALL, row), path)
         proj = _read(data, (_ALL, row), path)
         attrs = {"columns": cols}
         if "exchange/theta" in f:
@@ -139,8 +142,8 @@ def import_dxchange(path: str | os.PathLike, slice: int | None = None, size: int
             # tomopy's convention for files without angles: evenly over a half turn.
             angles = np.linspace(0.0, 180.0, n_ang, endpoint=False)
             attrs["theta_assumed"] = "evenly spaced over [0, 180) degrees"
-    sino = sinogram_from_counts(proj, fields.get("data_white"), fields.get("data_dark"))
-    return _build(sino, angles, size, path, row, attrs, "Data Exchange")
+    flats, darks = fields.get("data_white"), fields.get("data_dark")
+    return _from_counts(proj, flats, darks, angles, size, path, row, attrs, "Data Exchange")
 
 
 def _find_nxtomo(f: h5py.File, path: Path) -> h5py.Group:
@@ -187,8 +190,17 @@ def import_nxtomo(path: str | os.PathLike, slice: int | None = None, size: int |
         angles_all = angles_in_degrees(_read(angle_ds, (), path), attr_str(angle_ds.attrs, "units"),
                                        path, angle_ds.name)
         counts = _read(data, (_ALL, row), path)
-    proj = counts[keys == 0]
-    flat = counts[keys == 1].mean(axis=0) if (keys == 1).any() else None
-    dark = counts[keys == 2].mean(axis=0) if (keys == 2).any() else None
-    sino = sinogram_from_counts(proj, flat, dark) if len(proj) else proj
-    return _build(sino, angles_all[keys == 0], size, path, row, {"columns": cols}, "NXtomo")
+    flats = counts[keys == 1] if (keys == 1).any() else None
+    darks = counts[keys == 2] if (keys == 2).any() else None
+    return _from_counts(counts[keys == 0], flats, darks, angles_all[keys == 0], size, path, row,
+                        {"columns": cols}, "NXtomo")
+
+
+def _from_counts(proj, flats, darks, angles, size, path: Path, row: int, attrs: dict, fmt: str) -> Measurement:
+    """Flat/dark frames ``(n, columns)`` (or None) to the sinogram and its noise level, then the measurement."""
+    flat = None if flats is None else flats.mean(axis=0)
+    dark = None if darks is None else darks.mean(axis=0)
+    if not len(proj):
+        return _build(proj, angles, size, path, row, attrs, fmt)
+    sino = sinogram_from_counts(proj, flat, dark)
+    return _build(sino, angles, size, path, row, attrs, fmt, tomography_noise(sino, flats, dark))
