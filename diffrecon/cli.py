@@ -453,8 +453,8 @@ def _cmd_reconstruct(args) -> int:
     from .io import read_measurement, write_result
     from .solvers import get_solver, parse_params
 
-    _check_result_suffix(args.out)
     _check_out_folder(args.out, args.file)
+    _check_result_suffix(args.out)
     measurement = read_measurement(args.file, allow_external=args.allow_external)
     info = get_solver(args.solver)
     overrides = _parse_key_values(args.param)
