@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, RunError
+from .guard import ON_DIVERGENCE, Diverged, DivergenceGuard, retry_config
 from .measurement import Measurement, Result
 from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
@@ -52,6 +53,8 @@ class RunConfig:
     batch_size: int | None = None  # None: as many samples per batch as memory allows
     keep_samples: int = 16  # samples stored in the result
     preview_interval: float = 0.25  # seconds between previews
+    on_divergence: str = "sample"  # sample | all | continue: what a diverged sample stops (diffrecon.guard)
+    retry_on_divergence: bool = False  # once, with a smaller guidance weight (guard.retry_config)
 
 
 # ------------------------------------------------------------------------------------ events
@@ -113,7 +116,7 @@ class Finished:
     result: Result
 
 
-Event = Planned | Progress | Preview | Statistics | Log | Finished
+Event = Planned | Progress | Preview | Statistics | Log | Diverged | Finished
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -186,6 +189,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
         raise InputError(f"samples must be at least 1 (got {config.samples}).")
     if config.batch_size is not None and config.batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {config.batch_size}).")
+    if config.on_divergence not in ON_DIVERGENCE:
+        raise InputError(f"on_divergence {config.on_divergence!r} is not known; use {', '.join(ON_DIVERGENCE)}.")
     if config.precision not in ("bf16", "fp32"):
         raise InputError(f"precision {config.precision!r} is not known; use bf16 or fp32.")
     info = get_solver(config.solver)
@@ -360,12 +365,13 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
 
 
 def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | None = None,
-        denoiser=None) -> Iterator[Event]:
+        denoiser=None, _retry: dict | None = None) -> Iterator[Event]:
     """Reconstruct ``measurement`` as ``config`` says, yielding events, ending with Finished.
 
     ``denoiser`` overrides ``config.prior`` with an already built prior (tests, comparisons).
-    Raises :class:`~diffrecon.errors.InputError` before any work for impossible settings, and
-    :class:`~diffrecon.errors.RunError` if the run diverges.
+    Raises :class:`~diffrecon.errors.InputError` before any work for impossible settings. A
+    sample that diverges is reported (:class:`~diffrecon.guard.Diverged`) and handled as
+    ``config.on_divergence`` says; the result's provenance then holds a ``divergence`` record.
     """
     setup = prepare(measurement, config, denoiser)
     dev, info, norm = setup.device, setup.info, setup.norm
@@ -391,6 +397,9 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     stats = Welford()
     kept: list[np.ndarray] = []
     preview = AsyncPreview(dev)
+    guard = DivergenceGuard(setup.op, setup.y, setup.sigmas, setup.denoiser.card.value_range if info.uses_prior
+                            else (0.0, 1.0), norm.scale, info.name, setup.params, config.on_divergence,
+                            measurement.units)
     network = _network_call(setup)
     setup_seconds = network.setup_seconds if network is not None else 0.0
     fell_back = False
@@ -407,11 +416,12 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         b = queue.pop(0)
         indices = list(range(first, first + b))
         rng, x_init, y = _batch_start(setup, config.seed, indices)
-        x = None
+        x, finished = None, False
+        guard.start_batch(indices)
         try:
             with torch.no_grad():
                 for step in info.solve(den, op, y, setup.sigmas, x_init, params=setup.params, generator=rng):
-                    x = step.x  # the last step's x is the solver's output
+                    x, finished = step.x, step.i + 1 == step.n  # the last step's x is the solver's output
                     now = time.perf_counter()
                     landed = preview.ready()
                     if landed is not None:
@@ -428,6 +438,11 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                                        counter.op_calls, elapsed,
                                        elapsed / done * (total_work - done) if done else None,
                                        memory_snapshot(dev))
+                    news = guard.observe(step)  # known on the host at most two steps late, no sync
+                    if news is not None:
+                        yield news
+                    if guard.batch_lost():
+                        break
                     if stop is not None and stop.is_set():
                         stopped = True
                         break
@@ -445,11 +460,11 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         landed = preview.ready(wait=True)  # the batch's last estimate, so the view ends current
         if landed is not None:
             yield Preview(norm.to_physical(landed[0][0]), landed[1], landed[2])
-        if stopped:
+        x, news = guard.end_batch(x if finished and not stopped else None)  # the samples to keep
+        if news is not None:
+            yield news
+        if stopped or guard.run_lost():
             break
-        if x is None or not bool(torch.isfinite(x).all()):
-            raise RunError(f"The {info.name} run diverged (non-finite values) in samples {indices[0]}-{indices[-1]}; "
-                           "try more steps, a smaller step size or fp32 precision.")
         if network is not None and network.fallback_reason and not fell_back:
             fell_back = True
             yield Log(f"{network.fallback_reason}; going on with CUDA graphs.", "warning")
@@ -458,19 +473,32 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
             yield Log(f"{what} for {b} samples per batch in {network.setup_seconds - setup_seconds:.1f} s "
                       "(once per batch size).", "info")
             setup_seconds = network.setup_seconds
+        first += b
+        if x is None:
+            continue
         stats.add(x.float())
         counter.nfe_finished = counter.nfe
         if len(kept) < config.keep_samples:
             kept.extend(norm.to_physical(x[: config.keep_samples - len(kept)].float().cpu().numpy()))
-        first += b
         yield Statistics(norm.to_physical(stats.mean.float().cpu().numpy()),
                          norm.scale * stats.std().float().cpu().numpy(), stats.n)
+    lost = stats.n == 0 and guard.found  # show the diverged samples' last estimates that passed
+    if lost:
+        counter.nfe_finished = counter.nfe
+        stats.add(guard.last_estimates().float())
+        kept = list(norm.to_physical(guard.last_estimates()[: config.keep_samples].float().cpu().numpy()))
     if stats.n == 0:
         yield Log("Stopped before any sample finished; nothing to show.", "warning")
         return
     elapsed = time.perf_counter() - t0
     result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior,
-                     complete=not stopped)
+                     complete=not stopped and not lost and stats.n == config.samples)
+    result.provenance.update({k: v for k, v in (("divergence", guard.record(bool(lost))), ("retry", _retry)) if v})
+    again = retry_config(config, setup.params, guard.record()) if config.retry_on_divergence and not stopped else None
+    if again is not None:  # once: the retry's config has retry_on_divergence off
+        yield Log(again[1]["message"], "warning")
+        yield from run(measurement, again[0], stop=stop, denoiser=denoiser, _retry=again[1])
+        return
     yield Finished(result)
 
 

@@ -17,6 +17,7 @@ from PySide6 import QtCore
 
 from ..engine import Finished, Log, Planned, Preview, Progress, RunConfig, Statistics
 from ..errors import DiffreconError
+from ..guard import Diverged
 from ..measurement import Measurement
 
 
@@ -46,6 +47,7 @@ class RunWorker(QtCore.QThread):
     progress = QtCore.Signal(object)
     preview = QtCore.Signal(object)
     statistics = QtCore.Signal(object)
+    diverged = QtCore.Signal(object)  # diffrecon.guard.Diverged
     log = QtCore.Signal(str, str)  # message, level
     finished_result = QtCore.Signal(object)  # diffrecon.measurement.Result
     failed = QtCore.Signal(str)
@@ -65,7 +67,7 @@ class RunWorker(QtCore.QThread):
 
     def run(self) -> None:  # QThread entry point, runs off the GUI thread
         routes = {Planned: self.planned, Progress: self.progress, Preview: self.preview,
-                  Statistics: self.statistics}
+                  Statistics: self.statistics, Diverged: self.diverged}
         finished = False
         try:
             for event in self._engine_run(self.measurement, self.config, stop=self.stop_event):
