@@ -172,8 +172,9 @@ class DivergenceGuard:
                 "advice": advice(self.solver, self.params, self.steps), "samples": [asdict(d) for d in self.found]}
 
     # ------------------------------------------------------------------ internals
-    def _checks(self, x: torch.Tensor, x0_hat: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per sample: the first check that fails (code, 0 none) and its value (physical units)."""
+    def margins(self, x: torch.Tensor, x0_hat: torch.Tensor, sigma: float):
+        """Per sample: finite?, and the range and residual checks' values over their thresholds
+        (above 1: fires), with the values themselves (prior units)."""
         b = x0_hat.shape[0]
         finite = torch.isfinite(x.reshape(b, -1)).all(1) & torch.isfinite(x0_hat.reshape(b, -1)).all(1)
         safe = torch.where(finite.view(-1, *([1] * (x0_hat.ndim - 1))), x0_hat, torch.zeros_like(x0_hat))
@@ -183,8 +184,13 @@ class DivergenceGuard:
             flat = safe.reshape(b, -1).float()
             outside = (flat - flat.clamp(self.lo, self.hi)).pow(2).mean(1).sqrt()
         residual = residual_norm(self.op, safe, self.y.expand(b, *self.y.shape[1:])).float()
-        code = torch.where(~finite, 1, torch.where(outside > self.width + LIMIT * sigma, 2,
-                                                    torch.where(residual > self.floor + LIMIT * sigma * self.reach, 3, 0)))
+        return (finite, outside / (self.width + LIMIT * sigma), residual / (self.floor + LIMIT * sigma * self.reach),
+                outside, residual)
+
+    def _checks(self, x: torch.Tensor, x0_hat: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample: the first check that fails (code, 0 none) and its value (physical units)."""
+        finite, range_margin, residual_margin, outside, residual = self.margins(x, x0_hat, sigma)
+        code = torch.where(~finite, 1, torch.where(range_margin > 1, 2, torch.where(residual_margin > 1, 3, 0)))
         value = torch.where(code == 2, outside, residual) * self.scale
         return code, torch.where(finite, value, torch.full_like(value, math.nan))
 
@@ -332,9 +338,9 @@ def metric_notes(result) -> dict[str, str]:
     ratio = metrics.get("residual_ratio")
     why = ""
     if record is not None:
-        why = "diverged run: not a calibration"
+        why = "diverged: no calibration"
     elif ratio is not None and math.isfinite(ratio) and ratio > RESIDUAL_MISSES_DATA:
-        why = f"samples miss the data (residual {ratio:.3g}× noise): not a calibration"
+        why = f"misses the data ({ratio:.3g}× noise): no calibration"
     elif not getattr(result, "complete", True):
         why = f"stopped early: {getattr(result, 'n_samples', 0)} samples"
     if not why:
@@ -343,5 +349,5 @@ def metric_notes(result) -> dict[str, str]:
     if record is not None or (ratio is not None and ratio > RESIDUAL_MISSES_DATA):
         for key in ("psnr", "ssim", "nrmse", "residual", "residual_ratio"):
             if key in metrics:
-                notes[key] = "diverged run" if record is not None else "samples miss the data"
+                notes[key] = "diverged" if record is not None else "misses the data"
     return notes

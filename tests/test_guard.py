@@ -177,10 +177,10 @@ def test_metric_notes_mark_calibration_of_diverged_and_data_missing_results_only
     m, base = ct16
     _, diverged = _run(m, BadPrior(base, bad_from=3, samples=[1]), solver="dps", samples=3)
     notes = metric_notes(diverged)
-    assert "not a calibration" in notes["coverage90"] and "psnr" in notes
+    assert "no calibration" in notes["coverage90"] and "psnr" in notes
     diverged.provenance.pop("divergence")
     diverged.metrics["residual_ratio"] = 50.0
-    assert "samples miss the data" in metric_notes(diverged)["coverage90"]
+    assert "misses the data (50× noise)" in metric_notes(diverged)["coverage90"]
     diverged.metrics["residual_ratio"], diverged.complete = 1.1, True
     assert metric_notes(diverged) == {}
 

@@ -48,7 +48,7 @@ def test_nan_prior_shows_a_banner_naming_the_step_and_metrics_not_as_calibration
     assert not w.banner.isHidden() and "step 3 of 6" in text and "NaN" in text and "try more steps" in text
     assert "2 other samples" in text and "1 diverged, left out" in w.view.panels["mean"].title()
     table = w.metrics.as_dict()
-    assert "not a calibration" in table["90 % interval coverage"]
+    assert "diverged: no calibration" in table["90 % interval coverage"]
     assert "diverged" in w.last_error.lower()  # the status bar says it too
     # a new run clears the banner: it belongs to the result it describes
     bad.bad_from = 10**9
@@ -63,7 +63,7 @@ def test_dps_with_10_steps_on_the_bundled_ct_demo_is_bannered_within_two_steps(q
     assert step <= 4 and result.metrics["nfe"] == step  # the kick is at step 2
     assert not w.banner.isHidden() and f"from step {step} of 10" in w.banner.text()
     assert "Diverged" in w.view.panels["mean"].title()
-    assert "diverged run" in w.metrics.as_dict()["PSNR"]
+    assert "diverged" in w.metrics.as_dict()["PSNR"]
 
 
 def test_prediction_of_other_settings_is_cleared_when_the_settings_change(qtbot, tmp_path):

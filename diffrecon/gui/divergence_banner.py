@@ -93,8 +93,8 @@ def label_panels(view, result) -> None:
         return
     n, lost = result.n_samples, len(record.get("samples", []))
     if record.get("last_estimates"):
-        view.panels["mean"].set_title(f"Diverged: mean of {n} last estimates before it")
-        view.panels["std"].set_title("Spread of diverged samples (not a posterior std)")
+        view.panels["mean"].set_title(f"Diverged · last estimates of {n} samples")
+        view.panels["std"].set_title("Their spread (not a posterior std)")
     else:
         kept = "kept" if record.get("on_divergence") == "continue" else "left out"
         view.panels["mean"].set_title(f"Mean · {n} samples ({lost} diverged, {kept})")
