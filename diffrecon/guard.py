@@ -15,11 +15,13 @@ the estimate was made at, ``n`` pixels.
   (on the bundled CT demo, 890 times it); while ``sigma`` is large, the second term allows what an
   estimate ``LIMIT * sigma`` (RMS) away from that image could reach.
 
-``LIMIT = 10`` comes from measurements with the bundled prior on the CT demo: DPS kicks its
-estimate far out at the second step whatever the budget (about 6.3 noise levels in both measures
-with 10, 20 and 30 steps) and, with 20 or more steps, comes back (3.5, then under 2); with 10
-steps it keeps going (8.0, 13.6, 26.6, ..., ending at -20 dB with a residual 980 times the noise
-level), and both checks fire at the fourth step, two after the kick.
+``LIMIT = 10`` comes from measurements with the bundled prior on the CT demo
+(``benchmarks/guard_margins.py`` prints each step's check values over their thresholds; above 1
+a check fires): DPS kicks its estimate far out at the second step whatever the budget (0.64 of
+the threshold with 10 steps, 0.65 with 20 and 30) and with 20 or more steps comes back (nothing
+above that kick over the rest of the run; 2 samples each; DiffPIR and DDNM with 50 steps stay
+below 0.01); with 10 steps it keeps going (0.84, then 1.50 at step 4, where the guard stops it,
+two steps after the kick; unguarded it ends at -20 dB with a residual 980 times the noise level).
 
 Without a host synchronisation per step: the checks are a handful of tensor operations whose
 result, a small ``(3, B)`` tensor (first step that fired, which check, its value), lives on the
