@@ -1,7 +1,7 @@
 """The window when a run goes wrong: a banner over the result says which samples diverged at
 which step and what to try, the metrics are not shown as calibration, and the prediction shown
-always belongs to the current settings. Offscreen, tiny CT, engine with a NaN-producing prior or
-the bundled prior."""
+always belongs to the current settings. Offscreen, tiny CT: a NaN-producing prior, or DPS with
+10 steps and a huge guidance weight."""
 import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -56,12 +56,15 @@ def test_nan_prior_shows_a_banner_naming_the_step_and_metrics_not_as_calibration
     assert w.banner.isHidden() and "diverged" not in str(w.metrics.as_dict())
 
 
-def test_dps_with_10_steps_on_the_bundled_ct_demo_is_bannered_within_two_steps(qtbot, tmp_path):
-    w = _window(qtbot, tmp_path, make_demo("ct"))
-    result = _run(qtbot, w, RunConfig(solver="dps", steps=10, samples=1, device="cpu"))
+def test_dps_with_10_steps_and_a_huge_guidance_weight_is_bannered_at_the_step_it_is_caught(qtbot, tmp_path):
+    # the bundled-prior case is in test_guard.py (the engine); here its small stand-in
+    w = _window(qtbot, tmp_path, make_demo("ct", size=16))
+    result = _run(qtbot, w, RunConfig(solver="dps", prior="gaussian", steps=10, samples=2, device="cpu",
+                                      params={"zeta": 100.0}))
     step = result.provenance["divergence"]["first_step"]
-    assert step <= 4 and result.metrics["nfe"] == step  # the kick is at step 2
+    assert 1 <= step <= 10 and result.metrics["nfe"] == 2 * step  # both samples stopped right there
     assert not w.banner.isHidden() and f"from step {step} of 10" in w.banner.text()
+    assert "zeta 100 → 25" in w.banner.text()
     assert "Diverged" in w.view.panels["mean"].title()
     assert "diverged" in w.metrics.as_dict()["PSNR"]
 
