@@ -70,7 +70,7 @@ class Divergence:
     step: int
     steps: int
     check: str  # one of CHECKS
-    value: float | None  # range: RMS distance outside it; residual: ||A x0_hat - y|| (physical units)
+    value: float | None  # range: RMS distance outside it (image units); residual: over the noise level
 
 
 @dataclass
@@ -100,7 +100,8 @@ class DivergenceGuard:
             self.flat = flat
             self.r_flat = float(residual_norm(op, flat, y[:1])[0])
         self.reach = op.norm() * math.sqrt(math.prod(op.image_shape))  # ||A||_2 sqrt(n)
-        self.floor = FLOOR * max(self.r_flat, float(op.noise_sigma) * math.sqrt(op.measurement_dof))
+        self.noise = float(op.noise_sigma) * math.sqrt(op.measurement_dof)  # expected residual of the noise
+        self.floor = FLOOR * max(self.r_flat, self.noise)
         self.found: list[Divergence] = []  # every divergence of the run, in the order found
         self._last_good: list[torch.Tensor] = []  # (1, C, H, W) per diverged sample, on the device
 
@@ -193,7 +194,7 @@ class DivergenceGuard:
         """Per sample: the first check that fails (code, 0 none) and its value (physical units)."""
         finite, range_margin, residual_margin, outside, residual = self.margins(x, x0_hat, sigma)
         code = torch.where(~finite, 1, torch.where(range_margin > 1, 2, torch.where(residual_margin > 1, 3, 0)))
-        value = torch.where(code == 2, outside, residual) * self.scale
+        value = torch.where(code == 2, outside * self.scale, residual / self.noise if self.noise > 0 else math.nan)
         return code, torch.where(finite, value, torch.full_like(value, math.nan))
 
     def _read(self, wait: bool) -> Diverged | None:
@@ -257,18 +258,20 @@ def _samples_text(samples: Iterable[int]) -> str:
 
 def _check_text(d: Divergence, units: str = "") -> str:
     unit = f" {units}" if units else ""
-    if d.check == "non-finite" or d.value is None:
+    if d.check == "non-finite":
         return "the estimate became NaN or infinite"
     if d.check == "range":
-        return f"the estimate left the prior's value range by a wide margin, RMS {d.value:.3g}{unit} beyond it"
-    return f"the data residual ||A x̂₀ − y|| grew to {d.value:.3g}{unit}, far past the noise level"
+        return ("the estimate left the prior's value range by a wide margin" +
+                (f", RMS {d.value:.3g}{unit} beyond it" if d.value is not None else ""))
+    return ("the data residual ||A x̂₀ − y|| grew far past the noise level" +
+            (f", to {d.value:.3g} times it" if d.value is not None else ""))
 
 
 def advice(solver: str, params: Any, steps: int) -> str:
     """What to try, in a clause: more steps, a smaller guidance weight, another solver."""
     tries = [f"more steps (≥ {max(2 * steps, 20)})"]
     weight = GUIDANCE_WEIGHTS.get(solver)
-    value = getattr(params, weight, None) if weight else None
+    value = getattr(params, weight, None) if weight and getattr(params, "guidance", "dps") == "dps" else None
     if isinstance(value, (int, float)) and value > 0:
         tries.append(f"a smaller guidance weight ({weight} {value:g} → {value * RETRY_FACTOR:g})")
     if solver != SAFER_SOLVER:
