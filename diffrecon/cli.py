@@ -33,6 +33,7 @@ from .errors import DiffreconError, InputError
 from .interrupts import EXIT_INTERRUPTED, ctrl_c_stops, finishing_write, terminate_like_ctrl_c
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3  # a sample diverged (without --keep-going); the result file is written, flagged
 
 #: Commands defined outside this file: (module, function). ``function(subparsers)`` adds one
 #: subcommand whose parser sets ``func`` (``func(args) -> int``); a new command is one more line.
@@ -120,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gradient checkpointing for DPS-type solvers: less memory, about a third more time")
     r.add_argument("--batch-size", type=_positive, default=None, help="samples per batch (default: what fits)")
     r.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
+    r.add_argument("--on-divergence", choices=("sample", "all", "continue"), default="sample",
+                   help="when a sample diverges: stop it and go on with the others (default), stop the run, "
+                        "or only report it")
+    r.add_argument("--retry-on-divergence", action="store_true",
+                   help="after a divergence, run once more with a quarter of the guidance weight (recorded)")
+    r.add_argument("--keep-going", action="store_true",
+                   help=f"exit 0 even if a sample diverged (default: exit {EXIT_DIVERGED}; the result is flagged)")
     r.set_defaults(func=_cmd_reconstruct)
 
     _add_import_parser(sub)
@@ -450,6 +458,7 @@ def _cmd_reconstruct(args) -> int:
     from tqdm import tqdm
 
     from .engine import Finished, Log, Planned, Preparing, Progress, RunConfig, run
+    from .guard import Diverged, divergence_of, metric_notes, summary
     from .io import read_measurement, write_result
     from .solvers import get_solver, parse_params
 
@@ -464,6 +473,7 @@ def _cmd_reconstruct(args) -> int:
         samples=args.samples, seed=args.seed, prior=args.prior, device=args.device,
         precision=args.precision, schedule=args.schedule, batch_size=args.batch_size, compile=args.compile,
         channels_last=args.channels_last, checkpointing=args.checkpointing,
+        on_divergence=args.on_divergence, retry_on_divergence=args.retry_on_divergence,
     )
 
     stop = threading.Event()
@@ -483,6 +493,8 @@ def _cmd_reconstruct(args) -> int:
                 tqdm.write(f"{event.level}: {event.message}", file=sys.stderr)
             elif isinstance(event, Preparing):
                 bar.set_postfix_str(f"{event.what}: {event.done}/{event.total}")
+            elif isinstance(event, Diverged):
+                tqdm.write(f"warning: {event.message}", file=sys.stderr)
             elif isinstance(event, Finished):
                 result = event.result
 
@@ -491,12 +503,19 @@ def _cmd_reconstruct(args) -> int:
         return EXIT_INTERRUPTED
     if result.measurement is None:
         result.measurement = measurement
+    notes = metric_notes(result)
     for key, value in result.metrics.items():
-        print(f"{key:>24}: {value:.6g}")
+        print(f"{key:>24}: {value:.6g}" + (f"  ({notes[key]})" if key in notes else ""))
     interrupted = _write_final(args.out, lambda: write_result(args.out, result))
-    state = "complete" if result.complete else f"stopped early, {result.n_samples} of {args.samples} samples"
+    diverged = divergence_of(result)
+    state = ("diverged" if diverged else "complete" if result.complete else
+             f"stopped early, {result.n_samples} of {args.samples} samples")
     print(f"Wrote {args.out} ({state}).")
-    return 0 if result.complete and not (stop.is_set() or interrupted) else EXIT_INTERRUPTED
+    if summary(result):
+        print(f"diffrecon: {summary(result)}", file=sys.stderr)
+    if stop.is_set() or interrupted or not (result.complete or diverged):
+        return EXIT_INTERRUPTED
+    return EXIT_DIVERGED if diverged and not args.keep_going else 0
 
 
 def _steps_done(event, batches: list[int]) -> int:

@@ -27,6 +27,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from .engine import Finished, RunConfig, plan, run
+from .guard import divergence_of
 from .errors import DiffreconError, InputError
 from .grid_levels import outlier_warning, row_levels, shared_levels  # noqa: F401 - row_levels is public here
 from .io.atomic import atomic_write
@@ -165,7 +166,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 @dataclass
 class Comparison:
     """The queue and what became of each run: ``status`` is done, stopped (partial samples),
-    cancelled, failed (``messages`` says why) or pending."""
+    diverged (a sample failed the divergence guard), cancelled, failed (``messages`` says why) or
+    pending."""
 
     measurement: Measurement
     runs: list[RunSpec]
@@ -239,7 +241,8 @@ def run_comparison(measurement: Measurement, runs: Sequence[RunSpec], base_confi
 
     ``stop`` (or ``control.stop()``) ends the current run at its next step, keeping its finished
     samples, and skips the rest; ``control.cancel(i)`` does that to run ``i`` alone. A run whose
-    settings are impossible or that diverges is marked failed and the queue goes on.
+    settings are impossible is marked failed, one in which a sample diverged is marked diverged,
+    and the queue goes on.
     """
     control = control or QueueControl(len(runs))
     comparison = Comparison.empty(measurement, runs)
@@ -256,7 +259,7 @@ def run_comparison(measurement: Measurement, runs: Sequence[RunSpec], base_confi
             for event in run(measurement, spec.config(base_config), stop=relay, denoiser=denoiser):
                 if isinstance(event, Finished):
                     result = event.result
-                    status = "done" if result.complete else "stopped"
+                    status = "diverged" if divergence_of(result) else "done" if result.complete else "stopped"
                 else:
                     yield RunEvent(i, event)
         except DiffreconError as err:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, RunError
+from .guard import ON_DIVERGENCE, Diverged, DivergenceGuard, retry_config
 from .measurement import Measurement, Result
 from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
@@ -52,6 +53,8 @@ class RunConfig:
     batch_size: int | None = None  # None: as many samples per batch as memory allows
     keep_samples: int = 16  # samples stored in the result
     preview_interval: float = 0.25  # seconds between previews
+    on_divergence: str = "sample"  # sample | all | continue: what a diverged sample stops (diffrecon.guard)
+    retry_on_divergence: bool = False  # once, with a smaller guidance weight (guard.retry_config)
 
 
 # ------------------------------------------------------------------------------------ events
@@ -122,7 +125,7 @@ class Preparing:
     total: int
 
 
-Event = Planned | Progress | Preview | Statistics | Log | Finished | Preparing
+Event = Planned | Progress | Preview | Statistics | Log | Diverged | Finished | Preparing
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -195,6 +198,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
         raise InputError(f"samples must be at least 1 (got {config.samples}).")
     if config.batch_size is not None and config.batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {config.batch_size}).")
+    if config.on_divergence not in ON_DIVERGENCE:
+        raise InputError(f"on_divergence {config.on_divergence!r} is not known; use {', '.join(ON_DIVERGENCE)}.")
     if config.precision not in ("bf16", "fp32"):
         raise InputError(f"precision {config.precision!r} is not known; use bf16 or fp32.")
     info = get_solver(config.solver)
@@ -379,15 +384,16 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
 
 
 def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | None = None,
-        denoiser=None, finish: threading.Event | None = None) -> Iterator[Event]:
+        denoiser=None, finish: threading.Event | None = None, _retry: dict | None = None) -> Iterator[Event]:
     """Reconstruct ``measurement`` as ``config`` says, yielding events, ending with Finished.
 
     ``denoiser`` overrides ``config.prior`` with an already built prior (tests, comparisons).
     ``finish`` set together with ``stop``: the samples of the batch in progress are not dropped but
     finished by a final denoising step (their last clean estimate), recorded in the provenance as
     ``final_denoising_step``; their spread is then no posterior std.
-    Raises :class:`~diffrecon.errors.InputError` before any work for impossible settings, and
-    :class:`~diffrecon.errors.RunError` if the run diverges.
+    Raises :class:`~diffrecon.errors.InputError` before any work for impossible settings. A
+    sample that diverges is reported (:class:`~diffrecon.guard.Diverged`) and handled as
+    ``config.on_divergence`` says; the result's provenance then holds a ``divergence`` record.
     """
     from .solvers import get_solver
 
@@ -423,6 +429,9 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     stats = Welford()
     kept: list[np.ndarray] = []
     preview = AsyncPreview(dev)
+    guard = DivergenceGuard(setup.op, setup.y, setup.sigmas, setup.denoiser.card.value_range if info.uses_prior
+                            else (0.0, 1.0), norm.scale, info.name, setup.params, config.on_divergence,
+                            measurement.units)
     network = _network_call(setup)
     setup_seconds = network.setup_seconds if network is not None else 0.0
     fell_back = False
@@ -441,11 +450,13 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         b = queue.pop(0)
         indices = list(range(first, first + b))
         rng, x_init, y = _batch_start(setup, config.seed, indices)
-        x = None
+        x, finished = None, False
+        guard.start_batch(indices)
         try:
             with torch.no_grad():
                 for step in info.solve(den, op, y, setup.sigmas, x_init, params=setup.params, generator=rng):
                     x, x0_last = step.x, step.x0_hat  # the last step's x is the solver's output
+                    finished = step.i + 1 == step.n
                     now = time.perf_counter()
                     landed = preview.ready()
                     if landed is not None:
@@ -462,6 +473,11 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                                        counter.op_calls, elapsed,
                                        elapsed / done * (total_work - done) if done else None,
                                        run_memory.snapshot())
+                    news = guard.observe(step)  # known on the host at most two steps late, no sync
+                    if news is not None:
+                        yield news
+                    if guard.batch_lost():
+                        break
                     if stop is not None and stop.is_set():
                         stopped = True
                         if finish is not None and finish.is_set() and step.i + 1 < step.n:
@@ -481,11 +497,12 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         landed = preview.ready(wait=True)  # the batch's last estimate, so the view ends current
         if landed is not None:
             yield Preview(norm.to_physical(landed[0][0]), landed[1], landed[2])
-        if stopped and final_step is None:
+        # the samples to keep: a finished batch, or one finished by a final denoising step
+        x, news = guard.end_batch(x if (finished and not stopped) or final_step is not None else None)
+        if news is not None:
+            yield news
+        if (stopped and final_step is None) or guard.run_lost():
             break
-        if x is None or not bool(torch.isfinite(x).all()):
-            raise RunError(f"The {info.name} run diverged (non-finite values) in samples {indices[0]}-{indices[-1]}; "
-                           "try more steps, a smaller step size or fp32 precision.")
         if network is not None and network.fallback_reason and not fell_back:
             fell_back = True
             yield Log(f"{network.fallback_reason}; going on with CUDA graphs.", "warning")
@@ -494,24 +511,38 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
             yield Log(f"{what} for {b} samples per batch in {network.setup_seconds - setup_seconds:.1f} s "
                       "(once per batch size).", "info")
             setup_seconds = network.setup_seconds
+        first += b
+        if x is None:
+            continue
         stats.add(x.float())
         counter.nfe_finished = counter.nfe
         if len(kept) < config.keep_samples:
             kept.extend(norm.to_physical(x[: config.keep_samples - len(kept)].float().cpu().numpy()))
-        first += b
         yield Statistics(norm.to_physical(stats.mean.float().cpu().numpy()),
                          norm.scale * stats.std().float().cpu().numpy(), stats.n)
+    lost = stats.n == 0 and guard.found  # show the diverged samples' last estimates that passed
+    if lost:
+        counter.nfe_finished = counter.nfe
+        stats.add(guard.last_estimates().float())
+        kept = list(norm.to_physical(guard.last_estimates()[: config.keep_samples].float().cpu().numpy()))
     if stats.n == 0:
         yield Log("Stopped before any sample finished; nothing to show.", "warning")
         return
     elapsed = time.perf_counter() - t0
     result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso,
-                     posterior and final_step is None, complete=not stopped)
+                     posterior and final_step is None,
+                     complete=not stopped and not lost and stats.n == config.samples)
     result.metrics["peak_memory_bytes"] = float(run_memory.peak())  # this run's, not the process's
     if final_step is not None:
         result.provenance["final_denoising_step"] = f"{final_step[0]}/{final_step[1]}"
         yield Log(f"Stopped at step {final_step[0]} of {final_step[1]}; the samples in progress were finished "
                   "by a final denoising step (their clean estimate), not by the remaining steps.", "warning")
+    result.provenance.update({k: v for k, v in (("divergence", guard.record(bool(lost))), ("retry", _retry)) if v})
+    again = retry_config(config, setup.params, guard.record()) if config.retry_on_divergence and not stopped else None
+    if again is not None:  # once: the retry's config has retry_on_divergence off
+        yield Log(again[1]["message"], "warning")
+        yield from run(measurement, again[0], stop=stop, denoiser=denoiser, finish=finish, _retry=again[1])
+        return
     yield Finished(result)
 
 

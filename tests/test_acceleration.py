@@ -88,7 +88,9 @@ def test_network_call_keeps_the_newest_variants_only():
 def test_run_records_the_acceleration_settings_in_the_provenance(tmp_path):
     den = _adm(tmp_path)
     m = make_demo("denoise", 16, 0)
-    cfg = RunConfig(solver="dps", steps=20, samples=2, device="cpu", checkpointing=True, compile="graphs")
+    # the untrained network's estimates leave any range: the divergence guard only reports them here
+    cfg = RunConfig(solver="dps", steps=20, samples=2, device="cpu", checkpointing=True, compile="graphs",
+                    on_divergence="continue")
     result = next(e.result for e in run(m, cfg, denoiser=den) if isinstance(e, Finished))
     prov = result.provenance
     assert (prov["compile"], prov["channels_last"], prov["checkpointing"]) == ("none", False, True)
@@ -206,7 +208,8 @@ def test_engine_dps_with_graphs_reports_recording_and_matches_eager(tmp_path, mo
     m = make_demo("denoise", 16, 0)
     results = {}
     for mode in ("none", "graphs"):
-        cfg = RunConfig(solver="dps", steps=20, samples=2, device="cuda", compile=mode, precision="fp32")
+        cfg = RunConfig(solver="dps", steps=20, samples=2, device="cuda", compile=mode, precision="fp32",
+                        on_divergence="continue")  # the untrained network diverges; compare all 20 steps
         events = list(run(m, cfg, denoiser=den))
         results[mode] = next(e.result for e in events if isinstance(e, Finished))
         logs = [e.message for e in events if isinstance(e, Log)]
@@ -227,7 +230,8 @@ def test_engine_auto_compiles_when_it_pays_records_the_shape_and_matches_graphs(
     m = make_demo("denoise", 16, 0)
     results = {}
     for mode in ("graphs", "auto"):
-        cfg = RunConfig(solver="ddim", steps=10, samples=2, device="cuda", compile=mode, precision="fp32")
+        cfg = RunConfig(solver="ddim", steps=10, samples=2, device="cuda", compile=mode, precision="fp32",
+                        on_divergence="continue")  # the untrained network may diverge; compare all steps
         planned = plan(m, cfg, denoiser=den)  # the probe runs graphs; the plan says what the run will do
         assert planned.network_mode == ("compile" if mode == "auto" else "graphs")
         assert planned.predicted_seconds is not None and planned.predicted_seconds > 0

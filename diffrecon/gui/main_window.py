@@ -10,6 +10,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..engine import RunConfig
 from ..errors import DiffreconError, InputError
+from ..guard import metric_notes, summary
 from ..measurement import Measurement, Result
 from . import export as exporting
 from . import closing, gc_guard, run_owner
@@ -20,6 +21,7 @@ from ..runtime import memory_snapshot, resolve_device
 from .memory import format_memory
 from .menus import build_menus, compare_window_class
 from .metrics_table import MetricsTable
+from .divergence_banner import DivergenceBanner, label_panels
 from .plan_panel import PlanPanel
 from .profile_panel import ProfilePanel
 from .result_view import ResultView
@@ -69,6 +71,8 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.resize(1600, 1000)
 
         self.view = ResultView()
+        self.banner = DivergenceBanner()  # over the result: a run that went wrong says so
+        self.view.layout().insertWidget(0, self.banner)
         self.setCentralWidget(self.view)
         self.forward = ForwardPanel()
         self.solver = SolverPanel()
@@ -239,6 +243,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
             self.status.end_progress(False)
             self.log("Stopped the running reconstruction: another measurement is shown now.")
         self.measurement, self.result = m, None
+        self.banner.clear()
         self.view.show_measurement(m)
         self.metrics.set_metrics({})
         self.roi.clear()
@@ -290,6 +295,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.roi.clear()
         self.pixel_label.clear()
         self.run_record.start()
+        self.banner.clear()
         self.view.begin_run(self.solver.is_deterministic())
         self.status.start_progress(self.plan_panel.predicted_seconds(measurement, config))
         run_owner.retire(self.worker)
@@ -299,6 +305,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         worker.preparing.connect(self.status.show_preparing)
         worker.preview.connect(self._on_preview)
         worker.statistics.connect(self._on_statistics)
+        worker.diverged.connect(self._on_diverged)
         worker.log.connect(self.log)
         worker.log.connect(self.run_record.note)
         worker.stopped_empty.connect(self._on_stopped_empty)
@@ -356,6 +363,8 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         measurement = self.forward.edited_measurement()
         if measurement is not None and not self.is_running():
             self.plan_panel.request(measurement, self.solver.config())
+        elif measurement is not None:  # no probe beside a run, but no prediction of other settings either
+            self.plan_panel.forget(measurement, self.solver.config())
 
     def _on_planned(self, planned) -> None:
         self.status.set_batches(planned.batches)
@@ -369,19 +378,26 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.view.show_statistics(event.mean, event.std, event.samples_done)
         self.roi.set_maps(self.view.mean, self.view.std)
 
+    def _on_diverged(self, event) -> None:
+        self.banner.show_text(event.message)
+        self.log(event.message, "warning")
+
     def _on_finished(self, result: Result) -> None:
         from_run, self._run_done = not self._run_done, True
         self.result = result
         self.view.show_result(result)
         self.roi.set_maps(self.view.mean, self.view.std)
         self.profile.set_data(self.view.mean, self.view.std, self.view.truth, result.units)
-        self.metrics.set_metrics(dict(result.metrics), {"samples": result.n_samples})
+        self.metrics.set_metrics(dict(result.metrics), {"samples": result.n_samples}, metric_notes(result))
         self.status.end_progress(result.complete)
         self.progress_label.setText(f"samples {result.n_samples}/{result.provenance.get('samples', result.n_samples)}"
                                     f" · NFE {result.metrics.get('nfe', 0):.0f}")
         if not (np.isfinite(result.mean).all() and np.isfinite(result.std).all()):
             self.report_error("The result contains NaN or infinite values; try fewer steps, a smaller "
                               "step size or fp32 precision.")
+        elif self.banner.show_result(result):
+            label_panels(self.view, result)
+            self.report_error(summary(result))
         else:
             done = "finished" if result.complete else f"stopped early with {result.n_samples} finished samples"
             final = result.provenance.get("final_denoising_step")

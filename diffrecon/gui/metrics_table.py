@@ -1,7 +1,7 @@
 """The metrics beside the result: PSNR, SSIM, residual vs noise, NFE, time, peak memory."""
 from __future__ import annotations
 
-from PySide6 import QtWidgets
+from PySide6 import QtGui, QtWidgets
 
 from .memory import format_bytes
 
@@ -36,12 +36,19 @@ class MetricsTable(QtWidgets.QTableWidget):
         self.horizontalHeader().setStretchLastSection(True)
         self.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
 
-    def set_metrics(self, metrics: dict, extra: dict | None = None) -> None:
-        rows = [format_metric(k, v) for k, v in {**metrics, **(extra or {})}.items()]
+    def set_metrics(self, metrics: dict, extra: dict | None = None, notes: dict | None = None) -> None:
+        """``notes``: metric key -> why its value must not be read at face value (diffrecon.guard.metric_notes)."""
+        notes = notes or {}
+        items = {**metrics, **(extra or {})}
+        rows = [(*format_metric(k, v), notes.get(k, "")) for k, v in items.items()]
         self.setRowCount(len(rows))
-        for r, (label, value) in enumerate(rows):
+        for r, (label, value, note) in enumerate(rows):
             self.setItem(r, 0, QtWidgets.QTableWidgetItem(label))
-            self.setItem(r, 1, QtWidgets.QTableWidgetItem(value))
+            self.setItem(r, 1, QtWidgets.QTableWidgetItem(f"{value} ⚠ {note}" if note else value))
+            if note:
+                for c in (0, 1):
+                    self.item(r, c).setForeground(QtGui.QColor("#d04040"))
+                    self.item(r, c).setToolTip(note)
         self.resizeColumnToContents(0)
 
     def as_dict(self) -> dict[str, str]:

@@ -2,7 +2,9 @@
 :func:`diffrecon.engine.plan`, which probes the solver's first steps. The probe runs in a
 background thread, on demand (Predict) and, debounced, after every settings change; a newer
 request supersedes an older one, whose answer is then dropped. The window never waits for it,
-and a run cancels it (``cancel``): a probe beside a run competes for the same CPU or GPU.
+and a run cancels it (``cancel``): a probe beside a run competes for the same CPU or GPU. The
+prediction shown always belongs to the current settings: a change clears it at once (``request``,
+or ``forget`` while a run needs the processor) until the new one arrives.
 """
 from __future__ import annotations
 
@@ -100,9 +102,24 @@ class PlanPanel(QtWidgets.QWidget):
 
     def request(self, measurement, config) -> None:
         """Remember the newest settings; predict when they have not changed for a moment."""
-        self._pending = (measurement, config)
+        self.forget(measurement, config)
         if self.auto:
             self.timer.start()
+
+    def forget(self, measurement, config) -> None:
+        """The settings are now these: a shown prediction for others is cleared, not left standing."""
+        self._pending = (measurement, config)
+        if self.planned is not None and not self.is_for(measurement, config):
+            self.text.setStyleSheet("color: gray;")
+            self.text.setText("Settings changed: no prediction for them yet (Predict, or wait a moment "
+                              "when no run is going).")
+
+    def is_for(self, measurement, config) -> bool:
+        """Whether the shown prediction is for exactly these (same data, noise level and settings)."""
+        if self.planned is None or self.planned_for is None or measurement is None:
+            return False
+        y, noise_sigma, c = self.planned_for  # a weak reference: a prediction keeps no measurement alive
+        return y() is measurement.y and noise_sigma == measurement.noise_sigma and c == config
 
     def predict_now(self, measurement=None, config=None) -> None:
         if measurement is not None:
@@ -137,7 +154,7 @@ class PlanPanel(QtWidgets.QWidget):
             for w in [self._worker, *self._old_workers]:
                 if w is not None:
                     w.cancel()
-            if self.planned is None:
+            if self.planned is None or self._pending is None or not self.is_for(*self._pending):
                 self.text.setStyleSheet("color: gray;")
                 self.text.setText("Prediction cancelled: the run needs the processor.")
             else:  # back to the last prediction that finished
@@ -155,11 +172,7 @@ class PlanPanel(QtWidgets.QWidget):
     def predicted_seconds(self, measurement, config) -> float | None:
         """The predicted time of a run of ``config`` on ``measurement``, if the shown prediction is
         for exactly those (same data, noise level and settings)."""
-        if self.planned is None or self.planned_for is None:
-            return None
-        y, noise_sigma, c = self.planned_for
-        same = y() is measurement.y and noise_sigma == measurement.noise_sigma and c == config
-        return self.planned.predicted_seconds if same else None
+        return self.planned.predicted_seconds if self.is_for(measurement, config) else None
 
     # ------------------------------------------------------------------ slots
     def _on_timer(self) -> None:

@@ -11,6 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..engine import RunConfig
 from ..schedule import SCHEDULES
+from .divergence_banner import GuardOptions
 from .param_form import ParamForm
 
 PRIORS = ("default", "gaussian")
@@ -81,6 +82,7 @@ class SolverPanel(QtWidgets.QWidget):
         self.prior.addItems([*PRIORS, _FOLDER])
         self.prior.setToolTip("default: the bundled prior; gaussian: exact Gaussian prior (tests, checks);"
                               " or a folder with card.json and weights.")
+        self.guard = GuardOptions()
         self.cost = QtWidgets.QLabel()
         self.cost.setWordWrap(True)
         self.warning = QtWidgets.QLabel()
@@ -101,6 +103,7 @@ class SolverPanel(QtWidgets.QWidget):
         options.addRow("Precision", self.precision)
         options.addRow("Network", self.compile)
         options.addRow("", self.checkpointing)
+        options.addRow("Divergence", self.guard)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.solver_box)
         layout.addWidget(self.title)
@@ -125,6 +128,7 @@ class SolverPanel(QtWidgets.QWidget):
         self.precision.activated.connect(self._on_precision_chosen)
         self.device.currentIndexChanged.connect(self._on_device_changed)
         self.checkpointing.toggled.connect(self._on_any_change)
+        self.guard.changed.connect(self._on_any_change)
         self.prior.activated.connect(self._on_prior_activated)
         self._on_device_changed()
         self._on_solver_changed()
@@ -180,6 +184,7 @@ class SolverPanel(QtWidgets.QWidget):
         _select(self.schedule, config.schedule)
         self.checkpointing.setChecked(bool(config.checkpointing))
         _select(self.prior, config.prior, insert_at=len(PRIORS))
+        self.guard.set_values(config.on_divergence, config.retry_on_divergence)
         del blockers
         self._on_device_changed()
         self._on_solver_changed()
@@ -200,7 +205,8 @@ class SolverPanel(QtWidgets.QWidget):
             steps=self.steps.value(), samples=self.samples.value(), seed=self.seed.value(),
             device=self.device.currentText(), precision=self.precision.currentText(),
             prior=self.prior.currentText(), compile=self.compile.currentText(),
-            checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText())
+            checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText(),
+            **self.guard.values())
 
     def is_deterministic(self) -> bool:
         info = self.solver_info()
@@ -270,7 +276,8 @@ class SolverPanel(QtWidgets.QWidget):
         settings.setValue("run/config", json.dumps({
             "solver": c.solver, "params": {k: v for k, v in c.params.items()}, "steps": c.steps,
             "samples": c.samples, "seed": c.seed, "device": c.device, "precision": self._gpu_precision,
-            "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing, "schedule": c.schedule}))
+            "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing, "schedule": c.schedule,
+            "on_divergence": c.on_divergence, "retry_on_divergence": c.retry_on_divergence}))
 
     def restore_settings(self, settings: QtCore.QSettings) -> None:
         raw = settings.value("run/config")

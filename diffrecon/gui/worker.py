@@ -18,6 +18,7 @@ from PySide6 import QtCore
 
 from ..engine import Finished, Log, Planned, Preparing, Preview, Progress, RunConfig, Statistics
 from ..errors import DiffreconError
+from ..guard import Diverged
 from ..measurement import Measurement
 
 
@@ -48,6 +49,7 @@ class RunWorker(QtCore.QThread):
     preview = QtCore.Signal(object)
     statistics = QtCore.Signal(object)
     preparing = QtCore.Signal(object)  # engine Preparing: fitting a prior before the first step
+    diverged = QtCore.Signal(object)  # diffrecon.guard.Diverged
     log = QtCore.Signal(str, str)  # message, level
     finished_result = QtCore.Signal(object)  # diffrecon.measurement.Result
     failed = QtCore.Signal(str)
@@ -71,7 +73,7 @@ class RunWorker(QtCore.QThread):
 
     def run(self) -> None:  # QThread entry point, runs off the GUI thread
         routes = {Planned: self.planned, Progress: self.progress, Preview: self.preview,
-                  Statistics: self.statistics, Preparing: self.preparing}
+                  Statistics: self.statistics, Preparing: self.preparing, Diverged: self.diverged}
         finished = False
         try:
             takes_finish = "finish" in inspect.signature(self._engine_run).parameters

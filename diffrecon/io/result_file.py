@@ -5,7 +5,9 @@ Layout (documented in docs/formats.md)::
     /                     attrs diffrecon_format="result", format_version, ... (as a measurement),
                                 default="posterior"
     /posterior            NXdata: attrs NX_class="NXdata", signal="mean", n_samples, complete,
-                                  std_is_posterior, units
+                                  std_is_posterior, units, diverged (bool) and, if true,
+                                  diverged_step (first step a sample failed a check; the
+                                  per-sample record is /provenance/divergence, JSON)
     /posterior/mean       (C, H, W) float32, attr units
     /posterior/std        (C, H, W) float32
     /posterior/mean_errors    hard link to /posterior/std (NeXus <field>_errors: silx draws error bars)
@@ -76,6 +78,10 @@ def _write_result(f: h5py.Group, result: Result, mean: np.ndarray, std: np.ndarr
     p.attrs["complete"] = bool(result.complete)
     p.attrs["std_is_posterior"] = bool(result.std_is_posterior)
     p.attrs["units"] = result.units or ""
+    divergence = (result.provenance or {}).get("divergence")
+    p.attrs["diverged"] = bool(divergence)
+    if divergence:
+        p.attrs["diverged_step"] = int(divergence["first_step"])
     m = _dataset(p, "mean", mean)
     m.attrs["units"] = result.units or ""
     m.attrs["interpretation"] = "image"

@@ -123,8 +123,22 @@ def first_run(app) -> None:
     w.close()
 
 
+def diverged(app) -> None:
+    """DPS with 10 steps on the CT demo with the bundled prior (it diverges): the banner over the
+    result, the diverged samples' last estimates and the metrics marked as no calibration."""
+    w = _window(app, "light")
+    w.solver.set_config(RunConfig(solver="dps", steps=10, samples=2, seed=0, device="cpu"))
+    w.show()
+    _settle(app)
+    w.plan_panel.wait()
+    assert w.start_run() and w.wait_for_run(600_000), w.last_error
+    _settle(app, 500)
+    save_screenshot(w, HERE / "diverged.png")
+    w.close()
+
+
 SHOTS = {"main_window": main_window, "main_window_dark": main_window_dark, "mri_complex": mri_complex,
-         "ab_swipe_roi": ab_swipe_roi, "compare": compare, "first_run": first_run}
+         "ab_swipe_roi": ab_swipe_roi, "compare": compare, "first_run": first_run, "diverged": diverged}
 
 
 if __name__ == "__main__":
