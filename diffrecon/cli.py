@@ -363,10 +363,12 @@ def _cmd_solvers(args) -> int:
     if not SOLVERS:
         print("No solvers are registered.")
         return 0
-    print(f"{'NAME':<12} {'OUTPUT':<16} {'NEEDS':<14} TITLE")
+    from .solvers.labels import switches_text
+
+    print(f"{'NAME':<12} {'SPREAD':<16} {'NEEDS':<14} TITLE")
     for name, info in SOLVERS.items():
         defaults = info.Params()
-        output = "posterior" if info.is_posterior(defaults) else "point estimate"
+        output = info.spread_of(defaults).text
         needs = ",".join(sorted(info.needs)) or "-"
         print(f"{name:<12} {output:<16} {needs:<14} {info.title}")
         for f in dataclasses.fields(info.Params):
@@ -376,6 +378,8 @@ def _cmd_solvers(args) -> int:
                 (f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]" if (lo, hi) != (None, None) else "")
             help_ = f.metadata.get("help", "")
             print(f"    {f.name}={getattr(defaults, f.name)!r:<10} {valid:<18} {help_}".rstrip())
+        for switch in switches_text(info):
+            print(f"    spread with {switch}")
     return 0
 
 

@@ -52,6 +52,7 @@ class RunConfig:
     batch_size: int | None = None  # None: as many samples per batch as memory allows
     keep_samples: int = 16  # samples stored in the result
     preview_interval: float = 0.25  # seconds between previews
+    use_calibration: bool = True  # scale the std by a stored calibration of this setting (diffrecon calibrate)
 
 
 # ------------------------------------------------------------------------------------ events
@@ -68,6 +69,13 @@ class Planned:
     normalization: tuple[float, float]  # (scale, offset): physical = scale * prior + offset
     predicted_seconds: float | None = None  # from a probe (see plan()); None inside run()
     network_mode: str | None = None  # how the network will run (auto resolved); None without a network
+    spread: str | None = None  # posterior | seed | prior | point (solvers.labels); None: from std_is_posterior
+    spread_reason: str = ""  # one sentence: why the spread is what it is
+    calibration: str = "uncalibrated"  # "calibrated (coverage ...)" when a stored calibration applies
+
+    def __post_init__(self):
+        if self.spread is None:
+            self.spread = "posterior" if self.std_is_posterior else "seed"
 
 
 @dataclass
@@ -354,8 +362,8 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     return Planned(
         device=device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
-        predicted_peak_bytes=peak, std_is_posterior=info.is_posterior(setup.params),
-        normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds, network_mode=mode,
+        predicted_peak_bytes=peak, normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds,
+        network_mode=mode, **_spread_fields(setup, _stored_calibration(measurement, config, setup)),
     )
 
 
@@ -370,20 +378,23 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     setup = prepare(measurement, config, denoiser)
     dev, info, norm = setup.device, setup.info, setup.norm
     steps = len(setup.sigmas) - 1
-    posterior = info.is_posterior(setup.params)
+    spread = info.spread_of(setup.params)
+    calibration = _stored_calibration(measurement, config, setup)
+    std_scale = calibration.scale if calibration is not None else 1.0
     yield Planned(
         device=device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
-        predicted_peak_bytes=None, std_is_posterior=posterior,
-        normalization=(norm.scale, norm.offset),
+        predicted_peak_bytes=None, normalization=(norm.scale, norm.offset), **_spread_fields(setup, calibration),
     )
     for message in setup.warnings:
         yield Log(message, "warning")
     for message in setup.notes:
         yield Log(message, "info")
-    if not posterior:
-        yield Log(f"{info.name} with these settings is deterministic: the spread over samples is a "
-                  "seed spread, not a posterior standard deviation.", "warning")
+    if not spread.is_posterior:
+        yield Log(spread.reason, "warning")
+    if calibration is not None:
+        yield Log(f"The std is scaled by {calibration.scale:.3g}, the stored {calibration.status()} "
+                  f"for {calibration.setting}.", "info")
 
     counter = Counter()
     den = CountingDenoiser(setup.denoiser, counter, setup.autocast, dev) if info.uses_prior else None
@@ -464,22 +475,43 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
             kept.extend(norm.to_physical(x[: config.keep_samples - len(kept)].float().cpu().numpy()))
         first += b
         yield Statistics(norm.to_physical(stats.mean.float().cpu().numpy()),
-                         norm.scale * stats.std().float().cpu().numpy(), stats.n)
+                         std_scale * norm.scale * stats.std().float().cpu().numpy(), stats.n)
     if stats.n == 0:
         yield Log("Stopped before any sample finished; nothing to show.", "warning")
         return
     elapsed = time.perf_counter() - t0
-    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior,
-                     complete=not stopped)
+    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, spread,
+                     calibration, complete=not stopped)
     yield Finished(result)
 
 
-def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior, complete) -> Result:
+def _stored_calibration(measurement, config: RunConfig, setup: _Setup):
+    """The stored :class:`~diffrecon.calibration.Calibration` of this run's setting, or None
+    (switched off, no record, or a spread that calibration cannot make an uncertainty)."""
+    from .calibration import lookup, run_key
+
+    if not config.use_calibration or setup.info.spread_of(setup.params).kind not in ("posterior", "seed"):
+        return None
+    key, _ = run_key(measurement, prior=setup.prior_name, prior_hash=setup.prior_hash, solver=setup.info.name,
+                     params=dataclasses.asdict(setup.params), steps=len(setup.sigmas) - 1, schedule=config.schedule)
+    return lookup(key)
+
+
+def _spread_fields(setup: _Setup, calibration) -> dict[str, Any]:
+    spread = setup.info.spread_of(setup.params)
+    return {"std_is_posterior": spread.is_posterior, "spread": spread.kind, "spread_reason": spread.reason,
+            "calibration": calibration.status() if calibration is not None else "uncalibrated"}
+
+
+def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, spread, calibration,
+            complete) -> Result:
     from . import __version__
+    from .calibration import provenance_record
 
     norm, op = setup.norm, setup.op
     mean = norm.to_physical(stats.mean.float().cpu().numpy())
-    std = norm.scale * stats.std().float().cpu().numpy()
+    scale = calibration.scale if calibration is not None else 1.0
+    std = scale * norm.scale * stats.std().float().cpu().numpy()
     metrics = compute_metrics(op, measurement, mean, std, stats.n, norm)
     peak = memory_snapshot(setup.device)
     metrics.update({
@@ -499,10 +531,12 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "device": device_name(setup.device), "batches": list(setup.batches),
         "normalization": [norm.scale, norm.offset], "software_version": __version__,
         "torch_version": str(torch.__version__), "elapsed_seconds": float(elapsed), "started": start_iso,
+        "spread": spread.kind, "calibration": provenance_record(calibration),
     }
     samples = np.stack(kept) if kept else None
     return Result(mean=mean, std=std, samples=samples, n_samples=stats.n, metrics=metrics,
-                  provenance=provenance, std_is_posterior=posterior, units=measurement.units,
+                  provenance=provenance, std_is_posterior=spread.is_posterior, spread=spread.kind,
+                  units=measurement.units,
                   measurement=measurement, complete=complete)
 
 
@@ -526,6 +560,6 @@ def compute_metrics(op, measurement: Measurement, mean: np.ndarray, std: np.ndar
         out["ssim"] = ssim(mean, gt, rng)
         out["nrmse"] = float(np.linalg.norm(mean - gt) / max(np.linalg.norm(gt), 1e-30))
         if n >= 2 and float(std.max()) > 0:
-            out["coverage90"] = coverage(mean, std, gt, 0.9)
+            out["coverage90"] = coverage(mean, std, gt, n, 0.9)
             out["std_error_corr"] = std_error_correlation(std, mean, gt)
     return out
