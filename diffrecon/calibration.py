@@ -152,3 +152,11 @@ def run_key(measurement, *, prior: str, prior_hash: str, solver: str, params: di
                   solver=solver, params=params, steps=steps, schedule=schedule)
     return (setting_key(prior_hash=prior_hash, value_range=measurement.value_range, **common),
             setting_text(**common))
+
+
+def std_title(spread: str, status: str = UNCALIBRATED) -> str:
+    """Title of a std map: what the spread is, and for an uncertainty whether it is calibrated."""
+    from .solvers.labels import POSTERIOR, SEED, TITLE, UNKNOWN
+
+    title = TITLE.get(spread, TITLE[UNKNOWN])
+    return f"{title} · {status}" if spread in (POSTERIOR, SEED) else title

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ..calibration import std_title as std_panel_title
 from ..engine import RunConfig
 from ..errors import DiffreconError, InputError
 from ..measurement import Measurement, Result
@@ -329,8 +330,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
 
     def _on_planned(self, planned) -> None:
         self.status.set_batches(planned.batches)
-        if not planned.std_is_posterior:
-            self.view.panels["std"].set_title("Seed spread (not a posterior std)")
+        self.view.panels["std"].set_title(std_panel_title(planned.spread, planned.calibration))
 
     def _on_preview(self, event) -> None:
         self.view.show_preview(event.x0_hat, event.step, event.sample_index)

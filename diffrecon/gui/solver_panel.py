@@ -184,14 +184,20 @@ class SolverPanel(QtWidgets.QWidget):
             prior=self.prior.currentText(), compile=self.compile.currentText(),
             checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText())
 
-    def is_deterministic(self) -> bool:
+    def spread(self):
+        """What the chosen solver's spread is with the form's values (:mod:`diffrecon.solvers.labels`), or None."""
         info = self.solver_info()
         if info is None:
-            return False
+            return None
         try:
-            return not info.is_posterior(info.Params(**self.form.values()))
+            return info.spread_of(info.Params(**self.form.values()))
         except Exception:  # invalid form values: the run will report them
-            return False
+            return None
+
+    def is_deterministic(self) -> bool:
+        """True where the spread is not a posterior std (seed spread, prior samples, point estimate)."""
+        spread = self.spread()
+        return spread is not None and not spread.is_posterior
 
     def predicted_nfe(self) -> int:
         """Network evaluations before planning: steps x samples x evaluations per step."""
@@ -211,9 +217,9 @@ class SolverPanel(QtWidgets.QWidget):
         per = "" if info is None else (" (with backpropagation)" if "grad" in info.needs else "")
         self.cost.setText(f"Predicted: {self.steps.value()} steps × {self.samples.value()} samples "
                           f"= {self.predicted_nfe()} network evaluations{per}.")
-        deterministic = self.is_deterministic()
-        self.warning.setText("⚠ This solver is deterministic: the spread over seeds is not a "
-                             "posterior standard deviation." if deterministic else "")
+        spread = self.spread()
+        deterministic = spread is not None and not spread.is_posterior
+        self.warning.setText(f"⚠ {spread.reason}" if deterministic else "")
         self.warning.setVisible(deterministic)
         self.changed.emit()
 

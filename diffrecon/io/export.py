@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..solvers.labels import spread_text
 from .atomic import atomic_write
 from .h5 import atomic_h5
 
@@ -171,7 +172,7 @@ def export_result(result_path: str | os.PathLike, what: str = "mean", fmt: str =
         data = np.abs(r.mean - m.ground_truth)
     if out is None:
         out = result_path.with_name(f"{result_path.stem}_{what}{_SUFFIX[fmt]}")
-    label = {"std": "posterior std" if r.std_is_posterior else "seed spread", "error": "|mean - truth|"}.get(what, what)
+    label = {"std": spread_text(r.spread), "error": "|mean - truth|"}.get(what, what)
     return export_array(data, out, fmt, units=r.units, pixel_size=m.pixel_size if m else 1.0,
                         pixel_unit=m.pixel_unit if m else "px", title=label, cmap=cmap,
                         allow_overwrite=allow_overwrite)
