@@ -42,6 +42,7 @@ COMMAND_REGISTRARS: list[tuple[str, str]] = [
     ("diffrecon.training", "add_train_parser"),
     ("diffrecon.validate", "add_validate_parser"),
     ("diffrecon.compare", "add_compare_parser"),
+    ("diffrecon.calibrate", "add_calibrate_parser"),
 ]
 _GUI_HINT = ("use the command line instead (diffrecon --help), or set QT_QPA_PLATFORM=offscreen "
              "to run the GUI without a screen")
@@ -428,8 +429,10 @@ def _memory_text(memory: dict) -> str:
 def _cmd_reconstruct(args) -> int:
     from tqdm import tqdm
 
+    from .calibration import status_text
     from .engine import Finished, Log, Planned, Progress, RunConfig, run
     from .io import read_measurement, write_result
+    from .solvers.labels import spread_text
     from .solvers import get_solver, parse_params
 
     measurement = read_measurement(args.file, allow_external=args.allow_external)
@@ -469,6 +472,7 @@ def _cmd_reconstruct(args) -> int:
         result.measurement = measurement
     for key, value in result.metrics.items():
         print(f"{key:>24}: {value:.6g}")
+    print(f"{'std':>24}: {spread_text(result.spread)}, {status_text(result.provenance)}")
     write_result(args.out, result)
     state = "complete" if result.complete else f"stopped early, {result.n_samples} of {args.samples} samples"
     print(f"Wrote {args.out} ({state}).")
