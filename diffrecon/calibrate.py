@@ -87,7 +87,8 @@ def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT
               store: Path | None = None) -> Iterator:
     """Measure the setting of ``measurement`` x ``config``, store the correction, end with
     ``Finished(result=Calibration)``. Yields the engine's Progress (over all images) and Log events;
-    ``stop`` (a threading.Event) ends it after the current solver step without storing anything."""
+    ``stop`` (a threading.Event) ends it after the current solver step without storing anything
+    (``Finished(result=None)``)."""
     setup = check(measurement, config, images)
     info, norm, prior = setup.info, setup.norm, setup.denoiser
     key, setting = run_key(measurement, prior=setup.prior_name, prior_hash=setup.prior_hash, solver=info.name,
@@ -136,6 +137,7 @@ def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT
                 result = event.result
         if stop is not None and stop.is_set() or result is None or not result.complete:
             yield Log("Calibration stopped; nothing was stored.", "warning")
+            yield Finished(result=None)
             return
         item = _Image(result.mean.astype(np.float64), result.std.astype(np.float64), np.asarray(truth, np.float64))
         if exact:

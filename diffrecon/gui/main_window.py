@@ -15,6 +15,7 @@ from ..measurement import Measurement, Result
 from . import export as exporting
 from . import gc_guard
 from .ab_actions import ABActions
+from .calibrate_action import CalibrationRunner
 from .forward_panel import ForwardPanel
 from .hdf5_tree import HDF5Tree
 from ..runtime import memory_snapshot, resolve_device
@@ -93,6 +94,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         s = self.status  # the labels are window attributes too: scripts and tests read them
         self.message_label, self.pixel_label, self.progress_bar = s.message_label, s.pixel_label, s.progress_bar
         self.progress_label, self.memory_label = s.progress_label, s.memory_label
+        self.calibration = CalibrationRunner(self)
         build_menus(self)
         self._fill_recent()
         self.theme = str(self.settings.value(THEME_KEY, "system"))
@@ -288,6 +290,10 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self._update_enabled()
         return True
 
+    def calibrate_dialog(self) -> None:
+        """Run ▸ Calibrate std: how far these settings' std is off, stored for later runs."""
+        self.calibration.ask_and_start()
+
     def stop_run(self) -> None:
         if self.is_running():
             self.worker.request_stop()
@@ -443,6 +449,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.export_action.setEnabled(self.result is not None and not running)
         self.pin_action.setEnabled(self.view.mean is not None)
         self.predict_action.setEnabled(can_run)
+        self.calibrate_action.setEnabled(can_run)
         self.plan_panel.button.setEnabled(can_run)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
