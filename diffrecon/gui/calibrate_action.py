@@ -31,11 +31,8 @@ class CalibrationRunner:
 
     def start(self, images: int = DEFAULT_IMAGES) -> bool:
         w = self.window
-        if w.is_running() or w.measurement is None:
-            return False
-        measurement = w.forward.edited_measurement()
+        measurement = w.measurement_to_run("a calibration")
         if measurement is None:
-            w.report_error("Noise σ must be a finite number ≥ 0 before a calibration can start.")
             return False
         config = w.solver.config()
         run = functools.partial(self.calibrate_fn, images=images)

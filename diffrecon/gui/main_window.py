@@ -259,12 +259,18 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
     def is_running(self) -> bool:
         return self.worker is not None and self.worker.isRunning()
 
-    def start_run(self, config: RunConfig | None = None) -> bool:
+    def measurement_to_run(self, what: str = "a run") -> Measurement | None:
+        """The edited measurement, or None when nothing can start now (a bad noise σ is reported)."""
         if self.is_running() or self.measurement is None:
-            return False
+            return None
         measurement = self.forward.edited_measurement()
         if measurement is None:
-            self.report_error("Noise σ must be a finite number ≥ 0 before a run can start.")
+            self.report_error(f"Noise σ must be a finite number ≥ 0 before {what} can start.")
+        return measurement
+
+    def start_run(self, config: RunConfig | None = None) -> bool:
+        measurement = self.measurement_to_run()
+        if measurement is None:
             return False
         config = config or self.solver.config()
         self.solver.save_settings(self.settings)
