@@ -40,6 +40,7 @@ class Calibration:
     level: float
     method: str  # how the truths were drawn and what the std was compared with
     variance_ratio: float | None = None  # solver / exact posterior variance (exact priors only)
+    exact_coverage: float | None = None  # what K exact posterior draws cover on the same images
     created: str = ""
     software_version: str = ""
 
