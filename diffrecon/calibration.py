@@ -155,6 +155,24 @@ def run_key(measurement, *, prior: str, prior_hash: str, solver: str, params: di
             setting_text(**common))
 
 
+def stored_calibration(measurement, config, setup) -> Calibration | None:
+    """The stored calibration of an engine run's setting (``setup``: the engine's prepared run), or
+    None: switched off (``config.use_calibration``), no record, or a spread that no factor makes
+    an uncertainty (prior samples, point estimates)."""
+    if not config.use_calibration or setup.info.spread_of(setup.params).kind not in ("posterior", "seed"):
+        return None
+    key, _ = run_key(measurement, prior=setup.prior_name, prior_hash=setup.prior_hash, solver=setup.info.name,
+                     params=dataclasses.asdict(setup.params), steps=len(setup.sigmas) - 1, schedule=config.schedule)
+    return lookup(key)
+
+
+def spread_fields(setup, calibration: Calibration | None) -> dict[str, Any]:
+    """The Planned event's fields that say what the std is and whether it is calibrated."""
+    spread = setup.info.spread_of(setup.params)
+    return {"std_is_posterior": spread.is_posterior, "spread": spread.kind, "spread_reason": spread.reason,
+            "calibration": calibration.status() if calibration is not None else UNCALIBRATED}
+
+
 def std_title(spread: str, status: str = UNCALIBRATED) -> str:
     """Title of a std map: what the spread is, and for an uncertainty whether it is calibrated."""
     from .solvers.labels import POSTERIOR, SEED, TITLE, UNKNOWN

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
+from .calibration import spread_fields, stored_calibration
 from .errors import InputError, RunError
 from .measurement import Measurement, Result
 from .metrics import coverage, psnr, ssim, std_error_correlation
@@ -363,7 +364,7 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
         device=device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
         predicted_peak_bytes=peak, normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds,
-        network_mode=mode, **_spread_fields(setup, _stored_calibration(measurement, config, setup)),
+        network_mode=mode, **spread_fields(setup, stored_calibration(measurement, config, setup)),
     )
 
 
@@ -379,12 +380,12 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     dev, info, norm = setup.device, setup.info, setup.norm
     steps = len(setup.sigmas) - 1
     spread = info.spread_of(setup.params)
-    calibration = _stored_calibration(measurement, config, setup)
+    calibration = stored_calibration(measurement, config, setup)
     std_scale = calibration.scale if calibration is not None else 1.0
     yield Planned(
         device=device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
-        predicted_peak_bytes=None, normalization=(norm.scale, norm.offset), **_spread_fields(setup, calibration),
+        predicted_peak_bytes=None, normalization=(norm.scale, norm.offset), **spread_fields(setup, calibration),
     )
     for message in setup.warnings:
         yield Log(message, "warning")
@@ -483,24 +484,6 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, spread,
                      calibration, complete=not stopped)
     yield Finished(result)
-
-
-def _stored_calibration(measurement, config: RunConfig, setup: _Setup):
-    """The stored :class:`~diffrecon.calibration.Calibration` of this run's setting, or None
-    (switched off, no record, or a spread that calibration cannot make an uncertainty)."""
-    from .calibration import lookup, run_key
-
-    if not config.use_calibration or setup.info.spread_of(setup.params).kind not in ("posterior", "seed"):
-        return None
-    key, _ = run_key(measurement, prior=setup.prior_name, prior_hash=setup.prior_hash, solver=setup.info.name,
-                     params=dataclasses.asdict(setup.params), steps=len(setup.sigmas) - 1, schedule=config.schedule)
-    return lookup(key)
-
-
-def _spread_fields(setup: _Setup, calibration) -> dict[str, Any]:
-    spread = setup.info.spread_of(setup.params)
-    return {"std_is_posterior": spread.is_posterior, "spread": spread.kind, "spread_reason": spread.reason,
-            "calibration": calibration.status() if calibration is not None else "uncalibrated"}
 
 
 def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, spread, calibration,
