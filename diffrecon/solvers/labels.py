@@ -138,8 +138,9 @@ def spread_of(info, params: Any = None) -> Spread:
                              "their spread is the prior's, not a posterior standard deviation.")
     noise = tuple(n for n in rule.noise if n in values)
     if noise and all(_switched_off(values[n]) for n in noise):
-        return Spread(SEED, rule.seed_why or f"{name} with {_settings(noise, values)} is deterministic given its starting noise: "
-                            "the spread over samples is a seed spread, not a posterior standard deviation.")
+        return Spread(SEED, rule.seed_why or (
+            f"{name} with {_settings(noise, values)} is deterministic given its starting noise: the spread over "
+            "samples is a seed spread, not a posterior standard deviation."))
     if rule.design == SEED:
         return Spread(SEED, rule.why or f"{name} is not a posterior sampler: the spread over samples is a seed "
                                          "spread, not a posterior standard deviation.")
@@ -149,16 +150,6 @@ def spread_of(info, params: Any = None) -> Spread:
 def _posterior_reason(name: str) -> str:
     return (f"{name} with these settings is designed as a posterior sampler; whether its std is calibrated "
             "for this problem is what `diffrecon calibrate` measures.")
-
-
-def spread_of_name(solver: str, params: Any = None) -> Spread:
-    """:func:`spread_of` by registry name; ``params`` a Params instance or a dict of overrides."""
-    from . import get_solver
-
-    info = get_solver(solver)
-    if isinstance(params, dict):
-        params = info.Params(**{k: v for k, v in params.items() if k in {f.name for f in dataclasses.fields(info.Params)}})
-    return spread_of(info, params)
 
 
 def switch_cases(info) -> list[dict[str, Any]]:
