@@ -84,7 +84,8 @@ def check(measurement: Measurement, config: RunConfig, images: int):
     setup = prepare(measurement, config)
     spread = setup.info.spread_of(setup.params)
     if spread.kind not in ("posterior", "seed"):
-        raise InputError(f"{spread.reason} There is no spread to calibrate; choose a sampler or other parameters.")
+        raise InputError(f"{spread.reason[:-1]}, so there is no uncertainty to calibrate; choose a sampler "
+                         "or parameters that draw fresh noise and use the measurement.")
     return setup
 
 
@@ -249,18 +250,24 @@ def run_calibrate(args) -> int:
                        samples=args.samples, seed=args.seed, prior=args.prior, device=args.device,
                        precision=args.precision, schedule=args.schedule)
     stop = threading.Event()
-    cal = None
-    with ctrl_c_stops(stop, file=sys.stderr), tqdm(total=args.images * args.samples, unit="sample", desc="calibrate",
-                                                   file=sys.stderr, dynamic_ncols=True, leave=True) as bar:
-        for event in calibrate(measurement, config, args.images, stop=stop):
-            if isinstance(event, Progress):
-                bar.n = min(bar.total, event.samples_done)
-                bar.refresh()
-            elif isinstance(event, Log):
-                tqdm.write(f"{event.level}: {event.message}" if event.level != "info" else event.message,
-                           file=sys.stderr)
-            elif isinstance(event, Finished):
-                cal = event.result
+    cal = bar = None
+    with ctrl_c_stops(stop, file=sys.stderr):
+        try:
+            for event in calibrate(measurement, config, args.images, stop=stop):
+                if isinstance(event, Progress):  # the bar starts once the settings are checked
+                    bar = bar or tqdm(total=args.images * args.samples, unit="sample", desc="calibrate",
+                                      file=sys.stderr, dynamic_ncols=True, leave=True)
+                    bar.n = min(bar.total, event.samples_done)
+                    bar.refresh()
+                elif isinstance(event, Log):
+                    tqdm.write(f"{event.level}: {event.message}" if event.level != "info" else event.message,
+                               file=sys.stderr)
+                elif isinstance(event, Finished):
+                    cal = event.result
+        finally:
+            if bar is not None:
+                bar.n = bar.total if cal is not None else bar.n
+                bar.close()
     if cal is None:
         return EXIT_INTERRUPTED
     print(f"setting: {cal.setting}")
