@@ -161,6 +161,7 @@ def reconstruct(m: Measurement, method: str, params: dict, args, denoiser, seed:
         solver=method, params=params, steps=args.steps if uses_prior else args.baseline_iters,
         samples=args.samples if uses_prior else 1, seed=seed, prior=args.prior, device=args.device,
         precision=args.precision, keep_samples=0, preview_interval=1e9,
+        use_calibration=False,  # the solvers' own std: a stored correction would hide what is measured
     )
     try:
         for event in engine.run(m, cfg, denoiser=denoiser if uses_prior else None):

@@ -41,6 +41,7 @@ COMMAND_REGISTRARS: list[tuple[str, str]] = [
     ("diffrecon.training", "add_train_parser"),
     ("diffrecon.validate", "add_validate_parser"),
     ("diffrecon.compare", "add_compare_parser"),
+    ("diffrecon.calibrate", "add_calibrate_parser"),
 ]
 _GUI_HINT = ("use the command line instead (diffrecon --help), or set QT_QPA_PLATFORM=offscreen "
              "to run the GUI without a screen")
@@ -396,10 +397,12 @@ def _cmd_solvers(args) -> int:
     if not SOLVERS:
         print("No solvers are registered.")
         return 0
-    print(f"{'NAME':<12} {'OUTPUT':<16} {'NEEDS':<14} TITLE")
+    from .solvers.labels import switches_text
+
+    print(f"{'NAME':<12} {'SPREAD':<16} {'NEEDS':<14} TITLE")
     for name, info in SOLVERS.items():
         defaults = info.Params()
-        output = "posterior" if info.is_posterior(defaults) else "point estimate"
+        output = info.spread_of(defaults).text
         needs = ",".join(sorted(info.needs)) or "-"
         print(f"{name:<12} {output:<16} {needs:<14} {info.title}")
         for f in dataclasses.fields(info.Params):
@@ -409,6 +412,8 @@ def _cmd_solvers(args) -> int:
                 (f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]" if (lo, hi) != (None, None) else "")
             help_ = f.metadata.get("help", "")
             print(f"    {f.name}={getattr(defaults, f.name)!r:<10} {valid:<18} {help_}".rstrip())
+        for switch in switches_text(info):
+            print(f"    spread with {switch}")
     return 0
 
 
@@ -457,9 +462,11 @@ def _memory_text(memory: dict) -> str:
 def _cmd_reconstruct(args) -> int:
     from tqdm import tqdm
 
+    from .calibration import status_text
     from .engine import Finished, Log, Planned, Preparing, Progress, RunConfig, run
     from .guard import Diverged, divergence_of, metric_notes, summary
     from .io import read_measurement, write_result
+    from .solvers.labels import spread_text
     from .solvers import get_solver, parse_params
 
     _check_out_folder(args.out, args.file)
@@ -506,6 +513,7 @@ def _cmd_reconstruct(args) -> int:
     notes = metric_notes(result)
     for key, value in result.metrics.items():
         print(f"{key:>24}: {value:.6g}" + (f"  ({notes[key]})" if key in notes else ""))
+    print(f"{'std':>24}: {spread_text(result.spread)}, {status_text(result.provenance)}")
     interrupted = _write_final(args.out, lambda: write_result(args.out, result))
     diverged = divergence_of(result)
     state = ("diverged" if diverged else "complete" if result.complete else

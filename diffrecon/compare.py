@@ -342,8 +342,10 @@ ROW_CMAPS = {"mean": "gray", "std": "inferno", "error": "RdBu_r"}
 
 
 def std_title(result: Result) -> str:
-    """Deterministic solvers' spread over samples is a seed spread, not a posterior std."""
-    return "posterior std" if result.std_is_posterior else "seed spread"
+    """What the std is: posterior std, seed spread, prior samples, ... (diffrecon.solvers.labels)."""
+    from .solvers.labels import TEXT
+
+    return TEXT.get(result.spread, TEXT["unknown"])
 
 
 def write_figure(path: str | os.PathLike, comparison: Comparison) -> Path:

@@ -21,6 +21,8 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
+from .calibration import spread_fields, stored_calibration
+from .solvers.labels import UNKNOWN, Spread
 from .errors import InputError, RunError
 from .guard import ON_DIVERGENCE, Diverged, DivergenceGuard, retry_config
 from .measurement import Measurement, Result
@@ -55,6 +57,7 @@ class RunConfig:
     preview_interval: float = 0.25  # seconds between previews
     on_divergence: str = "sample"  # sample | all | continue: what a diverged sample stops (diffrecon.guard)
     retry_on_divergence: bool = False  # once, with a smaller guidance weight (guard.retry_config)
+    use_calibration: bool = True  # scale the std by a stored calibration of this setting (diffrecon calibrate)
 
 
 # ------------------------------------------------------------------------------------ events
@@ -71,6 +74,13 @@ class Planned:
     normalization: tuple[float, float]  # (scale, offset): physical = scale * prior + offset
     predicted_seconds: float | None = None  # from a probe (see plan()); None inside run()
     network_mode: str | None = None  # how the network will run (auto resolved); None without a network
+    spread: str | None = None  # posterior | seed | prior | point (solvers.labels); None: from std_is_posterior
+    spread_reason: str = ""  # one sentence: why the spread is what it is
+    calibration: str = "uncalibrated"  # "calibrated (coverage ...)" when a stored calibration applies
+
+    def __post_init__(self):
+        if self.spread is None:
+            self.spread = "posterior" if self.std_is_posterior else "seed"
 
 
 @dataclass
@@ -378,8 +388,8 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     return Planned(
         device=device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
-        predicted_peak_bytes=peak, std_is_posterior=info.is_posterior(setup.params),
-        normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds, network_mode=mode,
+        predicted_peak_bytes=peak, normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds,
+        network_mode=mode, **spread_fields(setup, stored_calibration(measurement, config, setup)),
     )
 
 
@@ -408,20 +418,23 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     setup = prepare(measurement, config, denoiser)
     dev, info, norm = setup.device, setup.info, setup.norm
     steps = len(setup.sigmas) - 1
-    posterior = info.is_posterior(setup.params)
+    spread = info.spread_of(setup.params)
+    calibration = stored_calibration(measurement, config, setup)
+    std_scale = calibration.scale if calibration is not None else 1.0
     yield Planned(
         device=device_name(dev), batches=list(setup.batches), steps=steps,
         nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
-        predicted_peak_bytes=None, std_is_posterior=posterior,
-        normalization=(norm.scale, norm.offset),
+        predicted_peak_bytes=None, normalization=(norm.scale, norm.offset), **spread_fields(setup, calibration),
     )
     for message in setup.warnings:
         yield Log(message, "warning")
     for message in setup.notes:
         yield Log(message, "info")
-    if not posterior:
-        yield Log(f"{info.name} with these settings is deterministic: the spread over samples is a "
-                  "seed spread, not a posterior standard deviation.", "warning")
+    if not spread.is_posterior:
+        yield Log(spread.reason, "warning")
+    if calibration is not None:
+        yield Log(f"The std is scaled by {calibration.scale:.3g}, the stored {calibration.status()} "
+                  f"for {calibration.setting}.", "info")
 
     counter = Counter()
     den = CountingDenoiser(setup.denoiser, counter, setup.autocast, dev) if info.uses_prior else None
@@ -519,7 +532,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         if len(kept) < config.keep_samples:
             kept.extend(norm.to_physical(x[: config.keep_samples - len(kept)].float().cpu().numpy()))
         yield Statistics(norm.to_physical(stats.mean.float().cpu().numpy()),
-                         norm.scale * stats.std().float().cpu().numpy(), stats.n)
+                         std_scale * norm.scale * stats.std().float().cpu().numpy(), stats.n)
     lost = stats.n == 0 and guard.found  # show the diverged samples' last estimates that passed
     if lost:
         counter.nfe_finished = counter.nfe
@@ -529,8 +542,10 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         yield Log("Stopped before any sample finished; nothing to show.", "warning")
         return
     elapsed = time.perf_counter() - t0
-    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso,
-                     posterior and final_step is None,
+    if final_step is not None:  # the batch in progress was finished early: not posterior samples
+        spread = Spread(UNKNOWN, f"the samples in progress were finished by a final denoising step at step "
+                                 f"{final_step[0]} of {final_step[1]}; their spread is not a posterior std")
+    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, spread, calibration,
                      complete=not stopped and not lost and stats.n == config.samples)
     result.metrics["peak_memory_bytes"] = float(run_memory.peak())  # this run's, not the process's
     if final_step is not None:
@@ -546,12 +561,15 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     yield Finished(result)
 
 
-def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior, complete) -> Result:
+def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, spread, calibration,
+            complete) -> Result:
     from . import __version__
+    from .calibration import provenance_record
 
     norm, op = setup.norm, setup.op
     mean = norm.to_physical(stats.mean.float().cpu().numpy())
-    std = norm.scale * stats.std().float().cpu().numpy()
+    scale = calibration.scale if calibration is not None else 1.0
+    std = scale * norm.scale * stats.std().float().cpu().numpy()
     metrics = compute_metrics(op, measurement, mean, std, stats.n, norm)
     peak = memory_snapshot(setup.device)
     metrics.update({
@@ -571,10 +589,12 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "device": device_name(setup.device), "batches": list(setup.batches),
         "normalization": [norm.scale, norm.offset], "software_version": __version__,
         "torch_version": str(torch.__version__), "elapsed_seconds": float(elapsed), "started": start_iso,
+        "spread": spread.kind, "calibration": provenance_record(calibration),
     }
     samples = np.stack(kept) if kept else None
     return Result(mean=mean, std=std, samples=samples, n_samples=stats.n, metrics=metrics,
-                  provenance=provenance, std_is_posterior=posterior, units=measurement.units,
+                  provenance=provenance, std_is_posterior=spread.is_posterior, spread=spread.kind,
+                  units=measurement.units,
                   measurement=measurement, complete=complete)
 
 
@@ -598,6 +618,6 @@ def compute_metrics(op, measurement: Measurement, mean: np.ndarray, std: np.ndar
         out["ssim"] = ssim(mean, gt, rng)
         out["nrmse"] = float(np.linalg.norm(mean - gt) / max(np.linalg.norm(gt), 1e-30))
         if n >= 2 and float(std.max()) > 0:
-            out["coverage90"] = coverage(mean, std, gt, 0.9)
+            out["coverage90"] = coverage(mean, std, gt, n, 0.9)
             out["std_error_corr"] = std_error_correlation(std, mean, gt)
     return out

@@ -56,3 +56,11 @@ class Result:
     units: str = "a.u."
     measurement: Measurement | None = None
     complete: bool = True  # False if stopped early (statistics over the finished samples)
+    #: what the std is (diffrecon.solvers.labels): posterior | seed | prior | point | unknown;
+    #: None: "posterior" if std_is_posterior else "seed". std_is_posterior follows it.
+    spread: str | None = None
+
+    def __post_init__(self):
+        if self.spread is None:
+            self.spread = "posterior" if self.std_is_posterior else "seed"
+        self.std_is_posterior = self.spread == "posterior"

@@ -38,12 +38,31 @@ def ssim(x: np.ndarray, ref: np.ndarray, data_range: float | None = None) -> flo
     return float(np.mean(vals))
 
 
-def coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, level: float = 0.9) -> float:
-    """Fraction of pixels whose truth lies in the central Gaussian credible interval ``level``."""
-    from scipy.stats import norm
+#: The nominal level of the credible intervals every coverage in diffrecon is reported at.
+COVERAGE_LEVEL = 0.9
 
-    z = norm.ppf(0.5 + level / 2)
-    return float(np.mean(np.abs(truth - mean) <= z * std))
+
+def interval_factor(n_samples: int, level: float = COVERAGE_LEVEL) -> float:
+    """Half-width of the ``level`` interval for a new draw, in units of the sample std ``s``
+    (ddof = 1) of ``n_samples`` draws: ``t_{K-1, (1+level)/2} sqrt(1 + 1/K)``.
+
+    For Gaussian draws, ``(x - mean) / (s sqrt(1 + 1/K))`` follows Student's t with ``K - 1``
+    degrees of freedom (the prediction interval), so an exact sampler's interval covers ``level``
+    of held-out truths at every ``K``; the Gaussian ``1.645 s`` covers only 0.76 at ``K = 4``."""
+    from scipy.stats import t
+
+    k = int(n_samples)
+    if k < 2:
+        raise ValueError(f"an interval from the sample std needs at least 2 samples (got {k})")
+    return float(t.ppf(0.5 + level / 2, k - 1) * np.sqrt(1.0 + 1.0 / k))
+
+
+def coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, n_samples: int,
+             level: float = COVERAGE_LEVEL) -> float:
+    """Fraction of pixels whose truth lies in ``mean +- interval_factor(K) std``, where ``mean``
+    and ``std`` (ddof = 1) are over ``n_samples`` = K samples: ``level`` for an exact sampler."""
+    half = interval_factor(n_samples, level) * np.asarray(std, np.float64)
+    return float(np.mean(np.abs(np.asarray(truth, np.float64) - mean) <= half))
 
 
 def std_error_correlation(std: np.ndarray, mean: np.ndarray, truth: np.ndarray) -> float:

@@ -20,6 +20,7 @@ from .errors import InputError
 TRAIN_SEEDS = range(0, 1_000_000)
 VALIDATION_SEEDS = range(1_000_000, 1_100_000)
 TEST_SEEDS = range(1_000_000_000, 1_000_100_000)
+CALIBRATION_SEEDS = range(2_000_000_000, 2_000_100_000)  # diffrecon calibrate's held-out truths
 
 _F = np.float32
 

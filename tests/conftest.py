@@ -10,6 +10,15 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_folder(tmp_path_factory):
+    """Runs look up stored calibrations in the cache folder: tests never see the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DIFFRECON_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _collect_on_the_main_thread(request):
     yield

@@ -203,7 +203,7 @@ def test_nothing_outside_gui_imports_qt():
         "import sys, diffrecon, diffrecon.engine, diffrecon.operators, diffrecon.priors, "
         "diffrecon.solvers, diffrecon.io, diffrecon.cli, diffrecon.metrics, diffrecon.schedule, "
         "diffrecon.runtime, diffrecon.resimulate, diffrecon.compare, diffrecon.validate, diffrecon.training, "
-        "diffrecon.demo, diffrecon.phantoms\n"
+        "diffrecon.demo, diffrecon.phantoms, diffrecon.calibrate, diffrecon.calibration\n"
         "bad = [m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'shiboken6'))]\n"
         "assert not bad, bad\n"
     )

@@ -95,13 +95,14 @@ def _result(m: Measurement, k: int = 3) -> Result:
 def test_result_round_trip_keeps_statistics_provenance_and_nexus_errors_link(tmp_path):
     m = _denoise_measurement()
     r = _result(m)
+    r.spread, r.std_is_posterior = "posterior", True
     path = tmp_path / "r.h5"
     write_result(path, r)
     back = read_result(path)
     np.testing.assert_array_equal(back.mean, r.mean)
     np.testing.assert_array_equal(back.std, r.std)
     np.testing.assert_array_equal(back.samples, r.samples)
-    assert (back.n_samples, back.std_is_posterior, back.complete, back.units) == (3, False, False, m.units)
+    assert (back.n_samples, back.std_is_posterior, back.complete, back.units) == (3, True, False, m.units)
     assert back.metrics == {"psnr": 21.5, "ssim": 0.75}
     assert back.provenance["params"] == {"zeta": 0.5} and back.provenance["seed"] == 7
     assert back.provenance["elapsed_s"] == 1.25 and back.provenance["software_version"]
@@ -136,7 +137,7 @@ def test_result_written_into_a_group_reads_back_equal_and_errors_name_the_file(t
         np.testing.assert_array_equal(back.samples, r.samples)
         assert back.metrics == {"psnr": 21.5, "ssim": 0.75} and back.provenance["seed"] == 7
         np.testing.assert_array_equal(back.measurement.y, m.y)
-        assert f["runs/000/posterior/mean_errors"] == f["runs/000/posterior/std"]
+        assert "mean_errors" not in f["runs/000/posterior"]  # a seed spread gets no NeXus error bars
         with pytest.raises(InputError, match=f"File {path}: "):
             read_result_from(f["runs/001"], path)
 
@@ -281,7 +282,7 @@ def test_bad_result_std_shape_names_posterior_std(tmp_path):
     path = tmp_path / "r.h5"
     write_result(path, _result(_denoise_measurement()))
     with h5py.File(path, "r+") as f:
-        del f["posterior/mean_errors"], f["posterior/std"]
+        del f["posterior/std"]
         f["posterior/std"] = np.zeros((1, 4, 4), np.float32)
     with pytest.raises(InputError, match="/posterior/std") as info:
         read_result(path)
@@ -298,7 +299,9 @@ def test_describe_shows_tree_of_any_hdf5_and_summary_of_diffrecon_files(tmp_path
     assert "counts  dataset (3, 5) uint16" in text and "@units = 'counts'" in text
     assert "Not a diffrecon file" in text
     path = tmp_path / "r.h5"
-    write_result(path, _result(_denoise_measurement()))
+    r = _result(_denoise_measurement())
+    r.spread, r.std_is_posterior = "posterior", True
+    write_result(path, r)
     text = describe(path)
     assert "diffrecon result: 3 samples" in text and "operator denoise" in text and "psnr=21.5" in text
     assert "mean_errors  dataset (1, 16, 16) float32" in text
@@ -355,6 +358,7 @@ def test_integer_flags_written_by_other_tools_read_as_booleans(tmp_path):
     with h5py.File(path, "r+") as f:
         f["posterior"].attrs["complete"] = np.int8(0)
         f["posterior"].attrs["std_is_posterior"] = np.uint8(1)
+        del f["posterior"].attrs["spread"]  # other tools write only the flag
         f["posterior"].attrs["n_samples"] = 3.0
     r = read_result(path)
     assert r.complete is False and r.std_is_posterior is True and r.n_samples == 3

@@ -19,7 +19,7 @@ NEW = ["dds", "pigdm", "daps", "reddiff", "pnp_admm", "ddpm", "ddim", "dpmpp_2m"
 def test_registry_says_which_settings_give_posterior_samples():
     posterior = {name: SOLVERS[name].is_posterior(SOLVERS[name].Params()) for name in NEW}
     assert posterior == {"dds": True, "pigdm": True, "daps": True, "reddiff": False, "pnp_admm": False,
-                         "ddpm": True, "ddim": False, "dpmpp_2m": False}
+                         "ddpm": False, "ddim": False, "dpmpp_2m": False}  # ddpm: prior samples
     assert SOLVERS["ddim"].is_posterior(SOLVERS["ddim"].Params(eta=0.5))
     assert not SOLVERS["dds"].is_posterior(SOLVERS["dds"].Params(eta=0.0))
 

@@ -144,10 +144,6 @@ def test_stopping_after_two_steps_gives_the_same_states_as_a_full_run(name):
     torch.testing.assert_close(first[1], full[1].x, rtol=0, atol=1e-6)
 
 
-#: solvers whose output depends on the seed although it is not a posterior sample (seed spread).
-SEED_SPREAD = {"reddiff", "ddim", "dpmpp_2m"}
-
-
 @pytest.mark.parametrize("name", SOLVERS)
 def test_same_seed_reproduces_and_the_seed_moves_exactly_the_seed_dependent_solvers(name):
     op, y = problem()
@@ -155,13 +151,11 @@ def test_same_seed_reproduces_and_the_seed_moves_exactly_the_seed_dependent_solv
     b = run(name, op, y, seed=7)[-1].x
     c = run(name, op, y, seed=8)[-1].x
     assert torch.equal(a, b)
-    if SOLVERS[name].is_posterior(SOLVERS[name].Params()):
+    if SOLVERS[name].spread_of().kind == "point":
+        assert torch.equal(a, c)  # the registry says point estimate: the seed must not matter
+    else:
         assert (a - c).abs().max() > 1e-3
         assert (a[0] - a[1]).abs().max() > 1e-3  # samples in one batch differ too
-    elif name in SEED_SPREAD:
-        assert (a - c).abs().max() > 1e-3
-    else:
-        assert torch.equal(a, c)  # classical baselines and pnp_admm ignore the seed
 
 
 @pytest.mark.parametrize("name", SOLVERS)

@@ -83,7 +83,7 @@ def test_report_scores_a_posterior_solver_and_proves_a_deterministic_one_reprodu
     # PnP-ADMM ignores the seed: reproducible, zero spread, so its "intervals" cover nothing.
     assert pnp.reproducible is True and pnp.var_ratio[0] == 0.0 and pnp.mean_coverage < 0.2
     text = render_markdown([exact, ddrm, pnp], SETTINGS)
-    assert "| ddrm | posterior |" in text and "| pnp_admm | point/seed spread |" in text and "| yes |" in text
+    assert "| ddrm | posterior std |" in text and "| pnp_admm | point estimate |" in text and "| yes |" in text
 
 
 def test_report_marks_a_solver_the_operator_cannot_serve_and_draws_the_chart(tmp_path):
@@ -119,6 +119,6 @@ def test_cli_writes_the_markdown_report_and_its_chart(tmp_path, capsys):
     assert run_validate(_args("--solvers", "ddrm", "--samples", "4", "--steps", "2", "--trials", "1",
                               "--out", str(out))) == 0
     text = out.read_text()
-    assert text.count("| exact | exact draws |") == 4 and text.count("| ddrm | posterior |") == 2
+    assert text.count("| exact | exact draws |") == 4 and text.count("| ddrm | posterior std |") == 2
     assert "![validity chart](report.png)" in text and (tmp_path / "report.png").stat().st_size > 5000
     assert "## gmm / ct" in capsys.readouterr().out

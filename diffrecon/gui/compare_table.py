@@ -53,7 +53,7 @@ class CompareTable(QtWidgets.QTableWidget):
                 item.setData(_SORT_ROLE, value)
                 if key == "solver":
                     item.setToolTip(row["run"] if row["std_is_posterior"] is not False
-                                    else f"{row['run']}: deterministic, its std is a seed spread")
+                                    else f"{row['run']}: its std is not a posterior std (see diffrecon solvers)")
                 self.setItem(r, c, item)
         self.setSortingEnabled(True)
         self.resizeColumnsToContents()

@@ -92,6 +92,9 @@ class ImagePanel(QtWidgets.QWidget):
     # ------------------------------------------------------------------ model -> view
     def set_title(self, title: str) -> None:
         self._title = title
+        if len(title) > 40 and " · " in title:  # a long title (std map + calibration): a smaller second line
+            head, rest = title.split(" · ", 1)
+            title = f"{head}<br><span style='font-size:7.5pt'>{rest}</span>"
         self.plot.setTitle(title, size="10pt")
 
     def title(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ..calibration import std_title as std_panel_title
 from ..engine import RunConfig
 from ..errors import DiffreconError, InputError
 from ..guard import metric_notes, summary
@@ -15,6 +16,7 @@ from ..measurement import Measurement, Result
 from . import export as exporting
 from . import closing, gc_guard, run_owner
 from .ab_actions import ABActions
+from .calibrate_action import CalibrationRunner
 from .forward_panel import ForwardPanel
 from .hdf5_tree import HDF5Tree
 from ..runtime import memory_snapshot, resolve_device
@@ -100,6 +102,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         s = self.status  # the labels are window attributes too: scripts and tests read them
         self.message_label, self.pixel_label, self.progress_bar = s.message_label, s.pixel_label, s.progress_bar
         self.progress_label, self.memory_label = s.progress_label, s.memory_label
+        self.calibration = CalibrationRunner(self)
         build_menus(self)
         self._fill_recent()
         self.theme = str(self.settings.value(THEME_KEY, "system"))
@@ -279,12 +282,18 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
     def is_running(self) -> bool:
         return self.worker is not None and self.worker.isRunning()
 
-    def start_run(self, config: RunConfig | None = None) -> bool:
+    def measurement_to_run(self, what: str = "a run") -> Measurement | None:
+        """The edited measurement, or None when nothing can start now (a bad noise σ is reported)."""
         if self.is_running() or self.measurement is None:
-            return False
+            return None
         measurement = self.forward.edited_measurement()
         if measurement is None:
-            self.report_error("Noise σ must be a finite number ≥ 0 before a run can start.")
+            self.report_error(f"Noise σ must be a finite number ≥ 0 before {what} can start.")
+        return measurement
+
+    def start_run(self, config: RunConfig | None = None) -> bool:
+        measurement = self.measurement_to_run()
+        if measurement is None:
             return False
         config = config or self.solver.config()
         self.solver.save_settings(self.settings)
@@ -319,6 +328,10 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
                  f"seed={config.seed} device={config.device} prior={config.prior}")
         self._update_enabled()
         return True
+
+    def calibrate_dialog(self) -> None:
+        """Run ▸ Calibrate std: how far these settings' std is off, stored for later runs."""
+        self.calibration.ask_and_start()
 
     def stop_run(self, how: str | None = None) -> None:
         """Stop at the next step, keeping the finished samples; ``how`` FINISH (the Finish now
@@ -368,8 +381,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
 
     def _on_planned(self, planned) -> None:
         self.status.set_batches(planned.batches)
-        if not planned.std_is_posterior:
-            self.view.panels["std"].set_title("Seed spread (not a posterior std)")
+        self.view.panels["std"].set_title(std_panel_title(planned.spread, planned.calibration))
 
     def _on_preview(self, event) -> None:
         self.view.show_preview(event.x0_hat, event.step, event.sample_index)
@@ -515,6 +527,7 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.export_action.setEnabled(self.result is not None and not running)
         self.pin_action.setEnabled(self.view.mean is not None)
         self.predict_action.setEnabled(can_run)
+        self.calibrate_action.setEnabled(can_run)
         self.plan_panel.button.setEnabled(can_run)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:

@@ -33,6 +33,9 @@ def build_menus(w) -> None:
     w.run_action = _action(w, "&Reconstruct", w.start_run, "Ctrl+R", sp.SP_MediaPlay)
     w.stop_action = _action(w, "&Stop", w.stop_run, "Esc", sp.SP_MediaStop)
     w.predict_action = _action(w, "&Predict time and memory", w.predict, "Ctrl+T")
+    w.calibrate_action = _action(w, "&Calibrate std for these settings…", w.calibrate_dialog)
+    w.calibrate_action.setStatusTip("Measure on simulated measurements how far the std of these settings is off, "
+                                    "and correct later runs (diffrecon calibrate).")
     w.export_action = _action(w, "&Export…", w.export_dialog, "Ctrl+E", sp.SP_DialogSaveButton)
     w.pin_action = _action(w, "&Pin result as A", w.pin_result_as_a, "Ctrl+Shift+P")
     w.open_a_action = _action(w, "Open result file as &A…", w.open_a_dialog)
@@ -46,7 +49,7 @@ def build_menus(w) -> None:
     w.recent_menu = menu.addMenu("Open &recent")
     menu.addSeparator()
     menu.addActions([w.export_action, quit_action])
-    bar.addMenu("&Run").addActions([w.run_action, w.stop_action, w.predict_action])
+    bar.addMenu("&Run").addActions([w.run_action, w.stop_action, w.predict_action, w.calibrate_action])
     bar.addMenu("&Compare").addActions([w.pin_action, w.open_a_action, w.compare_action])
     view = bar.addMenu("&View")
     view.addAction(w.fit_action)

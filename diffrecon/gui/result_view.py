@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
+from ..calibration import status_text, std_title as std_panel_title
 from ..measurement import Measurement, Result
 from .image_panel import ImagePanel
 from .ab_view import ABView
@@ -126,6 +127,7 @@ class ResultView(QtWidgets.QWidget):
         self.panels["direct"].show_full()  # linked: every image-grid panel follows
 
     def begin_run(self, deterministic: bool) -> None:
+        # the Planned event follows at once with the exact label (std_panel_title)
         """Fix the streaming levels once (from the truth or direct image) so previews don't flicker."""
         self.panels["std"].set_title("Seed spread (not posterior std)" if deterministic else "Posterior std")
         for key in RESULT_PANELS:
@@ -151,11 +153,10 @@ class ResultView(QtWidgets.QWidget):
 
     def show_result(self, result: Result) -> None:
         self.show_statistics(result.mean, result.std, result.n_samples)
-        kind = "Posterior" if result.std_is_posterior else "Seed"
-        self.panels["mean"].set_title(f"{kind} mean · {result.n_samples}"
+        kind = "Posterior mean" if result.std_is_posterior else "Mean"
+        self.panels["mean"].set_title(f"{kind} · {result.n_samples}"
                                       f"{'' if result.complete else ' (stopped)'}")
-        self.panels["std"].set_title("Posterior std" if result.std_is_posterior
-                                     else "Seed spread (not posterior std)")
+        self.panels["std"].set_title(std_panel_title(result.spread, status_text(result.provenance)))
         self.panels["mean"].set_image(self.mean, auto_levels=self._levels_from is None)
         if self._levels_from is not None:
             self.panels["mean"].colorbar.setLevels(self._levels_from)

@@ -208,14 +208,20 @@ class SolverPanel(QtWidgets.QWidget):
             checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText(),
             **self.guard.values())
 
-    def is_deterministic(self) -> bool:
+    def spread(self):
+        """What the chosen solver's spread is with the form's values (:mod:`diffrecon.solvers.labels`), or None."""
         info = self.solver_info()
         if info is None:
-            return False
+            return None
         try:
-            return not info.is_posterior(info.Params(**self.form.values()))
+            return info.spread_of(info.Params(**self.form.values()))
         except Exception:  # invalid form values: the run will report them
-            return False
+            return None
+
+    def is_deterministic(self) -> bool:
+        """True where the spread is not a posterior std (seed spread, prior samples, point estimate)."""
+        spread = self.spread()
+        return spread is not None and not spread.is_posterior
 
     def predicted_nfe(self) -> int:
         """Network evaluations before planning: steps x samples x evaluations per step."""
@@ -237,8 +243,9 @@ class SolverPanel(QtWidgets.QWidget):
         self.cost.setText(f"Predicted: {self.steps.value()} steps × {self.samples.value()} samples "
                           f"= {self.predicted_nfe()} network evaluations{per}.")
         warnings = []
-        if self.is_deterministic():
-            warnings.append("This solver is deterministic: the spread over seeds is not a posterior standard deviation.")
+        spread = self.spread()
+        if spread is not None and not spread.is_posterior:
+            warnings.append(spread.reason)
         caveat = info.caveat(self._op, self.steps.value()) if info is not None and self._op is not None else None
         if caveat:
             warnings.append(caveat)  # the same sentence the run logs (the registry's, kept current there)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import h5py
 
+from ..calibration import status_text
 from ..errors import InputError
+from ..solvers.labels import spread_text
 from .h5 import MAX_ELEMENTS, atomic_h5, attr_str, attr_text, open_readonly
 from .measurement_file import read_measurement, write_measurement
 from .result_file import read_result, write_result
@@ -62,7 +64,7 @@ def describe(path: str | os.PathLike) -> str:
         if kind == "result":
             r = read_result(path)
             lines.append(f"diffrecon result: {r.n_samples} samples, mean {r.mean.shape}, "
-                         f"{'posterior std' if r.std_is_posterior else 'seed spread (not a posterior std)'}"
+                         f"{spread_text(r.spread)}, {status_text(r.provenance)}"
                          f"{'' if r.complete else ', stopped early'}")
             prov = r.provenance
             lines.append(f"  solver {prov.get('solver', '?')}, steps {prov.get('steps', '?')}, "

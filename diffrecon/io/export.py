@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..solvers.labels import spread_text
 from .atomic import atomic_write
 from .h5 import atomic_h5
 
@@ -174,7 +175,7 @@ def export_result(result_path: str | os.PathLike, what: str = "mean", fmt: str =
         data = r.mean - m.ground_truth
     if out is None:
         out = result_path.with_name(f"{result_path.stem}_{what}{_SUFFIX[fmt]}")
-    label = {"std": "posterior std" if r.std_is_posterior else "seed spread", "error": ERROR_LABEL}.get(what, what)
+    label = {"std": spread_text(r.spread), "error": ERROR_LABEL}.get(what, what)
     levels = None
     if what == "error":
         cmap = "RdBu_r" if cmap == "viridis" else cmap

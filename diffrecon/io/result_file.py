@@ -5,12 +5,14 @@ Layout (documented in docs/formats.md)::
     /                     attrs diffrecon_format="result", format_version, ... (as a measurement),
                                 default="posterior"
     /posterior            NXdata: attrs NX_class="NXdata", signal="mean", n_samples, complete,
-                                  std_is_posterior, units, diverged (bool) and, if true,
-                                  diverged_step (first step a sample failed a check; the
-                                  per-sample record is /provenance/divergence, JSON)
+                                  std_is_posterior, spread, calibration, units, diverged
+                                  (bool) and, if true, diverged_step (first step a sample
+                                  failed a check; the per-sample record is
+                                  /provenance/divergence, JSON)
     /posterior/mean       (C, H, W) float32, attr units
     /posterior/std        (C, H, W) float32
-    /posterior/mean_errors    hard link to /posterior/std (NeXus <field>_errors: silx draws error bars)
+    /posterior/mean_errors    hard link to /posterior/std (NeXus <field>_errors: silx draws error
+                              bars), only where the std is a posterior std
     /posterior/samples    optional (k, C, H, W) float32, k <= 16
     /metrics              attrs: one float per metric
     /provenance           attrs: solver, params (JSON), steps, samples, seed, prior, prior_hash,
@@ -31,8 +33,10 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..calibration import status_text
 from ..errors import InputError
 from ..measurement import FORMAT_VERSION, Result
+from ..solvers.labels import KINDS, POSTERIOR, SEED, UNKNOWN
 from .h5 import (atomic_h5, attr_bool, attr_int, attr_json, attr_str, attr_text, open_readonly, read_finite,
                  require_dataset, require_group, set_attr)
 from .measurement_file import _dataset, check_format, read_measurement_from, write_measurement_into
@@ -77,6 +81,8 @@ def _write_result(f: h5py.Group, result: Result, mean: np.ndarray, std: np.ndarr
     p.attrs["n_samples"] = int(result.n_samples)
     p.attrs["complete"] = bool(result.complete)
     p.attrs["std_is_posterior"] = bool(result.std_is_posterior)
+    p.attrs["spread"] = str(result.spread)  # posterior | seed | prior | point | unknown
+    p.attrs["calibration"] = status_text(result.provenance)
     p.attrs["units"] = result.units or ""
     divergence = (result.provenance or {}).get("divergence")
     p.attrs["diverged"] = bool(divergence)
@@ -88,7 +94,8 @@ def _write_result(f: h5py.Group, result: Result, mean: np.ndarray, std: np.ndarr
     s = _dataset(p, "std", std)
     s.attrs["units"] = result.units or ""
     s.attrs["interpretation"] = "image"
-    p["mean_errors"] = s  # a hard link: one dataset, two names
+    if result.std_is_posterior:  # NeXus error bars claim an uncertainty of the mean: posterior only
+        p["mean_errors"] = s  # a hard link: one dataset, two names
     if result.samples is not None and len(result.samples):
         samples = np.asarray(result.samples, dtype=np.float32)[:MAX_STORED_SAMPLES]
         if samples.shape[1:] != mean.shape:
@@ -161,10 +168,24 @@ def read_result_from(f: h5py.Group, path: Path) -> Result:
     n_samples = attr_int(p.attrs, "n_samples", path, "/posterior", default=stored)
     return Result(
         mean=mean, std=std, samples=samples, n_samples=n_samples, metrics=metrics, provenance=provenance,
-        std_is_posterior=attr_bool(p.attrs, "std_is_posterior", path, "/posterior", default=True),
+        spread=_read_spread(p, path),
         units=attr_str(mean_ds.attrs, "units", "a.u."), measurement=measurement,
         complete=attr_bool(p.attrs, "complete", path, "/posterior", default=True),
     )
+
+
+def _read_spread(p: h5py.Group, path: Path) -> str:
+    """What the file's std is; a file that does not say reads as "not a posterior" (unknown)."""
+    flag = attr_bool(p.attrs, "std_is_posterior", path, "/posterior", default=False)
+    if "spread" in p.attrs:
+        kind = attr_str(p.attrs, "spread")
+        if kind not in KINDS:
+            raise InputError(f"File {path}: attribute spread of /posterior is {kind!r}; valid values are "
+                             f"{', '.join(KINDS)}.")
+        return kind
+    if flag:
+        return POSTERIOR
+    return SEED if "std_is_posterior" in p.attrs else UNKNOWN
 
 
 def _read_provenance(f: h5py.File, path: Path) -> dict[str, Any]:

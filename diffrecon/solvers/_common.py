@@ -140,6 +140,7 @@ class SolverInfo:
     #: subset of {"svd", "pinv", "grad"}; "grad" means backpropagation through the network.
     needs: frozenset = frozenset()
     #: True if the batch holds posterior samples; a callable decides from the params (DDIM eta).
+    #: Superseded by ``spread`` where an entry declares one (see :mod:`.labels`).
     posterior: bool | Callable[[Any], bool] = True
     #: False for classical baselines that ignore the denoiser and the schedule.
     uses_prior: bool = True
@@ -150,9 +151,17 @@ class SolverInfo:
     #: the data step filters an iterative pseudo-inverse by the noise level (noise_sigma > 0), so
     #: noisy data are not amplified (DDNM+'s Tikhonov-filtered correction).
     noise_filtered_pinv: bool = False
+    #: what the spread over samples is, from the params (:class:`~.labels.SpreadRule`); None: ``posterior``.
+    spread: Any = None
 
     def is_posterior(self, params: Any) -> bool:
-        return self.posterior(params) if callable(self.posterior) else bool(self.posterior)
+        return self.spread_of(params).is_posterior
+
+    def spread_of(self, params: Any = None):
+        """:func:`~.labels.spread_of` for this solver: posterior std, seed spread, prior samples or none."""
+        from .labels import spread_of
+
+        return spread_of(self, params)
 
     def caveat(self, op, steps: int | None = None) -> str | None:
         """A warning worth showing before a run of ``steps`` steps on ``op``, or None."""

@@ -104,3 +104,8 @@ def spectral_measurement(op, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     s_safe = torch.where(observed, s, torch.ones_like(s))
     y_bar = torch.where(observed, op.U_adjoint(y) / s_safe, torch.zeros_like(s))
     return s_safe, observed, y_bar
+
+
+def guidance_uses_data(params) -> bool:
+    """Whether the accelerated samplers' ``guidance`` lets ``y`` in (``none``, or ``dps`` at zeta = 0, ignore it)."""
+    return params.guidance != "none" and not (params.guidance == "dps" and params.zeta == 0)

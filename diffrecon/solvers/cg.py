@@ -16,6 +16,7 @@ import torch
 from ..linalg import batch_dot, batch_view
 from ._common import SolverInfo, Step, param
 from ._guidance import match_batch, zeros_like_batch
+from .labels import POINT, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -52,5 +53,5 @@ INFO = SolverInfo(
     name="cg", solve=solve, Params=Params,
     title="Tikhonov least squares (conjugate gradients)",
     reference="Hestenes & Stiefel, J. Res. NBS 1952; Tikhonov 1963",
-    needs=frozenset(), posterior=False, uses_prior=False,
+    needs=frozenset(), spread=SpreadRule(POINT), uses_prior=False,
 )

@@ -39,6 +39,7 @@ from ..schedule import karras_sigmas
 from ._common import SolverInfo, Step, ddim_step, param
 from ._guidance import match_batch
 from .diffpir import SIGMA_Y_FLOOR
+from .labels import POSTERIOR, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -81,5 +82,5 @@ INFO = SolverInfo(
     name="daps", solve=solve, Params=Params,
     title="DAPS (decoupled annealing posterior sampling)",
     reference="Zhang, Chu, Berner, Ruan, Zhang, Yue, Azizzadenesheli & Anandkumar, CVPR 2025",
-    needs=frozenset(), posterior=True, uses_prior=True, nfe_per_step=5,
+    needs=frozenset(), spread=SpreadRule(POSTERIOR, data=("langevin_steps", "lr")), uses_prior=True, nfe_per_step=5,
 )

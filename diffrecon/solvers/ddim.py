@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ._common import SolverInfo, Step, ancestral_ddim_step, param
-from ._guidance import guidance_param, guided_estimate, match_batch, zeta_param
+from ._guidance import guidance_param, guidance_uses_data, guided_estimate, match_batch, zeta_param
+from .labels import POSTERIOR, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,10 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
         yield Step(i, n, sigma_next, x.detach(), x0_hat, i + 1)
 
 
-def _is_posterior(params: Params) -> bool:
-    return params.eta > 0
-
-
 INFO = SolverInfo(
     name="ddim", solve=solve, Params=Params,
     title="DDIM (fast; deterministic at eta = 0)",
     reference="Song, Meng & Ermon, ICLR 2021",
-    needs=frozenset({"pinv", "grad"}), posterior=_is_posterior, uses_prior=True,
+    needs=frozenset({"pinv", "grad"}), uses_prior=True,
+    spread=SpreadRule(POSTERIOR, noise=("eta",), data=guidance_uses_data),
 )

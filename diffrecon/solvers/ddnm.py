@@ -60,6 +60,7 @@ import torch.nn.functional as F
 
 from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
 from ._guidance import match_batch, range_null_space, spectral_measurement
+from .labels import POSTERIOR, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -176,5 +177,8 @@ INFO = SolverInfo(
     title="DDNM+ (null-space diffusion)",
     reference="Wang, Yu & Zhang, ICLR 2023",
     # The SVD is used where the operator has one (per-singular-value DDNM+), but is not required.
-    needs=frozenset({"pinv"}), posterior=True, uses_prior=True, noise_filtered_pinv=True,
+    needs=frozenset({"pinv"}), uses_prior=True, noise_filtered_pinv=True,
+    spread=SpreadRule(POSTERIOR, noise=("eta",), seed_why=(
+        "ddnm with eta = 0 is deterministic given its starting noise (a seed spread, not a posterior standard "
+        "deviation); with noisy data its correction lambda_t is 0 as well, so it then ignores the measurement.")),
 )

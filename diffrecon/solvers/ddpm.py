@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ._common import SolverInfo, Step, ancestral_ddim_step
+from .labels import PRIOR, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -41,5 +42,5 @@ INFO = SolverInfo(
     name="ddpm", solve=solve, Params=Params,
     title="DDPM (unconditional prior samples; ignores the measurement)",
     reference="Ho, Jain & Abbeel, NeurIPS 2020",
-    needs=frozenset(), posterior=True, uses_prior=True,
+    needs=frozenset(), spread=SpreadRule(PRIOR), uses_prior=True,
 )

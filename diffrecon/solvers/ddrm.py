@@ -26,6 +26,7 @@ import torch
 
 from ._common import SolverInfo, Step, param
 from ._guidance import match_batch
+from .labels import POSTERIOR, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -72,5 +73,7 @@ INFO = SolverInfo(
     name="ddrm", solve=solve, Params=Params,
     title="DDRM (denoising diffusion restoration models)",
     reference="Kawar, Elad, Ermon & Song, NeurIPS 2022",
-    needs=frozenset({"svd"}), posterior=True, uses_prior=True,
+    needs=frozenset({"svd"}), uses_prior=True,
+    # eta = 0 still adds fresh noise in the measured directions (Eq. 8 bottom): never deterministic.
+    spread=SpreadRule(POSTERIOR),
 )

@@ -27,6 +27,7 @@ from typing import Iterator
 from ..linalg import conjugate_gradient
 from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
 from ._guidance import match_batch
+from .labels import POSTERIOR, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -58,5 +59,5 @@ INFO = SolverInfo(
     name="dds", solve=solve, Params=Params,
     title="DDS (decomposed diffusion sampling)",
     reference="Chung, Lee & Ye, ICLR 2024",
-    needs=frozenset(), posterior=lambda params: params.eta > 0, uses_prior=True,
+    needs=frozenset(), spread=SpreadRule(POSTERIOR, noise=("eta",)), uses_prior=True,
 )

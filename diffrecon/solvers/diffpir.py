@@ -36,6 +36,7 @@ from typing import Iterator
 
 from ._common import SolverInfo, Step, param
 from ._guidance import match_batch
+from .labels import POSTERIOR, SpreadRule
 
 #: the authors' floor on the noise level in rho_t (noise-free data).
 SIGMA_Y_FLOOR = 1e-3
@@ -76,5 +77,5 @@ INFO = SolverInfo(
     name="diffpir", solve=solve, Params=Params,
     title="DiffPIR (diffusion plug-and-play)",
     reference="Zhu, Zhang, Liang, Cao, Wen, Timofte & Van Gool, CVPRW 2023",
-    needs=frozenset(), posterior=True, uses_prior=True,
+    needs=frozenset(), spread=SpreadRule(POSTERIOR, noise=("zeta",)), uses_prior=True,
 )

@@ -11,6 +11,7 @@ from typing import Iterator
 
 from ._common import SolverInfo, Step
 from ._guidance import match_batch
+from .labels import POINT, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -27,5 +28,5 @@ INFO = SolverInfo(
     name="direct", solve=solve, Params=Params,
     title="Direct reconstruction (FBP / zero-filled / pseudo-inverse)",
     reference="the forward model's classical inverse",
-    needs=frozenset(), posterior=False, uses_prior=False,
+    needs=frozenset(), spread=SpreadRule(POINT), uses_prior=False,
 )

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ._common import SolverInfo, Step
-from ._guidance import guidance_param, guided_estimate, match_batch, zeta_param
+from ._guidance import guidance_param, guidance_uses_data, guided_estimate, match_batch, zeta_param
+from .labels import SEED, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -62,5 +63,8 @@ INFO = SolverInfo(
     name="dpmpp_2m", solve=solve, Params=Params,
     title="DPM-Solver++(2M) (fast, deterministic)",
     reference="Lu, Zhou, Bao, Chen, Li & Zhu, arXiv:2211.01095, 2022",
-    needs=frozenset({"pinv", "grad"}), posterior=lambda params: False, uses_prior=True,
+    needs=frozenset({"pinv", "grad"}), uses_prior=True,
+    spread=SpreadRule(SEED, data=guidance_uses_data,
+                      why="DPM-Solver++(2M) is deterministic given its starting noise: the spread over samples "
+                          "is a seed spread, not a posterior standard deviation."),
 )

@@ -29,6 +29,7 @@ from typing import Iterator
 
 from ._common import SolverInfo, Step, ancestral_ddim_step, param
 from ._guidance import match_batch, tweedie_with_residual_grad, vp_to_ve_gain
+from .labels import POSTERIOR, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ INFO = SolverInfo(
     name="dps", solve=solve, Params=Params,
     title="DPS (diffusion posterior sampling)",
     reference="Chung, Kim, McCann, Klasky & Ye, ICLR 2023",
-    needs=frozenset({"grad"}), posterior=True, uses_prior=True,
+    needs=frozenset({"grad"}), spread=SpreadRule(POSTERIOR, data=("zeta",)), uses_prior=True,
     # measured with the bundled prior on the CT demo: 5 steps -16 dB, 50 steps 25.5 dB, 100 steps 28.1 dB
     min_steps=20,
 )

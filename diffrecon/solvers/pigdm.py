@@ -30,6 +30,7 @@ import torch
 from ..operators.base import measured_residual
 from ._common import SolverInfo, Step, ancestral_ddim_step, param
 from ._guidance import match_batch
+from .labels import POSTERIOR, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -63,5 +64,6 @@ INFO = SolverInfo(
     name="pigdm", solve=solve, Params=Params,
     title="PiGDM (pseudoinverse-guided diffusion)",
     reference="Song, Vahdat, Mardani & Kautz, ICLR 2023",
-    needs=frozenset({"grad", "pinv"}), posterior=True, uses_prior=True,
+    needs=frozenset({"grad", "pinv"}), uses_prior=True,
+    spread=SpreadRule(POSTERIOR, noise=("eta",), data=("weight",)),
 )

@@ -27,6 +27,7 @@ import torch
 from ._common import SolverInfo, Step, param
 from ._guidance import match_batch
 from .diffpir import SIGMA_Y_FLOOR
+from .labels import POINT, SpreadRule
 
 
 @dataclass(frozen=True)
@@ -55,5 +56,5 @@ INFO = SolverInfo(
     name="pnp_admm", solve=solve, Params=Params,
     title="PnP-ADMM (plug-and-play, point estimate)",
     reference="Venkatakrishnan, Bouman & Wohlberg 2013; Chan, Wang & Elgendy, IEEE TCI 2017",
-    needs=frozenset(), posterior=False, uses_prior=True,
+    needs=frozenset(), spread=SpreadRule(POINT), uses_prior=True,
 )

@@ -33,6 +33,7 @@ from ..operators.base import measured_residual
 from ._common import SolverInfo, Step, param
 from ._guidance import match_batch
 from .diffpir import SIGMA_Y_FLOOR
+from .labels import SEED, SpreadRule
 
 BETAS = (0.9, 0.99)
 
@@ -72,5 +73,7 @@ INFO = SolverInfo(
     name="reddiff", solve=solve, Params=Params,
     title="RED-diff (variational, point estimate)",
     reference="Mardani, Song, Kautz & Vahdat, ICLR 2024",
-    needs=frozenset(), posterior=False, uses_prior=True,
+    needs=frozenset(), uses_prior=True,
+    spread=SpreadRule(SEED, why="RED-diff optimises one image; the spread over samples comes from its random noise "
+                                "draws (a seed spread), not from the posterior."),
 )

@@ -24,6 +24,7 @@ import torch
 
 from ._common import SolverInfo, Step, param
 from ._guidance import match_batch, zeros_like_batch
+from .labels import POINT, SpreadRule
 
 Tensor = torch.Tensor
 
@@ -80,5 +81,5 @@ INFO = SolverInfo(
     name="tv", solve=solve, Params=Params,
     title="Total variation (Chambolle-Pock)",
     reference="Chambolle & Pock, J. Math. Imaging Vis. 2011; Rudin, Osher & Fatemi 1992",
-    needs=frozenset(), posterior=False, uses_prior=False,
+    needs=frozenset(), spread=SpreadRule(POINT), uses_prior=False,
 )

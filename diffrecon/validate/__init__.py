@@ -5,7 +5,7 @@ sparse-view CT, small images) the posterior is known in closed form. Per solver 
 report gives the relative error of the posterior mean, the per-pixel ratio of sample variance to
 true variance (median and 10-90 % range), the fraction of pixels whose marginal a
 Kolmogorov-Smirnov test rejects at 5 %, the empirical coverage of the 90 % credible intervals
-(mean +- 1.645 std, the engine's ``coverage90``) on held-out truths drawn from the prior over
+(mean +- t_{K-1} sqrt(1 + 1/K) std, :func:`diffrecon.metrics.coverage`, the engine's ``coverage90``) on held-out truths drawn from the prior over
 several trials, and for deterministic samplers whether the same seed reproduces the same image.
 Output: a Markdown table and a PNG bar chart. CPU only; the default run takes minutes.
 """
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from ..solvers import SOLVERS
 from .report import EXACT, Row, Settings, default_solvers, validate
 
 __all__ = ["add_validate_parser", "run_validate", "validate", "render_markdown", "render_png", "Settings", "Row"]
@@ -38,7 +39,8 @@ def render_markdown(rows: list[Row], settings: Settings, command: str = "") -> s
         "- **var ratio**: per-pixel sample variance / posterior variance, median [10 %, 90 %] over pixels (1 calibrated).",
         "- **KS rej.**: fraction of pixels whose samples a one-sample Kolmogorov-Smirnov test against the exact "
         "marginal rejects at 5 % (about 0.05 for an exact sampler).",
-        "- **cov90**: fraction of pixels whose held-out truth lies in mean +- 1.645 std, averaged over trials (0.90 calibrated).",
+        "- **cov90**: fraction of pixels whose held-out truth lies in mean +- t(K-1, 0.95) sqrt(1 + 1/K) std "
+        "(the prediction interval of K samples), averaged over trials (0.90 calibrated).",
         "- **same seed**: deterministic samplers re-run with the same seed give the identical image; their spread is a "
         "seed spread, not a posterior std.",
         "- **exact**: draws from the closed-form posterior through the same statistics: the floor set by the sample count.", "",
@@ -53,7 +55,7 @@ def render_markdown(rows: list[Row], settings: Settings, command: str = "") -> s
                 out.append(f"| {r.solver} | n/a | {r.note} | | | | | |")
                 continue
             med, lo, hi = r.var_ratio
-            kind = "exact draws" if r.solver == EXACT else ("posterior" if r.posterior else "point/seed spread")
+            kind = "exact draws" if r.solver == EXACT else SOLVERS[r.solver].spread_of().text
             same = "" if r.reproducible is None else ("yes" if r.reproducible else "NO")
             out.append(f"| {r.solver} | {kind} | {_fmt(r.mean_error)} | {_fmt(med)} [{_fmt(lo)}, {_fmt(hi)}] | "
                        f"{_fmt(r.ks_reject)} | {_fmt(r.mean_coverage)} | {same} | {r.seconds:.1f} |")

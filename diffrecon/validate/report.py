@@ -82,7 +82,7 @@ def _prior_mean(prior) -> np.ndarray:
 
 def _trial_coverage(samples: np.ndarray, truth: torch.Tensor) -> float:
     mean, std = samples.mean(axis=0), samples.std(axis=0, ddof=1)
-    return coverage(mean, std, truth[0].numpy(), 0.9)
+    return coverage(mean, std, truth[0].numpy(), len(samples), 0.9)
 
 
 def evaluate(problem: Problem, solver: str, settings: Settings) -> Row:
