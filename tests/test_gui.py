@@ -174,9 +174,9 @@ def test_solver_panel_predicts_nfe_and_warns_for_deterministic_solvers(window):
     panel = window.solver
     assert panel.predicted_nfe() == 3 * 2
     assert "= 6 network evaluations" in panel.cost.text()
-    assert "deterministic" not in panel.warning.text()
+    assert "point estimate" not in panel.warning.text() and "seed spread" not in panel.warning.text()
     panel.set_config(RunConfig(solver="direct", steps=3, samples=2))
-    assert panel.is_deterministic() and panel.warning.isVisibleTo(panel) and "deterministic" in panel.warning.text()
+    assert panel.is_deterministic() and panel.warning.isVisibleTo(panel) and "point estimate" in panel.warning.text()
 
 
 def test_solvers_the_operator_cannot_serve_are_disabled_with_reason(window):
