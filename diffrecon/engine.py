@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 from .errors import InputError, RunError
+from .limits import check_bytes, check_seed, nbytes
 from .measurement import Measurement, Result
 from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
 from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, Welford, device_name,
-                      memory_snapshot, resolve_device)
+                      memory_snapshot, out_of_memory, resolve_device)
 from .priors.acceleration import (COMPILE_SPEEDUP, auto_mode, compile_cost, compiled_before, resolve_mode,
                                   shape_signature)
 from .schedule import make_sigmas
@@ -184,6 +185,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
         raise InputError(f"steps must be at least 1 (got {config.steps}).")
     if config.samples < 1:
         raise InputError(f"samples must be at least 1 (got {config.samples}).")
+    check_seed(config.seed)
+    check_bytes(8 * (config.steps + 1), f"steps={config.steps} (its table of noise levels)", "schedule")
     if config.batch_size is not None and config.batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {config.batch_size}).")
     if config.precision not in ("bf16", "fp32"):
@@ -195,6 +198,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
     channels_last = bool(config.channels_last) and device.type == "cuda"
 
     op = build_operator(measurement.operator).to(device)
+    check_bytes(config.samples * nbytes(op.image_shape, 4),
+                f"samples={config.samples} of {'x'.join(map(str, op.image_shape))} images", "samples")
     y_np = np.asarray(measurement.y)
     if tuple(y_np.shape) != tuple(op.meas_shape):
         raise InputError(
@@ -401,6 +406,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     last_preview = last_progress = -1e9
     total_work = steps * config.samples
     queue = list(setup.batches)
+    ran: list[int] = []  # the batches that finished, for provenance (after any halving or a stop)
     first = 0
     stopped = False
     while queue and not stopped:
@@ -431,16 +437,21 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                     if stop is not None and stop.is_set():
                         stopped = True
                         break
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as err:
+            where = out_of_memory(err, dev)
+            if where is None:
+                raise
+            x = None
             if b == 1:
-                raise RunError(f"Out of GPU memory with a single sample of {info.name}; use a smaller image, "
-                               "bf16 precision or the CPU.") from None
+                raise RunError(f"Out of {where} memory with a single sample of {info.name}; use a smaller image"
+                               + (", bf16 precision or the CPU." if where == "GPU" else " or free memory.")) from None
             if network is not None:
                 network.release()  # graphs recorded for the batch that did not fit
-            torch.cuda.empty_cache()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
             half = max(1, b // 2)
             queue = _plan_batches(b + sum(queue), half)  # every later batch at the size that fits
-            yield Log(f"Out of GPU memory with {b} samples per batch; going on with {half}.", "warning")
+            yield Log(f"Out of {where} memory with {b} samples per batch; going on with {half}.", "warning")
             continue
         landed = preview.ready(wait=True)  # the batch's last estimate, so the view ends current
         if landed is not None:
@@ -463,14 +474,15 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         if len(kept) < config.keep_samples:
             kept.extend(norm.to_physical(x[: config.keep_samples - len(kept)].float().cpu().numpy()))
         first += b
+        ran.append(b)
         yield Statistics(norm.to_physical(stats.mean.float().cpu().numpy()),
                          norm.scale * stats.std().float().cpu().numpy(), stats.n)
     if stats.n == 0:
         yield Log("Stopped before any sample finished; nothing to show.", "warning")
         return
     elapsed = time.perf_counter() - t0
-    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior,
-                     complete=not stopped)
+    result = _result(measurement, config, dataclasses.replace(setup, batches=ran), stats, kept, counter, elapsed,
+                     start_iso, posterior, complete=not stopped)
     yield Finished(result)
 
 

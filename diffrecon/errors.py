@@ -16,3 +16,10 @@ class InputError(DiffreconError, ValueError):
 
 class RunError(DiffreconError, RuntimeError):
     """A reconstruction could not go on (divergence, out of memory at batch size 1)."""
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters escaped (``\\x1b`` for ESC), so names read from a file
+    cannot move the cursor, recolour or clear a terminal when a message shows them."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, printable
 from ..measurement import FORMAT_VERSION, Measurement
 from ..operators import OPERATORS, OperatorSpec, build_operator
 from .h5 import (atomic_h5, attr_bool, attr_float, attr_int, attr_json, attr_str, check_size, open_readonly,
@@ -153,9 +153,9 @@ def read_measurement_from(f: h5py.File, path: Path) -> Measurement:
         op = build_operator(spec)
     except InputError as err:
         raise InputError(f"File {path}: {err}") from None
-    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as err:
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, OverflowError, RecursionError) as err:
         raise InputError(f"File {path}: group /operator does not describe a valid {spec.kind} "
-                         f"forward model ({err}).") from None
+                         f"forward model ({printable(str(err)[:200])}).") from None
     meas_shape = tuple(op.meas_shape)
     if tuple(y_ds.shape) != meas_shape:
         raise InputError(f"File {path}: dataset /measurement/y has shape {y_ds.shape}, but the {spec.kind} "

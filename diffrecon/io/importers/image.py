@@ -148,6 +148,9 @@ def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: 
         return operator_class("Blur")(shape, kernel, noise)
     if kind == "sr":
         return operator_class("SuperResolution")(shape, int(o["factor"]), noise)
+    if kind in ("ct", "ct_limited"):  # the geometry's cost is checked before its angles are made
+        n_det = operator_class("default_detectors")(h, w)
+        operator_class("check_ct_bytes")(max(int(o["n_views"]), 0), n_det, h, w, f"Option n_views={o['n_views']}: ")
     if kind == "ct":
         angles = operator_class("sparse_view_angles")(int(o["n_views"]))
         return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise)
@@ -157,6 +160,8 @@ def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: 
     mask = operator_class("cartesian_mask")((h, w), float(o["acceleration"]), o["center_fraction"],
                                             str(o["mask_kind"]), seed)
     n_coils = int(o["coils"])
+    if n_coils < 1:
+        raise InputError(f"Option coils={o['coils']} is invalid; a simulated MRI needs at least 1 coil.")
     maps = operator_class("birdcage_maps")((h, w), n_coils) if n_coils > 1 else None
     return operator_class("MRI")(shape, mask, coil_maps=maps, noise_sigma=noise)
 
@@ -184,7 +189,7 @@ def simulate(image: np.ndarray, operator_kind: str, options: dict[str, Any] | No
     x = _to_chw(np.asarray(image), "The image to simulate from")
     try:
         op = _operator(operator_kind, tuple(x.shape), opts, float(noise), int(seed))
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError) as err:
         if isinstance(err, InputError):
             raise
         raise InputError(f"Options {opts} are not valid for {operator_kind} ({err}).") from None
