@@ -279,7 +279,7 @@ TRACEBACK_CASES = [
     _measurement_bomb("rf", lambda f: _params(f, n_antennas=float("inf")), "rf", _reconstruct),
     _with_prior({"card.json": {"resolution": "abc"}}, "resolution"),
     _with_prior({"card.json": {"channels": float("nan")}}, "channels"),
-    _with_prior({"card.json": {"sigma_min": 0}}, "sigma_min"),
+    _with_prior({"card.json": {"sigma_min": -1}}, "sigma_min"),
     _with_prior({"card.json": {"value_range": [1, 0]}}, "value_range"),
     _with_prior({"card.json": {"schedule": {"timesteps": 0}}}, "timesteps"),
     _with_prior({"card.json": {"schedule": {"timesteps": "many"}}}, "timesteps"),

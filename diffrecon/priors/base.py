@@ -72,9 +72,9 @@ class PriorCard:
             raise InputError(f"Prior card {source}: resolution {kw['resolution']} and channels {kw['channels']} must "
                              "be positive (channels at most 16).")
         low, high = kw["value_range"]
-        if not low < high or not 0 < kw["sigma_min"] < kw["sigma_max"]:
+        if not low < high or not 0 <= kw["sigma_min"] <= kw["sigma_max"]:
             raise InputError(f"Prior card {source}: value_range {kw['value_range']} must be low < high and "
-                             f"sigma_min {kw['sigma_min']} < sigma_max {kw['sigma_max']} both positive.")
+                             f"0 <= sigma_min {kw['sigma_min']} <= sigma_max {kw['sigma_max']}.")
         for key, kind in (("schedule", dict), ("extra", dict), ("name", str), ("training_data", str),
                           ("description", str)):
             if key in kw and not isinstance(kw[key], kind):

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InputError, printable
 
-_GLOBAL = re.compile(r"unsupported GLOBAL ([\w.]+)", re.IGNORECASE)
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def load_tensors_only(path: str | Path, what: str, instead: str):
@@ -23,13 +23,11 @@ def load_tensors_only(path: str | Path, what: str, instead: str):
     path = Path(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError as err:  # an object besides tensors, or bytes that are no pickle
         found = _GLOBAL.search(str(err))
-        if found:
-            raise InputError(f"{what} {path} holds a Python object ({printable(found.group(1))[:80]}) besides "
-                             f"tensors and is refused, since loading it could run code; {instead}.") from None
-        raise InputError(f"{what} {path} is not a tensor file written by torch.save (it may be damaged); "
-                         f"{instead}.") from None
+        held = f" (it holds {printable(found.group(1))[:80]})" if found else ""
+        raise InputError(f"{what} {path} is not a plain state dict of tensors and is refused, since loading it "
+                         f"could run code{held}; {instead}.") from None
     except PermissionError:
         raise InputError(f"{what} {path} cannot be read: permission denied.") from None
     except (RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
