@@ -41,26 +41,6 @@ RSS_LIMIT = 1 << 30
 BATCH = 24
 BATCH_TIMEOUT = 240.0
 
-_CHILD = """
-import contextlib, io, json, resource, sys, time, traceback
-resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-from diffrecon.cli import main
-log = open(sys.argv[2], "a")
-for argv in json.load(open(sys.argv[1])):
-    err, std = io.StringIO(), io.StringIO()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
-        try:
-            rc = main(argv)
-        except BaseException:
-            traceback.print_exc()
-            rc = 99
-    log.write(json.dumps(dict(rc=rc, stderr=err.getvalue()[-4000:], stdout=std.getvalue()[-2000:],
-                              seconds=time.perf_counter() - t0,
-                              rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)) + "\\n")
-    log.flush()
-"""
-
 H5_MUTATIONS = ["delete", "dtype", "shape", "nan", "external", "virtual", "attr", "truncate", "bytes",
                 "huge", "null", "name", "json"]
 JSON_VALUES = [None, "x", -1, 0, 1e308, float("nan"), float("inf"), 10**30, [], {}, [[[[[[[[[[1]]]]]]]]]], True,
@@ -270,15 +250,14 @@ def run_batch(cases: list[tuple[str, list[str]]], folder: Path) -> list[dict]:
     """Run the batch; a crash or hang ends the child: the case it was on is recorded as such and
     the rest run in a new child."""
     results: list[dict] = []
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     while len(results) < len(cases):
         todo = cases[len(results):]
         argv_file, log_file = folder / f"argv{len(results)}.json", folder / f"log{len(results)}.jsonl"
         argv_file.write_text(json.dumps([a for _, a in todo]))
         log_file.write_text("")
         try:
-            proc = subprocess.run([sys.executable, "-c", _CHILD.format(limit=hc.AS_LIMIT), str(argv_file),
-                                   str(log_file)], cwd=folder, env=env, capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-c", hc.BATCH_CHILD.format(limit=hc.AS_LIMIT), str(argv_file),
+                                   str(log_file)], cwd=folder, env=hc.child_env(), capture_output=True, text=True,
                                   timeout=BATCH_TIMEOUT)
             rc, tail = proc.returncode, proc.stderr[-500:]
         except subprocess.TimeoutExpired:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -270,6 +268,8 @@ TRACEBACK_CASES = [
     _measurement_bomb("inpaint", lambda f: _replace(f["measurement"], "y", data=h5py.Empty("f4")), "/measurement/y",
                       _reconstruct),
     Case("fastmri:null kspace", lambda d: _import(_fastmri_empty(d), d), "/kspace"),
+    Case("dxchange:null theta", lambda d: _import(_edit(_dxchange(d), lambda f: f.create_dataset(
+        "exchange/theta", data=h5py.Empty("f8"))), d), "/exchange/theta"),
     _measurement_bomb("ct", lambda f: f["operator"].attrs.__setitem__("params", _nested(100000)), "params",
                       _reconstruct),
     _measurement_bomb("ct", lambda f: f["operator"].attrs.__setitem__("params", '{"n_detectors": 1e400}'),
@@ -394,42 +394,13 @@ class Outcome:
         return self.rc < 0 or self.rc not in (0, 1, 2, 130)
 
 
-_CHILD = """
-import atexit, os, resource, sys
-resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-def _report():
-    with open(os.environ["DIFFRECON_RSS_FILE"], "w") as f:
-        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
-atexit.register(_report)
-from diffrecon.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 120.0, limit: int = AS_LIMIT) -> Outcome:
-    """``diffrecon ARGS`` in a fresh interpreter under an address-space limit; its peak RSS."""
-    rss_file = Path(cwd) / ".rss"
-    env = dict(os.environ, OMP_NUM_THREADS="1", DIFFRECON_RSS_FILE=str(rss_file))
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD.format(limit=limit), *args], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=timeout)
-        rc, out, err = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        rc, out, err = -9, str(exc.stdout or ""), f"{exc.stderr or ''}\n(timed out)"
-    try:
-        rss = int(rss_file.read_text())
-    except (OSError, ValueError):
-        rss = -1  # the process died before its exit handlers ran
-    return Outcome(rc, err, out, rss, time.perf_counter() - start)
-
-
-_BATCH_CHILD = """
+#: Runs each argv of the JSON list in sys.argv[1] through ``main`` and appends one JSON line per
+#: command to sys.argv[2] as it finishes, so a crash or hang leaves the outcomes before it.
+BATCH_CHILD = """
 import contextlib, io, json, resource, sys, time, traceback
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 from diffrecon.cli import main
-out = []
+log = open(sys.argv[2], "a")
 for argv in json.load(open(sys.argv[1])):
     err, std = io.StringIO(), io.StringIO()
     t0 = time.perf_counter()
@@ -439,10 +410,17 @@ for argv in json.load(open(sys.argv[1])):
         except BaseException:
             traceback.print_exc()
             rc = 99
-    out.append(dict(rc=rc, stderr=err.getvalue(), stdout=std.getvalue(), seconds=time.perf_counter() - t0,
-                    rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
-json.dump(out, open(sys.argv[2], "w"))
+    log.write(json.dumps(dict(rc=rc, stderr=err.getvalue()[-4000:], stdout=std.getvalue()[-2000:],
+                              seconds=time.perf_counter() - t0,
+                              rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)) + "\\n")
+    log.flush()
 """
+
+
+def child_env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    return env
 
 
 def run_many(argvs: list[list[str]], folder: Path, timeout: float = 600.0, limit: int = AS_LIMIT) -> list[Outcome]:
@@ -450,21 +428,14 @@ def run_many(argvs: list[list[str]], folder: Path, timeout: float = 600.0, limit
     address-space limit; ``max_rss`` of an outcome is the process's peak after that command."""
     folder = Path(folder)
     (folder / "argvs.json").write_text(json.dumps(argvs))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", _BATCH_CHILD.format(limit=limit), str(folder / "argvs.json"),
-                           str(folder / "outcomes.json")], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    (folder / "outcomes.jsonl").write_text("")
+    proc = subprocess.run([sys.executable, "-c", BATCH_CHILD.format(limit=limit), str(folder / "argvs.json"),
+                           str(folder / "outcomes.jsonl")], cwd=folder, env=child_env(), capture_output=True,
+                          text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"the case runner died (rc {proc.returncode}): {proc.stderr[-2000:]}")
-    return [Outcome(o["rc"], o["stderr"], o["stdout"], o["rss"], o["seconds"])
-            for o in json.loads((folder / "outcomes.json").read_text())]
-
-
-def run_case(case: Case, folder: Path, timeout: float = 120.0) -> tuple[Outcome, list[str]]:
-    folder.mkdir(parents=True, exist_ok=True)
-    args = case.make(folder)
-    return run_cli(args, folder, timeout), args
+    lines = (folder / "outcomes.jsonl").read_text().splitlines()
+    return [Outcome(o["rc"], o["stderr"], o["stdout"], o["rss"], o["seconds"]) for o in map(json.loads, lines)]
 
 
 def one_sentence(outcome: Outcome) -> str | None:
@@ -480,8 +451,12 @@ if __name__ == "__main__":  # python tests/hostile_cases.py [substring]: show ea
 
     pick = sys.argv[1] if len(sys.argv) > 1 else ""
     base = Path(tempfile.mkdtemp(prefix="hostile-"))
-    for i, case in enumerate(c for c in ALL_CASES if pick in c.name):
-        o, _ = run_case(case, base / str(i))
+    chosen = [c for c in ALL_CASES if pick in c.name]
+    argvs = []
+    for i, case in enumerate(chosen):
+        (base / str(i)).mkdir()
+        argvs.append(case.make(base / str(i)))
+    for case, o in zip(chosen, run_many(argvs, base)):
         last = (o.stderr.strip().splitlines() or [""])[-1][:220]
-        print(f"{case.name:<40} rc={o.rc:<4} rss={o.max_rss >> 20:>5} MiB {o.seconds:5.1f}s tb={o.traceback} | {last}")
+        print(f"{case.name[:40]:<40} rc={o.rc:<4} rss={o.max_rss >> 20:>5} MiB {o.seconds:5.1f}s tb={o.traceback} | {last}")
     shutil.rmtree(base, ignore_errors=True)

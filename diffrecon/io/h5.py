@@ -175,10 +175,12 @@ def require_dataset(f: h5py.Group, name: str, path: Path, *, ndim: int | None = 
     otherwise the caller checks the part it reads with :func:`check_read`.
     """
     obj = f.get(name)
-    full = obj.name if obj is not None else f"{f.name.rstrip('/')}/{name}"
+    full = safe_name(obj.name if obj is not None else f"{f.name.rstrip('/')}/{name}")
     if not isinstance(obj, h5py.Dataset):
         state = "is missing" if obj is None else "is a group, not a dataset"
         raise InputError(f"File {path}: dataset {full} {state}; expected {what}.")
+    if obj.shape is None:
+        raise InputError(f"File {path}: dataset {full} has no dataspace (a null dataset); expected {what}.")
     if obj.dtype.kind not in kinds:
         raise InputError(f"File {path}: dataset {full} has dtype {obj.dtype}; expected {what}.")
     if ndim is not None and obj.ndim != ndim:
