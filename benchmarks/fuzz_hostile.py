@@ -3,9 +3,9 @@
     python benchmarks/fuzz_hostile.py --minutes 5 [--seed 0] [--out benchmarks/results/fuzz_hostile.json]
 
 Each iteration takes a small valid input of one format (measurement, result, fastMRI, Data
-Exchange, NXtomo, prior folder, training stack, training image folder, training checkpoint,
-command-line settings), applies one random mutation (those of tests/test_fuzz_readers.py plus
-hostile ones: a dataset declared huge but never written, a null dataspace, control characters in
+Exchange, NXtomo, prior folder, training stack, training image folder, training checkpoint, an
+image to simulate from, command-line settings), applies one random mutation (those of
+tests/test_fuzz_readers.py plus hostile ones: a dataset declared huge but never written, a null dataspace, control characters in
 names, JSON values of the wrong type, NaN, huge numbers or deep nesting, random settings) and runs
 the command that reads it. Commands run in batches, each batch in one fresh interpreter under an
 address-space limit (3 GiB: importing torch maps ~0.7 GB of it).
@@ -160,6 +160,27 @@ def _image_folder(rng: random.Random, folder: Path) -> list[str]:
     return hc._train(folder, data=str(images))
 
 
+def _simulate_image(rng: random.Random, folder: Path) -> list[str]:
+    import tifffile
+    from PIL import Image
+
+    a = (np.random.default_rng(rng.randrange(99)).random((16, 16)) * 255).astype(np.uint8)
+    path = folder / rng.choice(["x.tif", "x.png"])
+    if path.suffix == ".png":
+        Image.fromarray(a).save(path)
+    else:
+        tifffile.imwrite(path, a)
+    raw = bytearray(path.read_bytes())
+    at = rng.randrange(len(raw))
+    if rng.random() < 0.5:
+        raw[at:at + rng.randrange(1, 9)] = os.urandom(rng.randrange(1, 9))
+    else:
+        raw = raw[:at]
+    path.write_bytes(bytes(raw))
+    return ["simulate", str(path), "--operator", rng.choice(list(SIMULATE_OPTIONS)), "--noise", "0.01", "--out",
+            str(folder / "m.h5")]
+
+
 def _prior(rng: random.Random, folder: Path) -> list[str]:
     which = rng.choice(["card.json", "config.json"])
     keys = (["name", "resolution", "channels", "value_range", "sigma_min", "sigma_max", "schedule"]
@@ -224,6 +245,7 @@ FORMATS = {
     "nxtomo": lambda rng, d: _h5_case("nxtomo.h5", _import, rng, d),
     "training stack": _stack,
     "training images": _image_folder,
+    "simulate image": _simulate_image,
     "prior folder": _prior,
     "checkpoint": _checkpoint,
     "settings": _settings,

@@ -35,3 +35,22 @@ def held_warnings() -> Iterator[HeldWarnings]:
         warnings.simplefilter("default")
         held.records = records
         yield held
+
+
+@contextlib.contextmanager
+def quiet_libraries(*loggers: str) -> Iterator[None]:
+    """Silence the named libraries' loggers (their error records too) and Python warnings inside
+    the block: a file a library cannot parse must end in our one sentence, not in its notes
+    printed before it."""
+    import logging
+
+    saved = [(logging.getLogger(name), logging.getLogger(name).level) for name in loggers]
+    for logger, _ in saved:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)

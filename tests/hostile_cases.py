@@ -32,6 +32,7 @@ class Case:
     name: str
     make: Callable[[Path], list[str]]  # writes files into the folder, returns the CLI arguments
     expect: str = ""  # a word the one sentence must contain (the dataset or setting named)
+    rc: int = 2  # 0: the input is usable and must be read without any note on stderr
 
 
 def _demo(folder: Path, kind: str = "inpaint", size: int = 16) -> Path:
@@ -367,7 +368,25 @@ def _escape_stack(f: h5py.File, folder: Path) -> None:
     f.create_dataset(f"a{ESC}b", data=np.zeros((8, 16, 16), np.float32))
 
 
+def _bad_tag_tiff(folder: Path) -> list[str]:
+    """A TIFF whose last tag has an invalid data type: tifffile logs an error and reads on."""
+    import struct
+
+    import tifffile
+
+    path = folder / "x.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).random((16, 16), np.float32))
+    raw = bytearray(path.read_bytes())
+    ifd = struct.unpack("<I", raw[4:8])[0]
+    n = struct.unpack("<H", raw[ifd:ifd + 2])[0]
+    entry = ifd + 2 + 12 * (n - 1)
+    raw[entry + 2:entry + 4] = struct.pack("<H", 2832)
+    path.write_bytes(bytes(raw))
+    return ["simulate", str(path), "--operator", "denoise", "--noise", "0.01", "--out", str(folder / "m.h5")]
+
+
 MESSAGE_CASES = [
+    Case("simulate:tiff with a bad tag", _bad_tag_tiff, "", rc=0),
     _train_case("control characters in names", "\\x1b", stack={"shape": None, "edit": _escape_stack}),
     _measurement_bomb("inpaint", lambda f: f["operator"].attrs.__setitem__("kind", f"ct{ESC}"), "\\x1b",
                       _reconstruct),

@@ -18,19 +18,17 @@ Weights are read from safetensors only: a pickle can run code when loaded.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import logging
 import math
 import threading
-import warnings
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError, printable
 from ..limits import check_bytes
+from ..messages import quiet_libraries
 from .acceleration import NetworkCall, set_checkpointing
 from .base import Denoiser, PriorCard, read_json, sigma_as_batch
 
@@ -219,21 +217,6 @@ def check_unet_config(config: dict, where: str) -> None:
                 "network")
 
 
-@contextlib.contextmanager
-def quiet_diffusers():
-    """Silence diffusers' logger and Python warnings while a config is parsed: a bad config must end
-    in one sentence, not a page of library notes before it."""
-    logger = logging.getLogger("diffusers")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu") -> VPEpsilonDenoiser:
     """Read a prior folder (local files only) and return its denoiser in eval mode, float32,
     with gradients off for its parameters (gradients with respect to x still flow)."""
@@ -258,7 +241,7 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
     except ImportError as err:
         raise InputError(f"Network priors need the diffusers package ({err}); install diffrecon[diffusers].") from None
     try:
-        with _IMPORT_LOCK, quiet_diffusers():
+        with _IMPORT_LOCK, quiet_libraries("diffusers"):
             unet = UNet2DModel.from_config(config)
     except Exception as err:  # noqa: BLE001 - any value diffusers cannot build from is the file's fault
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError, printable
 from ..limits import check_bytes, nbytes
+from ..messages import quiet_libraries
 from ..phantoms import TRAIN_SEEDS, phantom_batch
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -168,7 +169,7 @@ def _read_image(path: Path, already: int = 0) -> np.ndarray:
     try:
         from PIL import Image
 
-        with warnings.catch_warnings():
+        with quiet_libraries("tifffile", "PIL"):
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # an error, not a note on stderr
             if path.suffix.lower() == ".png":
                 with Image.open(path) as im:

@@ -14,8 +14,9 @@ import h5py
 import numpy as np
 import torch
 
-from ...errors import InputError
+from ...errors import InputError, printable
 from ...measurement import Measurement
+from ...messages import quiet_libraries
 from ..h5 import open_readonly, require_dataset
 from ._common import MAX_SIDE, operator_class, value_range_of
 
@@ -56,21 +57,22 @@ def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with quiet_libraries("tifffile"), tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             _check_claimed(series.shape, path)
             return series.asarray()
     except InputError:
         raise
     except Exception as err:  # tifffile raises many types for damaged files
-        raise InputError(f"File {path} cannot be read as TIFF; it may be truncated or damaged ({err}).") from None
+        raise InputError(f"File {path} cannot be read as TIFF; it may be truncated or damaged "
+                         f"({printable(err)[:160]}).") from None
 
 
 def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with quiet_libraries("PIL"), Image.open(path) as im:
             _check_claimed((im.height, im.width), path)  # checked before the pixels are decoded
             if im.mode == "P":
                 im = im.convert("RGBA")
@@ -78,7 +80,8 @@ def _read_png(path: Path) -> np.ndarray:
     except InputError:
         raise
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError
-        raise InputError(f"File {path} cannot be read as PNG; it may be truncated or damaged ({err}).") from None
+        raise InputError(f"File {path} cannot be read as PNG; it may be truncated or damaged "
+                         f"({printable(err)[:160]}).") from None
 
 
 def _read_h5(path: Path, dataset: str | None, allow_external: bool) -> np.ndarray:
