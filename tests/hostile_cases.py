@@ -221,6 +221,7 @@ SIZE_CASES = [
     Case("simulate:n_views=1e8", lambda d: _simulate(d, "n_views=100000000"), "n_views"),
     _train_case("--size 40000", "--size", "--size", "40000"),
     _train_case("stack 40000^2", "images", stack={"shape": (8, 40000, 40000)}),
+    _train_case("stack beyond numpy's index range", "images", stack={"shape": (2**31, 2**31, 2**31)}),
     _train_case("--channels huge", "--channels", "--channels", "65536,65536"),
     _train_case("--layers-per-block huge", "--layers-per-block", "--layers-per-block", "1000000"),
 ]
