@@ -12,7 +12,8 @@ address-space limit (3 GiB: importing torch maps ~0.7 GB of it).
 
 Counted as failures: a traceback, a crash (the interpreter died by a signal), a hang (a batch over
 its time limit), an exit code other than 0 (worked) and 2 (refused), a refusal that is not exactly
-one line, a control character in the output, or a process whose peak resident memory passed 1 GB.
+one line (a run that failed after it started may show its progress bar first), a control
+character in the output, or a process whose peak resident memory passed 1 GB.
 """
 from __future__ import annotations
 
@@ -252,6 +253,15 @@ FORMATS = {
 }
 
 
+def _one_sentence_after_progress(stderr: str) -> bool:
+    """A refusal is one ``diffrecon`` line; a run that fails once started (diverged, out of memory
+    at one sample) may show its plan and progress bar before that line, nothing else."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    if not lines or not lines[-1].startswith("diffrecon"):
+        return False
+    return all("step/s" in ln or "batch(es) of" in ln for ln in lines[:-1])
+
+
 def judge(o: dict) -> str | None:
     """Why an outcome is a failure, or None."""
     text = o["stderr"] + o["stdout"]
@@ -259,7 +269,7 @@ def judge(o: dict) -> str | None:
         return "traceback"
     if o["rc"] not in (0, 2):
         return f"exit {o['rc']}"
-    if o["rc"] == 2 and hc.one_sentence(hc.Outcome(o["rc"], o["stderr"], "", 0, 0)) is None:
+    if o["rc"] == 2 and not _one_sentence_after_progress(o["stderr"]):
         return "not one line"
     if any(ch in text for ch in "\x1b\x07\x00"):
         return "control character"
