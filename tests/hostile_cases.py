@@ -409,10 +409,6 @@ class Outcome:
     def traceback(self) -> bool:
         return "Traceback (most recent call last)" in self.stderr + self.stdout
 
-    @property
-    def crashed(self) -> bool:
-        return self.rc < 0 or self.rc not in (0, 1, 2, 130)
-
 
 #: Runs each argv of the JSON list in sys.argv[1] through ``main`` and appends one JSON line per
 #: command to sys.argv[2] as it finishes, so a crash or hang leaves the outcomes before it.
@@ -420,6 +416,13 @@ BATCH_CHILD = """
 import contextlib, io, json, resource, sys, time, traceback
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 from diffrecon.cli import main
+def peak_rss():
+    # VmHWM is this process's own peak: ru_maxrss on Linux keeps the parent's across fork and exec
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 log = open(sys.argv[2], "a")
 for argv in json.load(open(sys.argv[1])):
     err, std = io.StringIO(), io.StringIO()
@@ -431,8 +434,7 @@ for argv in json.load(open(sys.argv[1])):
             traceback.print_exc()
             rc = 99
     log.write(json.dumps(dict(rc=rc, stderr=err.getvalue()[-4000:], stdout=std.getvalue()[-2000:],
-                              seconds=time.perf_counter() - t0,
-                              rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)) + "\\n")
+                              seconds=time.perf_counter() - t0, rss=peak_rss())) + "\\n")
     log.flush()
 """
 
