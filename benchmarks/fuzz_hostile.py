@@ -98,7 +98,7 @@ def _h5_case(layout: str, command, rng: random.Random, folder: Path) -> list[str
             hostile_mutate(path, op, rng)
         else:
             mutate(path, op, rng.randrange(1000), tuple(rng.randrange(6) for _ in range(rng.randrange(5))),
-                   rng.randrange(100), rng.random() * 0.999, os.urandom(rng.randrange(1, 64)))
+                   rng.randrange(100), rng.random() * 0.999, rng.randbytes(rng.randrange(1, 64)))
     except (OSError, KeyError, TypeError, ValueError, RuntimeError):
         pass  # the mutation was impossible for this file; the file is read as it is
     return command(path, folder)
@@ -132,7 +132,7 @@ def _stack(rng: random.Random, folder: Path) -> list[str]:
             hostile_mutate(path, op, rng)
         else:
             mutate(path, op, 0, tuple(rng.randrange(6) for _ in range(rng.randrange(5))), rng.randrange(100),
-                   rng.random() * 0.999, os.urandom(rng.randrange(1, 64)))
+                   rng.random() * 0.999, rng.randbytes(rng.randrange(1, 64)))
     except (OSError, KeyError, TypeError, ValueError, RuntimeError):
         pass
     return hc._train(folder, data=str(path))
@@ -154,7 +154,7 @@ def _image_folder(rng: random.Random, folder: Path) -> list[str]:
     raw = bytearray(victim.read_bytes())
     at = rng.randrange(len(raw))
     if rng.random() < 0.5:
-        raw[at:at + 8] = os.urandom(8)
+        raw[at:at + 8] = rng.randbytes(8)
     else:
         raw = raw[:at]
     victim.write_bytes(bytes(raw))
@@ -174,7 +174,7 @@ def _simulate_image(rng: random.Random, folder: Path) -> list[str]:
     raw = bytearray(path.read_bytes())
     at = rng.randrange(len(raw))
     if rng.random() < 0.5:
-        raw[at:at + rng.randrange(1, 9)] = os.urandom(rng.randrange(1, 9))
+        raw[at:at + rng.randrange(1, 9)] = rng.randbytes(rng.randrange(1, 9))
     else:
         raw = raw[:at]
     path.write_bytes(bytes(raw))
@@ -193,7 +193,7 @@ def _prior(rng: random.Random, folder: Path) -> list[str]:
     m = hc._demo(folder, "denoise", 8)
     prior = hc._card(folder, **{which: {key: value}})
     if rng.random() < 0.2:
-        (prior / which).write_bytes(os.urandom(rng.randrange(1, 200)))
+        (prior / which).write_bytes(rng.randbytes(rng.randrange(1, 200)))
     return ["reconstruct", str(m), "--out", str(folder / "r.h5"), "--steps", "2", "--samples", "1",
             "--prior", str(prior), "--device", "cpu"]
 
@@ -206,7 +206,7 @@ def _checkpoint(rng: random.Random, folder: Path) -> list[str]:
             raw = raw[: rng.randrange(len(raw))]
         else:
             at = rng.randrange(len(raw))
-            raw[at:at + 4] = os.urandom(4)
+            raw[at:at + 4] = rng.randbytes(4)
         target.write_bytes(bytes(raw))
     return hc._checkpoint(folder, edit)
 
@@ -330,8 +330,13 @@ def main() -> int:
             for o in run_batch(cases, batch_dir):
                 total += 1
                 max_rss = max(max_rss, o["rss"])
-                c = counts.setdefault(o["format"], {"cases": 0, "refused": 0, "worked": 0, "failed": 0})
+                c = counts.setdefault(o["format"], {"cases": 0, "refused": 0, "worked": 0, "failed": 0,
+                                                    "peak_rss_mib": 0.0})
                 c["cases"] += 1
+                if o["rss"] / 2**20 > c["peak_rss_mib"]:
+                    c["peak_rss_mib"] = round(o["rss"] / 2**20, 1)
+                    c["peak_rss_command"] = " ".join(o["argv"][:2])
+                    c["peak_rss_output"] = (o["stderr"] + o["stdout"]).strip()[-300:]
                 why = judge(o) if isinstance(o["rc"], int) else str(o["rc"])
                 if why:
                     c["failed"] += 1

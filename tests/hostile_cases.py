@@ -222,6 +222,9 @@ SIZE_CASES = [
     _train_case("--size 40000", "--size", "--size", "40000"),
     _train_case("stack 40000^2", "images", stack={"shape": (8, 40000, 40000)}),
     _train_case("stack beyond numpy's index range", "images", stack={"shape": (2**31, 2**31, 2**31)}),
+    _train_case("stack within budget never written", "chunks never written", stack={"shape": (8, 4000, 4000)}),
+    Case("dxchange:within budget never written", lambda d: _import(_dxchange(d, (3000, 2, 6000)), d),
+         "chunks never written"),
     _train_case("--channels huge", "--channels", "--channels", "65536,65536"),
     _train_case("--layers-per-block huge", "--layers-per-block", "--layers-per-block", "1000000"),
 ]
@@ -425,6 +428,11 @@ def peak_rss():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 log = open(sys.argv[2], "a")
 for argv in json.load(open(sys.argv[1])):
+    try:  # reset the peak to the current size, so each command's peak is its own (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
     err, std = io.StringIO(), io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):

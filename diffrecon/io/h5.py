@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError, printable as safe_name
-from ..limits import check_bytes, nbytes
+from ..limits import check_bytes, format_bytes, nbytes
 from .atomic import atomic_path
 
 #: Refuse datasets that declare more elements than this even when only a part is read
@@ -209,7 +209,20 @@ def check_read(ds: h5py.Dataset, index, path: Path, dtype: Any = None, budget: s
         shape = tuple(ds.shape)
     itemsize = max(ds.dtype.itemsize, np.dtype(dtype).itemsize if dtype is not None else 0)
     part = "" if shape == tuple(ds.shape) else f" (the part {shape} read of {tuple(ds.shape)})"
-    check_bytes(nbytes(shape, itemsize), f"File {path}: dataset {safe_name(ds.name)}{part}", budget)
+    size = nbytes(shape, itemsize)
+    check_bytes(size, f"File {path}: dataset {safe_name(ds.name)}{part}", budget)
+    if size > _UNWRITTEN_CHECK_ABOVE and not (ds.is_virtual or ds.external):
+        # Chunks that were never written cost nothing on disk but are read as fill values: a tiny
+        # file could still make a reader fill its whole budget with zeros. Real data, even
+        # compressed, is never stored in a thousandth of its size.
+        stored, declared = ds.id.get_storage_size(), nbytes(ds.shape, ds.dtype.itemsize)
+        if stored * _MAX_STORED_RATIO < declared:
+            raise InputError(f"File {path}: dataset {safe_name(ds.name)} declares {format_bytes(declared)} but "
+                             f"stores only {format_bytes(stored)} (chunks never written); it holds no data to read.")
+
+
+_UNWRITTEN_CHECK_ABOVE = 64 << 20
+_MAX_STORED_RATIO = 1000
 
 
 def check_size(shape: tuple[int, ...], where: str, limit: int = MAX_ELEMENTS) -> None:
