@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import DiffreconError, InputError
+from .errors import DiffreconError, InputError, printable
 from .interrupts import EXIT_INTERRUPTED, ctrl_c_stops, finishing_write, terminate_like_ctrl_c
+from .messages import held_warnings
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3  # a sample diverged (without --keep-going); the result file is written, flagged
@@ -77,6 +78,16 @@ _positive = _at_least(1)
 _non_negative = _at_least(0)
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a seed in 0 .. MAX_SEED, refused before any work."""
+    from .limits import MAX_SEED
+
+    value = _non_negative(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} exceeds the largest seed {MAX_SEED}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DEMO_KINDS
 
@@ -89,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("kind", choices=DEMO_KINDS, metavar="KIND", help=f"one of {', '.join(DEMO_KINDS)}")
     d.add_argument("--out", required=True, type=Path, help="measurement file to write (.h5)")
     d.add_argument("--size", type=_positive, default=None, help="image size in pixels (default 128; rf 32)")
-    d.add_argument("--seed", type=int, default=None, help="phantom and noise seed (default 0)")
+    d.add_argument("--seed", type=_seed, default=None, help="phantom and noise seed (default 0)")
     d.add_argument("--noise", type=float, default=None, help="noise standard deviation in the units of y")
     d.set_defaults(func=_cmd_demo)
 
@@ -106,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--solver", default="diffpir", help="solver name (see diffrecon solvers); default diffpir")
     r.add_argument("--steps", type=_positive, default=50)
     r.add_argument("--samples", type=_positive, default=4)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--prior", default="default", help="default, gaussian, or a prior folder")
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="solver parameter (repeatable)")
     r.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -187,7 +198,7 @@ def _add_import_parser(sub) -> None:
                    help="retrospective undersampling factor for fully sampled fastMRI k-space")
     p.add_argument("--center-fraction", type=float, default=None,
                    help="fully sampled centre fraction of the retrospective mask")
-    p.add_argument("--seed", type=int, default=0, help="seed of the retrospective mask (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the retrospective mask (default 0)")
     p.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
     p.set_defaults(func=_cmd_import)
 
@@ -207,7 +218,7 @@ def _add_simulate_parser(sub) -> None:
                    help="forward-model option (repeatable), e.g. --option n_views=60")
     p.add_argument("--noise", required=True, type=float, help="noise standard deviation in the image's units")
     p.add_argument("--out", required=True, type=Path, help="measurement file to write (.h5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the mask and the noise (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the mask and the noise (default 0)")
     p.add_argument("--dataset", default=None, help="dataset holding the image in an HDF5 file")
     p.add_argument("--units", default="a.u.", help="unit of the image values (default a.u.)")
     p.add_argument("--pixel-size", type=float, default=1.0, help="pixel pitch (default 1)")
@@ -244,16 +255,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "func", None):
             build_parser().print_help()
             return EXIT_USAGE
-        if args.command == "gui":
+        if args.command == "gui":  # a window session reports its own warnings
             return int(args.func(args) or 0)
-        with terminate_like_ctrl_c():
-            return int(args.func(args) or 0)
+        with terminate_like_ctrl_c(), held_warnings() as held:
+            code = int(args.func(args) or 0)
+        held.show()
+        return code
     except DiffreconError as err:
-        print(f"diffrecon: {err}", file=sys.stderr)
+        print(f"diffrecon: {printable(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        print("diffrecon: out of memory; use smaller settings (fewer samples or a smaller image) or free memory.",
+              file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:
         where = f" {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"diffrecon: cannot access{where}: {err.strerror or err}.", file=sys.stderr)
+        print(f"diffrecon: cannot access{printable(where)}: {printable(err.strerror or err)}.", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("diffrecon: interrupted.", file=sys.stderr)
@@ -304,7 +321,7 @@ def _check_result_suffix(out: Path) -> None:
 
 def _summary(m) -> str:
     gt = ", with ground truth" if m.ground_truth is not None else ""
-    return (f"{m.title} ({m.operator.kind}, image {tuple(m.operator.image_shape)}, y {tuple(m.y.shape)} "
+    return printable(f"{m.title} ({m.operator.kind}, image {tuple(m.operator.image_shape)}, y {tuple(m.y.shape)} "
             f"{m.y.dtype}, noise_sigma {m.noise_sigma:.4g}{gt})")
 
 
@@ -387,7 +404,7 @@ def _cmd_export(args) -> int:
 def _cmd_info(args) -> int:
     from .io import describe
 
-    print(describe(args.file))
+    print("\n".join(printable(line) for line in describe(args.file).splitlines()))
     return 0
 
 
@@ -485,10 +502,12 @@ def _cmd_reconstruct(args) -> int:
 
     stop = threading.Event()
     result, batches = None, [args.samples]
-    with ctrl_c_stops(stop, file=sys.stderr), tqdm(total=args.steps * args.samples, unit="step", desc=args.solver,
-                                                   file=sys.stderr, dynamic_ncols=True, leave=True) as bar:
+    with ctrl_c_stops(stop, file=sys.stderr), contextlib.ExitStack() as stack:
+        bar = None  # shown once the run is planned: a refused setting prints its sentence alone
         for event in run(measurement, config, stop=stop):
             if isinstance(event, Planned):
+                bar = stack.enter_context(tqdm(total=args.steps * args.samples, unit="step", desc=args.solver,
+                                               file=sys.stderr, dynamic_ncols=True, leave=True))
                 batches = list(event.batches) or batches
                 tqdm.write(f"{event.device}: {len(batches)} batch(es) of {batches}, "
                            f"{event.nfe_per_sample} network evaluations per sample.", file=sys.stderr)

@@ -31,6 +31,7 @@ from .guard import divergence_of
 from .errors import DiffreconError, InputError
 from .grid_levels import outlier_warning, row_levels, shared_levels  # noqa: F401 - row_levels is public here
 from .io.atomic import atomic_write
+from .limits import check_seed
 from .measurement import Measurement, Result
 
 FORMAT = "comparison"
@@ -94,6 +95,8 @@ class CompareSpec:
             get_solver(name)
         if any(int(s) < 1 for s in self.steps):
             raise InputError(f"Every step budget must be at least 1 (got {list(self.steps)}).")
+        for seed in self.seeds:  # all checked before the first run, not when a later one starts
+            check_seed(seed)
         out = []
         for name in self.solvers:
             steps = [budget_steps[name]] if budget_steps is not None else list(self.steps)

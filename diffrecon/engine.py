@@ -25,11 +25,12 @@ from .calibration import spread_fields, stored_calibration
 from .solvers.labels import UNKNOWN, Spread
 from .errors import InputError, RunError
 from .guard import ON_DIVERGENCE, Diverged, DivergenceGuard, retry_config
+from .limits import check_bytes, check_seed, nbytes
 from .measurement import Measurement, Result
 from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
 from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, RunMemory, Welford,
-                      device_name, memory_snapshot, resolve_device)
+                      device_name, memory_snapshot, out_of_memory, resolve_device)
 from .priors.acceleration import (COMPILE_SPEEDUP, auto_mode, compile_cost, compiled_before, resolve_mode,
                                   shape_signature)
 from .schedule import make_sigmas
@@ -206,6 +207,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
         raise InputError(f"steps must be at least 1 (got {config.steps}).")
     if config.samples < 1:
         raise InputError(f"samples must be at least 1 (got {config.samples}).")
+    check_seed(config.seed)
+    check_bytes(8 * (config.steps + 1), f"steps={config.steps} (its table of noise levels)", "schedule")
     if config.batch_size is not None and config.batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {config.batch_size}).")
     if config.on_divergence not in ON_DIVERGENCE:
@@ -219,6 +222,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
     channels_last = bool(config.channels_last) and device.type == "cuda"
 
     op = build_operator(measurement.operator).to(device)
+    check_bytes(config.samples * nbytes(op.image_shape, 4),
+                f"samples={config.samples} of {'x'.join(map(str, op.image_shape))} images", "samples")
     y_np = np.asarray(measurement.y)
     if tuple(y_np.shape) != tuple(op.meas_shape):
         raise InputError(
@@ -456,6 +461,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     last_preview = last_progress = -1e9
     total_work = steps * config.samples
     queue = list(setup.batches)
+    ran: list[int] = []  # the batches that finished, for provenance (after any halving or a stop)
     first = 0
     stopped = False
     final_step = None  # (step, steps) where a stopped batch was finished by a final denoising step
@@ -496,16 +502,21 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                         if finish is not None and finish.is_set() and step.i + 1 < step.n:
                             x, final_step = x0_last, (step.i + 1, step.n)
                         break
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as err:
+            where = out_of_memory(err, dev)
+            if where is None:
+                raise
+            x = None
             if b == 1:
-                raise RunError(f"Out of GPU memory with a single sample of {info.name}; use a smaller image, "
-                               "bf16 precision or the CPU.") from None
+                raise RunError(f"Out of {where} memory with a single sample of {info.name}; use a smaller image"
+                               + (", bf16 precision or the CPU." if where == "GPU" else " or free memory.")) from None
             if network is not None:
                 network.release()  # graphs recorded for the batch that did not fit
-            torch.cuda.empty_cache()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
             half = max(1, b // 2)
             queue = _plan_batches(b + sum(queue), half)  # every later batch at the size that fits
-            yield Log(f"Out of GPU memory with {b} samples per batch; going on with {half}.", "warning")
+            yield Log(f"Out of {where} memory with {b} samples per batch; going on with {half}.", "warning")
             continue
         landed = preview.ready(wait=True)  # the batch's last estimate, so the view ends current
         if landed is not None:
@@ -525,6 +536,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                       "(once per batch size).", "info")
             setup_seconds = network.setup_seconds
         first += b
+        ran.append(b)
         if x is None:
             continue
         stats.add(x.float())
@@ -545,8 +557,8 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     if final_step is not None:  # the batch in progress was finished early: not posterior samples
         spread = Spread(UNKNOWN, f"the samples in progress were finished by a final denoising step at step "
                                  f"{final_step[0]} of {final_step[1]}; their spread is not a posterior std")
-    result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, spread, calibration,
-                     complete=not stopped and not lost and stats.n == config.samples)
+    result = _result(measurement, config, dataclasses.replace(setup, batches=ran), stats, kept, counter, elapsed,
+                     start_iso, spread, calibration, complete=not stopped and not lost and stats.n == config.samples)
     result.metrics["peak_memory_bytes"] = float(run_memory.peak())  # this run's, not the process's
     if final_step is not None:
         result.provenance["final_denoising_step"] = f"{final_step[0]}/{final_step[1]}"

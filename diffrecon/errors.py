@@ -21,3 +21,10 @@ class RunError(DiffreconError, RuntimeError):
 class OutputError(DiffreconError, OSError):
     """A file could not be written (a full disk, a size limit, no permission); the sentence says
     whether the earlier file is unchanged."""
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters escaped (``\\x1b`` for ESC), so names read from a file
+    cannot move the cursor, recolour or clear a terminal when a message shows them."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))

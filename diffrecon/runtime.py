@@ -198,3 +198,15 @@ class AsyncPreview:
             event.synchronize()
         self.pending = None
         return host.numpy(), step, sample
+
+
+def out_of_memory(err: BaseException, device: torch.device) -> str | None:
+    """"GPU" or "CPU" when ``err`` is an allocation failure there, else None (any other error)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return "GPU"
+    if isinstance(err, MemoryError):
+        return "CPU"
+    text = str(err)
+    if "DefaultCPUAllocator" in text or "can't allocate memory" in text:
+        return "CPU"
+    return "GPU" if device.type == "cuda" and "out of memory" in text.lower() else None

@@ -8,41 +8,44 @@ from pathlib import Path
 import h5py
 
 from ..calibration import status_text
-from ..errors import InputError
+from ..errors import InputError, printable
 from ..solvers.labels import spread_text
 from .h5 import MAX_ELEMENTS, atomic_h5, attr_str, attr_text, open_readonly
 from .measurement_file import read_measurement, write_measurement
 from .result_file import read_result, write_result
 
 def _tree(group: h5py.Group, lines: list[str], depth: int, seen: dict) -> None:
+    """Names and attribute keys come from the file, so each is escaped: no control character in
+    them reaches the terminal."""
     pad = "  " * depth
     for key, value in group.attrs.items():
-        lines.append(f"{pad}  @{key} = {attr_text(value)}")
-    for name in group:
-        link = group.get(name, getlink=True)
+        lines.append(f"{pad}  @{printable(key)} = {attr_text(value)}")
+    for raw in group:
+        name = printable(raw)
+        link = group.get(raw, getlink=True)
         if isinstance(link, h5py.ExternalLink):
-            lines.append(f"{pad}{name} -> external link {link.filename}:{link.path} (not followed)")
+            lines.append(f"{pad}{name} -> external link {printable(link.filename)}:{printable(link.path)} (not followed)")
             continue
         if isinstance(link, h5py.SoftLink):
-            lines.append(f"{pad}{name} -> soft link {link.path}")
+            lines.append(f"{pad}{name} -> soft link {printable(link.path)}")
             continue
-        obj = group[name]
+        obj = group[raw]
         if isinstance(obj, h5py.Dataset):
             extra = " (virtual)" if obj.is_virtual else ""
             key = obj.id.__hash__()
             if key in seen:
                 extra += f" (hard link: same dataset as {seen[key]})"
             else:
-                seen[key] = obj.name
+                seen[key] = printable(obj.name)
             lines.append(f"{pad}{name}  dataset {obj.shape} {obj.dtype}{extra}")
             for key, value in obj.attrs.items():
-                lines.append(f"{pad}    @{key} = {attr_text(value)}")
+                lines.append(f"{pad}    @{printable(key)} = {attr_text(value)}")
         elif isinstance(obj, h5py.Group):
             key = obj.id.__hash__()
             if key in seen:
                 lines.append(f"{pad}{name}/  (hard link: same group as {seen[key]}, shown above)")
                 continue
-            seen[key] = obj.name
+            seen[key] = printable(obj.name)
             lines.append(f"{pad}{name}/")
             _tree(obj, lines, depth + 1, seen)
 

@@ -20,11 +20,13 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, printable as safe_name
+from ..limits import check_bytes, format_bytes, nbytes
 from .atomic import atomic_path, write_bytes
 
-#: Refuse datasets larger than this many elements before reading them (8 GiB of float32).
-MAX_ELEMENTS = 2**31
+#: Refuse datasets that declare more elements than this even when only a part is read
+#: (readers check the bytes of what they read against :mod:`diffrecon.limits`).
+MAX_ELEMENTS = 2**40
 
 
 # ------------------------------------------------------------------------------ opening
@@ -40,6 +42,8 @@ def open_readonly(path: str | os.PathLike, *, allow_external: bool = False) -> I
         raise InputError(f"File {path} does not exist.")
     if not path.is_file():
         raise InputError(f"{path} is not a file; expected an HDF5 file (.h5).")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"File {path} cannot be read: permission denied.")
     try:
         ok = h5py.is_hdf5(path)
     except OSError:
@@ -50,7 +54,11 @@ def open_readonly(path: str | os.PathLike, *, allow_external: bool = False) -> I
         try:
             f = h5py.File(path, "r")
         except OSError as err:
-            raise InputError(f"File {path} cannot be opened as HDF5; it may be truncated or damaged ({err}).") from None
+            if "unable to lock" in str(err).lower() or isinstance(err, BlockingIOError):
+                raise InputError(f"File {path} is locked by another program that has it open for writing; "
+                                 "open it again when that program has closed it.") from None
+            raise InputError(f"File {path} cannot be opened as HDF5; it may be truncated or damaged "
+                             f"({safe_name(err)}).") from None
         try:
             if not allow_external:
                 check_no_external(f, path)
@@ -99,7 +107,7 @@ def damaged_file_guard(path: str | os.PathLike) -> Iterator[None]:
         if not _raised_inside_h5py(err):
             raise
         raise InputError(f"File {path} cannot be read; it may be truncated or damaged "
-                         f"({type(err).__name__}: {err}).") from None
+                         f"({type(err).__name__}: {safe_name(err)[:200]}).") from None
 
 
 def _walk(group: h5py.Group, seen: set) -> Iterator[tuple[str, Any, Any]]:
@@ -160,13 +168,19 @@ def require_group(f: h5py.File, name: str, path: Path) -> h5py.Group:
 
 def require_dataset(f: h5py.Group, name: str, path: Path, *, ndim: int | None = None,
                     shape: tuple[int, ...] | None = None, kinds: str = "fc",
-                    what: str = "a float32 or complex64 array") -> h5py.Dataset:
-    """The dataset ``name`` after checking rank, shape, element kind and size (nothing read)."""
+                    what: str = "a float32 or complex64 array", whole: bool = True) -> h5py.Dataset:
+    """The dataset ``name`` after checking rank, shape, element kind and size (nothing read).
+
+    ``whole``: the caller reads all of it, so its bytes are checked against the array budget;
+    otherwise the caller checks the part it reads with :func:`check_read`.
+    """
     obj = f.get(name)
-    full = obj.name if obj is not None else f"{f.name.rstrip('/')}/{name}"
+    full = safe_name(obj.name if obj is not None else f"{f.name.rstrip('/')}/{name}")
     if not isinstance(obj, h5py.Dataset):
         state = "is missing" if obj is None else "is a group, not a dataset"
         raise InputError(f"File {path}: dataset {full} {state}; expected {what}.")
+    if obj.shape is None:
+        raise InputError(f"File {path}: dataset {full} has no dataspace (a null dataset); expected {what}.")
     if obj.dtype.kind not in kinds:
         raise InputError(f"File {path}: dataset {full} has dtype {obj.dtype}; expected {what}.")
     if ndim is not None and obj.ndim != ndim:
@@ -174,11 +188,47 @@ def require_dataset(f: h5py.Group, name: str, path: Path, *, ndim: int | None = 
     if shape is not None and tuple(obj.shape) != tuple(shape):
         raise InputError(f"File {path}: dataset {full} has shape {obj.shape}; expected {tuple(shape)}.")
     check_size(obj.shape, f"File {path}: dataset {full}")
+    if whole:
+        check_read(obj, (), path)
     return obj
+
+
+def check_read(ds: h5py.Dataset, index, path: Path, dtype: Any = None, budget: str = "array") -> None:
+    """Refuse reading ``ds[index]`` (as ``dtype``) when it exceeds ``budget`` (of
+    :mod:`diffrecon.limits`); nothing is read.
+
+    The selection's shape comes from a zero-stride view of the declared shape, so it costs nothing.
+    """
+    if ds.shape is None:
+        raise InputError(f"File {path}: dataset {safe_name(ds.name)} has no dataspace (a null dataset); "
+                         "expected an array.")
+    try:
+        view = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=ds.shape, strides=(0,) * len(ds.shape))
+        shape = view[index].shape
+    except ValueError:  # a declared shape beyond numpy's index range: the whole claim is checked
+        shape = tuple(ds.shape)
+    itemsize = max(ds.dtype.itemsize, np.dtype(dtype).itemsize if dtype is not None else 0)
+    part = "" if shape == tuple(ds.shape) else f" (the part {shape} read of {tuple(ds.shape)})"
+    size = nbytes(shape, itemsize)
+    check_bytes(size, f"File {path}: dataset {safe_name(ds.name)}{part}", budget)
+    if size > _UNWRITTEN_CHECK_ABOVE and not (ds.is_virtual or ds.external):
+        # Chunks that were never written cost nothing on disk but are read as fill values: a tiny
+        # file could still make a reader fill its whole budget with zeros. Real data, even
+        # compressed, is never stored in a thousandth of its size.
+        stored, declared = ds.id.get_storage_size(), nbytes(ds.shape, ds.dtype.itemsize)
+        if stored * _MAX_STORED_RATIO < declared:
+            raise InputError(f"File {path}: dataset {safe_name(ds.name)} declares {format_bytes(declared)} but "
+                             f"stores only {format_bytes(stored)} (chunks never written); it holds no data to read.")
+
+
+_UNWRITTEN_CHECK_ABOVE = 64 << 20
+_MAX_STORED_RATIO = 1000
 
 
 def check_size(shape: tuple[int, ...], where: str, limit: int = MAX_ELEMENTS) -> None:
     """Refuse shapes whose element count exceeds ``limit``, before anything is allocated."""
+    if shape is None:
+        raise InputError(f"{where} has no dataspace (a null dataset); expected an array.")
     n = math.prod(int(s) for s in shape)
     if n > limit or any(int(s) < 0 for s in shape):
         raise InputError(f"{where} claims shape {tuple(shape)} ({n} elements); at most {limit} are accepted.")
@@ -186,6 +236,7 @@ def check_size(shape: tuple[int, ...], where: str, limit: int = MAX_ELEMENTS) ->
 
 def read_finite(ds: h5py.Dataset, path: Path, dtype: Any = None) -> np.ndarray:
     """Read a dataset and refuse NaN or Inf values."""
+    check_read(ds, (), path, dtype)
     try:
         arr = ds[()]
     except OSError as err:
@@ -271,9 +322,26 @@ def attr_json(attrs: h5py.AttributeManager, key: str, path: Path, where: str, de
         return default
     text = attr_str(attrs, key)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise InputError(f"File {path}: attribute {key} of {where} is not valid JSON ({text[:60]!r}).") from None
+        value = json.loads(text)
+        _check_depth(value)
+        return value
+    except (ValueError, RecursionError):  # JSONDecodeError, integers past the digit limit, nesting
+        raise InputError(f"File {path}: attribute {key} of {where} is not valid JSON nested at most "
+                         f"{_MAX_JSON_DEPTH} deep ({safe_name(text[:60])!r}).") from None
+
+
+_MAX_JSON_DEPTH = 8
+
+
+def _check_depth(value, depth: int = 0) -> None:
+    """Refuse JSON nested deeper than any parameter needs (operators recurse into nested lists)."""
+    if depth > _MAX_JSON_DEPTH:
+        raise ValueError("nested too deeply")
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for v in value:
+            _check_depth(v, depth + 1)
 
 
 def set_attr(attrs: h5py.AttributeManager, key: str, value: Any) -> None:

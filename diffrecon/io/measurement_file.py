@@ -20,17 +20,16 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, printable
+from ..limits import check_bytes, nbytes
 from ..measurement import FORMAT_VERSION, Measurement
 from ..operators import OPERATORS, OperatorSpec, build_operator
-from .h5 import (atomic_h5, attr_bool, attr_float, attr_int, attr_json, attr_str, check_size, open_readonly,
+from .h5 import (atomic_h5, attr_bool, attr_float, attr_int, attr_json, attr_str, open_readonly,
                  read_finite, require_dataset, require_group, set_attr)
 
 #: Kinds of file that carry a measurement.
 MEASUREMENT_KINDS = ("measurement", "result")
 _RESERVED_Y_ATTRS = {"noise_sigma"}
-#: Largest image accepted (elements, all channels): 8192 x 8192, far beyond what diffusion priors handle.
-MAX_IMAGE_ELEMENTS = 2**26
 _COMPRESS_ABOVE = 4096  # elements; small arrays stay contiguous and readable by anything
 
 
@@ -127,8 +126,9 @@ def read_operator_spec(f: h5py.File, path: Path, noise_sigma: float) -> Operator
         raise InputError(f"File {path}: attribute image_shape of /operator is {raw_shape.tolist()}; "
                          "expected three positive integers (C, H, W).")
     image_shape = tuple(int(s) for s in raw_shape)
-    # Building the operator allocates image-sized buffers, so the claim is capped before that.
-    check_size(image_shape, f"File {path}: attribute image_shape of /operator", MAX_IMAGE_ELEMENTS)
+    # Building the operator allocates image-sized buffers, so the claim is checked before that.
+    check_bytes(nbytes(image_shape, 4), f"File {path}: attribute image_shape {image_shape} of /operator (one "
+                "float32 image)", "array")
     params = attr_json(og.attrs, "params", path, "/operator", default={})
     if not isinstance(params, dict):
         raise InputError(f"File {path}: attribute params of /operator is not a JSON object.")
@@ -153,9 +153,9 @@ def read_measurement_from(f: h5py.File, path: Path) -> Measurement:
         op = build_operator(spec)
     except InputError as err:
         raise InputError(f"File {path}: {err}") from None
-    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as err:
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, OverflowError, RecursionError) as err:
         raise InputError(f"File {path}: group /operator does not describe a valid {spec.kind} "
-                         f"forward model ({err}).") from None
+                         f"forward model ({printable(str(err)[:200])}).") from None
     meas_shape = tuple(op.meas_shape)
     if tuple(y_ds.shape) != meas_shape:
         raise InputError(f"File {path}: dataset /measurement/y has shape {y_ds.shape}, but the {spec.kind} "

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..limits import check_bytes
 from .base import LinearOperator, OperatorSpec, per_sample
 
 Tensor = torch.Tensor
@@ -25,8 +26,9 @@ Tensor = torch.Tensor
 
 def gaussian_kernel(size: int, std: float) -> np.ndarray:
     """Isotropic Gaussian ``(size, size)`` kernel, normalised to sum 1."""
-    if size < 1 or std <= 0:
-        raise InputError(f"Gaussian kernel size {size} and std {std} must be positive.")
+    if not (size >= 1 and 0 < std < math.inf):
+        raise InputError(f"Gaussian kernel size {size} and std {std} must be positive (std a finite width).")
+    check_bytes(16 * size * size, f"A Gaussian kernel of size {size}", "operator")
     t = np.arange(size) - (size - 1) / 2.0
     g = np.exp(-0.5 * (t / std) ** 2)
     k = np.outer(g, g)
@@ -76,6 +78,8 @@ class Blur(LinearOperator):
     def __init__(self, image_shape, kernel, noise_sigma: float = 0.0):
         super().__init__(image_shape, noise_sigma)
         c, h, w = self.image_shape
+        if np.iscomplexobj(kernel):
+            raise InputError("Blur kernel is complex; a blur kernel must be real.")
         k = np.asarray(kernel, dtype=np.float64)
         if k.ndim != 2 or k.shape[0] > h or k.shape[1] > w or abs(k.sum()) < 1e-12:
             raise InputError(

@@ -28,12 +28,30 @@ import scipy.sparse as sp
 import torch
 
 from ..errors import InputError
+from ..limits import check_bytes
 from .base import LinearOperator, OperatorSpec
 from .matrix import csr_from_parts, csr_matmul
 
 Tensor = torch.Tensor
 
 FILTERS = ("ramp", "shepp-logan", "hann")
+
+
+def default_detectors(h: int, w: int) -> int:
+    """``ceil(sqrt(2) max(h, w))`` made odd: every ray through the image hits a detector."""
+    n = int(math.ceil(math.sqrt(2.0) * max(h, w)))
+    return n + 1 - n % 2
+
+
+def check_ct_bytes(n_angles: int, n_detectors: int, h: int, w: int, setting: str = "") -> None:
+    """Refuse a CT geometry whose system matrices exceed the operator budget, before building it.
+
+    Joseph's matrix has ~2 entries per pixel and view (28 bytes each while built and stored, both
+    orientations); building it needs per view ~10 float64 temporaries of n_detectors x max(h, w).
+    """
+    check_bytes(56 * n_angles * h * w + 80 * n_detectors * max(h, w) + 16 * n_angles * n_detectors,
+                f"{setting}A CT forward model with {n_angles} angles and n_detectors={n_detectors} on a {h}x{w} image",
+                "operator")
 
 
 def sparse_view_angles(n_views: int) -> np.ndarray:
@@ -121,14 +139,17 @@ class ParallelBeamCT(LinearOperator):
                  noise_sigma: float = 0.0, pixel_size: float = 1.0):
         super().__init__(image_shape, noise_sigma)
         c, h, w = self.image_shape
+        if np.iscomplexobj(angles_deg):
+            raise InputError("CT angles_deg are complex numbers; projection angles must be real degrees.")
         angles = np.asarray(angles_deg, dtype=np.float64).reshape(-1)
         if angles.size < 1 or not np.all(np.isfinite(angles)):
             raise InputError("CT angles_deg must be a non-empty list of finite angles in degrees.")
         if n_detectors is None:
-            n_detectors = int(math.ceil(math.sqrt(2.0) * max(h, w)))
-            n_detectors += 1 - n_detectors % 2
-        if int(n_detectors) < 1 or pixel_size <= 0:
-            raise InputError(f"CT n_detectors ({n_detectors}) and pixel_size ({pixel_size}) must be positive.")
+            n_detectors = default_detectors(h, w)
+        if not _whole_positive(n_detectors) or not (pixel_size > 0 and math.isfinite(pixel_size)):
+            raise InputError(f"CT n_detectors ({n_detectors}) and pixel_size ({pixel_size}) must be positive "
+                             "(n_detectors a whole number, pixel_size finite).")
+        check_ct_bytes(angles.size, int(n_detectors), h, w)
         self.n_det = int(n_detectors)
         self.pixel_size = float(pixel_size)
         self._angles = angles  # float64 for the file; the buffer is for devices and display
@@ -201,3 +222,9 @@ class ParallelBeamCT(LinearOperator):
             raise InputError("A CT forward model needs the array 'angles_deg' (projection angles in degrees).")
         return cls(spec.image_shape, spec.arrays["angles_deg"], spec.params.get("n_detectors"),
                    spec.noise_sigma, float(spec.params.get("pixel_size", 1.0)))
+
+
+def _whole_positive(value) -> bool:
+    """True for a whole number >= 1 (an int, or a float such as 363.0 read from JSON)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value) and value >= 1 and value == int(value)

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from ..errors import InputError
+from ..limits import check_bytes
 from . import _csr_triton
 from .base import LinearOperator, OperatorSpec
 
@@ -311,10 +312,14 @@ class MatrixOperator(LinearOperator):
         if spec.params.get("format") == "csr":
             try:
                 m, n = (int(v) for v in spec.params["shape"])
+                check_bytes(16 * (max(m, 0) + 1), f"A sparse forward matrix of shape {m}x{n} (its row index and "
+                            "measurement)", "operator")
                 matrix = torch.sparse_csr_tensor(
                     torch.as_tensor(spec.arrays["indptr"]).long(), torch.as_tensor(spec.arrays["indices"]).long(),
                     torch.as_tensor(spec.arrays["data"]), size=(m, n), check_invariants=True)
-            except (KeyError, ValueError, RuntimeError):
+            except InputError:
+                raise
+            except (KeyError, ValueError, RuntimeError, TypeError, OverflowError):
                 raise InputError("A sparse forward matrix needs arrays data, indices, indptr and a "
                                  "params shape [m, n] describing a valid CSR matrix.") from None
             return cls(spec.image_shape, matrix, spec.noise_sigma)

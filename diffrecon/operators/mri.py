@@ -107,8 +107,9 @@ class MRI(LinearOperator):
         self.single_coil = coil_maps is None
         S = torch.ones(1, h, w, dtype=torch.complex64) if coil_maps is None else \
             torch.as_tensor(np.asarray(coil_maps)).to(torch.complex64)
-        if S.ndim != 3 or S.shape[1:] != (h, w):
-            raise InputError(f"MRI coil_maps have shape {tuple(S.shape)}; they must be (coils, {h}, {w}).")
+        if S.ndim != 3 or S.shape[1:] != (h, w) or S.shape[0] < 1:
+            raise InputError(f"MRI coil_maps have shape {tuple(S.shape)}; they must be (coils, {h}, {w}) with at "
+                             "least one coil.")
         self.register_buffer("mask", m)
         self.register_buffer("coil_maps", S.contiguous())
         self.register_buffer("_weight", m.to(torch.float32), persistent=False)

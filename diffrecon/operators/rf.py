@@ -22,6 +22,7 @@ import torch
 from scipy.special import hankel1
 
 from ..errors import InputError
+from ..limits import check_bytes
 from .base import OperatorSpec
 from .matrix import MatrixOperator
 
@@ -71,6 +72,12 @@ class RFBorn(MatrixOperator):
             raise InputError(f"An RF contrast image has one channel (got image_shape {tuple(image_shape)}).")
         if not freqs or min(freqs) <= 0 or n_antennas < 1 or pixel_size_m <= 0 or wave_speed <= 0:
             raise InputError("RF frequencies_hz, n_antennas, pixel_size_m and wave_speed must all be positive.")
+        if not all(math.isfinite(v) for v in (*freqs, radius_m, pixel_size_m, wave_speed)):
+            raise InputError("RF frequencies_hz, radius_m, pixel_size_m and wave_speed must be finite numbers.")
+        # The Born matrix (complex64) and, per frequency, complex128 Green's functions and products.
+        check_bytes(40 * len(freqs) * int(n_antennas) ** 2 * h * w,
+                    f"An RF forward model with {len(freqs)} frequencies_hz and n_antennas={int(n_antennas)} on a "
+                    f"{h}x{w} image", "operator")
         half_diag = 0.5 * math.hypot(h, w) * pixel_size_m
         if radius_m <= half_diag:
             raise InputError(f"RF antenna radius_m is {radius_m}; it must exceed the image's half diagonal "

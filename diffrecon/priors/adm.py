@@ -313,12 +313,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             raise InputError(f"ADM checkpoint {path} is not a readable safetensors file ({err}).") from None
     if path.suffix not in (".pt", ".pth"):
         raise InputError(f"ADM checkpoint {path} has the suffix {path.suffix!r}; valid are .safetensors, .pt and .pth.")
-    try:
-        obj = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # UnpicklingError for foreign objects, RuntimeError for corrupt files
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"ADM checkpoint {path} is not a plain state dict of tensors and is refused, "
-                         f"since loading it could run code ({first[:200]}); convert it to safetensors.") from None
+    from .tensor_pickle import load_tensors_only
+
+    obj = load_tensors_only(path, "ADM checkpoint", "convert it to safetensors")
     if isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
         obj = next((obj[k] for k in ("state_dict", "model", "ema") if isinstance(obj.get(k), dict)), obj)
     if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):

@@ -8,6 +8,7 @@ solvers never see timesteps, alphas or value ranges (Karras et al., EDM, NeurIPS
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, printable
 
 Tensor = torch.Tensor
+
+
+def read_json(path: Path, what: str, max_bytes: int = 1 << 20):
+    """The JSON value in ``path`` (a card, a config, a checkpoint's state); one sentence on any fault."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InputError(f"{what} {path} is {size} bytes; a JSON file here is at most {max_bytes}.")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except InputError:
+        raise
+    except PermissionError:
+        raise InputError(f"{what} {path} cannot be read: permission denied.") from None
+    except (OSError, ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, digit limits
+        raise InputError(f"{what} {path} cannot be read as JSON ({printable(str(err))[:120]}).") from None
 
 
 @dataclass(frozen=True)
@@ -47,20 +63,44 @@ class PriorCard:
             raise InputError(f"Prior card {source} lacks {', '.join(missing)}; a card needs {', '.join(required)}.")
         known = {f for f in cls.__dataclass_fields__}
         kw = {k: v for k, v in d.items() if k in known}
-        kw["resolution"] = tuple(int(v) for v in kw["resolution"])
-        kw["value_range"] = tuple(float(v) for v in kw["value_range"])
-        kw["channels"] = int(kw["channels"])
-        kw["sigma_min"], kw["sigma_max"] = float(kw["sigma_min"]), float(kw["sigma_max"])
+        kw["resolution"] = _numbers(kw["resolution"], 2, source, "resolution", whole=True)
+        kw["value_range"] = _numbers(kw["value_range"], 2, source, "value_range")
+        (kw["channels"],) = _numbers([kw["channels"]], 1, source, "channels", whole=True)
+        (kw["sigma_min"],) = _numbers([kw["sigma_min"]], 1, source, "sigma_min")
+        (kw["sigma_max"],) = _numbers([kw["sigma_max"]], 1, source, "sigma_max")
+        if min(kw["resolution"]) < 1 or not 1 <= kw["channels"] <= 16:
+            raise InputError(f"Prior card {source}: resolution {kw['resolution']} and channels {kw['channels']} must "
+                             "be positive (channels at most 16).")
+        low, high = kw["value_range"]
+        if not low < high or not 0 <= kw["sigma_min"] <= kw["sigma_max"]:
+            raise InputError(f"Prior card {source}: value_range {kw['value_range']} must be low < high and "
+                             f"0 <= sigma_min {kw['sigma_min']} <= sigma_max {kw['sigma_max']}.")
+        for key, kind in (("schedule", dict), ("extra", dict), ("name", str), ("training_data", str),
+                          ("description", str)):
+            if key in kw and not isinstance(kw[key], kind):
+                raise InputError(f"Prior card {source}: {key} is {type(kw[key]).__name__}; expected "
+                                 f"{'an object' if kind is dict else 'text'}.")
         return cls(**kw)
 
     @classmethod
     def load(cls, path: str | Path) -> "PriorCard":
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise InputError(f"Prior card {path} cannot be read as JSON ({err}).") from None
+        d = read_json(path, "Prior card")
+        if not isinstance(d, dict):
+            raise InputError(f"Prior card {path} holds {type(d).__name__}, not a JSON object.")
         return cls.from_dict(d, str(path))
+
+
+def _numbers(value, count: int, source: str, key: str, whole: bool = False) -> tuple:
+    """``count`` finite numbers (whole numbers when ``whole``) from a card's JSON value."""
+    items = value if isinstance(value, (list, tuple)) else None
+    ok = items is not None and len(items) == count and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (not whole or v == int(v))
+        for v in items)
+    if not ok:
+        want = f"{count} {'whole' if whole else 'finite'} number{'s' if count > 1 else ''}"
+        raise InputError(f"Prior card {source}: {key} is {json.dumps(value)[:60]}; expected {want}.")
+    return tuple(int(v) if whole else float(v) for v in items)
 
 
 class Denoiser(nn.Module):

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, printable
+from ..limits import check_bytes
+from ..messages import quiet_libraries
 from .acceleration import NetworkCall, set_checkpointing
-from .base import Denoiser, PriorCard, sigma_as_batch
+from .base import Denoiser, PriorCard, read_json, sigma_as_batch
 
 Tensor = torch.Tensor
 
@@ -41,14 +43,24 @@ def alphas_cumprod_from_schedule(schedule: dict) -> Tensor:
     """``abar_t`` (float64) of a card's beta schedule: linear (Ho et al. 2020, Sec. 4) or cosine
     (Nichol & Dhariwal, ICML 2021, Eq. 17 with s = 0.008, betas clipped at 0.999)."""
     kind = schedule.get("kind")
-    try:
-        steps = int(schedule.get("timesteps", 1000))
-        if kind == "vp_linear":
-            betas = torch.linspace(float(schedule["beta_start"]), float(schedule["beta_end"]), steps,
-                                   dtype=torch.float64)
-            return torch.cumprod(1 - betas, dim=0)
-    except (KeyError, TypeError, ValueError):
-        raise InputError("A prior card schedule needs a number timesteps (and beta_start, beta_end for vp_linear).") from None
+    if kind not in VP_KINDS:
+        raise InputError(f"Prior schedule kind {printable(repr(kind))} is not supported; valid kinds are "
+                         f"{', '.join(VP_KINDS)}.")
+    steps = schedule.get("timesteps", 1000)
+    if isinstance(steps, bool) or not isinstance(steps, (int, float)) or not math.isfinite(steps) \
+            or steps != int(steps) or steps < 2:
+        raise InputError(f"A prior card schedule's timesteps is {printable(repr(steps))[:40]}; expected a whole "
+                         "number of at least 2.")
+    steps = int(steps)
+    check_bytes(8 * 4 * (steps + 1), f"A prior card schedule with timesteps={steps}", "schedule")
+    if kind == "vp_linear":
+        ends = [schedule.get(k) for k in ("beta_start", "beta_end")]
+        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 < b < 1 for b in ends) \
+                or not ends[0] <= ends[1]:
+            raise InputError(f"A vp_linear prior schedule needs 0 < beta_start <= beta_end < 1 "
+                             f"(got {printable(repr(ends))[:60]}).")
+        betas = torch.linspace(float(ends[0]), float(ends[1]), steps, dtype=torch.float64)
+        return torch.cumprod(1 - betas, dim=0)
     if kind == "vp_cosine":
         s = 0.008
         t = torch.arange(steps + 1, dtype=torch.float64) / steps
@@ -164,6 +176,45 @@ def _validate(card: PriorCard, config: dict, folder: Path) -> None:
 
 
 _IMPORT_LOCK = threading.RLock()
+#: Structure a UNet2DModel config may declare: beyond these no prior is plausible, and building
+#: that many modules costs gigabytes of Python objects before any weight is allocated.
+MAX_LEVELS = 8
+MAX_LAYERS_PER_BLOCK = 16
+
+
+def unet_weight_bytes(channels, layers_per_block, in_channels: int = 1) -> int:
+    """A lower bound of the float32 weight bytes of a UNet2DModel: each resnet block holds two 3x3
+    convolutions; a level has ``layers_per_block`` blocks down and one more up."""
+    total, prev = 0, int(in_channels)
+    for c in channels:
+        c = int(c)
+        total += layers_per_block * 9 * (prev * c + c * c) + (layers_per_block + 1) * 9 * (2 * c * c + c * c)
+        prev = c
+    return 4 * total
+
+
+def check_unet_config(config: dict, where: str) -> None:
+    """Refuse a UNet2DModel config whose structure is nonsense or whose weights exceed the network
+    budget, before anything is built; ``where`` names the file or the settings."""
+    channels = config.get("block_out_channels", (224, 448, 672, 896))
+    layers = config.get("layers_per_block", 2)
+    in_channels = config.get("in_channels", 3)
+
+    def whole(v, lo, hi):
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+    if not (isinstance(channels, (list, tuple)) and 1 <= len(channels) <= MAX_LEVELS
+            and all(whole(c, 1, 1 << 40) for c in channels)):
+        raise InputError(f"{where}: block_out_channels is {printable(json.dumps(channels))[:60]}; expected 1 to "
+                         f"{MAX_LEVELS} positive whole numbers.")
+    if not whole(layers, 1, MAX_LAYERS_PER_BLOCK):
+        raise InputError(f"{where}: layers_per_block is {printable(json.dumps(layers))[:40]}; expected a whole number "
+                         f"from 1 to {MAX_LAYERS_PER_BLOCK}.")
+    if not whole(in_channels, 1, 16) or not whole(config.get("out_channels", in_channels), 1, 32):
+        raise InputError(f"{where}: in_channels and out_channels must be whole numbers from 1 to 16 (32 out).")
+    check_bytes(unet_weight_bytes(channels, layers, in_channels),
+                f"{where}: a network with block_out_channels {list(channels)} and layers_per_block {layers}",
+                "network")
 
 
 def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu") -> VPEpsilonDenoiser:
@@ -175,13 +226,14 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
     folder = Path(folder)
     check_prior_folder(folder)
     card = PriorCard.load(folder / "card.json")
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"Prior config {folder / 'config.json'} cannot be read as JSON ({err}).") from None
+    config = read_json(folder / "config.json", "Prior config")
+    if not isinstance(config, dict):
+        raise InputError(f"Prior config {folder / 'config.json'} holds {type(config).__name__}, not a JSON object.")
     if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
-        raise InputError(f"Prior folder {folder} holds a {config.get('_class_name')}; only UNet2DModel is supported.")
+        raise InputError(f"Prior folder {folder} holds a {printable(config.get('_class_name'))[:60]}; only "
+                         "UNet2DModel is supported.")
     _validate(card, config, folder)
+    check_unet_config(config, f"Prior config {folder / 'config.json'}")
     alphas_cumprod = alphas_cumprod_from_schedule(card.schedule)
     try:
         with _IMPORT_LOCK:  # diffusers' lazy module is not safe to import from two threads at once
@@ -189,14 +241,19 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
     except ImportError as err:
         raise InputError(f"Network priors need the diffusers package ({err}); install diffrecon[diffusers].") from None
     try:
-        state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
-        with _IMPORT_LOCK:
+        with _IMPORT_LOCK, quiet_libraries("diffusers"):
             unet = UNet2DModel.from_config(config)
+    except Exception as err:  # noqa: BLE001 - any value diffusers cannot build from is the file's fault
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"Prior config {folder / 'config.json'} does not describe a UNet2DModel "
+                         f"({type(err).__name__}: {printable(first)[:160]}).") from None
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
         # fp16 on disk halves the download; CPU kernels and the solver maths want float32.
         unet.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    except (SafetensorError, RuntimeError, TypeError, ValueError) as err:
+    except (SafetensorError, RuntimeError, TypeError, ValueError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"Prior weights {folder / WEIGHTS_FILE} do not fit config.json ({first}).") from None
+        raise InputError(f"Prior weights {folder / WEIGHTS_FILE} do not fit config.json ({printable(first)[:200]}).") from None
     unet = unet.float().eval().requires_grad_(False)
     denoiser = VPEpsilonDenoiser(unet, alphas_cumprod, card)
     denoiser.weights_path = folder / WEIGHTS_FILE

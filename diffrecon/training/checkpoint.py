@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, printable
+from ..priors.base import read_json
+from ..priors.tensor_pickle import load_tensors_only
 
 if TYPE_CHECKING:  # pragma: no cover
     from .loop import TrainConfig
 
 CHECKPOINT_DIR = "checkpoint"
+_MAX_STATE_BYTES = 64 << 20  # trainer.json: settings and one log line per log_every steps
 FORMAT_VERSION = 1
 
 
@@ -75,23 +79,29 @@ def load_checkpoint(folder: Path, config: "TrainConfig", unet: torch.nn.Module, 
     from safetensors.torch import load_file
 
     folder = Path(folder)
+    state = read_json(folder / "trainer.json", "Checkpoint state", max_bytes=_MAX_STATE_BYTES)
     try:
-        state = json.loads((folder / "trainer.json").read_text())
         step, loss_ema, log, saved = int(state["step"]), float(state["loss_ema"]), list(state["log"]), state["settings"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(f"Checkpoint {folder / 'trainer.json'} cannot be read ({err}); train without --resume.") from None
+        if not (isinstance(saved, dict) and 0 <= step and math.isfinite(loss_ema)
+                and all(isinstance(entry, dict) for entry in log)):
+            raise ValueError("values out of range")
+    except (ValueError, KeyError, TypeError, OverflowError, AttributeError) as err:
+        raise InputError(f"Checkpoint {folder / 'trainer.json'} does not hold a valid training state "
+                         f"({type(err).__name__}: {printable(str(err))[:80]}); train without --resume.") from None
     current = _settings(config)
     saved.setdefault("attention", True)  # checkpoints written before the option had attention
     differ = [k for k in config.ARCHITECTURE if saved.get(k) != current[k]]
     if differ:
         was = ", ".join(f"{k}={saved.get(k)}" for k in differ)
         raise InputError(f"Checkpoint {folder} was trained with {was}; resume with the same settings.")
+    optimizer_state = load_tensors_only(folder / "optimizer.pt", "Checkpoint optimizer state", "train without --resume")
     try:
         tensors = load_file(str(folder / "weights.safetensors"), device="cpu")
         unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
-    except (OSError, SafetensorError, RuntimeError, ValueError, KeyError) as err:
+        optimizer.load_state_dict(optimizer_state)
+    except (OSError, SafetensorError, RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"Checkpoint {folder} does not fit this network ({first}); train without --resume.") from None
+        raise InputError(f"Checkpoint {folder} does not fit this network ({printable(first)[:160]}); "
+                         "train without --resume.") from None
     return step, loss_ema, log

@@ -63,6 +63,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="start the network and its EMA from this prior folder's weights (fresh optimizer, "
                         "step 0; the card counts the folder's steps too); not with --resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-external", action="store_true", help="follow links from an HDF5 --data file to other files")
     p.set_defaults(func=run_train)
     return p
 
@@ -94,7 +95,8 @@ def run_train(args) -> int:
         channels=channels, layers_per_block=layers_per_block, n_images=args.n_images,
         dataset=args.dataset, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
         compile=not args.no_compile, image_size=args.image_size, whole_fraction=args.whole_fraction,
-        attention=not args.no_attention, data_cache=args.data_cache)
+        attention=not args.no_attention, data_cache=args.data_cache,
+        allow_external=getattr(args, "allow_external", False))
     result = train(config, args.out, resume=args.resume, progress=not args.no_progress,
                    init_from=getattr(args, "init_from", None), time_limit=args.time_limit)
     print(f"Wrote prior {result.prior_folder} after {result.steps} steps (loss {result.final_loss:.4f}).")

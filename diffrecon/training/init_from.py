@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, printable
 from ..priors.diffusers_vp import WEIGHTS_FILE, check_prior_folder
 
 
@@ -62,8 +62,8 @@ def read_architecture(folder: str | Path) -> dict:
                 "layers_per_block": int(config["layers_per_block"]), "in_channels": int(config["in_channels"]),
                 "out_channels": int(config["out_channels"]),
                 "training_steps": int((card.get("extra") or {}).get("training_steps", 0))}
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
-        raise InputError(f"--init-from {folder}: config.json or card.json cannot be read ({err!r}); "
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError) as err:
+        raise InputError(f"--init-from {folder}: config.json or card.json cannot be read ({printable(repr(err))[:160]}); "
                          f"give a folder written by diffrecon train.") from None
     if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise InputError(f"--init-from {folder} holds a {config.get('_class_name')}; "

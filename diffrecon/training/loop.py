@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..limits import check_bytes, check_seed, nbytes
 from ..io.atomic import atomic_write
 from ..priors.base import PriorCard
-from ..priors.diffusers_vp import alphas_cumprod_from_schedule, save_diffusers_prior
+from ..priors.diffusers_vp import alphas_cumprod_from_schedule, check_unet_config, save_diffusers_prior
 from ..runtime import device_name, resolve_device
 from .checkpoint import CHECKPOINT_DIR, checkpoint_init_from, load_checkpoint, save_checkpoint
 from .data import MIN_IMAGES, TrainingData, load_training_data
@@ -74,6 +75,7 @@ class TrainConfig:
     #: (translation-equivariant) and runs at any size that is a multiple of 2**(levels-1)
     attention: bool = True
     data_cache: str | None = None  # folder keeping the generated procedural images
+    allow_external: bool = False  # follow links from an HDF5 --data file to other files
     #: the fields a checkpoint must share with the run that resumes it (they fix the network)
     ARCHITECTURE = ("size", "channels", "layers_per_block", "attention")
 
@@ -91,7 +93,7 @@ class TrainConfig:
                              f"(patches of --size are cut from images of --image-size).")
         if not 0 <= self.whole_fraction <= 1:
             raise InputError(f"--whole-fraction must lie in [0, 1] (got {self.whole_fraction}).")
-        if levels < 2 or any(int(c) != c or c < 1 for c in self.channels):
+        if levels < 2 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.channels):
             raise InputError(f"--channels {','.join(map(str, self.channels))} is invalid; give at least two "
                              f"positive integers, one per resolution level, e.g. 64,128,128,128.")
         if self.size < 8 or self.size % 2 ** (levels - 1):
@@ -100,14 +102,22 @@ class TrainConfig:
         for name, value, low in (("--steps", self.steps, 1), ("--batch-size", self.batch_size, 1),
                                  ("--n-images", self.n_images, MIN_IMAGES), ("layers_per_block", self.layers_per_block, 1),
                                  ("checkpoint_every", self.checkpoint_every, 1), ("log_every", self.log_every, 1)):
-            if int(value) != value or value < low:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"{name} must be an integer of at least {low} (got {value}).")
         if not (math.isfinite(self.lr) and 0 < self.lr < 1):
             raise InputError(f"--lr must be a positive learning rate below 1 (got {self.lr}).")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0 and self.warmup_steps >= 1):
+            raise InputError(f"weight_decay {self.weight_decay} and warmup_steps {self.warmup_steps} must be "
+                             "non-negative and at least 1.")
         if not 0 <= self.ema_decay < 1:
             raise InputError(f"ema_decay must lie in [0, 1) (got {self.ema_decay}).")
-        if self.seed < 0:
-            raise InputError(f"--seed must be a non-negative integer (got {self.seed}).")
+        check_seed(self.seed, "--seed")
+        check_bytes(4 * self.steps, f"--steps {self.steps} (the loss of every step)", "schedule")
+        check_unet_config({"block_out_channels": list(self.channels), "layers_per_block": self.layers_per_block,
+                           "in_channels": 1},
+                          f"--channels {','.join(map(str, self.channels))} --layers-per-block {self.layers_per_block}")
+        check_bytes(nbytes((self.n_images, 1, self.size, self.size), 4),
+                    f"--n-images {self.n_images} at --size {self.size}", "training")
         resolve_device(self.device)
 
 
@@ -210,7 +220,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     source = read_init_folder(init_from) if init_from is not None else None
     device = resolve_device(config.device)
     data = data or load_training_data(config.data, config.data_size, n_images=config.n_images, dataset=config.dataset,
-                                      cache=config.data_cache)
+                                      cache=config.data_cache, allow_external=config.allow_external)
     images = data.images.to(device)
     if source is not None:
         check_architecture(source, config.size, config.channels, config.layers_per_block, images.shape[1])

@@ -37,7 +37,7 @@ from ...coils import (calibration_width, estimate_coil_maps, estimate_noise_sigm
                       sampled_columns)
 from ...errors import InputError
 from ...measurement import Measurement
-from ..h5 import attr_str, open_readonly, require_dataset
+from ..h5 import attr_str, check_read, open_readonly, require_dataset
 from .noise import kspace_noise
 from ._common import (MAX_SIDE, centre_crop_or_pad, check_size_arg, finite_or_fail, operator_class,
                       pick_index, value_range_of)
@@ -49,6 +49,7 @@ _REFERENCES = ("reconstruction_rss", "reconstruction_esc")
 
 def _read(ds, index, path: Path, dtype) -> np.ndarray:
     """``ds[index]`` as ``dtype``; h5py errors from damaged files become one InputError."""
+    check_read(ds, index, path, dtype)
     try:
         arr = np.asarray(ds[index])
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
@@ -100,7 +101,7 @@ def _pixel_size_mm(f, path: Path, rows: int) -> float | None:
 
 
 def _validate(f, path: Path):
-    ks = require_dataset(f, "kspace", path, kinds="c",
+    ks = require_dataset(f, "kspace", path, kinds="c", whole=False,
                          what="complex k-space (slices, coils, rows, columns) or (slices, rows, columns)")
     if ks.ndim not in (3, 4):
         raise InputError(f"File {path}: dataset /kspace has shape {ks.shape}; expected (slices, coils, rows, "
@@ -113,7 +114,7 @@ def _validate(f, path: Path):
     reference = None
     for name in _REFERENCES:
         if name in f:
-            reference = require_dataset(f, name, path, ndim=3, kinds="f",
+            reference = require_dataset(f, name, path, ndim=3, kinds="f", whole=False,
                                         what="a float (slices, rows, columns) reference image")
             if not 8 <= min(reference.shape[1:]) <= max(reference.shape[1:]) <= MAX_SIDE:
                 raise InputError(f"File {path}: dataset /{name} has shape {reference.shape}; expected (slices, rows, "

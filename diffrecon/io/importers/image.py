@@ -14,8 +14,9 @@ import h5py
 import numpy as np
 import torch
 
-from ...errors import InputError
+from ...errors import InputError, printable
 from ...measurement import Measurement
+from ...messages import quiet_libraries
 from ..h5 import open_readonly, require_dataset
 from ._common import MAX_SIDE, operator_class, value_range_of
 
@@ -56,21 +57,22 @@ def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with quiet_libraries("tifffile"), tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             _check_claimed(series.shape, path)
             return series.asarray()
     except InputError:
         raise
     except Exception as err:  # tifffile raises many types for damaged files
-        raise InputError(f"File {path} cannot be read as TIFF; it may be truncated or damaged ({err}).") from None
+        raise InputError(f"File {path} cannot be read as TIFF; it may be truncated or damaged "
+                         f"({printable(err)[:160]}).") from None
 
 
 def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with quiet_libraries("PIL"), Image.open(path) as im:
             _check_claimed((im.height, im.width), path)  # checked before the pixels are decoded
             if im.mode == "P":
                 im = im.convert("RGBA")
@@ -78,7 +80,8 @@ def _read_png(path: Path) -> np.ndarray:
     except InputError:
         raise
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError
-        raise InputError(f"File {path} cannot be read as PNG; it may be truncated or damaged ({err}).") from None
+        raise InputError(f"File {path} cannot be read as PNG; it may be truncated or damaged "
+                         f"({printable(err)[:160]}).") from None
 
 
 def _read_h5(path: Path, dataset: str | None, allow_external: bool) -> np.ndarray:
@@ -148,6 +151,9 @@ def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: 
         return operator_class("Blur")(shape, kernel, noise)
     if kind == "sr":
         return operator_class("SuperResolution")(shape, int(o["factor"]), noise)
+    if kind in ("ct", "ct_limited"):  # the geometry's cost is checked before its angles are made
+        n_det = operator_class("default_detectors")(h, w)
+        operator_class("check_ct_bytes")(max(int(o["n_views"]), 0), n_det, h, w, f"Option n_views={o['n_views']}: ")
     if kind == "ct":
         angles = operator_class("sparse_view_angles")(int(o["n_views"]))
         return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise)
@@ -157,6 +163,8 @@ def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: 
     mask = operator_class("cartesian_mask")((h, w), float(o["acceleration"]), o["center_fraction"],
                                             str(o["mask_kind"]), seed)
     n_coils = int(o["coils"])
+    if n_coils < 1:
+        raise InputError(f"Option coils={o['coils']} is invalid; a simulated MRI needs at least 1 coil.")
     maps = operator_class("birdcage_maps")((h, w), n_coils) if n_coils > 1 else None
     return operator_class("MRI")(shape, mask, coil_maps=maps, noise_sigma=noise)
 
@@ -184,7 +192,7 @@ def simulate(image: np.ndarray, operator_kind: str, options: dict[str, Any] | No
     x = _to_chw(np.asarray(image), "The image to simulate from")
     try:
         op = _operator(operator_kind, tuple(x.shape), opts, float(noise), int(seed))
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError) as err:
         if isinstance(err, InputError):
             raise
         raise InputError(f"Options {opts} are not valid for {operator_kind} ({err}).") from None

@@ -29,7 +29,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...measurement import Measurement
-from ..h5 import attr_str, open_readonly, require_dataset
+from ..h5 import attr_str, check_read, open_readonly, require_dataset
 from .noise import rebinned_noise, tomography_noise
 from ._common import check_size_arg, finite_or_fail, operator_class, pick_index
 
@@ -41,6 +41,7 @@ _ALL = np.s_[:]  # the parameter named ``slice`` (the CLI's word) hides the buil
 
 
 def _read(ds: h5py.Dataset, index, path: Path) -> np.ndarray:
+    check_read(ds, index, path, np.float64)
     try:
         arr = np.asarray(ds[index], dtype=np.float64)
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
@@ -50,7 +51,7 @@ def _read(ds: h5py.Dataset, index, path: Path) -> np.ndarray:
 
 
 def _frames(f: h5py.Group, name: str, path: Path) -> h5py.Dataset:
-    return require_dataset(f, name, path, ndim=3, kinds="fiu",
+    return require_dataset(f, name, path, ndim=3, kinds="fiu", whole=False,
                            what="a numeric (frames, rows, columns) stack of detector images")
 
 
