@@ -19,6 +19,7 @@ Errors a user can cause end as one sentence on stderr and exit code 2, never a t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -504,6 +505,7 @@ def _cmd_reconstruct(args) -> int:
     result, batches = None, [args.samples]
     with ctrl_c_stops(stop, file=sys.stderr), contextlib.ExitStack() as stack:
         bar = None  # shown once the run is planned: a refused setting prints its sentence alone
+        fitting = None
         for event in run(measurement, config, stop=stop):
             if isinstance(event, Planned):
                 bar = stack.enter_context(tqdm(total=args.steps * args.samples, unit="step", desc=args.solver,
@@ -517,8 +519,11 @@ def _cmd_reconstruct(args) -> int:
                 bar.refresh()
             elif isinstance(event, Log):
                 tqdm.write(f"{event.level}: {event.message}", file=sys.stderr)
-            elif isinstance(event, Preparing):
-                bar.set_postfix_str(f"{event.what}: {event.done}/{event.total}")
+            elif isinstance(event, Preparing):  # fitting a prior at a new size, before the plan
+                fitting = fitting or stack.enter_context(tqdm(total=event.total, desc="fitting the prior",
+                                                              file=sys.stderr, dynamic_ncols=True, leave=False))
+                fitting.n = event.done
+                fitting.set_postfix_str(event.what, refresh=True)
             elif isinstance(event, Diverged):
                 tqdm.write(f"warning: {event.message}", file=sys.stderr)
             elif isinstance(event, Finished):

@@ -197,10 +197,8 @@ class _Setup:
     notes: list[str] = field(default_factory=list)  # shown at the start of a run (why auto chose its mode)
 
 
-def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe: bool = False) -> _Setup:
-    """Check every setting and build what a run needs; raises InputError before any work.
-    ``probe``: for a few timed steps (:func:`plan`), where ``compile auto`` never compiles."""
-    from .operators import build_operator
+def check_settings(measurement: Measurement, config: RunConfig) -> None:
+    """The settings' cheap checks (before a prior is fitted or anything is built): InputError if wrong."""
     from .solvers import get_solver, parse_params
 
     if config.steps < 1:
@@ -215,6 +213,19 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
         raise InputError(f"on_divergence {config.on_divergence!r} is not known; use {', '.join(ON_DIVERGENCE)}.")
     if config.precision not in ("bf16", "fp32"):
         raise InputError(f"precision {config.precision!r} is not known; use bf16 or fp32.")
+    parse_params(get_solver(config.solver).Params, dict(config.params), config.solver)
+    shape = tuple(int(v) for v in measurement.operator.image_shape)
+    check_bytes(config.samples * nbytes(shape, 4), f"samples={config.samples} of {'x'.join(map(str, shape))} images",
+                "samples")
+
+
+def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe: bool = False) -> _Setup:
+    """Check every setting and build what a run needs; raises InputError before any work.
+    ``probe``: for a few timed steps (:func:`plan`), where ``compile auto`` never compiles."""
+    from .operators import build_operator
+    from .solvers import get_solver, parse_params
+
+    check_settings(measurement, config)
     info = get_solver(config.solver)
     params = parse_params(info.Params, dict(config.params), info.name)
     device = resolve_device(config.device)
@@ -222,8 +233,6 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
     channels_last = bool(config.channels_last) and device.type == "cuda"
 
     op = build_operator(measurement.operator).to(device)
-    check_bytes(config.samples * nbytes(op.image_shape, 4),
-                f"samples={config.samples} of {'x'.join(map(str, op.image_shape))} images", "samples")
     y_np = np.asarray(measurement.y)
     if tuple(y_np.shape) != tuple(op.meas_shape):
         raise InputError(
@@ -412,6 +421,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     """
     from .solvers import get_solver
 
+    check_settings(measurement, config)
     if denoiser is None and get_solver(config.solver).uses_prior:
         from .priors.fitted import fit_events
 

@@ -100,7 +100,7 @@ def test_cli_compare_prints_the_runs_warnings_and_a_memory_column(tmp_path, caps
                "--prior", "gaussian", "--device", "cpu", "--out", str(tmp_path / "c.h5")])
     out = capsys.readouterr()
     assert rc == 0
-    assert "run 1 (ddim · 2 steps · seed 0) warning: ddim with these settings is deterministic" in out.err + out.out
+    assert "run 1 (ddim · 2 steps · seed 0) warning: ddim with eta = 0 is deterministic" in out.err + out.out
     table = [line for line in out.out.splitlines() if line.startswith(("ddim ·", "diffpir ·"))]
     assert len(table) == 2 and all(re.search(r" done .* \d+ MiB peak$", line) for line in table)
 
