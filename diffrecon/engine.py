@@ -52,6 +52,9 @@ class RunConfig:
     batch_size: int | None = None  # None: as many samples per batch as memory allows
     keep_samples: int = 16  # samples stored in the result
     preview_interval: float = 0.25  # seconds between previews
+    warm_start: str = "none"  # none | tv: start from the TV reconstruction noised to sigma_start (warm_start.py)
+    sigma_start: float | None = None  # warm start level in the prior's units; None: from the error estimate
+    prior_fit: bool = True  # measure the prior-fit indicator before and after the run (prior_fit.py)
 
 
 # ------------------------------------------------------------------------------------ events
@@ -172,6 +175,7 @@ class _Setup:
     compile_mode: str = "none"  # how the network runs (auto resolved: graphs or compile on CUDA); none without a prior
     channels_last: bool = False  # in effect (CUDA only)
     notes: list[str] = field(default_factory=list)  # shown at the start of a run (why auto chose its mode)
+    warm: Any = None  # a warm_start.WarmStart, or None
 
 
 def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe: bool = False) -> _Setup:
@@ -186,6 +190,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
         raise InputError(f"samples must be at least 1 (got {config.samples}).")
     if config.batch_size is not None and config.batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {config.batch_size}).")
+    if config.warm_start not in ("none", "tv"):
+        raise InputError(f"warm start {config.warm_start!r} is not known; use none or tv.")
     if config.precision not in ("bf16", "fp32"):
         raise InputError(f"precision {config.precision!r} is not known; use bf16 or fp32.")
     info = get_solver(config.solver)
@@ -246,6 +252,12 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
     norm = Normalization.between(phys, prior_range)
     y = norm.measurement_to_prior(op, y)
     op.noise_sigma = float(measurement.noise_sigma) / norm.scale
+    warm = None
+    if config.warm_start != "none" and info.uses_prior:  # the baselines have no diffusion to warm-start
+        from . import warm_start
+        warm = warm_start.prepare(config.warm_start, op, y, denoiser, functools.partial(
+            make_sigmas, denoiser=denoiser, kind=config.schedule), config.steps, config.sigma_start)
+        sigmas = warm.sigmas
 
     batch = config.batch_size or _auto_batch(config.samples, device)
     autocast = torch.bfloat16 if (device.type == "cuda" and config.precision == "bf16") else None
@@ -260,7 +272,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
             fallback = "graphs"
         denoiser.accelerate(compile_mode, channels_last, bool(config.checkpointing), fallback=fallback)
     return _Setup(device, op, y, info, params, denoiser, sigmas, norm, batches, autocast, prior_name, prior_hash,
-                  warnings, compile_mode if info.uses_prior else "none", channels_last, notes)
+                  warnings, compile_mode if info.uses_prior else "none", channels_last, notes, warm)
 
 
 def _network_call(setup: _Setup):
@@ -298,6 +310,8 @@ def _batch_start(setup: _Setup, seed: int, indices) -> tuple[SampleRNG, torch.Te
     b = len(rng)
     if setup.info.uses_prior:
         x_init = float(setup.sigmas[0]) * rng.randn(setup.op.image_shape)
+        if setup.warm is not None:
+            x_init = x_init + setup.warm.x0
     else:
         x_init = torch.zeros(b, *setup.op.image_shape, device=setup.device)
     return rng, x_init, setup.y.expand(b, *setup.y.shape[1:])
@@ -385,6 +399,13 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         yield Log(f"{info.name} with these settings is deterministic: the spread over samples is a "
                   "seed spread, not a posterior standard deviation.", "warning")
 
+    fit_before = None
+    if config.prior_fit and info.uses_prior:
+        from . import prior_fit
+        with torch.no_grad():
+            fit_before = prior_fit.before_run(setup)
+        if fit_before is not None:
+            yield Log(*prior_fit.message(fit_before))
     counter = Counter()
     den = CountingDenoiser(setup.denoiser, counter, setup.autocast, dev) if info.uses_prior else None
     op = CountingOperator(setup.op, counter)
@@ -471,6 +492,9 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     elapsed = time.perf_counter() - t0
     result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior,
                      complete=not stopped)
+    if fit_before is not None:
+        with torch.no_grad():
+            result.metrics.update(prior_fit.after_run(setup, stats.mean, fit_before, result.metrics.get("residual_ratio")))
     yield Finished(result)
 
 
@@ -499,6 +523,7 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "device": device_name(setup.device), "batches": list(setup.batches),
         "normalization": [norm.scale, norm.offset], "software_version": __version__,
         "torch_version": str(torch.__version__), "elapsed_seconds": float(elapsed), "started": start_iso,
+        **(setup.warm.provenance(norm.scale) if setup.warm is not None else {"warm_start": "none"}),
     }
     samples = np.stack(kept) if kept else None
     return Result(mean=mean, std=std, samples=samples, n_samples=stats.n, metrics=metrics,

@@ -79,6 +79,11 @@ class SolverPanel(QtWidgets.QWidget):
         self.prior.addItems([*PRIORS, _FOLDER])
         self.prior.setToolTip("default: the bundled prior; gaussian: exact Gaussian prior (tests, checks);"
                               " or a folder with card.json and weights.")
+        self.warm_start = QtWidgets.QComboBox()
+        self.warm_start.addItems(["none", "tv"])
+        self.warm_start.setToolTip("tv: start the diffusion from the TV reconstruction noised to a level estimated "
+                                   "from its error (Come-Closer-Diffuse-Faster); all steps are spent below that "
+                                   "level. none: start from pure noise.")
         self.cost = QtWidgets.QLabel()
         self.cost.setWordWrap(True)
         self.warning = QtWidgets.QLabel()
@@ -96,6 +101,7 @@ class SolverPanel(QtWidgets.QWidget):
         budget.addRow("Network", self.compile)
         budget.addRow("", self.checkpointing)
         budget.addRow("Prior", self.prior)
+        budget.addRow("Warm start", self.warm_start)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.solver_box)
         layout.addWidget(self.reference)
@@ -112,7 +118,7 @@ class SolverPanel(QtWidgets.QWidget):
         self.form.changed.connect(self._on_any_change)
         for w in (self.steps, self.samples, self.seed):
             w.valueChanged.connect(self._on_any_change)
-        for w in (self.device, self.precision, self.compile, self.schedule):
+        for w in (self.device, self.precision, self.compile, self.schedule, self.warm_start):
             w.currentIndexChanged.connect(self._on_any_change)
         self.checkpointing.toggled.connect(self._on_any_change)
         self.prior.activated.connect(self._on_prior_activated)
@@ -149,7 +155,7 @@ class SolverPanel(QtWidgets.QWidget):
     def set_config(self, config: RunConfig) -> None:
         """Show ``config`` (restored settings or a result's provenance) without signal loops."""
         widgets = (self.solver_box, self.steps, self.samples, self.seed, self.device, self.precision, self.prior,
-                   self.compile, self.checkpointing, self.schedule)
+                   self.compile, self.checkpointing, self.schedule, self.warm_start)
         blockers = [QtCore.QSignalBlocker(w) for w in widgets]
         index = self.solver_box.findData(config.solver, QtCore.Qt.ItemDataRole.UserRole)
         if index >= 0:
@@ -161,6 +167,7 @@ class SolverPanel(QtWidgets.QWidget):
         _select(self.precision, config.precision)
         _select(self.compile, config.compile)
         _select(self.schedule, config.schedule)
+        _select(self.warm_start, config.warm_start)
         self.checkpointing.setChecked(bool(config.checkpointing))
         _select(self.prior, config.prior, insert_at=len(PRIORS))
         del blockers
@@ -182,7 +189,8 @@ class SolverPanel(QtWidgets.QWidget):
             steps=self.steps.value(), samples=self.samples.value(), seed=self.seed.value(),
             device=self.device.currentText(), precision=self.precision.currentText(),
             prior=self.prior.currentText(), compile=self.compile.currentText(),
-            checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText())
+            checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText(),
+            warm_start=self.warm_start.currentText())
 
     def is_deterministic(self) -> bool:
         info = self.solver_info()
@@ -229,7 +237,8 @@ class SolverPanel(QtWidgets.QWidget):
         settings.setValue("run/config", json.dumps({
             "solver": c.solver, "params": {k: v for k, v in c.params.items()}, "steps": c.steps,
             "samples": c.samples, "seed": c.seed, "device": c.device, "precision": c.precision,
-            "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing, "schedule": c.schedule}))
+            "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing, "schedule": c.schedule,
+            "warm_start": c.warm_start}))
 
     def restore_settings(self, settings: QtCore.QSettings) -> None:
         raw = settings.value("run/config")
