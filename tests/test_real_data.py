@@ -200,3 +200,25 @@ def test_t_coverage_of_exact_gaussian_samples_is_near_nominal(bench):
     samples = mu + rng.normal(size=(3, 20000))
     cov = bench.t_coverage(samples, truth)
     assert 0.87 < cov < 0.93
+
+
+# ------------------------------------------------------------------------------------- CLI
+def test_cli_weight_auto_and_warm_start_reach_the_result_file(tmp_path, capsys):
+    from diffrecon.cli import main
+    from diffrecon.io import read_result
+
+    m = tmp_path / "m.h5"
+    assert main(["demo", "inpaint", "--out", str(m), "--size", "16"]) == 0
+    out = tmp_path / "tv.h5"
+    assert main(["reconstruct", str(m), "--out", str(out), "--solver", "tv", "--weight", "auto", "--steps", "5",
+                 "--samples", "1", "--device", "cpu"]) == 0, capsys.readouterr().err
+    r = read_result(out)
+    choice = r.provenance["weight_choice"]
+    assert choice["rule"] == "discrepancy" and r.provenance["params"]["lam"] == pytest.approx(choice["value"])
+    assert abs(r.metrics["residual_ratio"] - 1.0) < 0.1
+    out = tmp_path / "warm.h5"
+    assert main(["reconstruct", str(m), "--out", str(out), "--prior", "gaussian", "--warm-start", "tv", "--steps", "3",
+                 "--samples", "2", "--device", "cpu", "--precision", "fp32"]) == 0, capsys.readouterr().err
+    r = read_result(out)
+    assert r.provenance["warm_start"] == "tv" and r.provenance["warm_sigma_start"] > 0
+    assert "prior_fit" in r.metrics
