@@ -457,7 +457,8 @@ def _cmd_reconstruct(args) -> int:
         _status(f"Choosing the {args.solver} data weight by the discrepancy principle ...")
         weight_choice = choose_weight(measurement, config, progress=lambda k, n, v, r: _status(
             f"  trial {k}: value {v:.4g}, residual ratio {r:.3f}"))
-        config = dataclasses.replace(config, params={**config.params, weight_choice.param: weight_choice.value})
+        config = dataclasses.replace(config, params={**config.params, weight_choice.param: weight_choice.value},
+                                     weight_choice=weight_choice.provenance())
         _status(f"Chose {weight_choice.param} = {weight_choice.value:.4g} (residual ratio "
                 f"{weight_choice.residual_ratio:.3f}).")
 
@@ -484,8 +485,6 @@ def _cmd_reconstruct(args) -> int:
         return EXIT_INTERRUPTED
     if result.measurement is None:
         result.measurement = measurement
-    if weight_choice is not None:
-        result.provenance["weight_choice"] = weight_choice.provenance()
     for key, value in result.metrics.items():
         print(f"{key:>24}: {value:.6g}")
     write_result(args.out, result)

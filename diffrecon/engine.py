@@ -55,6 +55,7 @@ class RunConfig:
     warm_start: str = "none"  # none | tv: start from the TV reconstruction noised to sigma_start (warm_start.py)
     sigma_start: float | None = None  # warm start level in the prior's units; None: from the error estimate
     prior_fit: bool = True  # measure the prior-fit indicator before and after the run (prior_fit.py)
+    weight_choice: Mapping[str, Any] | None = None  # how the weight was chosen (weights.py), for the provenance
 
 
 # ------------------------------------------------------------------------------------ events
@@ -524,6 +525,7 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "normalization": [norm.scale, norm.offset], "software_version": __version__,
         "torch_version": str(torch.__version__), "elapsed_seconds": float(elapsed), "started": start_iso,
         **(setup.warm.provenance(norm.scale) if setup.warm is not None else {"warm_start": "none"}),
+        **({"weight_choice": dict(config.weight_choice)} if config.weight_choice else {}),
     }
     samples = np.stack(kept) if kept else None
     return Result(mean=mean, std=std, samples=samples, n_samples=stats.n, metrics=metrics,

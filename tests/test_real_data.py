@@ -222,3 +222,28 @@ def test_cli_weight_auto_and_warm_start_reach_the_result_file(tmp_path, capsys):
     r = read_result(out)
     assert r.provenance["warm_start"] == "tv" and r.provenance["warm_sigma_start"] > 0
     assert "prior_fit" in r.metrics
+
+
+# ------------------------------------------------------------------------------------ window
+def test_window_auto_weight_fills_the_form_and_the_run_records_the_choice(qtbot, tmp_path):
+    from PySide6 import QtCore
+
+    from diffrecon.demo import make_demo
+    from diffrecon.gui.main_window import MainWindow
+
+    win = MainWindow(settings=QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.set_measurement(make_demo("inpaint", size=16))
+    win.solver.set_config(engine.RunConfig(solver="tv", steps=5, samples=1))
+    assert win.auto_weight.isEnabled() and win.solver.warm_start.currentText() == "none"
+    with qtbot.waitSignal(win.auto_weight.status, timeout=60_000,
+                          check_params_cb=lambda text, level: text.startswith("Auto weight: lam")):
+        win.auto_weight.click()
+    qtbot.waitUntil(lambda: win.auto_weight.isEnabled(), timeout=10_000)
+    config = win.solver.config()
+    assert config.weight_choice["rule"] == "discrepancy"
+    assert config.params["lam"] == pytest.approx(config.weight_choice["value"])
+    win.solver.form.set_values({"lam": 3.0})  # a hand-edited value is no longer the assistant's choice
+    assert win.solver.config().weight_choice is None
+    win.solver.set_config(engine.RunConfig(solver="diffpir", warm_start="tv"))
+    assert win.solver.config().warm_start == "tv"

@@ -43,6 +43,7 @@ class SolverPanel(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._op = None
+        self._weight_choice = None  # the Auto weight's last choice (weights.WeightChoice)
         self.solver_box = QtWidgets.QComboBox()
         self.solver_box.setModel(QtGui.QStandardItemModel(self.solver_box))
         self.solver_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -106,6 +107,8 @@ class SolverPanel(QtWidgets.QWidget):
         layout.addWidget(self.solver_box)
         layout.addWidget(self.reference)
         layout.addWidget(self.form)
+        self.tools = QtWidgets.QHBoxLayout()  # buttons that act on the form (Auto weight)
+        layout.addLayout(self.tools)
         layout.addLayout(budget)
         layout.addWidget(self.cost)
         layout.addWidget(self.warning)
@@ -182,6 +185,21 @@ class SolverPanel(QtWidgets.QWidget):
     def solver_info(self):
         return _solvers().get(self.solver_name() or "")
 
+    def apply_weight(self, choice) -> None:
+        """Put an Auto weight choice into the form; the next run records it while the value stands."""
+        if choice.solver != self.solver_name():
+            return
+        self.form.set_values({**self.form.values(), choice.param: choice.value})
+        # the form may round (its spin boxes show a fixed number of decimals): record what it holds
+        self._weight_choice = dataclasses.replace(choice, value=self.form.values()[choice.param])
+        self._on_any_change()
+
+    def _chosen_weight(self) -> dict | None:
+        c = self._weight_choice
+        if c is None or c.solver != self.solver_name() or self.form.values().get(c.param) != c.value:
+            return None
+        return c.provenance()
+
     def config(self, base: RunConfig | None = None) -> RunConfig:
         base = base or RunConfig()
         return dataclasses.replace(
@@ -190,7 +208,7 @@ class SolverPanel(QtWidgets.QWidget):
             device=self.device.currentText(), precision=self.precision.currentText(),
             prior=self.prior.currentText(), compile=self.compile.currentText(),
             checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText(),
-            warm_start=self.warm_start.currentText())
+            warm_start=self.warm_start.currentText(), weight_choice=self._chosen_weight())
 
     def is_deterministic(self) -> bool:
         info = self.solver_info()

@@ -135,14 +135,12 @@ SIMULATE_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 def resample(x: np.ndarray, size: int) -> np.ndarray:
-    """``(C, H, W)`` resampled to ``(C, size, size)``: anti-aliased when shrinking, linear otherwise."""
-    from skimage.transform import resize
-
-    c, h, w = x.shape
-    if (h, w) == (size, size):
+    """``(C, H, W)`` resampled to ``(C, size, size)``: bilinear, anti-aliased when shrinking."""
+    if x.shape[1:] == (size, size):
         return x
-    out = resize(x, (c, size, size), order=1, mode="edge", anti_aliasing=size < max(h, w), preserve_range=True)
-    return out.astype(np.float32)
+    out = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(x))[None], size=(size, size),
+                                          mode="bilinear", align_corners=False, antialias=True)
+    return out[0].numpy().astype(np.float32)
 
 
 def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: float, seed: int,
