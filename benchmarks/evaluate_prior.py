@@ -86,8 +86,8 @@ def measurements(task: str, size: int, n_val: int, n_test: int) -> tuple[list, l
 
 # ------------------------------------------------------------------------------------ grids
 #: method -> (tuned parameter, grid, how the grid scales with ||A||); the paper default first,
-#: since a cut-short tuning keeps the values already tried. Baseline weights scale with ||A||^2
-#: (min ||Ax-y||^2 + lam R(x) is invariant under A -> sA, lam -> s^2 lam). DPS's zeta is not
+#: since a cut-short tuning keeps the values already tried. The baselines' weights are already
+#: relative to the operator and the noise (diffrecon/solvers/classical.py). DPS's zeta is not
 #: scaled: at 32 x 32 with 100 steps zeta = 1 was best on CT (||A|| = 3) as on deblurring.
 GRIDS: dict[str, tuple[str | None, tuple[float, ...], str]] = {
     "dps": ("zeta", (1.0, 0.3, 3.0), "none"),
@@ -95,8 +95,8 @@ GRIDS: dict[str, tuple[str | None, tuple[float, ...], str]] = {
     "ddnm": ("eta", (0.85, 0.5, 1.0), "none"),
     "diffpir": ("lam", (7.0, 2.0, 25.0), "none"),
     "direct": (None, (), "none"),
-    "cg": ("lam", (1e-2, 1e-3, 1e-1, 1e-4, 1.0), "norm2"),
-    "tv": ("lam", (1e-2, 3e-3, 3e-2, 1e-3, 1e-1, 3e-4), "norm2"),
+    "cg": ("lam", (50.0, 10.0, 200.0, 2.0, 1000.0), "none"),  # relative to sigma^2 (solvers/classical.py)
+    "tv": ("lam", (0.5, 0.2, 1.0, 0.1, 2.0, 0.05), "none"),  # relative to sigma ||A||
 }
 
 

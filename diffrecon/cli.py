@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpointing", action="store_true",
                    help="gradient checkpointing for DPS-type solvers: less memory, about a third more time")
     r.add_argument("--batch-size", type=_positive, default=None, help="samples per batch (default: what fits)")
+    r.add_argument("--warm-start", choices=("none", "tv"), default="none",
+                   help="tv: start the diffusion from the TV reconstruction noised to a level estimated from its "
+                        "error (CCDF); the steps are spent below that level")
+    r.add_argument("--sigma-start", type=float, default=None,
+                   help="warm-start noise level in the prior's units (default: from the error estimate)")
+    r.add_argument("--weight", choices=("manual", "auto"), default="manual",
+                   help="auto: choose the solver's data weight by the discrepancy principle first (tv, cg, diffpir, "
+                        "dps); the choice is recorded in the result's provenance")
     r.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
     r.add_argument("--on-divergence", choices=("sample", "all", "continue"), default="sample",
                    help="when a sample diverges: stop it and go on with the others (default), stop the run, "
@@ -222,8 +230,11 @@ def _add_simulate_parser(sub) -> None:
     p.add_argument("--seed", type=_seed, default=0, help="seed of the mask and the noise (default 0)")
     p.add_argument("--dataset", default=None, help="dataset holding the image in an HDF5 file")
     p.add_argument("--units", default="a.u.", help="unit of the image values (default a.u.)")
-    p.add_argument("--pixel-size", type=float, default=1.0, help="pixel pitch (default 1)")
+    p.add_argument("--pixel-size", type=float, default=1.0,
+                   help="pixel pitch (default 1); CT line integrals are image units times this length")
     p.add_argument("--pixel-unit", default="px", help="unit of the pixel pitch (default px)")
+    p.add_argument("--size", type=_positive, default=None,
+                   help="resample the image to SIZE x SIZE first (the bundled prior takes 128)")
     p.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
     p.set_defaults(func=_cmd_simulate)
 
@@ -377,7 +388,7 @@ def _cmd_simulate(args) -> int:
     image = read_image(args.image, args.dataset, allow_external=args.allow_external)
     _status(f"Simulating {args.operator} from {args.image} {tuple(image.shape)} ...")
     m = simulate(image, args.operator, options, noise=args.noise, seed=args.seed, units=args.units,
-                 pixel_size=args.pixel_size, pixel_unit=args.pixel_unit,
+                 pixel_size=args.pixel_size, pixel_unit=args.pixel_unit, size=args.size,
                  title=f"{args.image.name} simulated {args.operator}")
     interrupted = _write_final(args.out, lambda: write_measurement(args.out, m))
     print(f"Wrote {args.out}: {_summary(m)}.")
@@ -499,7 +510,18 @@ def _cmd_reconstruct(args) -> int:
         precision=args.precision, schedule=args.schedule, batch_size=args.batch_size, compile=args.compile,
         channels_last=args.channels_last, checkpointing=args.checkpointing,
         on_divergence=args.on_divergence, retry_on_divergence=args.retry_on_divergence,
+        warm_start=args.warm_start, sigma_start=args.sigma_start,
     )
+    weight_choice = None
+    if args.weight == "auto":
+        from .weights import choose_weight
+        _status(f"Choosing the {args.solver} data weight by the discrepancy principle ...")
+        weight_choice = choose_weight(measurement, config, progress=lambda k, n, v, r: _status(
+            f"  trial {k}: value {v:.4g}, residual ratio {r:.3f}"))
+        config = dataclasses.replace(config, params={**config.params, weight_choice.param: weight_choice.value},
+                                     weight_choice=weight_choice.provenance())
+        _status(f"Chose {weight_choice.param} = {weight_choice.value:.4g} (residual ratio "
+                f"{weight_choice.residual_ratio:.3f}).")
 
     stop = threading.Event()
     result, batches = None, [args.samples]

@@ -7,8 +7,8 @@ same :func:`run_comparison` generator, which iterates :func:`diffrecon.engine.ru
 Budgets. ``budget_nfe`` counts network evaluations of the whole run, all samples together (the
 engine's ``metrics["nfe"]``): a solver with ``nfe_per_step`` evaluations per step and sample gets
 ``steps = floor(budget_nfe / (nfe_per_step * samples))``, so it spends at most the budget and less
-than one step short of it. Classical baselines (no network) are charged one unit per iteration
-and sample, i.e. they get as many iterations as a one-evaluation diffusion solver gets steps.
+than one step short of it. Classical baselines (no network) iterate to their own tolerance
+whatever the budget (the steps only pace their progress reports), so they are compared converged.
 ``budget_seconds`` is wall time of the whole run, predicted by :func:`diffrecon.engine.plan`
 (the median of a few probed steps times the steps and batches).
 """

@@ -59,6 +59,10 @@ class RunConfig:
     on_divergence: str = "sample"  # sample | all | continue: what a diverged sample stops (diffrecon.guard)
     retry_on_divergence: bool = False  # once, with a smaller guidance weight (guard.retry_config)
     use_calibration: bool = True  # scale the std by a stored calibration of this setting (diffrecon calibrate)
+    warm_start: str = "none"  # none | tv: start from the TV reconstruction noised to sigma_start (warm_start.py)
+    sigma_start: float | None = None  # warm start level in the prior's units; None: from the error estimate
+    prior_fit: bool = True  # measure the prior-fit indicator before and after the run (prior_fit.py)
+    weight_choice: Mapping[str, Any] | None = None  # how the weight was chosen (weights.py), for the provenance
 
 
 # ------------------------------------------------------------------------------------ events
@@ -195,6 +199,7 @@ class _Setup:
     compile_mode: str = "none"  # how the network runs (auto resolved: graphs or compile on CUDA); none without a prior
     channels_last: bool = False  # in effect (CUDA only)
     notes: list[str] = field(default_factory=list)  # shown at the start of a run (why auto chose its mode)
+    warm: Any = None  # a warm_start.WarmStart, or None
 
 
 def check_settings(measurement: Measurement, config: RunConfig) -> None:
@@ -211,6 +216,8 @@ def check_settings(measurement: Measurement, config: RunConfig) -> None:
         raise InputError(f"batch size must be at least 1 (got {config.batch_size}).")
     if config.on_divergence not in ON_DIVERGENCE:
         raise InputError(f"on_divergence {config.on_divergence!r} is not known; use {', '.join(ON_DIVERGENCE)}.")
+    if config.warm_start not in ("none", "tv"):
+        raise InputError(f"warm start {config.warm_start!r} is not known; use none or tv.")
     if config.precision not in ("bf16", "fp32"):
         raise InputError(f"precision {config.precision!r} is not known; use bf16 or fp32.")
     parse_params(get_solver(config.solver).Params, dict(config.params), config.solver)
@@ -284,6 +291,12 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
     norm = Normalization.between(phys, prior_range)
     y = norm.measurement_to_prior(op, y)
     op.noise_sigma = float(measurement.noise_sigma) / norm.scale
+    warm = None
+    if config.warm_start != "none" and info.uses_prior:  # the baselines have no diffusion to warm-start
+        from . import warm_start
+        warm = warm_start.prepare(config.warm_start, op, y, denoiser, functools.partial(
+            make_sigmas, denoiser=denoiser, kind=config.schedule), config.steps, config.sigma_start)
+        sigmas = warm.sigmas
 
     batch = config.batch_size or _auto_batch(config.samples, device)
     autocast = torch.bfloat16 if (device.type == "cuda" and config.precision == "bf16") else None
@@ -298,7 +311,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
             fallback = "graphs"
         denoiser.accelerate(compile_mode, channels_last, bool(config.checkpointing), fallback=fallback)
     return _Setup(device, op, y, info, params, denoiser, sigmas, norm, batches, autocast, prior_name, prior_hash,
-                  warnings, compile_mode if info.uses_prior else "none", channels_last, notes)
+                  warnings, compile_mode if info.uses_prior else "none", channels_last, notes, warm)
 
 
 def _network_call(setup: _Setup):
@@ -336,6 +349,8 @@ def _batch_start(setup: _Setup, seed: int, indices) -> tuple[SampleRNG, torch.Te
     b = len(rng)
     if setup.info.uses_prior:
         x_init = float(setup.sigmas[0]) * rng.randn(setup.op.image_shape)
+        if setup.warm is not None:
+            x_init = x_init + setup.warm.x0
     else:
         x_init = torch.zeros(b, *setup.op.image_shape, device=setup.device)
     return rng, x_init, setup.y.expand(b, *setup.y.shape[1:])
@@ -451,6 +466,13 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         yield Log(f"The std is scaled by {calibration.scale:.3g}, the stored {calibration.status()} "
                   f"for {calibration.setting}.", "info")
 
+    fit_before = None
+    if config.prior_fit and info.uses_prior:
+        from . import prior_fit
+        with torch.no_grad():
+            fit_before = prior_fit.before_run(setup)
+        if fit_before is not None:
+            yield Log(*prior_fit.message(fit_before))
     counter = Counter()
     den = CountingDenoiser(setup.denoiser, counter, setup.autocast, dev) if info.uses_prior else None
     op = CountingOperator(setup.op, counter)
@@ -570,6 +592,9 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     result = _result(measurement, config, dataclasses.replace(setup, batches=ran), stats, kept, counter, elapsed,
                      start_iso, spread, calibration, complete=not stopped and not lost and stats.n == config.samples)
     result.metrics["peak_memory_bytes"] = float(run_memory.peak())  # this run's, not the process's
+    if fit_before is not None:
+        with torch.no_grad():
+            result.metrics.update(prior_fit.after_run(setup, stats.mean, fit_before, result.metrics.get("residual_ratio")))
     if final_step is not None:
         result.provenance["final_denoising_step"] = f"{final_step[0]}/{final_step[1]}"
         yield Log(f"Stopped at step {final_step[0]} of {final_step[1]}; the samples in progress were finished "
@@ -612,6 +637,8 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
         "normalization": [norm.scale, norm.offset], "software_version": __version__,
         "torch_version": str(torch.__version__), "elapsed_seconds": float(elapsed), "started": start_iso,
         "spread": spread.kind, "calibration": provenance_record(calibration),
+        **(setup.warm.provenance(norm.scale) if setup.warm is not None else {"warm_start": "none"}),
+        **({"weight_choice": dict(config.weight_choice)} if config.weight_choice else {}),
     }
     samples = np.stack(kept) if kept else None
     return Result(mean=mean, std=std, samples=samples, n_samples=stats.n, metrics=metrics,

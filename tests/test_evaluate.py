@@ -118,14 +118,14 @@ def test_tune_picks_the_maximum_and_a_diverged_value_never_wins():
 
 
 def test_tuning_on_real_runs_prefers_small_tikhonov_weight_over_a_huge_one(monkeypatch):
-    # lam = 1e4 shrinks the CG solution towards zero; a small weight must win on validation.
-    monkeypatch.setitem(ev.GRIDS, "cg", ("lam", (1e4, 1e-3), "none"))
+    # lam = 1e8 (relative to sigma^2) shrinks the CG solution towards zero; a moderate weight must win.
+    monkeypatch.setitem(ev.GRIDS, "cg", ("lam", (1e8, 50.0), "none"))
     val = [ev.simulate("deblur", 16, 1_000_000, 1_000_000)]
     test = [ev.simulate("deblur", 16, TEST_SEEDS[0], 0)]
     row = ev.evaluate_pair("deblur", "cg", val, test, _args(), None, ev.Budget(None), [], _Bar(), 1.0)
     scores = {g["value"]: g["val_psnr"] for g in row["grid"]}
-    assert scores[1e-3] > scores[1e4] + 3.0
-    assert row["value"] == 1e-3 and row["n_test"] == 1
+    assert scores[50.0] > scores[1e8] + 3.0
+    assert row["value"] == 50.0 and row["n_test"] == 1
 
 
 def test_time_budget_cuts_the_grid_but_still_runs_the_test_set():

@@ -15,6 +15,7 @@ from diffrecon.operators.inpaint import Inpaint
 from diffrecon.priors.gaussian import StationaryGaussianPrior
 from diffrecon.schedule import karras_sigmas
 from diffrecon.solvers import SOLVERS, SampleRNG, get_solver, parse_params, validate_params
+from diffrecon.solvers import classical
 from diffrecon.solvers import tv as tv_module
 
 from posterior_reference import gaussian_posterior, posterior_std
@@ -248,7 +249,8 @@ def test_ddnm_time_travel_keeps_the_step_count_and_counts_the_extra_evaluations(
 # ------------------------------------------------------------------------------ baselines
 def test_cg_converges_to_the_tikhonov_solution():
     op, y = problem()
-    out = run("cg", op, y, steps=20, params=SOLVERS["cg"].Params(lam=0.1))
+    lam = 0.1 / classical.tikhonov_weight_unit(op)  # the relative weight of lam_abs = 0.1
+    out = run("cg", op, y, steps=20, params=SOLVERS["cg"].Params(lam=lam))
     expected = MASK * y / (MASK + 0.1)  # (A^T A + lam I)^-1 A^T y for a 0/1 mask
     torch.testing.assert_close(out[-1].x, expected.expand(4, *SHAPE), rtol=0, atol=1e-5)
 
@@ -259,11 +261,12 @@ def total_variation(x):
 
 def test_tv_reaches_the_minimum_of_its_objective_and_nonneg_clips():
     op, y = problem("denoise")
-    lam = 0.1
-    objective = lambda v: 0.5 * (op.A(v) - y).square().sum().item() + lam * total_variation(v)  # noqa: E731
-    x = run("tv", op, y, steps=60, indices=(0,), params=tv_module.Params(lam=lam))[-1].x
-    x_long = run("tv", op, y, steps=300, indices=(0,), params=tv_module.Params(lam=lam))[-1].x
-    assert objective(x) < objective(x_long) + 1e-3  # converged within 60 iterations
+    lam_abs = 0.1
+    lam = lam_abs / classical.tv_weight_unit(op)
+    objective = lambda v: 0.5 * (op.A(v) - y).square().sum().item() + lam_abs * total_variation(v)  # noqa: E731
+    x = run("tv", op, y, steps=6, indices=(0,), params=tv_module.Params(lam=lam))[-1].x  # to the default tol
+    x_long = run("tv", op, y, steps=6, indices=(0,), params=tv_module.Params(lam=lam, tol=0, max_iter=3000))[-1].x
+    assert objective(x) < objective(x_long) + 1e-3  # the tolerance stops at the minimum
     g = torch.Generator().manual_seed(4)
     assert all(objective(x + 1e-2 * torch.randn(x.shape, generator=g)) > objective(x) for _ in range(5))
     assert total_variation(x) < 0.7 * total_variation(y)

@@ -24,6 +24,7 @@ from .memory import format_memory
 from .menus import build_menus, compare_window_class
 from .metrics_table import MetricsTable
 from .divergence_banner import DivergenceBanner, label_panels
+from .weight_assistant import AutoWeightButton
 from .plan_panel import PlanPanel
 from .profile_panel import ProfilePanel
 from .result_view import ResultView
@@ -79,6 +80,11 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.forward = ForwardPanel()
         self.solver = SolverPanel()
         self.solver.restore_settings(self.settings)
+        self.auto_weight = AutoWeightButton(lambda: (self.forward.edited_measurement(), self.solver.config()),
+                                            self.solver.apply_weight)
+        self.auto_weight.status.connect(self.log)
+        self.solver.tools.addWidget(self.auto_weight)
+        self.solver.changed.connect(lambda: self.auto_weight.set_solver(self.solver.solver_name()))
         self.plan_panel = PlanPanel(plan_fn)
         self.tree = HDF5Tree()
         self.metrics = MetricsTable()

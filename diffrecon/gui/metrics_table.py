@@ -15,10 +15,14 @@ _LABELS = {
     "nrmse": ("NRMSE", "{:.4f}"), "std_error_corr": ("corr(std, |error|)", "{:.3f}"),
     "operator_calls": ("Operator calls", "{:.0f}"), "nfe_per_sample": ("NFE per sample", "{:.0f}"),
     "seconds_per_sample": ("Time per sample", "{:.3f} s"), "samples": ("Samples", "{:.0f}"),
+    "prior_fit": ("Prior fit before run (1: fits)", "{:.2f}"), "prior_fit_after": ("Prior fit of the mean", "{:.2f}"),
 }
 
 
 def format_metric(key: str, value) -> tuple[str, str]:
+    if key == "prior_fit_warning":
+        from ..prior_fit import WARNING
+        return "Prior fit", ("⚠ " + WARNING) if float(value) else "no sign of misfit"
     label, fmt = _LABELS.get(key, (key.replace("_", " "), "{:.4g}"))
     if "memory" in key or key.endswith("_bytes"):
         return label, format_bytes(float(value))

@@ -44,6 +44,7 @@ class SolverPanel(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._op = None
+        self._weight_choice = None  # the Auto weight's last choice (weights.WeightChoice)
         self.solver_box = QtWidgets.QComboBox()
         self.solver_box.setModel(QtGui.QStandardItemModel(self.solver_box))
         self.solver_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -83,6 +84,11 @@ class SolverPanel(QtWidgets.QWidget):
         self.prior.setToolTip("default: the bundled prior; gaussian: exact Gaussian prior (tests, checks);"
                               " or a folder with card.json and weights.")
         self.guard = GuardOptions()
+        self.warm_start = QtWidgets.QComboBox()
+        self.warm_start.addItems(["none", "tv"])
+        self.warm_start.setToolTip("tv: start the diffusion from the TV reconstruction noised to a level estimated "
+                                   "from its error (Come-Closer-Diffuse-Faster); all steps are spent below that "
+                                   "level. none: start from pure noise.")
         self.cost = QtWidgets.QLabel()
         self.cost.setWordWrap(True)
         self.warning = QtWidgets.QLabel()
@@ -96,6 +102,7 @@ class SolverPanel(QtWidgets.QWidget):
         budget.addRow("Prior", self.prior)
         budget.addRow("Steps", self.steps)
         budget.addRow("Samples", self.samples)
+        budget.addRow("Warm start", self.warm_start)
         options = QtWidgets.QFormLayout()
         options.addRow("Schedule", self.schedule)
         options.addRow("Seed", self.seed)
@@ -110,6 +117,8 @@ class SolverPanel(QtWidgets.QWidget):
         layout.addWidget(self.reference)
         layout.addLayout(budget)
         layout.addWidget(self.form)
+        self.tools = QtWidgets.QHBoxLayout()  # buttons that act on the form (Auto weight)
+        layout.addLayout(self.tools)
         layout.addLayout(options)
         layout.addWidget(self.cost)
         layout.addWidget(self.warning)
@@ -122,7 +131,7 @@ class SolverPanel(QtWidgets.QWidget):
         self.form.changed.connect(self._on_any_change)
         for w in (self.steps, self.samples, self.seed):
             w.valueChanged.connect(self._on_any_change)
-        for w in (self.device, self.precision, self.compile, self.schedule):
+        for w in (self.device, self.precision, self.compile, self.schedule, self.warm_start):
             w.currentIndexChanged.connect(self._on_any_change)
         self._gpu_precision = self.precision.currentText()  # the choice kept while the CPU forces fp32
         self.precision.activated.connect(self._on_precision_chosen)
@@ -169,7 +178,7 @@ class SolverPanel(QtWidgets.QWidget):
     def set_config(self, config: RunConfig) -> None:
         """Show ``config`` (restored settings or a result's provenance) without signal loops."""
         widgets = (self.solver_box, self.steps, self.samples, self.seed, self.device, self.precision, self.prior,
-                   self.compile, self.checkpointing, self.schedule)
+                   self.compile, self.checkpointing, self.schedule, self.warm_start)
         blockers = [QtCore.QSignalBlocker(w) for w in widgets]
         index = self.solver_box.findData(config.solver, QtCore.Qt.ItemDataRole.UserRole)
         if index >= 0:
@@ -182,6 +191,7 @@ class SolverPanel(QtWidgets.QWidget):
         _select(self.precision, config.precision)
         _select(self.compile, config.compile)
         _select(self.schedule, config.schedule)
+        _select(self.warm_start, config.warm_start)
         self.checkpointing.setChecked(bool(config.checkpointing))
         _select(self.prior, config.prior, insert_at=len(PRIORS))
         self.guard.set_values(config.on_divergence, config.retry_on_divergence)
@@ -198,6 +208,21 @@ class SolverPanel(QtWidgets.QWidget):
     def solver_info(self):
         return _solvers().get(self.solver_name() or "")
 
+    def apply_weight(self, choice) -> None:
+        """Put an Auto weight choice into the form; the next run records it while the value stands."""
+        if choice.solver != self.solver_name():
+            return
+        self.form.set_values({**self.form.values(), choice.param: choice.value})
+        # the form may round (its spin boxes show a fixed number of decimals): record what it holds
+        self._weight_choice = dataclasses.replace(choice, value=self.form.values()[choice.param])
+        self._on_any_change()
+
+    def _chosen_weight(self) -> dict | None:
+        c = self._weight_choice
+        if c is None or c.solver != self.solver_name() or self.form.values().get(c.param) != c.value:
+            return None
+        return c.provenance()
+
     def config(self, base: RunConfig | None = None) -> RunConfig:
         base = base or RunConfig()
         return dataclasses.replace(
@@ -206,7 +231,7 @@ class SolverPanel(QtWidgets.QWidget):
             device=self.device.currentText(), precision=self.precision.currentText(),
             prior=self.prior.currentText(), compile=self.compile.currentText(),
             checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText(),
-            **self.guard.values())
+            **self.guard.values(), warm_start=self.warm_start.currentText(), weight_choice=self._chosen_weight())
 
     def spread(self):
         """What the chosen solver's spread is with the form's values (:mod:`diffrecon.solvers.labels`), or None."""
@@ -284,7 +309,8 @@ class SolverPanel(QtWidgets.QWidget):
             "solver": c.solver, "params": {k: v for k, v in c.params.items()}, "steps": c.steps,
             "samples": c.samples, "seed": c.seed, "device": c.device, "precision": self._gpu_precision,
             "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing, "schedule": c.schedule,
-            "on_divergence": c.on_divergence, "retry_on_divergence": c.retry_on_divergence}))
+            "on_divergence": c.on_divergence, "retry_on_divergence": c.retry_on_divergence,
+            "warm_start": c.warm_start}))
 
     def restore_settings(self, settings: QtCore.QSettings) -> None:
         raw = settings.value("run/config")

@@ -160,7 +160,7 @@ def config_from_provenance(prov: dict):
 
     fields = RunConfig.__dataclass_fields__
     kw = {k: prov[k] for k in ("solver", "params", "steps", "samples", "seed", "prior", "device", "precision",
-                               "channels_last", "checkpointing", "schedule")
+                               "channels_last", "checkpointing", "schedule", "warm_start")
           if k in prov and k in fields}
     try:
         return dataclasses.replace(RunConfig(), **kw)

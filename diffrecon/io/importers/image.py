@@ -18,7 +18,7 @@ from ...errors import InputError, printable
 from ...measurement import Measurement
 from ...messages import quiet_libraries
 from ..h5 import open_readonly, require_dataset
-from ._common import MAX_SIDE, operator_class, value_range_of
+from ._common import MAX_SIDE, check_size_arg, operator_class
 
 _MAX_CHANNELS = 4
 _TIFF = (".tif", ".tiff")
@@ -137,7 +137,17 @@ SIMULATE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: float, seed: int):
+def resample(x: np.ndarray, size: int) -> np.ndarray:
+    """``(C, H, W)`` resampled to ``(C, size, size)``: bilinear, anti-aliased when shrinking."""
+    if x.shape[1:] == (size, size):
+        return x
+    out = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(x))[None], size=(size, size),
+                                          mode="bilinear", align_corners=False, antialias=True)
+    return out[0].numpy().astype(np.float32)
+
+
+def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: float, seed: int,
+              pixel_size: float = 1.0):
     c, h, w = shape
     if kind in ("ct", "ct_limited", "mri") and c != 1:
         raise InputError(f"Simulated {kind} needs a single-channel image; this one has {c} channels.")
@@ -156,10 +166,10 @@ def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: 
         operator_class("check_ct_bytes")(max(int(o["n_views"]), 0), n_det, h, w, f"Option n_views={o['n_views']}: ")
     if kind == "ct":
         angles = operator_class("sparse_view_angles")(int(o["n_views"]))
-        return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise)
+        return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise, pixel_size=pixel_size)
     if kind == "ct_limited":
         angles = operator_class("limited_angle_angles")(float(o["range_deg"]), int(o["n_views"]))
-        return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise)
+        return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise, pixel_size=pixel_size)
     mask = operator_class("cartesian_mask")((h, w), float(o["acceleration"]), o["center_fraction"],
                                             str(o["mask_kind"]), seed)
     n_coils = int(o["coils"])
@@ -171,12 +181,16 @@ def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: 
 
 def simulate(image: np.ndarray, operator_kind: str, options: dict[str, Any] | None = None,
              noise: float = 0.0, seed: int = 0, *, units: str = "a.u.", pixel_size: float = 1.0,
-             pixel_unit: str = "px", title: str = "") -> Measurement:
+             pixel_unit: str = "px", title: str = "", size: int | None = None) -> Measurement:
     """A measurement ``y = A x + noise`` of the ground truth ``image`` ((H, W) or (C, H, W)).
 
     ``noise`` is the standard deviation of white Gaussian noise in the image's units (per real
     component for complex measurements); ``seed`` fixes both the random mask and the noise.
     ``options`` may set the keys of :data:`SIMULATE_OPTIONS` for the kind; others are refused.
+    ``size`` resamples the image to ``size`` x ``size`` first (area-averaged when shrinking, so
+    a prior's resolution can be met). ``pixel_size`` reaches the CT forward model (line
+    integrals in image units times length). The file states no value range: the image's own
+    min/max would hand the reconstruction information a real measurement does not have.
     """
     if operator_kind not in SIMULATE_OPTIONS:
         raise InputError(f"Simulated forward model {operator_kind!r} is unknown; valid kinds are "
@@ -190,8 +204,12 @@ def simulate(image: np.ndarray, operator_kind: str, options: dict[str, Any] | No
     if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise >= 0):
         raise InputError(f"Simulation noise is {noise!r}; expected a finite standard deviation >= 0.")
     x = _to_chw(np.asarray(image), "The image to simulate from")
+    if size is not None:
+        x = resample(x, check_size_arg(size, "the image to simulate from"))
+    if not (isinstance(pixel_size, (int, float)) and np.isfinite(pixel_size) and pixel_size > 0):
+        raise InputError(f"Simulation pixel size is {pixel_size!r}; expected a positive number.")
     try:
-        op = _operator(operator_kind, tuple(x.shape), opts, float(noise), int(seed))
+        op = _operator(operator_kind, tuple(x.shape), opts, float(noise), int(seed), float(pixel_size))
     except (TypeError, ValueError, OverflowError, ZeroDivisionError) as err:
         if isinstance(err, InputError):
             raise
@@ -200,7 +218,7 @@ def simulate(image: np.ndarray, operator_kind: str, options: dict[str, Any] | No
     with torch.no_grad():
         y = op.simulate(torch.from_numpy(x)[None], generator)[0].numpy()
     return Measurement(
-        y=y, operator=op.to_spec(), noise_sigma=float(noise), units=units, value_range=value_range_of(x),
+        y=y, operator=op.to_spec(), noise_sigma=float(noise), units=units, value_range=None,
         ground_truth=x, pixel_size=pixel_size, pixel_unit=pixel_unit,
         title=title or f"simulated {operator_kind}", attrs={"simulated": operator_kind, "seed": int(seed)},
     )
