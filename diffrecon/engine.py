@@ -30,6 +30,7 @@ from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator,
 from .priors.acceleration import (COMPILE_SPEEDUP, auto_mode, compile_cost, compiled_before, resolve_mode,
                                   shape_signature)
 from .schedule import make_sigmas
+from .solvers.diagnostics import chain_metrics
 from .solvers._common import SampleRNG
 
 
@@ -401,6 +402,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     last_preview = last_progress = -1e9
     total_work = steps * config.samples
     queue = list(setup.batches)
+    traces: list = []
     first = 0
     stopped = False
     while queue and not stopped:
@@ -412,6 +414,8 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
             with torch.no_grad():
                 for step in info.solve(den, op, y, setup.sigmas, x_init, params=setup.params, generator=rng):
                     x = step.x  # the last step's x is the solver's output
+                    if step.info and "trace" in step.info:  # Markov-chain solvers: their chains' summaries
+                        traces.append(step.info["trace"])
                     now = time.perf_counter()
                     landed = preview.ready()
                     if landed is not None:
@@ -471,6 +475,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     elapsed = time.perf_counter() - t0
     result = _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, posterior,
                      complete=not stopped)
+    result.metrics.update(chain_metrics(traces))
     yield Finished(result)
 
 

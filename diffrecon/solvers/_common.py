@@ -41,6 +41,8 @@ class Step:
     x: Tensor
     x0_hat: Tensor
     nfe: int
+    #: extra results of the step (the reference sampler's chain diagnostics on its last step).
+    info: dict | None = None
 
 
 class SampleRNG:
