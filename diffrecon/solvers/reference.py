@@ -46,7 +46,7 @@ import torch
 from ..errors import InputError
 from ..linalg import batch_dot, chebyshev_apply, chebyshev_coefficients
 from ..operators.base import measured_residual
-from ._common import SolverInfo, Step, param
+from ._common import SolverInfo, Step, param, variance_corrected_step
 from ._guidance import match_batch
 from .diagnostics import effective_sample_size, split_rhat
 
@@ -67,16 +67,6 @@ class Params:
                                help="Splitting level where burn-in starts, in the prior's units.")
     chebyshev_degree: int = param(24, lo=2, hi=200,
                                   help="Polynomial degree of the z-step noise for operators without an SVD.")
-
-
-def variance_corrected_step(denoiser, x, x0_hat, sigma: float, sigma_next: float, generator):
-    """DDPM's ancestral step from ``sigma`` to ``sigma_next`` with its missing transition variance
-    restored to first order in the denoiser's Jacobian (see the module docstring); 1 extra NFE."""
-    r = sigma_next / sigma
-    xi = generator.randn_like(x)
-    probe = 0.5 * sigma
-    j_xi = (denoiser(x + probe * xi, sigma) - x0_hat) / probe
-    return x0_hat + r * r * (x - x0_hat) + sigma * math.sqrt(1 - r * r) * (r * xi + (1 - r) * j_xi)
 
 
 def reverse_diffusion(denoiser, z, level: float, steps: int, generator):
