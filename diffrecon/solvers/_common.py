@@ -198,7 +198,7 @@ def ancestral_ddim_step(x: Tensor, x0_hat: Tensor, sigma: float, sigma_next: flo
 
 
 def variance_corrected_step(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, sigma_next: float,
-                            generator: SampleRNG) -> Tensor:
+                            generator: SampleRNG, center: Tensor | None = None) -> Tensor:
     """DDPM's ancestral step from ``sigma`` to ``sigma_next`` with the transition variance it drops
     at finite steps restored to first order; one more denoiser evaluation.
 
@@ -209,13 +209,26 @@ def variance_corrected_step(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, s
     ``J xi`` a finite difference of the denoiser along ``xi``: exact where ``J`` is 0 or I, a few
     per cent short in between. Unconditional sampling of a Gaussian prior at 20 Karras steps keeps
     about 93 % of the prior variance this way against 54 % with the plain step (50 steps: 99 %
-    against 77 %).
+    against 77 %). ``center`` (default ``x0_hat``) is the estimate the step moves towards, e.g. a
+    guided one; the Jacobian probe is always the unconditional denoiser's.
     """
-    r = sigma_next / sigma
     xi = generator.randn_like(x)
+    j_xi = jacobian_probe(denoiser, x, x0_hat, sigma, xi)
+    return corrected_noise_step(x, x0_hat if center is None else center, sigma, sigma_next, xi, j_xi)
+
+
+def jacobian_probe(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, direction: Tensor) -> Tensor:
+    """``J direction``, the denoiser's Jacobian at ``x`` along ``direction``, by a finite difference
+    of length ``sigma / 2`` (per sample, relative to the direction's rms); one denoiser evaluation."""
+    rms = direction.abs().square().mean(dim=tuple(range(1, x.ndim)), keepdim=True).sqrt().clamp_min(1e-30)
     probe = 0.5 * sigma
-    j_xi = (denoiser(x + probe * xi, sigma) - x0_hat) / probe
-    return x0_hat + r * r * (x - x0_hat) + sigma * math.sqrt(1 - r * r) * (r * xi + (1 - r) * j_xi)
+    return (denoiser(x + probe * direction / rms, sigma) - x0_hat) * (rms / probe)
+
+
+def corrected_noise_step(x: Tensor, center: Tensor, sigma: float, sigma_next: float, xi: Tensor, j_xi: Tensor) -> Tensor:
+    """The step of :func:`variance_corrected_step` from its noise ``xi`` and ``J xi``."""
+    r = sigma_next / sigma
+    return center + r * r * (x - center) + sigma * math.sqrt(1 - r * r) * (r * xi + (1 - r) * j_xi)
 
 
 def prior_data_variance(denoiser, probes: int = 16, batch: int = 4) -> float:
