@@ -79,7 +79,9 @@ def render_markdown(rows: list[Row], settings: Settings, command: str = "", kind
         f"Images {settings.size}x{settings.size}, {settings.samples} samples per run, pooled over "
         f"{settings.measurements} measurements (truth drawn from the prior, noisy measurement simulated); "
         f"fast solvers at {', '.join(map(str, settings.steps))} steps at their default parameters, the reference "
-        f"sampler at {settings.reference_steps}; the exact row pools {settings.exact_measurements} measurements "
+        f"sampler at {settings.reference_steps}"
+        + (f", {', '.join(settings.short)} at {settings.steps[0]} only (slow on a CPU)" if settings.short else "")
+        + f"; the exact row pools {settings.exact_measurements} measurements "
         "(CPU, fp32).", "",
         "**Criteria** (a row passes when all hold):", "",
         f"- **var ratio** sample variance / posterior variance within {lo}-{hi}: per pixel (median over pixels, "
@@ -168,6 +170,8 @@ def add_validate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", default="50,200", help="comma-separated step budgets of the fast solvers")
     p.add_argument("--measurements", type=int, default=4, help="measurements pooled per row (at least 1)")
     p.add_argument("--reference-steps", type=int, default=2000, help="step budget of the reference sampler")
+    p.add_argument("--short", default="daps",
+                   help="comma-separated solvers run at the first budget only (slow on a CPU); empty for none")
     p.add_argument("--kinds", action="store_true",
                    help="also check the reference sampler on every operator kind (minutes more)")
     p.set_defaults(func=run_validate)
@@ -191,8 +195,9 @@ def _check(args) -> tuple[list[str], Settings]:
     if not steps or min(steps) < 1 or args.measurements < 1 or args.reference_steps < 1:
         raise InputError(f"--steps ({args.steps!r}: whole numbers, comma-separated), --measurements "
                          f"({args.measurements}) and --reference-steps ({args.reference_steps}) must all be at least 1.")
+    short = tuple(s.strip() for s in str(args.short).split(",") if s.strip())
     return names, Settings(size=args.size, samples=args.samples, steps=steps, measurements=args.measurements,
-                           reference_steps=args.reference_steps)
+                           reference_steps=args.reference_steps, short=short)
 
 
 def run_validate(args) -> int:
@@ -212,7 +217,8 @@ def run_validate(args) -> int:
     xstep = validate_x_step(settings.size) if REFERENCE in names else None
     command = (f"diffrecon validate --size {settings.size} --samples {settings.samples} "
                f"--steps {','.join(map(str, settings.steps))} --measurements {settings.measurements} "
-               f"--reference-steps {settings.reference_steps}" + (" --kinds" if args.kinds else "")
+               f"--reference-steps {settings.reference_steps} --short '{','.join(settings.short)}'"
+               + (" --kinds" if args.kinds else "")
                + (f" --solvers {args.solvers}" if args.solvers else ""))
     text = render_markdown(rows, settings, command, kinds, xstep)
     png = out.with_suffix(".png")

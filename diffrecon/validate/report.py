@@ -46,6 +46,8 @@ class Settings:
     reference_steps: int = 2000
     #: measurements pooled for the exact row (cheap closed-form draws): a sharper floor.
     exact_measurements: int = 32
+    #: solvers run at the first budget only (minutes per run at the larger one on a CPU).
+    short: tuple[str, ...] = ("daps",)
 
 
 @dataclass
@@ -185,7 +187,9 @@ def default_solvers() -> list[str]:
 
 
 def _budgets(solver: str, settings: Settings) -> tuple[int, ...]:
-    return (settings.reference_steps,) if solver == REFERENCE else tuple(settings.steps)
+    if solver == REFERENCE:
+        return (settings.reference_steps,)
+    return tuple(settings.steps[:1]) if solver in settings.short else tuple(settings.steps)
 
 
 def validate(solvers: list[str], settings: Settings, problems: list[Problem] | None = None,
