@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
-from ._guidance import match_batch, range_null_space, spectral_measurement
+from ._guidance import match_batch, measured_noise, range_null_space, spectral_measurement
 
 
 @dataclass(frozen=True)
@@ -174,9 +174,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
         """``(y, spectral)`` of the measurement with its own noise draw for this step (reinject)."""
         if not (params.reinject and op.noise_sigma > 0):
             return y, base
-        mask = op.measured()
-        eps = generator.randn_like(y)
-        y_t = y + op.noise_sigma * (eps if mask is None else eps * mask.to(eps.real.dtype))
+        y_t = y + op.noise_sigma * measured_noise(op, y, generator)
         if base is None:
             return y_t, None
         s_, trusted, _ = base

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ._common import SolverInfo, Step, param, prior_data_variance
-from ._guidance import match_batch
+from ._guidance import match_batch, measured_noise
 
 #: the authors' floor on the noise level in rho_t (noise-free data).
 SIGMA_Y_FLOOR = 1e-3
@@ -82,7 +82,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
         r2 = sigma**2 if data_var is None else sigma**2 * data_var / (data_var + sigma**2)
         rho = params.lam * sigma_y**2 / r2                                   # Eq. 13 (paper: r2 = sigma^2)
         if params.perturb:  # a draw from N(x; y, sigma_y^2) N(x; x0, sigma_y^2 / rho): perturb both, then solve
-            y_p = y + sigma_y * _measured_noise(op, y, generator)
+            y_p = y + sigma_y * measured_noise(op, y, generator)
             x0_p = x0 + (sigma_y / rho**0.5) * generator.randn_like(x0)
             x0_hat = op.solve_regularized(y_p, x0_p, rho)
         else:
@@ -94,13 +94,6 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
             eps_t = generator.randn_like(x)                                  # 6
             x = x0_hat + sigma_next * ((1 - params.zeta) ** 0.5 * eps + params.zeta**0.5 * eps_t)  # 7
         yield Step(i, n, sigma_next, x, x0_hat, i + 1)
-
-
-def _measured_noise(op, y, generator):
-    """Standard normal noise on the measured entries of ``y``, from each sample's own stream."""
-    noise = generator.randn_like(y)
-    mask = op.measured()
-    return noise if mask is None else noise * mask.to(noise.real.dtype)
 
 
 INFO = SolverInfo(

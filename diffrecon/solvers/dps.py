@@ -23,14 +23,23 @@ Step rule, a stated departure (on by default). The paper's step ``zeta grad ||y 
 a fixed length whatever the noise, and scales with the operator's units: the same problem with A
 and y multiplied by 10 takes steps 10 times longer (22.5 dB at ||A|| = 61 against 25.7 dB at 6 on
 the CT demo). ``step_rule="likelihood"`` takes the score of the Gaussian approximation
-``p(y | x_t) ~ N(A x0_hat, (sigma_y^2 + r_t^2 ||A||^2) I)`` with ``r_t^2 = sigma_t^2 v / (v + sigma_t^2)``
-(``v`` the prior's per-pixel variance) over the reverse step's variance, as in the reverse SDE
-(Song et al., ICLR 2021, Eq. 6 with the conditional score):
+``p(y | x_t) ~ N(A x0_hat, (sigma_y^2 + r_t^2 a^2) I)`` with ``r_t^2 = sigma_t^2 v / (v + sigma_t^2)``
+(``v`` the prior's per-pixel variance, ``a^2 = tr(A^T A) / m`` the mean squared singular value;
+:func:`~diffrecon.solvers._common.prior_data_variance`, :func:`~diffrecon.solvers._common.mean_gain`)
+over the reverse step's variance, as in the reverse SDE (Song et al., ICLR 2021, Eq. 6 with the
+conditional score):
 
-    x = x' - zeta (sigma_t^2 - sigma_{t-1}^2) grad ||y - A x0_hat||^2 / (2 (sigma_y^2 + r_t^2 ||A||^2)),
+    x = x' - zeta c_t grad ||y - A x0_hat||^2 / 2,
+    c_t = min((sigma_t^2 - sigma_{t-1}^2) / (sigma_y^2 + r_t^2 a^2),  sigma_t^2 / (r_t^2 ||A||^2)),
 
-which is unchanged when A, y and sigma_y are rescaled together and shrinks as the data are
-noisier. ``step_rule="paper"`` is Algorithm 1 as released.
+the cap keeping long steps from overshooting the best-measured direction. It is unchanged when A,
+y and sigma_y are rescaled together and shrinks as the data are noisier. ``step_rule="paper"`` is
+Algorithm 1 as released. ``variance_correction`` (on) replaces the ancestral step by
+:func:`~diffrecon.solvers._common.variance_corrected_step` (one more network evaluation per step).
+Measured on the exact Gaussian prior, 16x16 4-view CT, 200 steps, 2 measurements x 32 samples
+(``diffrecon.validate`` statistics): paper step: variance x3.7 per pixel and x98 along the
+best-measured quarter of posterior directions, mean error 3.1x its Monte-Carlo floor; defaults:
+x0.95 and x0.97, 1.16x. The paper's algorithm: ``step_rule="paper", variance_correction=False``.
 
 DPS is an approximation (it replaces p(y | x_i) by p(y | E[x0 | x_i])): its samples are
 plausible but their spread is not an exact posterior, even for Gaussian priors.

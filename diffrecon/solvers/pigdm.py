@@ -24,6 +24,15 @@ NeurIPS 2021, Alg. 2): in the VE sigma form the conditional Tweedie estimate is
 gradient w.r.t. ``x_vp = sqrt(abar) x_ve`` weighted by ``sqrt(abar_t)`` is g above; its DDIM
 step divided by ``sqrt(abar_{t-1})`` is :func:`~diffrecon.solvers._common.ancestral_ddim_step`. The
 paper samples with DDIM at eta = 1 (stochastic); eta = 1 is our default.
+
+Variance correction, a stated departure (on by default, eta = 1 only): the ancestral step drops the
+variance of x0 given x_t and y from every transition (x0.73-0.75 along every posterior direction
+of 16x16 4-view CT at 50 steps). The step's noise becomes
+``sigma sqrt(1 - r^2) (r I + (1 - r) J_y) xi`` (:func:`~diffrecon.solvers._common.corrected_noise_step`)
+with ``J_y = J - sigma^2 J A^T (r_t^2 A A^T + sigma_y^2)^-1 A J`` the guided estimate's Jacobian under
+the paper's own Gaussian approximation, ``J xi`` by finite differences of the denoiser: two more
+network evaluations per step, no more gradients. Measured there: x0.94-1.02. The paper's
+algorithm: ``r_variance="unit", variance_correction=False``.
 """
 from __future__ import annotations
 
