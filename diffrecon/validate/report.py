@@ -144,13 +144,15 @@ def evaluate(problem: Problem, solver: str, settings: Settings, steps: int | Non
         if solver == EXACT:
             samples = post.sample(settings.samples, torch.Generator().manual_seed(m)).numpy()
         else:
-            result = run_solver(problem, solver, y, truth, settings, steps)
+            # a seed per measurement: with one seed a Gaussian posterior's samples would repeat the
+            # same centred cloud for every measurement and pooling would not reduce their noise
+            result = run_solver(problem, solver, y, truth, settings, steps, seed=m)
             samples = result.samples
             if "split_rhat" in result.metrics:
                 rhat.append(result.metrics["split_rhat"])
                 ess.append(result.metrics["ess"])
             if m == 0 and not row.posterior:
-                again = run_solver(problem, solver, y, truth, settings, steps)
+                again = run_solver(problem, solver, y, truth, settings, steps, seed=m)
                 row.reproducible = bool(np.array_equal(again.samples, samples))
         pool.add(samples.reshape(settings.samples, *problem.op.image_shape), post, truth)
     pool.fill(row)
