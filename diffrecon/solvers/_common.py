@@ -239,6 +239,9 @@ def prior_data_variance(denoiser, probes: int = 16, batch: int = 4) -> float:
     ``xi`` Rademacher, Hutchinson's trace estimator), and ``v = s^2 g / (1 - g)``. A few denoiser
     evaluations once (not counted in a solver's ``Step.nfe``), fixed probes: deterministic.
     """
+    cached = getattr(denoiser, "_data_variance", None)
+    if cached is not None:
+        return cached
     card = getattr(denoiser, "card", None)
     lo, hi = (float(v) for v in card.value_range) if card is not None else (-1.0, 1.0)
     s = min(float(getattr(denoiser, "sigma_max", 80.0)), 10.0 * max(hi - lo, 1e-6) / 2)
@@ -253,7 +256,12 @@ def prior_data_variance(denoiser, probes: int = 16, batch: int = 4) -> float:
             total += float((xi * (denoiser(m + s * xi, s) - m)).mean()) / s
     g = total / max(1, probes // batch)
     g = min(max(g, 1e-12), 1 - 1e-6)
-    return s * s * g / (1 - g)
+    value = s * s * g / (1 - g)
+    try:  # once per denoiser object (the engine's counting wrapper: once per run)
+        denoiser._data_variance = value
+    except (AttributeError, TypeError):
+        pass
+    return value
 
 
 def mean_gain(op, probes: int = 16) -> float:

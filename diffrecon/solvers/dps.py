@@ -78,7 +78,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         # 4: Tweedie estimate and the per-sample gradient of ||y - A x0_hat|| through the network.
         x0_hat, grad = tweedie_with_residual_grad(denoiser, op, x, y, sigma)
-        if params.variance_correction and sigma_next > 0:
+        if params.variance_correction:
             x_prime = variance_corrected_step(denoiser, x, x0_hat, sigma, sigma_next, generator)
         else:
             x_prime = ancestral_ddim_step(x, x0_hat, sigma, sigma_next, 1.0, generator)  # 5-7: ancestral step

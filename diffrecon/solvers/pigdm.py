@@ -75,7 +75,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
                 v = op.solve_regularized(res, zero, sigma_y**2 / r2) / r2
             (g,) = torch.autograd.grad(x0_hat, x_t, grad_outputs=v)          # 5: VJP, Eq. 7
         x0_guided = x0_hat.detach() + params.weight * sigma**2 * g           # conditional Tweedie
-        if params.variance_correction and params.eta == 1 and sigma_next > 0:
+        if params.variance_correction and params.eta == 1:
             # the guided estimate's Jacobian J - w sigma^2 J A^T (r^2 AA^T + s^2)^-1 A J along xi
             xi = generator.randn_like(x)
             u = jacobian_probe(denoiser, x, x0_hat.detach(), sigma, xi)
@@ -87,7 +87,8 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
             x = corrected_noise_step(x, x0_guided, sigma, sigma_next, xi, j_xi)
         else:
             x = ancestral_ddim_step(x, x0_guided, sigma, sigma_next, params.eta, generator)  # 6: DDIM step, Alg. 1
-        yield Step(i, n, sigma_next, x.detach(), x0_guided, (i + 1) * (3 if params.variance_correction else 1))
+        per_step = 3 if params.variance_correction and params.eta == 1 else 1
+        yield Step(i, n, sigma_next, x.detach(), x0_guided, (i + 1) * per_step)
 
 
 INFO = SolverInfo(
