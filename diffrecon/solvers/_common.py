@@ -237,8 +237,12 @@ def prior_data_variance(denoiser, probes: int = 16, batch: int = 4) -> float:
     Tweedie: ``D(x, s) = E[x0 | x]`` has Jacobian ``Cov(x0 | x) / s^2``, so at a level ``s`` well
     above the data's spread ``<xi, D(m + s xi) - D(m)> / (s n) = g ~ v / (v + s^2)`` (``m = D(0, s)``,
     ``xi`` Rademacher, Hutchinson's trace estimator), and ``v = s^2 g / (1 - g)``. A few denoiser
-    evaluations once (not counted in a solver's ``Step.nfe``), fixed probes: deterministic.
+    evaluations once (not counted in a solver's ``Step.nfe``), fixed probes: deterministic. A prior
+    with a ``data_variance()`` method (the exact Gaussian and mixture priors) gives its own.
     """
+    exact = getattr(denoiser, "data_variance", None)
+    if callable(exact):  # the exact priors know theirs
+        return float(exact())
     cached = getattr(denoiser, "_data_variance", None)
     if cached is not None:
         return cached
