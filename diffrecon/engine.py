@@ -34,6 +34,7 @@ from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator,
 from .priors.acceleration import (COMPILE_SPEEDUP, auto_mode, compile_cost, compiled_before, resolve_mode,
                                   shape_signature)
 from .schedule import make_sigmas
+from .solvers.diagnostics import chain_metrics
 from .solvers._common import SampleRNG
 
 
@@ -494,6 +495,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     total_work = steps * config.samples
     queue = list(setup.batches)
     ran: list[int] = []  # the batches that finished, for provenance (after any halving or a stop)
+    traces: list = []  # Markov-chain solvers: their chains' summaries
     first = 0
     stopped = False
     final_step = None  # (step, steps) where a stopped batch was finished by a final denoising step
@@ -508,6 +510,8 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
                 for step in info.solve(den, op, y, setup.sigmas, x_init, params=setup.params, generator=rng):
                     x, x0_last = step.x, step.x0_hat  # the last step's x is the solver's output
                     finished = step.i + 1 == step.n
+                    if step.info and "trace" in step.info:  # Markov-chain solvers: their chains' summaries
+                        traces.append(step.info["trace"])
                     now = time.perf_counter()
                     landed = preview.ready()
                     if landed is not None:
@@ -592,6 +596,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     result = _result(measurement, config, dataclasses.replace(setup, batches=ran), stats, kept, counter, elapsed,
                      start_iso, spread, calibration, complete=not stopped and not lost and stats.n == config.samples)
     result.metrics["peak_memory_bytes"] = float(run_memory.peak())  # this run's, not the process's
+    result.metrics.update(chain_metrics(traces))
     if fit_before is not None:
         with torch.no_grad():
             result.metrics.update(prior_fit.after_run(setup, stats.mean, fit_before, result.metrics.get("residual_ratio")))

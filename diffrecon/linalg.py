@@ -70,3 +70,36 @@ def power_iteration(
         lam = batch_norm(y).max()
         x = y / lam.clamp_min(1e-30)
     return float(lam)
+
+
+def chebyshev_coefficients(f: Callable[[float], float], lo: float, hi: float, degree: int) -> list[float]:
+    """Chebyshev interpolation coefficients of ``f`` on ``[lo, hi]`` (Trefethen, "Approximation
+    Theory and Approximation Practice", 2013, Ch. 3), so that ``f(t) ~ sum_k c_k T_k(u)`` with
+    ``u = (2 t - lo - hi) / (hi - lo)``; ``c_0`` already halved."""
+    import math
+
+    nodes = [math.cos(math.pi * (j + 0.5) / (degree + 1)) for j in range(degree + 1)]
+    values = [f(0.5 * (hi - lo) * u + 0.5 * (hi + lo)) for u in nodes]
+    coeffs = []
+    for k in range(degree + 1):
+        c = 2.0 / (degree + 1) * sum(v * math.cos(math.pi * k * (j + 0.5) / (degree + 1)) for j, v in enumerate(values))
+        coeffs.append(c)
+    coeffs[0] *= 0.5
+    return coeffs
+
+
+def chebyshev_apply(apply: Callable[[Tensor], Tensor], v: Tensor, coeffs: list[float], lo: float, hi: float) -> Tensor:
+    """``f(M) v`` for a symmetric ``M`` (``apply(v) = M v``) with spectrum in ``[lo, hi]``, from the
+    Chebyshev coefficients of ``f`` (:func:`chebyshev_coefficients`): the three-term recurrence
+    ``T_{k+1} = 2 u T_k - T_{k-1}``, one application of ``M`` per degree, no matrix formed."""
+    scale, shift = 2.0 / (hi - lo), (hi + lo) / (hi - lo)
+
+    def u(w: Tensor) -> Tensor:
+        return scale * apply(w) - shift * w
+
+    t_prev, t_cur = v, u(v)
+    out = coeffs[0] * t_prev + (coeffs[1] * t_cur if len(coeffs) > 1 else 0)
+    for c in coeffs[2:]:
+        t_prev, t_cur = t_cur, 2 * u(t_cur) - t_prev
+        out = out + c * t_cur
+    return out

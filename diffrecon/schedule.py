@@ -67,6 +67,12 @@ def _half_width(denoiser) -> float:
     return (float(hi) - float(lo)) / 2
 
 
+def _continuous_table(denoiser) -> torch.Tensor:
+    """For a prior without a timestep table: the DDPM table (made for data in [-1, 1]) scaled to
+    the prior's value range and kept inside its noise range."""
+    return (ddpm_sigmas() * _half_width(denoiser)).clamp(denoiser.sigma_min, denoiser.sigma_max)
+
+
 def make_sigmas(steps: int, denoiser, kind: str = "karras", *, rho: float = 7.0) -> torch.Tensor:
     """The schedule of ``steps`` steps for ``denoiser``'s noise range: ``karras`` (EDM's, rho 7),
     ``vp_uniform`` (DDIM's uniform subsequence of a discrete prior's table), ``vp_quadratic``
@@ -78,14 +84,15 @@ def make_sigmas(steps: int, denoiser, kind: str = "karras", *, rho: float = 7.0)
     if kind == "vp_uniform":
         discrete = denoiser.discrete_sigmas()
         if discrete is None:
-            return karras_sigmas(steps, denoiser.sigma_min, denoiser.sigma_max, 1.0)
+            # a continuous prior: DDIM's uniform subsequence of the DDPM table in the prior's units
+            # (a linear ramp in sigma, used before, ends with one step from sigma_max / steps to 0
+            # and kept 1-36 % of the prior's variance in unconditional sampling)
+            discrete = _continuous_table(denoiser)
         return vp_uniform_sigmas(steps, discrete)
     if kind == "vp_quadratic":
         discrete = denoiser.discrete_sigmas()
         if discrete is None:
-            # a continuous prior: the DDPM table (made for data in [-1, 1]) scaled to the prior's
-            # value range and kept inside its noise range
-            discrete = (ddpm_sigmas() * _half_width(denoiser)).clamp(denoiser.sigma_min, denoiser.sigma_max)
+            discrete = _continuous_table(denoiser)
         return vp_quadratic_sigmas(steps, discrete)
     if kind == "vp_sde":
         s = vp_sde_sigmas(steps) * _half_width(denoiser)

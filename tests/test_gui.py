@@ -17,6 +17,7 @@ from diffrecon.engine import RunConfig, Statistics  # noqa: E402
 from diffrecon.engine import run as engine_run  # noqa: E402
 from diffrecon.errors import InputError  # noqa: E402
 from diffrecon.gui.main_window import MainWindow  # noqa: E402
+from diffrecon.solvers import SOLVERS  # noqa: E402
 
 FAST = RunConfig(prior="gaussian", steps=3, samples=2, device="cpu", solver="dps")
 
@@ -172,8 +173,9 @@ def test_invalid_noise_level_disables_run_and_valid_one_reaches_the_measurement(
 
 def test_solver_panel_predicts_nfe_and_warns_for_deterministic_solvers(window):
     panel = window.solver
-    assert panel.predicted_nfe() == 3 * 2
-    assert "= 6 network evaluations" in panel.cost.text()
+    per_step = SOLVERS["dps"].nfe_per_step  # 2: DPS's variance-corrected step probes the network once more
+    assert panel.predicted_nfe() == 3 * 2 * per_step
+    assert f"= {6 * per_step} network evaluations" in panel.cost.text()
     assert "point estimate" not in panel.warning.text() and "seed spread" not in panel.warning.text()
     panel.set_config(RunConfig(solver="direct", steps=3, samples=2))
     assert panel.is_deterministic() and panel.warning.isVisibleTo(panel) and "point estimate" in panel.warning.text()

@@ -10,10 +10,11 @@ import torch
 from diffrecon.errors import InputError
 from diffrecon.priors.gmm import GaussianMixturePrior
 from diffrecon.validate import add_validate_parser, render_markdown, render_png, run_validate
-from diffrecon.validate.exact import dense_forward, gaussian_update
+from diffrecon.validate.exact import dense_forward, exact_posterior, gaussian_update
 from diffrecon.validate.problems import Problem, make_prior
-from diffrecon.validate.report import Settings, evaluate
-from diffrecon.validate.stats import ks_reject_fraction, mean_error, variance_ratio
+from diffrecon.validate.report import Row, Settings, evaluate, verdict
+from diffrecon.validate.stats import (eigen_variance_ratios, ks_reject_fraction, mean_error,
+                                      t_interval_covered, variance_ratio)
 from posterior_reference import gaussian_posterior, gmm_posterior
 
 SIZE = 8
@@ -69,29 +70,68 @@ def test_exact_draws_pass_the_statistics_and_shifted_or_shrunk_draws_fail_them()
     assert variance_ratio(shrunk, post)[0] < 0.12 and ks_reject_fraction(shrunk, post) > 0.5
 
 
-SETTINGS = Settings(size=SIZE, samples=8, steps=4, trials=2)
+SETTINGS = Settings(size=SIZE, samples=8, steps=(4,), measurements=2, exact_measurements=4)
 
 
-def test_report_scores_a_posterior_solver_and_proves_a_deterministic_one_reproducible_and_uncalibrated():
+def test_report_scores_a_posterior_solver_and_proves_a_deterministic_one_reproducible_and_not_a_posterior():
     problem = Problem("gaussian", "inpaint", SIZE)
     exact = evaluate(problem, "exact", SETTINGS)
-    ddrm = evaluate(problem, "ddrm", SETTINGS)
-    pnp = evaluate(problem, "pnp_admm", SETTINGS)
-    assert len(exact.coverage) == len(ddrm.coverage) == 2
-    assert 0.6 < exact.mean_coverage <= 1.0 and 0.4 < exact.var_ratio[0] < 2.0
-    assert np.isfinite(ddrm.mean_error) and ddrm.reproducible is None
+    ddrm = evaluate(problem, "ddrm", SETTINGS, 4)
+    pnp = evaluate(problem, "pnp_admm", SETTINGS, 4)
+    assert exact.measurements == 4 and ddrm.measurements == pnp.measurements == 2
+    assert 0.5 < exact.coverage <= 1.0 and 0.4 < exact.var_ratio[0] < 2.0 and 0.3 < exact.mean_error < 3
+    assert np.isfinite(ddrm.mean_error) and np.isfinite(ddrm.var_best) and ddrm.reproducible is None
     # PnP-ADMM ignores the seed: reproducible, zero spread, so its "intervals" cover nothing.
-    assert pnp.reproducible is True and pnp.var_ratio[0] == 0.0 and pnp.mean_coverage < 0.2
+    assert pnp.reproducible is True and pnp.var_ratio[0] < 1e-9 and pnp.coverage < 0.2
+    assert verdict(pnp, exact) == "fail: not a posterior sampler"
     text = render_markdown([exact, ddrm, pnp], SETTINGS)
-    assert "| ddrm | posterior std |" in text and "| pnp_admm | point estimate |" in text and "| yes |" in text
+    assert "| ddrm | 4 | posterior |" in text and "point/seed spread (same seed: identical)" in text
+
+
+def _row(**kw) -> Row:
+    base = dict(problem="p", solver="s", steps=50, posterior=True, mean_error=1.0, var_ratio=(1.0, 0.9, 1.1),
+                var_best=1.0, var_worst=1.0, ks_reject=0.05, coverage=0.90)
+    return Row(**{**base, **kw})
+
+
+@pytest.mark.parametrize("change,missed", [
+    (dict(var_ratio=(0.85, 0.8, 0.9)), "var/pixel"), (dict(var_best=1.2), "var/best dirs"),
+    (dict(var_worst=0.8), "var/least dirs"), (dict(ks_reject=0.2), "KS"), (dict(coverage=0.86), "coverage"),
+    (dict(mean_error=1.6), "mean")])
+def test_verdict_passes_a_row_that_meets_every_criterion_and_names_each_one_missed(change, missed):
+    exact = _row(solver="exact")
+    assert verdict(_row(coverage=0.925, mean_error=1.45, ks_reject=0.1), exact) == "pass"
+    out = verdict(_row(**change), exact)
+    assert out.startswith("fail: ") and missed in out and out.count(",") == 0
+
+
+def test_eigen_directions_catch_an_error_that_per_pixel_variances_hide():
+    problem = Problem("gaussian", "ct", SIZE)
+    _, y = problem.draw(3)
+    post = exact_posterior(problem.prior, problem.op, y)
+    draws = post.sample(2000, torch.Generator().manual_seed(0)).numpy()
+    lam, vecs = np.linalg.eigh(post.covs[0].numpy())
+    bad = draws + np.random.default_rng(0).standard_normal((2000, 1)) * 4 * np.sqrt(lam[0]) * vecs[:, :1].T  # 17x the variance along the best-measured direction
+    assert 0.95 < variance_ratio(bad, post)[0] < 1.1  # the marginals barely move ...
+    best, least = eigen_variance_ratios(bad, post)
+    assert best > 1.5 and 0.9 < least < 1.1  # ... the best-measured quarter does
+    assert all(0.9 < r < 1.1 for r in eigen_variance_ratios(draws, post))
+
+
+@pytest.mark.parametrize("k", [4, 8])
+def test_t_interval_covers_a_new_draw_at_the_nominal_rate_for_few_samples(k):
+    g = np.random.default_rng(k)
+    samples, truth = g.standard_normal((k, 40000)), g.standard_normal(40000)
+    covered, pixels = t_interval_covered(samples, truth)
+    assert pixels == 40000 and abs(covered / pixels - 0.90) < 0.01
 
 
 def test_report_marks_a_solver_the_operator_cannot_serve_and_draws_the_chart(tmp_path):
     problem = Problem("gmm", "ct", SIZE)
-    row = evaluate(problem, "ddrm", SETTINGS)
-    assert "SVD" in row.note and not row.coverage
+    row = evaluate(problem, "ddrm", SETTINGS, 4)
+    assert "SVD" in row.note and row.measurements == 0
     exact = evaluate(problem, "exact", SETTINGS)
-    assert "| ddrm | n/a | ddrm needs an SVD" in render_markdown([exact, row], SETTINGS)
+    assert "| ddrm | 4 | n/a | ddrm needs an SVD" in render_markdown([exact, row], SETTINGS)
     png = tmp_path / "chart.png"
     render_png([exact, row], png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -110,15 +150,18 @@ def test_cli_refuses_an_unknown_or_classical_solver_and_too_few_samples(tmp_path
         run_validate(_args("--solvers", "cg", "--out", str(tmp_path / "r.md")))
     with pytest.raises(InputError, match="--samples"):
         run_validate(_args("--solvers", "ddrm", "--samples", "2", "--out", str(tmp_path / "r.md")))
+    with pytest.raises(InputError, match="--steps"):
+        run_validate(_args("--solvers", "ddrm", "--steps", "50,x", "--out", str(tmp_path / "r.md")))
     with pytest.raises(SystemExit):
         _args("--size", "12")
 
 
 def test_cli_writes_the_markdown_report_and_its_chart(tmp_path, capsys):
     out = tmp_path / "report.md"
-    assert run_validate(_args("--solvers", "ddrm", "--samples", "4", "--steps", "2", "--trials", "1",
+    assert run_validate(_args("--solvers", "ddrm", "--samples", "4", "--steps", "2", "--measurements", "1",
                               "--out", str(out))) == 0
     text = out.read_text()
-    assert text.count("| exact | exact draws |") == 4 and text.count("| ddrm | posterior std |") == 2
+    assert text.count("| exact |  | exact draws |") == 4 and text.count("| ddrm | 2 | posterior |") == 2
+    assert "## Summary" in text and "passing all four problems at <= 200 steps: 0" in text
     assert "![validity chart](report.png)" in text and (tmp_path / "report.png").stat().st_size > 5000
     assert "## gmm / ct" in capsys.readouterr().out

@@ -49,6 +49,10 @@ class StationaryGaussianPrior(Denoiser):
         colored = torch.fft.ifft2(self.power.sqrt() * torch.fft.fft2(w, norm="ortho"), norm="ortho")
         return self.mean + colored.real
 
+    def data_variance(self) -> float:
+        """The per-pixel variance ``tr C / n`` (the mean of the power spectrum, unitary DFT)."""
+        return float(self.power.double().mean())
+
     def apply_covariance(self, v: Tensor) -> Tensor:
         """``C v`` for a batch of images."""
         return torch.fft.ifft2(self.power * torch.fft.fft2(v, norm="ortho"), norm="ortho").real

@@ -99,6 +99,14 @@ class GaussianMixturePrior(Denoiser):
         colored = torch.fft.ifft2(self.powers[k].sqrt() * torch.fft.fft2(w, norm="ortho"), norm="ortho")
         return self.means[k] + colored.real
 
+    def data_variance(self) -> float:
+        """The per-pixel variance ``tr Cov / n`` of the mixture (law of total variance)."""
+        w = self.weights.double()
+        within = (w * self.powers.double().mean(dim=(1, 2, 3))).sum()
+        mean = torch.einsum("k,kchw->chw", w, self.means.double())
+        between = (w * (self.means.double() - mean).square().mean(dim=(1, 2, 3))).sum()
+        return float(within + between)
+
     def covariance_matrices(self) -> Tensor:
         """The dense ``(K, n, n)`` component covariances (float64); for small images in tests."""
         k, *shape = self.powers.shape

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from ..errors import InputError
 from . import (cg, daps, ddim, ddnm, ddpm, ddrm, dds, diffpir, direct, dpmpp_2m, dps, pigdm, pnp_admm,
-               reddiff, tv)
+               reddiff, reference, tv)
 from ._common import SampleRNG, SolverInfo, Step, parse_params, validate_params
 
 #: Diffusion solvers first, then the classical baselines (the order menus show).
 SOLVERS: dict[str, SolverInfo] = {
     m.INFO.name: m.INFO for m in (dps, ddrm, ddnm, diffpir, dds, pigdm, daps, reddiff, pnp_admm, ddim, dpmpp_2m,
-                                  ddpm, direct, cg, tv)
+                                  ddpm, reference, direct, cg, tv)
 }
 
 

@@ -41,6 +41,8 @@ class Step:
     x: Tensor
     x0_hat: Tensor
     nfe: int
+    #: extra results of the step (the reference sampler's chain diagnostics on its last step).
+    info: dict | None = None
 
 
 class SampleRNG:
@@ -210,3 +212,87 @@ def ancestral_ddim_step(x: Tensor, x0_hat: Tensor, sigma: float, sigma_next: flo
     if sigma_up > 0:
         x = x + sigma_up * generator.randn_like(x)
     return x
+
+
+def variance_corrected_step(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, sigma_next: float,
+                            generator: SampleRNG, center: Tensor | None = None) -> Tensor:
+    """DDPM's ancestral step from ``sigma`` to ``sigma_next`` with the transition variance it drops
+    at finite steps restored to first order; one more denoiser evaluation.
+
+    For a Gaussian prior the exact ``p(x' | x)`` has the ancestral step's mean and covariance
+    ``(sigma^2 - sigma'^2)(r^2 I + (1 - r^2) J)`` (``r = sigma'/sigma``, ``J`` the denoiser's Jacobian,
+    ``sigma^2 J = Cov(x0 | x)`` by Tweedie's second moment); the ancestral step keeps only
+    ``(sigma^2 - sigma'^2) r^2 I``. The noise here is ``sigma sqrt(1 - r^2) (r I + (1 - r) J) xi`` with
+    ``J xi`` a finite difference of the denoiser along ``xi``: exact where ``J`` is 0 or I, a few
+    per cent short in between. Unconditional sampling of a Gaussian prior at 20 Karras steps keeps
+    about 93 % of the prior variance this way against 54 % with the plain step (50 steps: 99 %
+    against 77 %). ``center`` (default ``x0_hat``) is the estimate the step moves towards, e.g. a
+    guided one; the Jacobian probe is always the unconditional denoiser's.
+    """
+    xi = generator.randn_like(x)
+    j_xi = jacobian_probe(denoiser, x, x0_hat, sigma, xi)
+    return corrected_noise_step(x, x0_hat if center is None else center, sigma, sigma_next, xi, j_xi)
+
+
+def jacobian_probe(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, direction: Tensor) -> Tensor:
+    """``J direction``, the denoiser's Jacobian at ``x`` along ``direction``, by a finite difference
+    of length ``sigma / 2`` (per sample, relative to the direction's rms); one denoiser evaluation."""
+    rms = direction.abs().square().mean(dim=tuple(range(1, x.ndim)), keepdim=True).sqrt().clamp_min(1e-30)
+    probe = 0.5 * sigma
+    return (denoiser(x + probe * direction / rms, sigma) - x0_hat) * (rms / probe)
+
+
+def corrected_noise_step(x: Tensor, center: Tensor, sigma: float, sigma_next: float, xi: Tensor, j_xi: Tensor) -> Tensor:
+    """The step of :func:`variance_corrected_step` from its noise ``xi`` and ``J xi``."""
+    r = sigma_next / sigma
+    return center + r * r * (x - center) + sigma * math.sqrt(1 - r * r) * (r * xi + (1 - r) * j_xi)
+
+
+def prior_data_variance(denoiser, probes: int = 16, batch: int = 4) -> float:
+    """The prior's per-pixel data variance ``v = tr Cov(x0) / n``, read off the denoiser.
+
+    Tweedie: ``D(x, s) = E[x0 | x]`` has Jacobian ``Cov(x0 | x) / s^2``, so at a level ``s`` well
+    above the data's spread ``<xi, D(m + s xi) - D(m)> / (s n) = g ~ v / (v + s^2)`` (``m = D(0, s)``,
+    ``xi`` Rademacher, Hutchinson's trace estimator), and ``v = s^2 g / (1 - g)``. A few denoiser
+    evaluations once (not counted in a solver's ``Step.nfe``), fixed probes: deterministic. A prior
+    with a ``data_variance()`` method (the exact Gaussian and mixture priors) gives its own.
+    """
+    exact = getattr(denoiser, "data_variance", None)
+    if callable(exact):  # the exact priors know theirs
+        return float(exact())
+    cached = getattr(denoiser, "_data_variance", None)
+    if cached is not None:
+        return cached
+    card = getattr(denoiser, "card", None)
+    lo, hi = (float(v) for v in card.value_range) if card is not None else (-1.0, 1.0)
+    s = min(float(getattr(denoiser, "sigma_max", 80.0)), 10.0 * max(hi - lo, 1e-6) / 2)
+    shape = tuple(getattr(denoiser, "image_shape", None) or (1, *card.resolution))
+    device = next((b.device for b in denoiser.buffers()), torch.device("cpu")) if isinstance(denoiser, torch.nn.Module) else "cpu"
+    gen = torch.Generator().manual_seed(0)
+    total = 0.0
+    with torch.no_grad():
+        m = denoiser(torch.zeros(1, *shape, device=device), s)
+        for _ in range(max(1, probes // batch)):
+            xi = (2.0 * torch.randint(0, 2, (batch, *shape), generator=gen) - 1.0).to(device)
+            total += float((xi * (denoiser(m + s * xi, s) - m)).mean()) / s
+    g = total / max(1, probes // batch)
+    g = min(max(g, 1e-12), 1 - 1e-6)
+    value = s * s * g / (1 - g)
+    try:  # once per denoiser object (the engine's counting wrapper: once per run)
+        denoiser._data_variance = value
+    except (AttributeError, TypeError):
+        pass
+    return value
+
+
+def mean_gain(op, probes: int = 16) -> float:
+    """``tr(A^T A) / m``: the mean squared singular value over the ``m`` measured degrees of freedom
+    (Hutchinson's estimator with fixed Rademacher probes; deterministic), the scalar that stands in
+    for ``A A^T`` in an isotropic approximation of the likelihood's covariance."""
+    gen = torch.Generator().manual_seed(1)
+    shape = (probes, *op.image_shape)
+    xi = (2.0 * torch.randint(0, 2, shape, generator=gen) - 1.0).to(op.device).to(op.image_dtype)
+    with torch.no_grad():
+        a = op.A(xi)
+        total = float((a.abs() ** 2).sum()) / probes  # E ||A xi||^2 = tr(A^T A) (real parts: complex A counts both)
+    return total / max(op.measurement_dof, 1)

@@ -22,6 +22,14 @@ def match_batch(y: Tensor, batch: int) -> Tensor:
     raise ValueError(f"measurement batch {y.shape[0]} matches neither 1 nor the {batch} samples")
 
 
+def measured_noise(op, y: Tensor, generator) -> Tensor:
+    """Standard normal noise on the measured entries of ``y`` (zero elsewhere), from each sample's
+    own stream: a fresh draw of the measurement noise over ``noise_sigma``."""
+    noise = generator.randn_like(y)
+    mask = op.measured()
+    return noise if mask is None else noise * mask.to(noise.real.dtype)
+
+
 def smooth_norm(r: Tensor, eps: float = 1e-20) -> Tensor:
     """Per-sample ``||r||`` whose gradient stays finite at ``r = 0``."""
     return (batch_dot(r, r) + eps).sqrt()

@@ -12,8 +12,12 @@ Langevin dynamics, and re-noises that sample independently to the next level:
                  + sqrt(2 eta_t) eps
     x_{t-1} = x0 + sigma_{t-1} eps                      (re-noise, Alg. 1 last line)
 
-The Gaussian ``N(x0_hat, r_t^2 I)`` stands in for ``p(x0 | x_t)`` with ``r_t = sigma_t`` (the
-paper's choice, Sec. 3.3). Langevin starts at x0_hat and takes N = 100 steps per level (the
+The Gaussian ``N(x0_hat, r_t^2 I)`` stands in for ``p(x0 | x_t)``. The paper takes ``r_t = sigma_t``
+(Sec. 3.3), the posterior spread of a prior of unbounded variance: at levels above the data's own
+spread that lets x0 wander far outside the prior and lets the data pull it anywhere. A stated
+departure, on by default: ``r_t^2 = sigma_t^2 v / (v + sigma_t^2)``, the posterior variance of a
+Gaussian prior with the prior's per-pixel variance ``v``
+(:func:`~diffrecon.solvers._common.prior_data_variance`); ``r_variance="paper"`` is ``r_t = sigma_t``. Langevin starts at x0_hat and takes N = 100 steps per level (the
 paper's; DAPS-1K: 200 levels x 5 ODE steps).
 
 Step size, a stated departure. The paper fixes eta_0 = 1e-4, decayed over the levels, for its
@@ -36,7 +40,7 @@ from typing import Iterator
 
 from ..operators.base import measured_residual
 from ..schedule import karras_sigmas
-from ._common import SolverInfo, Step, ddim_step, param
+from ._common import SolverInfo, Step, ddim_step, param, prior_data_variance
 from ._guidance import match_batch
 from .diffpir import SIGMA_Y_FLOOR
 from .labels import POSTERIOR, SpreadRule
@@ -47,6 +51,8 @@ class Params:
     ode_steps: int = param(5, lo=1, hi=50, help="Euler steps of the ODE estimate of x0 per level (DAPS-1K: 5).")
     langevin_steps: int = param(100, lo=0, hi=1000, help="Langevin steps per level (paper: 100).")
     lr: float = param(0.1, lo=0.0, hi=1.0, help="Langevin step as a fraction of 1 / (gradient Lipschitz constant).")
+    r_variance: str = param("prior", choices=("prior", "paper"),
+                            help="r_t^2 = sigma_t^2 v / (v + sigma_t^2) with the prior's variance v, or sigma_t^2 (paper).")
 
 
 def ode_estimate(denoiser, x, sigma: float, steps: int):
@@ -65,10 +71,11 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     y = match_batch(y, x.shape[0])
     sigma_y2 = max(op.noise_sigma, SIGMA_Y_FLOOR) ** 2
     lipschitz_data = op.norm() ** 2 / sigma_y2
+    v = prior_data_variance(denoiser) if params.r_variance == "prior" else float("inf")
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x0_hat = ode_estimate(denoiser, x, sigma, params.ode_steps)          # 3: x0_hat(x_t)
-        r2 = sigma**2                                                        # r_t = sigma_t
+        r2 = sigma**2 if math.isinf(v) else sigma**2 * v / (v + sigma**2)   # r_t (paper: sigma_t)
         eta = params.lr / (1.0 / r2 + lipschitz_data)
         x0 = x0_hat
         for _ in range(params.langevin_steps):                                # 4-6: Langevin on x0

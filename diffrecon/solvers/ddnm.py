@@ -46,6 +46,14 @@ ancestral step ``x' = x0 + (sigma_down/sigma)(x - x0) + sigma_up eps`` then give
 ``a_t = 1 - sigma_down/sigma`` and ``sigma_t = sigma_up``. Steps use DDIM with eta = 0.85 as in the
 authors' released configurations (eta = 1 is the DDPM posterior of Alg. 1).
 
+Noise re-injection, a stated departure (on by default). Every step uses the same ``A^+ y``, so the
+one noise realisation in y is carried into every sample alike: observed pixels get almost no
+spread across samples. ``reinject`` gives each step and sample its own draw ``y + sigma_y eps`` (the
+measurement as the likelihood would have drawn it), so the spread on measured directions comes
+back; ``reinject=False`` is the paper's. Measured on the exact Gaussian prior, 16x16 inpainting,
+200 steps, 2 measurements x 32 samples: coverage of the 90 % t-interval 0.54 -> 0.63, variance
+ratio 0.29 -> 0.36 per pixel; still far from a posterior sampler (see the validity report).
+
 Time travel (Sec. 3.4, Alg. 3), off by default: every ``travel_length`` steps the sampler runs
 ``travel_length`` steps ahead, re-noises back to the current level, ``travel_repeat`` times, before
 taking the step it yields. It costs extra network evaluations (counted in ``Step.nfe``).
@@ -59,7 +67,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import SolverInfo, Step, ancestral_step, ddim_step, param
-from ._guidance import match_batch, range_null_space, spectral_measurement
+from ._guidance import match_batch, measured_noise, range_null_space, spectral_measurement
 from .labels import POSTERIOR, SpreadRule
 
 
@@ -71,6 +79,8 @@ class Params:
         "are treated as null space (SVD operators with noisy data)."))
     travel_length: int = param(0, lo=0, hi=100, help="Steps per time-travel jump; 0 turns time travel off.")
     travel_repeat: int = param(1, lo=1, hi=20, help="How often each time-travel jump is repeated.")
+    reinject: bool = param(True, help="Give each step its own draw of the measurement noise (y + sigma_y eps): "
+                                      "spread on observed pixels; off: the paper's fixed A^+ y.")
 
 
 def _step(denoiser, op, x, y, sigma, sigma_next, eta, generator, spectral=None):
@@ -159,15 +169,30 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
         trusted = observed & (op.noise_sigma / s_ <= params.max_noise)
         spectral = (s_, trusted, torch.where(trusted, y_bar, torch.zeros_like(y_bar)))
     nfe = 0
+    base = spectral
+
+    def with_fresh_noise():
+        """``(y, spectral)`` of the measurement with its own noise draw for this step (reinject)."""
+        if not (params.reinject and op.noise_sigma > 0):
+            return y, base
+        y_t = y + op.noise_sigma * measured_noise(op, y, generator)
+        if base is None:
+            return y_t, None
+        s_, trusted, _ = base
+        _, _, y_bar = spectral_measurement(op, y_t)
+        return y_t, (s_, trusted, torch.where(trusted, y_bar, torch.zeros_like(y_bar)))
+
     for i in range(n):
         if travel > 0 and i % travel == 0 and i + travel < n:
             for _ in range(params.travel_repeat):
                 ahead = x
                 for j in range(i, i + travel):
-                    ahead, _ = _step(denoiser, op, ahead, y, levels[j], levels[j + 1], params.eta, generator, spectral)
+                    y_t, spectral = with_fresh_noise()
+                    ahead, _ = _step(denoiser, op, ahead, y_t, levels[j], levels[j + 1], params.eta, generator, spectral)
                 nfe += travel
                 x = _renoise(ahead, levels[i + travel], levels[i], generator)
-        x, x0_hat = _step(denoiser, op, x, y, levels[i], levels[i + 1], params.eta, generator, spectral)
+        y_t, spectral = with_fresh_noise()
+        x, x0_hat = _step(denoiser, op, x, y_t, levels[i], levels[i + 1], params.eta, generator, spectral)
         nfe += 1
         yield Step(i, n, levels[i + 1], x, x0_hat, nfe)
 
@@ -178,7 +203,7 @@ INFO = SolverInfo(
     reference="Wang, Yu & Zhang, ICLR 2023",
     # The SVD is used where the operator has one (per-singular-value DDNM+), but is not required.
     needs=frozenset({"pinv"}), uses_prior=True, noise_filtered_pinv=True,
-    spread=SpreadRule(POSTERIOR, noise=("eta",), seed_why=(
+    spread=SpreadRule(POSTERIOR, noise=("eta", "reinject"), seed_why=(
         "ddnm with eta = 0 is deterministic given its starting noise (a seed spread, not a posterior standard "
         "deviation); with noisy data its correction lambda_t is 0 as well, so it then ignores the measurement.")),
 )

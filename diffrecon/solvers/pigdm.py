@@ -6,7 +6,12 @@ guidance (Eq. 7-8, a vector-Jacobian product through the network, per sample)
 
     g = (d x0_hat / d x_t)^T  A^T (r_t^2 A A^T + sigma_y^2 I)^{-1} (y - A x0_hat),
 
-with ``r_t^2 = sigma_t^2 / (1 + sigma_t^2)`` (Sec. 3.2, for data of unit variance). The matrix
+with ``r_t^2 = sigma_t^2 v / (v + sigma_t^2)``, the posterior variance of a Gaussian prior of
+per-pixel variance ``v``. A stated departure: the paper takes ``v = 1`` (Sec. 3.2, data of unit
+variance); data scaled into [0, 1] or [-1, 1] vary far less (``v`` 0.04-0.3), so at the levels where
+the data matter r_t was several times too large and the guidance too weak. By default ``v`` is
+read off the prior (:func:`~diffrecon.solvers._common.prior_data_variance`);
+``r_variance="unit"`` is the paper's choice. The matrix
 inverse uses the push-through identity ``A^T (r^2 A A^T + s^2 I)^{-1} = (r^2 A^T A + s^2 I)^{-1}
 A^T``, i.e. ``op.solve_regularized(res, 0, sigma_y^2 / r_t^2) / r_t^2``: closed form through the
 SVD where the operator has one, conjugate gradients otherwise, and with noise-free data it is
@@ -19,6 +24,15 @@ NeurIPS 2021, Alg. 2): in the VE sigma form the conditional Tweedie estimate is
 gradient w.r.t. ``x_vp = sqrt(abar) x_ve`` weighted by ``sqrt(abar_t)`` is g above; its DDIM
 step divided by ``sqrt(abar_{t-1})`` is :func:`~diffrecon.solvers._common.ancestral_ddim_step`. The
 paper samples with DDIM at eta = 1 (stochastic); eta = 1 is our default.
+
+Variance correction, a stated departure (on by default, eta = 1 only): the ancestral step drops the
+variance of x0 given x_t and y from every transition (x0.73-0.75 along every posterior direction
+of 16x16 4-view CT at 50 steps). The step's noise becomes
+``sigma sqrt(1 - r^2) (r I + (1 - r) J_y) xi`` (:func:`~diffrecon.solvers._common.corrected_noise_step`)
+with ``J_y = J - sigma^2 J A^T (r_t^2 A A^T + sigma_y^2)^-1 A J`` the guided estimate's Jacobian under
+the paper's own Gaussian approximation, ``J xi`` by finite differences of the denoiser: two more
+network evaluations per step, no more gradients. Measured there: x0.94-1.02. The paper's
+algorithm: ``r_variance="unit", variance_correction=False``.
 """
 from __future__ import annotations
 
@@ -28,7 +42,8 @@ from typing import Iterator
 import torch
 
 from ..operators.base import measured_residual
-from ._common import SolverInfo, Step, ancestral_ddim_step, param
+from ._common import (SolverInfo, Step, ancestral_ddim_step, corrected_noise_step, jacobian_probe, param,
+                      prior_data_variance)
 from ._guidance import match_batch
 from .labels import POSTERIOR, SpreadRule
 
@@ -37,6 +52,10 @@ from .labels import POSTERIOR, SpreadRule
 class Params:
     eta: float = param(1.0, lo=0.0, hi=1.0, help="Fresh-noise fraction of each DDIM step (1: DDPM-like).")
     weight: float = param(1.0, lo=0.0, hi=100.0, help="Multiplier of the guidance (1: the paper's adaptive weight).")
+    r_variance: str = param("prior", choices=("prior", "unit"),
+                            help="Data variance in r_t: read off the prior, or 1 as in the paper.")
+    variance_correction: bool = param(True, help="At eta = 1, restore the variance the ancestral step drops at "
+                                                 "finite steps (two more network evaluations per step).")
 
 
 def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iterator[Step]:
@@ -45,9 +64,10 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     y = match_batch(y, x.shape[0])
     sigma_y = op.noise_sigma
     zero = torch.zeros_like(x)
+    data_var = prior_data_variance(denoiser) if params.r_variance == "prior" else 1.0
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        r2 = sigma**2 / (1.0 + sigma**2)                                      # Sec. 3.2, r_t^2
+        r2 = sigma**2 * data_var / (data_var + sigma**2)                      # Sec. 3.2, r_t^2
         with torch.enable_grad():
             x_t = x.detach().requires_grad_(True)
             x0_hat = denoiser(x_t, sigma)                                    # 3: Tweedie estimate
@@ -56,14 +76,26 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
                 v = op.solve_regularized(res, zero, sigma_y**2 / r2) / r2
             (g,) = torch.autograd.grad(x0_hat, x_t, grad_outputs=v)          # 5: VJP, Eq. 7
         x0_guided = x0_hat.detach() + params.weight * sigma**2 * g           # conditional Tweedie
-        x = ancestral_ddim_step(x, x0_guided, sigma, sigma_next, params.eta, generator)  # 6: DDIM step, Alg. 1
-        yield Step(i, n, sigma_next, x.detach(), x0_guided, i + 1)
+        if params.variance_correction and params.eta == 1:
+            # the guided estimate's Jacobian J - w sigma^2 J A^T (r^2 AA^T + s^2)^-1 A J along xi
+            xi = generator.randn_like(x)
+            u = jacobian_probe(denoiser, x, x0_hat.detach(), sigma, xi)
+            a_u = op.A(u)
+            mask = op.measured()
+            a_u = a_u if mask is None else a_u * mask.to(a_u.real.dtype)
+            w = op.solve_regularized(a_u, zero, sigma_y**2 / r2) / r2
+            j_xi = u - params.weight * sigma**2 * jacobian_probe(denoiser, x, x0_hat.detach(), sigma, w)
+            x = corrected_noise_step(x, x0_guided, sigma, sigma_next, xi, j_xi)
+        else:
+            x = ancestral_ddim_step(x, x0_guided, sigma, sigma_next, params.eta, generator)  # 6: DDIM step, Alg. 1
+        per_step = 3 if params.variance_correction and params.eta == 1 else 1
+        yield Step(i, n, sigma_next, x.detach(), x0_guided, (i + 1) * per_step)
 
 
 INFO = SolverInfo(
     name="pigdm", solve=solve, Params=Params,
     title="PiGDM (pseudoinverse-guided diffusion)",
     reference="Song, Vahdat, Mardani & Kautz, ICLR 2023",
-    needs=frozenset({"grad", "pinv"}), uses_prior=True,
+    needs=frozenset({"grad", "pinv"}), uses_prior=True, nfe_per_step=3,
     spread=SpreadRule(POSTERIOR, noise=("eta",), data=("weight",)),
 )

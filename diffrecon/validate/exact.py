@@ -10,7 +10,7 @@ the measured entries (Bishop, PRML 2006, Eq. 2.113-2.117; Rasmussen & Williams 2
 A Gaussian mixture ``sum_k w_k N(mu_k, C_k)`` has the posterior ``sum_k w'_k N(mean_k, cov_k)``:
 each component updated as above and its weight multiplied by its evidence,
 ``w'_k ~ w_k N(y; A mu_k, S_k)`` (e.g. Murphy, "Machine Learning", 2012, Sec. 11.2 with
-Sec. 4.4.1). Real images and measurements only; meant for images of at most a few hundred pixels.
+Sec. 4.4.1). Real images; complex measurements as pairs of real ones; meant for images of at most a few hundred pixels.
 """
 from __future__ import annotations
 
@@ -23,15 +23,30 @@ import torch
 Tensor = torch.Tensor
 
 
+def real_vector(t: Tensor) -> Tensor:
+    """``(B, ...)`` as ``(B, m)`` float64 with complex entries split into real and imaginary parts
+    (each a real degree of freedom with its own noise), real parts first."""
+    flat = t.reshape(t.shape[0], -1)
+    if flat.is_complex():
+        flat = torch.cat([flat.real, flat.imag], dim=1)
+    return flat.double().cpu()
+
+
 def dense_forward(op) -> tuple[Tensor, Tensor]:
-    """``(A, rows)``: the ``m x n`` float64 matrix of ``op`` restricted to its measured entries,
-    and the flat indices of those entries in ``meas_shape``."""
+    """``(A, rows)``: the float64 matrix of the real-linear map ``op`` (complex measurements as
+    real and imaginary rows, see :func:`real_vector`) restricted to its measured entries, and the
+    indices of those rows in ``real_vector(y)``. Real images only."""
     n = int(np.prod(op.image_shape))
     eye = torch.eye(n, dtype=torch.float32, device=op.device).reshape(n, *op.image_shape)
     with torch.no_grad():
-        columns = op.A(eye).reshape(n, -1).double().cpu()  # row k is A e_k
+        columns = real_vector(op.A(eye))  # row k is A e_k
     m = op.measured()
-    rows = torch.arange(columns.shape[1]) if m is None else torch.nonzero(m.reshape(-1).cpu()).reshape(-1)
+    if m is None:
+        rows = torch.arange(columns.shape[1])
+    else:
+        mask = m.reshape(-1).cpu()
+        mask = torch.cat([mask, mask]) if op.is_complex else mask
+        rows = torch.nonzero(mask).reshape(-1)
     return columns.T[rows], rows
 
 
@@ -90,7 +105,7 @@ class MixturePosterior:
 def gaussian_posterior_exact(prior, op, y: Tensor) -> MixturePosterior:
     """The posterior of a :class:`~diffrecon.priors.gaussian.StationaryGaussianPrior`."""
     A, rows = dense_forward(op)
-    y_vec = y.reshape(-1).double().cpu()[rows]
+    y_vec = real_vector(y)[0][rows]
     mean, cov, _ = gaussian_update(prior.mean.reshape(-1).double().cpu(), prior.covariance_matrix().cpu(),
                                    A, y_vec, float(op.noise_sigma) ** 2)
     return MixturePosterior(torch.ones(1, dtype=torch.float64), mean[None], cov[None])
@@ -100,7 +115,7 @@ def gmm_posterior_exact(prior, op, y: Tensor) -> MixturePosterior:
     """The posterior of a :class:`~diffrecon.priors.gmm.GaussianMixturePrior`: updated weights,
     means and covariances of every component."""
     A, rows = dense_forward(op)
-    y_vec = y.reshape(-1).double().cpu()[rows]
+    y_vec = real_vector(y)[0][rows]
     s2 = float(op.noise_sigma) ** 2
     covs = prior.covariance_matrices().cpu()
     means, posts, logw = [], [], []

@@ -14,12 +14,15 @@ import numpy as np
 import torch
 
 from ..measurement import Measurement
-from ..operators import Inpaint, ParallelBeamCT, random_mask, sparse_view_angles
+from ..operators import (MRI, Blur, Denoise, Inpaint, MatrixOperator, ParallelBeamCT, RFBorn, SuperResolution,
+                         birdcage_maps, cartesian_mask, gaussian_kernel, random_mask, sparse_view_angles)
 from ..priors.gaussian import StationaryGaussianPrior
 from ..priors.gmm import GaussianMixturePrior
 
 PRIORS = ("gaussian", "gmm")
 OPERATORS = ("inpaint", "ct")
+#: one forward model of every kind, for the reference sampler's check (noise 5 % of ||A||).
+ALL_KINDS = ("denoise", "inpaint", "blur", "sr", "ct", "mri", "matrix", "rf")
 
 
 def smooth_power(size: int, variance: float) -> torch.Tensor:
@@ -37,12 +40,31 @@ def make_prior(kind: str, size: int):
     return GaussianMixturePrior(torch.tensor([0.5, 0.5]), means, torch.stack([power, power]))
 
 
+def _sparse_matrix(size: int) -> torch.Tensor:
+    """A random sparse ``(n / 2) x n`` matrix (10 % non-zeros), fixed by its seed."""
+    g = torch.Generator().manual_seed(3)
+    n = size * size
+    return (torch.randn(n // 2, n, generator=g) * (torch.rand(n // 2, n, generator=g) < 0.1)).to_sparse_csr()
+
+
 def make_operator(kind: str, size: int):
     shape = (1, size, size)
     if kind == "inpaint":
         return Inpaint(shape, random_mask(shape, 0.5, seed=0), noise_sigma=0.05)
-    # A quarter as many views as pixels per side: badly underdetermined, noise ~5 % of a ray sum.
-    return ParallelBeamCT(shape, sparse_view_angles(max(2, size // 4)), noise_sigma=0.2)
+    if kind == "ct":
+        # Four views: badly underdetermined at 16x16, noise ~5 % of a ray sum.
+        return ParallelBeamCT(shape, sparse_view_angles(4), noise_sigma=0.05 * size / 2)
+    builders = {
+        "denoise": lambda: Denoise(shape),
+        "blur": lambda: Blur(shape, gaussian_kernel(5, 1.0)),
+        "sr": lambda: SuperResolution(shape, 2),
+        "mri": lambda: MRI(shape, cartesian_mask((size, size), 2), coil_maps=birdcage_maps((size, size), 4)),
+        "matrix": lambda: MatrixOperator(shape, _sparse_matrix(size)),
+        "rf": lambda: RFBorn(shape, [1.0e9, 2.0e9], 8, radius_m=0.02 * size, pixel_size_m=0.01 / (size / 8)),
+    }
+    op = builders[kind]()
+    op.noise_sigma = 0.05 * op.norm()
+    return op
 
 
 @dataclass
