@@ -106,8 +106,8 @@ class CompareSpec:
         return out
 
 
-def _charged_per_step(info) -> int:
-    return info.nfe_per_step if info.uses_prior else 1
+def _charged_per_step(info, params=None) -> int:
+    return info.evaluations_per_step(params) if info.uses_prior else 1
 
 
 def step_costs(solvers: Sequence[str], *, unit: str = "nfe", samples: int = 1,

@@ -222,6 +222,7 @@ def check_settings(measurement: Measurement, config: RunConfig) -> None:
     if config.precision not in ("bf16", "fp32"):
         raise InputError(f"precision {config.precision!r} is not known; use bf16 or fp32.")
     parse_params(get_solver(config.solver).Params, dict(config.params), config.solver)
+    resolve_mode(config.compile, resolve_device(config.device))  # an unknown device or compile mode
     shape = tuple(int(v) for v in measurement.operator.image_shape)
     check_bytes(config.samples * nbytes(shape, 4), f"samples={config.samples} of {'x'.join(map(str, shape))} images",
                 "samples")
@@ -307,7 +308,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
         fallback = None
         if config.compile == "auto" and device.type == "cuda" and not probe:
             compile_mode, why, _ = _auto_compile(denoiser, "grad" in info.needs, batches,
-                                              (len(sigmas) - 1) * info.nfe_per_step, autocast, device)
+                                              (len(sigmas) - 1) * info.evaluations_per_step(params), autocast, device)
             notes.append(f"Network: {why}.")
             fallback = "graphs"
         denoiser.accelerate(compile_mode, channels_last, bool(config.checkpointing), fallback=fallback)
@@ -411,13 +412,13 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     if mode is not None and config.compile == "auto" and dev.type == "cuda":
         # the probe ran graphs; the run may compile (auto_mode): its speed-up, plus the compile
         mode, _, cost = _auto_compile(setup.denoiser, "grad" in info.needs, setup.batches,
-                                      steps * info.nfe_per_step, setup.autocast, dev)
+                                      steps * info.evaluations_per_step(setup.params), setup.autocast, dev)
         if mode == "compile" and seconds is not None:
-            per_evaluation = per_step / (info.nfe_per_step * setup.batches[0])  # one sample's
+            per_evaluation = per_step / (info.evaluations_per_step(setup.params) * setup.batches[0])  # one sample's
             seconds = seconds / COMPILE_SPEEDUP + per_evaluation * cost
     return Planned(
         device=device_name(dev), batches=list(setup.batches), steps=steps,
-        nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
+        nfe_per_sample=steps * info.evaluations_per_step(setup.params) if info.uses_prior else 0,
         predicted_peak_bytes=peak, normalization=(setup.norm.scale, setup.norm.offset), predicted_seconds=seconds,
         network_mode=mode, **spread_fields(setup, stored_calibration(measurement, config, setup)),
     )
@@ -454,7 +455,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     std_scale = calibration.scale if calibration is not None else 1.0
     yield Planned(
         device=device_name(dev), batches=list(setup.batches), steps=steps,
-        nfe_per_sample=steps * info.nfe_per_step if info.uses_prior else 0,
+        nfe_per_sample=steps * info.evaluations_per_step(setup.params) if info.uses_prior else 0,
         predicted_peak_bytes=None, normalization=(norm.scale, norm.offset), **spread_fields(setup, calibration),
     )
     for message in setup.warnings:

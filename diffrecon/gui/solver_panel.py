@@ -233,6 +233,13 @@ class SolverPanel(QtWidgets.QWidget):
             checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText(),
             **self.guard.values(), warm_start=self.warm_start.currentText(), weight_choice=self._chosen_weight())
 
+    def _params_or_none(self, info):
+        """The chosen solver's Params from the form, or None (its defaults) while the form is invalid."""
+        try:
+            return info.Params(**self.form.values())
+        except Exception:  # invalid form values: the run will report them
+            return None
+
     def spread(self):
         """What the chosen solver's spread is with the form's values (:mod:`diffrecon.solvers.labels`), or None."""
         info = self.solver_info()
@@ -251,7 +258,7 @@ class SolverPanel(QtWidgets.QWidget):
     def predicted_nfe(self) -> int:
         """Network evaluations before planning: steps x samples x evaluations per step."""
         info = self.solver_info()
-        per_step = 0 if info is not None and not info.uses_prior else int(getattr(info, "nfe_per_step", 1))
+        per_step = 0 if info is not None and not info.uses_prior else info.evaluations_per_step(self._params_or_none(info))
         return self.steps.value() * self.samples.value() * per_step
 
     # ------------------------------------------------------------------ slots

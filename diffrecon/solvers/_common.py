@@ -147,7 +147,8 @@ class SolverInfo:
     #: False for classical baselines that ignore the denoiser and the schedule.
     uses_prior: bool = True
     #: network evaluations per step and sample (for planning before a run).
-    nfe_per_step: int = 1
+    #: network evaluations per step and sample: a number, or ``params -> number`` where params decide it
+    nfe_per_step: Any = 1
     #: fewer steps than this are known to fail (e.g. diverge); 0 when there is no such bound.
     min_steps: int = 0
     #: the data step filters an iterative pseudo-inverse by the noise level (noise_sigma > 0), so
@@ -155,6 +156,15 @@ class SolverInfo:
     noise_filtered_pinv: bool = False
     #: what the spread over samples is, from the params (:class:`~.labels.SpreadRule`); None: ``posterior``.
     spread: Any = None
+    #: parameter overrides that make the solver a posterior sampler where its paper's defaults are
+    #: not (the validity report runs these; users pass them with --param)
+    posterior_mode: Any = ()
+
+    def evaluations_per_step(self, params: Any = None) -> int:
+        """Network evaluations per step and sample with ``params`` (None: the defaults)."""
+        if callable(self.nfe_per_step):
+            return int(self.nfe_per_step(self.Params() if params is None else params))
+        return int(self.nfe_per_step)
 
     def is_posterior(self, params: Any) -> bool:
         return self.spread_of(params).is_posterior

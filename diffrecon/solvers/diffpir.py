@@ -56,13 +56,13 @@ SIGMA_Y_FLOOR = 1e-3
 
 @dataclass(frozen=True)
 class Params:
-    lam: float = param(1.0, lo=1e-3, hi=1e4, help="lambda: prior weight in the data step, rho_t = lambda sigma_y^2 / r_t^2 (1: Bayesian; paper: 7).")
-    zeta: float = param(1.0, lo=0.0, hi=1.0, help="Fraction of fresh noise re-injected per step (1: decoupled, posterior; paper: 0.3).")
+    lam: float = param(7.0, lo=1e-3, hi=1e4, help="lambda: prior weight in the data step, rho_t = lambda sigma_y^2 / r_t^2 (1: Bayesian; paper: 7).")
+    zeta: float = param(0.3, lo=0.0, hi=1.0, help="Fraction of fresh noise re-injected per step (1: decoupled, posterior; paper: 0.3).")
     clip: bool = param(True, help="Clip each denoised estimate to a bounded prior's value range before the data step.")
-    r_variance: str = param("prior", choices=("prior", "paper"),
+    r_variance: str = param("paper", choices=("prior", "paper"),
                             help="The prior step's variance r_t^2 in rho_t = lambda sigma_y^2 / r_t^2: sigma_t^2 v / "
                                  "(v + sigma_t^2) with the prior's variance v, or sigma_t^2 (paper).")
-    perturb: bool = param(True, help="Draw the data step's solution from its Gaussian (perturb-and-MAP) instead of "
+    perturb: bool = param(False, help="Draw the data step's solution from its Gaussian (perturb-and-MAP) instead of "
                                      "taking its mode: posterior sampling; off: the paper's step.")
 
 
@@ -102,4 +102,5 @@ INFO = SolverInfo(
     title="DiffPIR (diffusion plug-and-play)",
     reference="Zhu, Zhang, Liang, Cao, Wen, Timofte & Van Gool, CVPRW 2023",
     needs=frozenset(), spread=SpreadRule(POSTERIOR, noise=("zeta", "perturb")), uses_prior=True,
+    posterior_mode=(("lam", 1.0), ("zeta", 1.0), ("perturb", True), ("r_variance", "prior")),
 )

@@ -60,10 +60,10 @@ from .labels import POSTERIOR, SpreadRule
 class Params:
     zeta: float = param(1.0, lo=0.0, hi=100.0,
                         help="Guidance step size (paper: 1.0 for Gaussian noise; 0.3-1 by task).")
-    step_rule: str = param("likelihood", choices=("likelihood", "paper"),
+    step_rule: str = param("paper", choices=("likelihood", "paper"),
                            help="likelihood: a Gaussian likelihood's score, independent of the operator's units; "
                                 "paper: the released fixed-length step.")
-    variance_correction: bool = param(True, help="Restore the variance the ancestral step drops at finite steps "
+    variance_correction: bool = param(False, help="Restore the variance the ancestral step drops at finite steps "
                                                  "(one more network evaluation per step); off: the paper's step.")
 
 
@@ -100,7 +100,9 @@ INFO = SolverInfo(
     name="dps", solve=solve, Params=Params,
     title="DPS (diffusion posterior sampling)",
     reference="Chung, Kim, McCann, Klasky & Ye, ICLR 2023",
-    needs=frozenset({"grad"}), spread=SpreadRule(POSTERIOR, data=("zeta",)), uses_prior=True, nfe_per_step=2,
+    needs=frozenset({"grad"}), spread=SpreadRule(POSTERIOR, data=("zeta",)), uses_prior=True,
+    nfe_per_step=lambda p: 2 if p.variance_correction else 1,
+    posterior_mode=(("step_rule", "likelihood"), ("variance_correction", True)),
     # measured with the bundled prior on the CT demo: 5 steps -16 dB, 50 steps 25.5 dB, 100 steps 28.1 dB
     min_steps=20,
 )

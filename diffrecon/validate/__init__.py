@@ -78,7 +78,8 @@ def render_markdown(rows: list[Row], settings: Settings, command: str = "", kind
         f"`{command}`" if command else "",
         f"Images {settings.size}x{settings.size}, {settings.samples} samples per run, pooled over "
         f"{settings.measurements} measurements (truth drawn from the prior, noisy measurement simulated); "
-        f"fast solvers at {', '.join(map(str, settings.steps))} steps at their default parameters, the reference "
+        f"fast solvers at {', '.join(map(str, settings.steps))} steps at their default parameters (DPS and DiffPIR in "
+        "posterior mode: their registry entry's posterior_mode parameters; their defaults are the papers'), the reference "
         f"sampler at {settings.reference_steps}"
         + (f", {', '.join(settings.short)} at {settings.steps[0]} only (slow on a CPU)" if settings.short else "")
         + f"; the exact row pools {settings.exact_measurements} measurements "

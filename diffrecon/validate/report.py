@@ -111,7 +111,8 @@ class _Pool:
 def run_solver(problem: Problem, solver: str, y: torch.Tensor, truth: torch.Tensor, settings: Settings,
                steps: int, seed: int = 0):
     """The engine's Result for one solver on one measurement (CPU, fp32, all samples kept)."""
-    config = RunConfig(solver=solver, steps=steps, samples=settings.samples, seed=seed, device="cpu",
+    config = RunConfig(solver=solver, params=dict(SOLVERS[solver].posterior_mode), steps=steps,
+                       samples=settings.samples, seed=seed, device="cpu",
                        precision="fp32", batch_size=settings.samples, keep_samples=settings.samples,
                        preview_interval=1e9)
     result = None
@@ -129,7 +130,7 @@ def evaluate(problem: Problem, solver: str, settings: Settings, steps: int | Non
         row = Row(problem.name, EXACT, 0, True)
     else:
         info = SOLVERS[solver]
-        row = Row(problem.name, solver, steps, info.is_posterior(info.Params()))
+        row = Row(problem.name, solver, steps, info.is_posterior(info.Params(**dict(info.posterior_mode))))
         reason = info.unmet_need(problem.op)
         if reason:
             row.note = reason
