@@ -26,10 +26,10 @@ from diffrecon.io.atomic import atomic_write  # noqa: E402
 from diffrecon.runtime import device_name, resolve_device  # noqa: E402
 
 SETTINGS = {
-    "diffpir (defaults)": ("diffpir", {}),
-    "diffpir (paper: lam 7 zeta 0.3)": ("diffpir", {"lam": 7.0, "zeta": 0.3, "perturb": False, "r_variance": "paper"}),
-    "dps (defaults)": ("dps", {}),
-    "dps (paper step)": ("dps", {"step_rule": "paper", "variance_correction": False}),
+    "diffpir (paper defaults)": ("diffpir", {}),
+    "diffpir (posterior mode)": ("diffpir", {"lam": 1.0, "zeta": 1.0, "perturb": True, "r_variance": "prior"}),
+    "dps (paper defaults)": ("dps", {}),
+    "dps (posterior mode)": ("dps", {"step_rule": "likelihood", "variance_correction": True}),
 }
 
 

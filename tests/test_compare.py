@@ -40,7 +40,7 @@ def test_equal_nfe_budget_spends_the_budget_within_one_step():
     solvers = ["dps", "ddnm", "diffpir", "tv"]
     steps = equal_budget(solvers, budget_nfe=100, samples=3)
     costs = step_costs(solvers, unit="nfe", samples=3)
-    assert steps["dps"] == 16  # floor(100 / (2 evaluations x 3 samples)): DPS's variance-corrected step
+    assert steps["dps"] == 33  # floor(100 / (1 evaluation x 3 samples))
     for name in solvers:
         assert steps[name] * costs[name] <= 100 < (steps[name] + 1) * costs[name]
 
@@ -89,7 +89,7 @@ def test_table_rows_equal_each_results_metrics(two_solver):
     for row, result in zip(rows, two_solver.results):
         for key in compare.METRIC_KEYS:
             assert row[key] == pytest.approx(result.metrics[key], nan_ok=True)
-    assert [r["nfe"] for r in rows] == [12.0, 6.0]  # 3 steps x 2 samples, DPS two evaluations per step
+    assert [r["nfe"] for r in rows] == [6.0, 6.0]  # 3 steps x 2 samples, one evaluation each
     assert rows[0]["grad_evals"] == 6.0 and rows[1]["grad_evals"] == 0.0  # only DPS backpropagates
 
 
@@ -179,6 +179,6 @@ def test_cli_compare_writes_the_three_files_with_equal_nfe(inpaint, tmp_path):
                               "--table", str(tmp_path / "c.csv")])
     assert args.func(args) == 0
     back = read_comparison(tmp_path / "c.h5")
-    assert [r.steps for r in back.runs] == [1, 2]  # DPS: two evaluations per step
+    assert [r.steps for r in back.runs] == [2, 2]
     assert [r.metrics["nfe"] for r in back.results] == [4.0, 4.0]
     assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "c.csv").read_text().count("\n") == 3

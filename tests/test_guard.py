@@ -21,6 +21,12 @@ from diffrecon.priors import load_prior
 from diffrecon.solvers._common import Step
 
 
+
+@pytest.fixture(autouse=True)
+def _no_prior_fit_probe(monkeypatch):
+    """The prior-fit indicator calls the prior once before the run; these tests count the prior's calls."""
+    monkeypatch.setattr("diffrecon.prior_fit.before_run", lambda setup: None)
+
 class BadPrior:
     """The Gaussian prior, until the solver's ``bad_from``-th evaluation (1-based): from then on
     it returns NaN (``kind="nan"``) or an estimate 1000 range widths out (``kind="explode"``), for

@@ -173,7 +173,7 @@ def test_invalid_noise_level_disables_run_and_valid_one_reaches_the_measurement(
 
 def test_solver_panel_predicts_nfe_and_warns_for_deterministic_solvers(window):
     panel = window.solver
-    per_step = SOLVERS["dps"].nfe_per_step  # 2: DPS's variance-corrected step probes the network once more
+    per_step = SOLVERS["dps"].evaluations_per_step()  # 1 at the paper's step, 2 with variance_correction
     assert panel.predicted_nfe() == 3 * 2 * per_step
     assert f"= {6 * per_step} network evaluations" in panel.cost.text()
     assert "point estimate" not in panel.warning.text() and "seed spread" not in panel.warning.text()

@@ -136,7 +136,7 @@ def test_real_engine_plan_reports_nfe_from_solver_info(qtbot, make_window):
     w.predict()
     qtbot.waitUntil(lambda: w.plan_panel.planned is not None, timeout=30000)
     planned = w.plan_panel.planned
-    assert planned.nfe_per_sample == 3 * get_solver("dps").nfe_per_step
+    assert planned.nfe_per_sample == 3 * get_solver("dps").evaluations_per_step()
     assert planned.predicted_seconds > 0 and planned.predicted_peak_bytes is None
     assert f"{planned.nfe_per_sample * 2} network evaluations" in w.plan_panel.text.text()
 

@@ -22,6 +22,12 @@ from diffrecon.priors import load_prior  # noqa: E402
 from test_guard import BadPrior  # noqa: E402
 
 
+
+@pytest.fixture(autouse=True)
+def _no_prior_fit_probe(monkeypatch):
+    """The prior-fit indicator calls the prior once before the run; these tests count the prior's calls."""
+    monkeypatch.setattr("diffrecon.prior_fit.before_run", lambda setup: None)
+
 def _window(qtbot, tmp_path, measurement, engine=None, plan_fn=None):
     settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     w = MainWindow(settings=settings, engine_run=engine, plan_fn=plan_fn)

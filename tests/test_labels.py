@@ -69,7 +69,7 @@ def test_each_label_is_what_the_solver_does_with_those_parameters(name, case):
 
 def test_the_listed_deterministic_and_data_free_settings_get_the_labels_the_papers_imply():
     expect = {("ddim", ()): SEED, ("dpmpp_2m", ()): SEED, ("diffpir", (("zeta", 0.0),)): SEED,
-              ("ddnm", (("eta", 0.0),)): SEED, ("pigdm", (("eta", 0.0),)): SEED, ("dds", (("eta", 0.0),)): SEED,
+              ("ddnm", (("eta", 0.0), ("reinject", False))): SEED, ("pigdm", (("eta", 0.0),)): SEED, ("dds", (("eta", 0.0),)): SEED,
               ("ddpm", ()): PRIOR, ("dps", (("zeta", 0.0),)): PRIOR, ("pigdm", (("weight", 0.0),)): PRIOR,
               ("daps", (("langevin_steps", 0),)): PRIOR, ("ddim", (("guidance", "none"),)): PRIOR,
               ("dps", ()): POSTERIOR, ("diffpir", ()): POSTERIOR, ("ddnm", ()): POSTERIOR, ("ddrm", ()): POSTERIOR,
@@ -141,4 +141,4 @@ def test_diffrecon_solvers_prints_each_solvers_label_and_what_switches_it(capsys
     rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith((" ", "NAME"))}
     for name, info in SOLVERS.items():
         assert spread_of(info).text in rows[name]
-    assert "zeta=0: seed spread" in out.replace(" = ", "=")  # diffpir's switch is listed
+    assert "zeta=0, perturb=0: seed spread" in out.replace(" = ", "=")  # diffpir's switch is listed

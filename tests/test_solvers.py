@@ -127,7 +127,7 @@ def test_solver_yields_one_step_per_interval_with_increasing_i_and_finite_detach
         assert s.x.shape == (4, *SHAPE) and torch.isfinite(s.x).all() and torch.isfinite(s.x0_hat).all()
         assert not s.x.requires_grad and not s.x0_hat.requires_grad
     info = SOLVERS[name]
-    assert out[-1].nfe == (5 * info.nfe_per_step if info.uses_prior else 0)
+    assert out[-1].nfe == (5 * info.evaluations_per_step() if info.uses_prior else 0)
 
 
 @pytest.mark.parametrize("name", [n for n in SOLVERS if n != "direct"])
@@ -214,7 +214,7 @@ POSTERIOR_BOUNDS = {
     # calibrated where the paper's fixed-length step collapsed the spread (ratio < 0.2).
     ("dps", "denoise"): (0.30, (0.8, 1.3)),
     ("dps", "inpaint"): (0.36, (0.6, 1.6)),
-    # DiffPIR in posterior mode (perturbed data step, lambda 1, zeta 1; the defaults) is close to
+    # DiffPIR in posterior mode (perturbed data step, lambda 1, zeta 1; its posterior_mode) is close to
     # calibrated; the paper's lambda 7, zeta 0.3 re-injected more noise than the posterior has.
     ("diffpir", "denoise"): (0.25, (0.85, 1.2)),
     ("diffpir", "inpaint"): (0.33, (0.9, 1.8)),
@@ -225,7 +225,9 @@ POSTERIOR_BOUNDS = {
 def test_sample_mean_and_variance_agree_with_the_exact_gaussian_posterior(name, kind):
     op, y = problem(kind)
     mean, cov = gaussian_posterior(PRIOR, op, y)
-    xs = run(name, op, y, steps=30, indices=range(64))[-1].x.double()
+    info = SOLVERS[name]  # posterior samplers run in posterior mode (DPS, DiffPIR: not their papers' defaults)
+    params = info.Params(**dict(info.posterior_mode))
+    xs = run(name, op, y, steps=30, indices=range(64), params=params)[-1].x.double()
     mean_err = ((xs.mean(0) - mean).norm() / (mean - PRIOR.mean.double()).norm()).item()
     var_ratio = (xs.var(0).sum() / cov.trace()).item()
     bound, (lo, hi) = POSTERIOR_BOUNDS[name, kind]

@@ -25,7 +25,7 @@ unbounded and never clipped, so their samples keep the exact posterior's tails. 
 Gaussian prior's estimates to [0, 1] is worth 1.4 dB on sparse-view CT of phantoms
 (``benchmarks/bench_deepinv.py``, agreement section, where both sides clip).
 
-Posterior mode, stated departures (the defaults). Line 4 returns the *mode* of the Gaussian
+Posterior mode, stated departures (the registry entry's ``posterior_mode``; the defaults stay the paper's). Line 4 returns the *mode* of the Gaussian
 ``N(x; y, sigma_y^2) x N(x; x0, r_t^2)``, and line 7 re-noises it: the spread of x0 given x_t and
 y is dropped at every step, so the samples are under-dispersed (x0.45 along every posterior
 direction of 16x16 4-view CT with lambda = 1, zeta = 1). ``perturb`` draws line 4's solution from
@@ -37,7 +37,7 @@ variance ``sigma_t^2 v / (v + sigma_t^2)`` of a prior with per-pixel variance ``
 prior), not the paper's ``sigma_t^2``, which over-disperses directions the prior pins down.
 The paper's algorithm: ``lam=7, zeta=0.3, perturb=False, r_variance="paper"`` (its choice for
 deblurring with Gaussian noise; lambda = 7 on the exact Gaussian prior kept x4.8 too much
-variance on observed pixels). With the defaults every sample is a posterior draw up to the
+variance on observed pixels). In posterior mode every sample is a posterior draw up to the
 Gaussian approximation of ``p(x0 | x_t)``; with ``zeta = 0`` and ``perturb=False`` it is
 deterministic given the start.
 """

@@ -19,7 +19,7 @@ multiplied by ``sqrt((1 + sigma_i^2)(1 + sigma_{i-1}^2))`` (about ``zeta (1 + si
 :func:`~diffrecon.solvers._guidance.vp_to_ve_gain`. zeta was tuned for images in [-1, 1]; the
 engine maps data there before calling this solver.
 
-Step rule, a stated departure (on by default). The paper's step ``zeta grad ||y - A x0_hat||`` has
+Step rule, a stated departure (its posterior mode, the registry entry's ``posterior_mode``; the defaults are the paper's). The paper's step ``zeta grad ||y - A x0_hat||`` has
 a fixed length whatever the noise, and scales with the operator's units: the same problem with A
 and y multiplied by 10 takes steps 10 times longer (22.5 dB at ||A|| = 61 against 25.7 dB at 6 on
 the CT demo). ``step_rule="likelihood"`` takes the score of the Gaussian approximation
@@ -38,7 +38,7 @@ Algorithm 1 as released. ``variance_correction`` (on) replaces the ancestral ste
 :func:`~diffrecon.solvers._common.variance_corrected_step` (one more network evaluation per step).
 Measured on the exact Gaussian prior, 16x16 4-view CT, 200 steps, 2 measurements x 32 samples
 (``diffrecon.validate`` statistics): paper step: variance x3.7 per pixel and x98 along the
-best-measured quarter of posterior directions, mean error 3.1x its Monte-Carlo floor; defaults:
+best-measured quarter of posterior directions, mean error 3.1x its Monte-Carlo floor; posterior mode:
 x0.95 and x0.97, 1.16x. The paper's algorithm: ``step_rule="paper", variance_correction=False``.
 
 DPS is an approximation (it replaces p(y | x_i) by p(y | E[x0 | x_i])): its samples are
