@@ -139,6 +139,4 @@ def test_adm_prior_runs_in_the_engine_with_dps_and_gives_finite_samples(tmp_path
     cfg = RunConfig(solver="dps", steps=2, samples=2, device="cpu", precision="fp32")
     result = [ev for ev in run(m, cfg, denoiser=den) if isinstance(ev, Finished)][0].result
     assert result.n_samples == 2 and result.mean.shape == (1, 16, 16)
-    # 2 steps x 2 samples x 2 evaluations (DPS's variance-corrected step), plus the prior's data
-    # variance read off the network once per run: 1 + 4 probes x 4 images
-    assert math.isfinite(float(result.mean.sum())) and result.metrics["nfe"] == 8 + 17
+    assert math.isfinite(float(result.mean.sum())) and result.metrics["nfe"] == 4

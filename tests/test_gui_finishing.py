@@ -190,7 +190,7 @@ def test_a_new_users_window_starts_on_the_engines_default_solver_and_settings(qt
     assert default.solver == "diffpir" and w.solver.solver_name() == "diffpir"  # not the registry's first (dps)
     assert (shown.steps, shown.samples, shown.seed, shown.prior, shown.device) == \
         (default.steps, default.samples, default.seed, default.prior, default.device)
-    assert shown.params["lam"] == 1.0 and shown.params["perturb"] is True  # DiffPIR's parameters (posterior mode)
+    assert shown.params["lam"] == 7.0  # the form shows DiffPIR's parameters (the paper's defaults)
 
 
 def test_windows_leave_cycle_collection_to_the_gui_thread(qtbot, make_window):
