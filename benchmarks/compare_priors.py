@@ -28,7 +28,6 @@ posterior means, float16, for figures).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys

@@ -30,7 +30,7 @@ from .measurement import Measurement, Result
 from .metrics import coverage, psnr, ssim, std_error_correlation
 from .operators.base import residual_norm
 from .runtime import (AsyncPreview, Counter, CountingDenoiser, CountingOperator, RunMemory, Welford,
-                      device_name, memory_snapshot, out_of_memory, resolve_device)
+                      device_name, out_of_memory, resolve_device)
 from .priors.acceleration import (COMPILE_SPEEDUP, auto_mode, compile_cost, compiled_before, resolve_mode,
                                   shape_signature)
 from .schedule import make_sigmas
@@ -595,8 +595,8 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
         spread = Spread(UNKNOWN, f"the samples in progress were finished by a final denoising step at step "
                                  f"{final_step[0]} of {final_step[1]}; their spread is not a posterior std")
     result = _result(measurement, config, dataclasses.replace(setup, batches=ran), stats, kept, counter, elapsed,
-                     start_iso, spread, calibration, complete=not stopped and not lost and stats.n == config.samples)
-    result.metrics["peak_memory_bytes"] = float(run_memory.peak())  # this run's, not the process's
+                     start_iso, spread, calibration, run_memory.peak(),
+                     complete=not stopped and not lost and stats.n == config.samples)
     result.metrics.update(chain_metrics(traces))
     if fit_before is not None:
         with torch.no_grad():
@@ -615,7 +615,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
 
 
 def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso, spread, calibration,
-            complete) -> Result:
+            peak_bytes, complete) -> Result:
     from . import __version__
     from .calibration import provenance_record
 
@@ -624,12 +624,11 @@ def _result(measurement, config, setup, stats, kept, counter, elapsed, start_iso
     scale = calibration.scale if calibration is not None else 1.0
     std = scale * norm.scale * stats.std().float().cpu().numpy()
     metrics = compute_metrics(op, measurement, mean, std, stats.n, norm)
-    peak = memory_snapshot(setup.device)
     metrics.update({
         "nfe": float(counter.nfe), "nfe_per_sample": counter.nfe_finished / max(stats.n, 1),
         "grad_evals": float(counter.grad), "operator_calls": float(counter.op_calls),
         "seconds": float(elapsed), "seconds_per_sample": float(elapsed) / max(stats.n, 1),
-        "peak_memory_bytes": float(peak.get("peak", peak.get("rss", 0))),
+        "peak_memory_bytes": float(peak_bytes),  # this run's (RunMemory), not the process's
     })
     card = getattr(setup.denoiser, "card", None)
     provenance = {

@@ -12,6 +12,7 @@ from diffrecon.io.importers import import_dxchange, import_fastmri, import_nxtom
 from diffrecon.io.importers.noise import describe_noise_source, is_estimated
 from diffrecon.operators import ParallelBeamCT
 from diffrecon.phantoms import phantom
+from test_importers import nxtomo_file
 
 N = 32
 PHOTONS = 2000.0
@@ -31,15 +32,9 @@ def _write_nxtomo(path, sino, n_flats: int, seed: int = 0, poisson: bool = True)
     proj = rng.poisson(counts) if poisson else counts
     flats = rng.poisson(PHOTONS, (n_flats, N)) if poisson else np.full((n_flats, N), PHOTONS)
     frames = np.concatenate([flats, proj]).astype(np.float32)[:, None, :]  # one detector row
-    with h5py.File(path, "w") as f:
-        e = f.create_group("entry")
-        e.attrs["NX_class"] = "NXentry"
-        e["definition"] = "NXtomo"
-        det = e.create_group("instrument/detector")
-        det.create_dataset("data", data=frames)
-        det.create_dataset("image_key", data=np.array([1] * n_flats + [0] * len(sino), np.int32))
-        angles = np.arange(len(sino)) * 180.0 / len(sino)
-        e.create_dataset("sample/rotation_angle", data=np.concatenate([np.zeros(n_flats), angles]))
+    angles = np.arange(len(sino)) * 180.0 / len(sino)
+    nxtomo_file(path, frames, np.array([1] * n_flats + [0] * len(sino), np.int32),
+                np.concatenate([np.zeros(n_flats), angles]))
 
 
 def _empirical_noise(m, sino) -> float:

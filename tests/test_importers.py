@@ -78,15 +78,22 @@ def write_nxtomo(path):
     data = np.concatenate([dark[None], np.stack([flat, flat]), proj])
     keys = np.array([2, 1, 1] + [0] * len(proj), np.int32)
     rot = np.concatenate([[0.0, 0.0, 0.0], angles])
+    nxtomo_file(path, data, keys, rot, units="degree")
+    return x, sino
+
+
+def nxtomo_file(path, frames, keys, rotation, units: str | None = None) -> None:
+    """A minimal NXtomo file: detector frames with their image keys and rotation angles."""
     with h5py.File(path, "w") as f:
         e = f.create_group("entry")
         e.attrs["NX_class"] = "NXentry"
         e["definition"] = "NXtomo"
         det = e.create_group("instrument/detector")
-        det.create_dataset("data", data=data)
+        det.create_dataset("data", data=frames)
         det.create_dataset("image_key", data=keys)
-        e.create_dataset("sample/rotation_angle", data=rot).attrs["units"] = "degree"
-    return x, sino
+        angles = e.create_dataset("sample/rotation_angle", data=rotation)
+        if units is not None:
+            angles.attrs["units"] = units
 
 
 def digest(path) -> str:
