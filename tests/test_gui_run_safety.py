@@ -75,7 +75,8 @@ def test_closing_during_a_step_longer_than_the_close_wait_ends_the_process_clean
         def long_step(*args, **kwargs):  # one step that does not look at Stop, like a slow network call
             inside.release()
             gate.wait(60)
-            print("step ended", flush=True)
+            sys.stdout.write("step ended\\n")  # one write: print's text and newline can interleave between threads
+            sys.stdout.flush()
             raise RuntimeError("stopped")
             yield
 
@@ -143,8 +144,10 @@ def test_opening_another_file_during_a_run_never_shows_the_run_against_it(qtbot,
     worker = w.worker
     assert w.open_file(b)
     assert asked[-1] == "file1.h5" and worker.stop_event.is_set() and not w.is_running()
+    ended = []  # the abandoned worker deletes itself once finished: watch its signal, not the object
+    worker.finished.connect(lambda: ended.append(True))
     gate.set()
-    qtbot.waitUntil(lambda: not worker.isRunning(), timeout=10000)
+    qtbot.waitUntil(lambda: bool(ended), timeout=10000)
     qtbot.wait(100)  # A's result and finished signals would be delivered now
     assert w.windowTitle().endswith("file1.h5")
     assert w.result is None and w.view.mean is None and w.view.panels["mean"].data is None
