@@ -260,7 +260,9 @@ def test_the_queue_reports_each_file_and_pauses_after_the_file_in_progress(input
 
 def test_cancel_stops_the_running_file_and_the_rest_and_writes_nothing_for_them(inputs, tmp_path):
     config = dataclasses.replace(CONFIG, steps=200, preview_interval=0.0)
-    queue = BatchQueue(read_manifest(inputs, tmp_path), config, tmp_path)
+    items = read_manifest(inputs, tmp_path)
+    items[0] = dataclasses.replace(items[0], overrides={"steps": 4})  # a short first file, then a long one
+    queue = BatchQueue(items, config, tmp_path)
 
     def on_event(event):
         if isinstance(event, FileEvent) and event.index == 1 and event.state == RUNNING and event.fraction > 0:
@@ -270,6 +272,22 @@ def test_cancel_stops_the_running_file_and_the_rest_and_writes_nothing_for_them(
     assert [r.status for r in summary.records] == [DONE, CANCELLED, CANCELLED, CANCELLED]
     assert _result_names(tmp_path) == ["m0.result.h5"] and queue.state == "cancelled"
     assert read_h5(summary.h5)["status"] == [DONE, CANCELLED, CANCELLED, CANCELLED]
+
+
+def test_files_added_while_the_queue_runs_are_run_too(inputs, tmp_path):
+    items = read_manifest(inputs, tmp_path)
+    queue = BatchQueue(items[:1], CONFIG, tmp_path)
+
+    def on_event(event):
+        if isinstance(event, FileEvent) and event.index == 0 and event.state == RUNNING and event.fraction == 0:
+            added.extend(queue.add(items[1:3]))
+    added = []
+    queue.subscribe(on_event)
+    summary = queue.run()
+    assert [a.index for a in added] == [1, 2] and summary.counts == {DONE: 3}
+    assert _result_names(tmp_path) == ["m0.result.h5", "m1.result.h5", "m2.result.h5"]
+    with pytest.raises(InputError, match="already queued"):
+        queue.add(items[:1])
 
 
 def test_a_stopped_task_writes_nothing(inputs, tmp_path):
@@ -340,3 +358,12 @@ def test_ray_records_an_input_whose_worker_always_dies_and_finishes_the_others(r
     records = sorted(ray_tasks(tasks, max_retries=1, function=body), key=lambda r: r.index)
     assert [r.status for r in records] == [DONE, DONE, FAILED, DONE]
     assert "after 1 retries" in records[2].error
+
+
+def test_the_batch_package_imports_neither_qt_nor_ray():
+    """The queue model is for a window but Qt-free; Ray is imported only when a Ray batch runs."""
+    import subprocess
+    code = ("import sys, diffrecon.batch, diffrecon.batch.queue, diffrecon.batch.command\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6', 'ray')]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,6 +11,8 @@ the summary table are those of ``diffrecon batch`` (:func:`~diffrecon.batch.run_
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..engine import Planned, Progress, RunConfig
+from ..errors import InputError
 from .job import CANCELLED, FAILED, SKIPPED, Record, Task, plan, run_task
 from .manifest import Item
 from .recipe import recipe_dict, recipe_hash
@@ -57,6 +60,7 @@ class BatchQueue:
         self._resume = threading.Event()
         self._resume.set()
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._t0 = 0.0
         self.summary: BatchSummary | None = None
 
@@ -73,6 +77,22 @@ class BatchQueue:
     def files(self) -> list[FileEvent]:
         """The current status of every file, in queue order."""
         return [self._files[item.index] for item in self.items]
+
+    def add(self, items: Sequence[Item]) -> list[Item]:
+        """Append ``items`` (also while running; numbered after the files already queued); the
+        items as queued. InputError when one would write the output of a file already queued."""
+        with self._lock:
+            taken = {os.path.abspath(i.output) for i in self.items}
+            start = max((i.index for i in self.items), default=-1) + 1
+            added = [dataclasses.replace(item, index=start + k) for k, item in enumerate(items)]
+            for item in added:
+                if os.path.abspath(item.output) in taken:
+                    raise InputError(f"{item.input} would write {item.output}, the output of a file already queued.")
+                taken.add(os.path.abspath(item.output))
+            self.items.extend(added)
+        for item in added:
+            self._file(item, QUEUED, 0.0)
+        return added
 
     def pause(self) -> None:
         """Start no further file until :meth:`resume` (the one in progress finishes)."""
@@ -97,7 +117,7 @@ class BatchQueue:
         self._set_state(RUNNING if self._resume.is_set() else PAUSED)
         records: dict[int, Record] = {}
         try:
-            for item in self.items:
+            for item in self._pending():
                 self._resume.wait()
                 if self._stop.is_set():
                     break
@@ -110,15 +130,28 @@ class BatchQueue:
                            record)
                 self._emit(QueueEvent(self._state, self._progress()))  # the counts and the time left
         finally:
-            for item in self.items:
+            with self._lock:
+                items = list(self.items)
+            for item in items:
                 if item.index not in records:
                     self._file(item, CANCELLED, self._files[item.index].fraction)
-            rows = write_summary(records, self.items, summary_paths(self.out_dir), recipe_dict(self.config),
+            rows = write_summary(records, items, summary_paths(self.out_dir), recipe_dict(self.config),
                                  recipe_hash(self.config), CANCELLED)
             self.summary = BatchSummary(rows, *summary_paths(self.out_dir), counts(rows),
                                         time.perf_counter() - self._t0)
             self._set_state(CANCELLED if self._stop.is_set() else FINISHED)
         return self.summary
+
+    def _pending(self):
+        """The queued items in order, including those added while running."""
+        position = 0
+        while True:
+            with self._lock:
+                if position >= len(self.items):
+                    return
+                item = self.items[position]
+            position += 1
+            yield item
 
     def _run_one(self, task: Task) -> Record:
         item, batches, last = task.item, [], [0.0]
