@@ -230,6 +230,8 @@ def test_the_command_refuses_bad_settings_before_any_work(inputs, tmp_path):
         _command([inputs, "--out", tmp_path, "--param", "nope=1"])
     with pytest.raises(InputError, match="does not exist"):
         _command([tmp_path / "missing", "--out", tmp_path])
+    with pytest.raises(InputError, match="--device 'gpu' is not known"):
+        _command([inputs, "--out", tmp_path, "--device", "gpu"])
     with pytest.raises(InputError, match="--steps 0 is invalid"):
         _command([inputs, "--out", tmp_path, "--steps", "0"])
     assert not list(tmp_path.glob("*.h5"))

@@ -11,6 +11,7 @@ written in every case.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import threading
 from pathlib import Path
@@ -94,7 +95,7 @@ def run_batch(args) -> int:
 def _runtime(config, args):
     import dataclasses
 
-    if args.device not in ("auto", "cpu", "mps") and not args.device.startswith("cuda"):
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
         raise InputError(f"--device {args.device!r} is not known; valid devices are auto, cpu, cuda, cuda:N, mps.")
     return dataclasses.replace(config, device=args.device, precision=args.precision,
                                batch_size=args.batch_size)
