@@ -158,7 +158,7 @@ def test_a_failed_input_is_recorded_and_the_others_go_on(inputs, tmp_path):
     assert read_h5(summary.h5)["error"][1] == summary.records[1].error
 
 
-def test_an_output_of_another_recipe_is_kept_unless_overwrite(inputs, sequential_run, tmp_path):
+def test_an_output_of_another_recipe_or_no_result_is_kept_unless_overwrite(inputs, sequential_run, tmp_path):
     out, _ = sequential_run
     target = tmp_path / "m0.result.h5"
     target.write_bytes((out / "m0.result.h5").read_bytes())
@@ -167,6 +167,11 @@ def test_an_output_of_another_recipe_is_kept_unless_overwrite(inputs, sequential
     first = run_manifest(item, other, tmp_path)
     assert first.records[0].status == FAILED and "exists" in first.records[0].error
     assert target.read_bytes() == (out / "m0.result.h5").read_bytes()
+    other_file = tmp_path / "m1.result.h5"
+    other_file.write_bytes((inputs / "m1.h5").read_bytes())  # a measurement, not a result
+    kept = run_manifest([Item(1, "m1", inputs / "m1.h5", other_file)], CONFIG, tmp_path)
+    assert kept.records[0].status == FAILED and "no readable result file" in kept.records[0].error
+    assert other_file.read_bytes() == (inputs / "m1.h5").read_bytes()
     again = run_manifest(item, other, tmp_path, overwrite=True)
     assert again.records[0].status == DONE
     assert read_result(target).provenance["seed"] == 4

@@ -6,9 +6,11 @@ out. Nothing here raises for a bad input: the record says what went wrong and th
 
 A result counts as finished, and is skipped on resume, when it reads back as a valid result
 file, says it is complete, and records in its provenance (``batch``) the same recipe hash and
-the same SHA-256 of the input file. An incomplete or damaged file is reconstructed again; a
-valid file made by another recipe or from another input is left alone and reported as failed
-unless ``overwrite`` is given, so a changed recipe never silently replaces earlier results.
+the same SHA-256 of the input file. One of the same recipe and input that says it is incomplete
+is reconstructed again. Any other file at the output's path (another recipe's result, one from
+another input, one made outside a batch, a file that is no result) is left alone and reported
+as failed unless ``overwrite`` is given, so nothing is silently replaced. Results are written
+atomically, so a killed worker leaves no half-written file under the output's name.
 """
 from __future__ import annotations
 
@@ -90,8 +92,10 @@ def _existing(task: Task) -> Task | Record:
     item = task.item
     try:
         result = read_result(item.output)
-    except (DiffreconError, OSError):
-        return task  # damaged or half-written elsewhere: made again
+    except (DiffreconError, OSError) as err:
+        return Record.of(item, FAILED, recipe_hash=task.recipe_hash, error=printable(
+            f"Output {item.output} exists but is no readable result file ({err}); it is kept. Use overwrite "
+            "to replace it or choose another output folder."))
     mark = result.provenance.get("batch") if isinstance(result.provenance.get("batch"), dict) else {}
     same = mark.get("recipe_hash") == task.recipe_hash and mark.get("input_sha256") == task.input_sha256
     if same and result.complete:
@@ -99,9 +103,9 @@ def _existing(task: Task) -> Task | Record:
                          metrics=dict(result.metrics), recipe_hash=task.recipe_hash)
     if same:
         return task  # stopped early: made again
-    why = "another recipe or from another input" if mark else "outside a batch"
+    why = "by another recipe or from another input" if mark else "outside a batch"
     return Record.of(item, FAILED, recipe_hash=task.recipe_hash,
-                     error=f"Output {item.output} exists, made by {why}; it is kept. Use overwrite to replace it "
+                     error=f"Output {item.output} exists, made {why}; it is kept. Use overwrite to replace it "
                            "or choose another output folder.")
 
 

@@ -56,24 +56,24 @@ def _number(value: Any) -> str:
 def write_h5(path: Path, records: Sequence[Record], recipe: dict[str, Any], recipe_hash: str) -> Path:
     import h5py
 
-    rows = sorted(records, key=lambda r: r.index)
+    from ..io.h5 import atomic_h5
 
-    def write(tmp: Path) -> None:
-        with h5py.File(tmp, "w") as f:
-            g = f.create_group("batch")
-            g.attrs["diffrecon_format"] = "batch_summary"
-            g.attrs["recipe"] = json.dumps(recipe, sort_keys=True)
-            g.attrs["recipe_hash"] = recipe_hash
-            g.attrs["counts"] = json.dumps(counts(rows))
-            strings = h5py.string_dtype("utf-8")
-            g.create_dataset("index", data=np.array([r.index for r in rows], dtype=np.int64))
-            for column in TEXT_COLUMNS:
-                g.create_dataset(column, data=[str(getattr(r, column)) for r in rows], dtype=strings)
-            g.create_dataset("wall_seconds", data=np.array([r.seconds for r in rows], dtype=np.float64))
-            m = g.create_group("metrics")
-            for name in metric_names(rows):
-                m.create_dataset(name, data=np.array([r.metrics.get(name, np.nan) for r in rows], dtype=np.float64))
-    return atomic_write(path, write, action="write the summary")
+    rows = sorted(records, key=lambda r: r.index)
+    with atomic_h5(path) as f:  # built in memory, then one plain write: a full disk is one sentence
+        g = f.create_group("batch")
+        g.attrs["diffrecon_format"] = "batch_summary"
+        g.attrs["recipe"] = json.dumps(recipe, sort_keys=True)
+        g.attrs["recipe_hash"] = recipe_hash
+        g.attrs["counts"] = json.dumps(counts(rows))
+        strings = h5py.string_dtype("utf-8")
+        g.create_dataset("index", data=np.array([r.index for r in rows], dtype=np.int64))
+        for column in TEXT_COLUMNS:
+            g.create_dataset(column, data=[str(getattr(r, column)) for r in rows], dtype=strings)
+        g.create_dataset("wall_seconds", data=np.array([r.seconds for r in rows], dtype=np.float64))
+        m = g.create_group("metrics")
+        for name in metric_names(rows):
+            m.create_dataset(name, data=np.array([r.metrics.get(name, np.nan) for r in rows], dtype=np.float64))
+    return path
 
 
 def read_h5(path: Path) -> dict[str, Any]:
