@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from diffrecon.calibrate import _Image, calibrate, summarise
-from diffrecon.calibration import Calibration, load_store, lookup, save, status_text, store_path
+from diffrecon.calibrate import _Image, calibrate, save, summarise
+from diffrecon.calibration import Calibration, load_store, lookup, status_text, store_path
 from diffrecon.engine import Finished, Planned, RunConfig, run
 from diffrecon.errors import InputError
 from diffrecon.io import read_result, write_result
