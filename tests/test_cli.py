@@ -360,3 +360,50 @@ def test_first_ctrl_c_sets_stop_the_second_interrupts_and_the_old_handler_return
             assert stop.is_set()
             handler(signal.SIGINT, None)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# ---------------------------------------------------------------------------- progress
+def _progress(step, steps, samples_done, samples_total, **work):
+    event = engine.Progress(step, steps, samples_done, samples_total, 0, 0, 0, 0.1, None, {})
+    for key, value in work.items():
+        setattr(event, key, value)
+    return event
+
+
+def test_the_bar_counts_sample_steps_from_the_plan_and_follows_a_replan(monkeypatch):
+    import contextlib
+    import dataclasses
+
+    from diffrecon.cli.progress import RunBar
+
+    @dataclasses.dataclass
+    class Replanned:  # the engine's event after an out-of-memory error (where it has one)
+        batches: list
+        reason: str
+
+    monkeypatch.setattr(engine, "Replanned", Replanned, raising=False)
+    with contextlib.ExitStack() as stack:
+        bar = RunBar(stack, "test")
+        bar.start_run(3, 4)
+        bar.event(engine.Planned("cpu", [2, 1], 4, 4, None, True, (1.0, 0.0)))
+        bar.event(_progress(3, 4, 0, 3))
+        assert (bar.bar.n, bar.bar.total) == (3 * 2, 12)  # 3 steps of the first batch of 2
+        bar.event(_progress(1, 4, 2, 3))
+        assert bar.bar.n == 2 * 4 + 1  # two samples done, one step of the batch of 1
+        # out of memory in the first batch: all three samples again, one per batch
+        bar.event(Replanned([1, 1, 1], "out of memory with 2 samples per batch"))
+        bar.event(_progress(2, 4, 1, 3))
+        assert (bar.bar.n, bar.bar.total) == (1 * 4 + 2 * 1, 12)  # with the old plan it would say 8
+
+
+def test_the_bar_takes_work_done_and_total_from_the_event_where_it_has_them():
+    import contextlib
+
+    from diffrecon.cli.progress import RunBar
+
+    with contextlib.ExitStack() as stack:
+        bar = RunBar(stack, "test")
+        bar.start_run(3, 4)
+        bar.event(engine.Planned("cpu", [3], 4, 4, None, True, (1.0, 0.0)))
+        bar.event(_progress(1, 4, 0, 3, work_done=5, work_total=14))
+        assert (bar.bar.n, bar.bar.total) == (5, 14)

@@ -17,7 +17,7 @@ One module per command group; each adds its subcommands with an ``add_<name>_par
 function listed in :data:`COMMANDS`, whose parser sets ``func(args) -> int``. The run options
 shared by the commands that run the engine are :mod:`.options`; progress bars and Ctrl-C are
 :mod:`.progress`. Command modules import the features they drive inside their ``run_*``
-functions, so ``diffrecon --help`` does not load them.
+functions, and a feature that fails to import makes only its own command fail, in one sentence.
 
 Errors a user can cause end as one sentence on stderr and exit code 2, never a traceback.
 """
@@ -39,8 +39,8 @@ from .train import add_train_parser
 from .validate import add_validate_parser
 from .window import add_gui_parser, open_gui
 
-__all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_solvers_parser", "build_parser", "ctrl_c_stops",
-           "finishing_write", "main"]
+__all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_solvers_parser", "build_parser",
+           "ctrl_c_stops", "finishing_write", "main"]
 
 #: The subcommands in the order ``diffrecon --help`` lists them; a new command is one more entry.
 COMMANDS: list[Callable] = [

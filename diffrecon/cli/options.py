@@ -106,7 +106,8 @@ RUN_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
              "large networks when the run is long enough to pay for the compile, else graphs")),
     "channels_last": (("--channels-last",), dict(action="store_true", help="channels-last network on CUDA")),
     "checkpointing": (("--checkpointing",), dict(
-        action="store_true", help="gradient checkpointing for DPS-type solvers: less memory, about a third more time")),
+        action="store_true",
+        help="gradient checkpointing for DPS-type solvers: less memory, about a third more time")),
     "batch_size": (("--batch-size",), dict(type=positive, default=None,
                                            help="samples per batch (default: what fits)")),
     "warm_start": (("--warm-start",), dict(
@@ -126,7 +127,8 @@ RUN_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         help="when a sample diverges: stop it and go on with the others (default), stop the run, "
              "or only report it")),
     "retry_on_divergence": (("--retry-on-divergence",), dict(
-        action="store_true", help="after a divergence, run once more with a quarter of the guidance weight (recorded)")),
+        action="store_true",
+        help="after a divergence, run once more with a quarter of the guidance weight (recorded)")),
     "keep_going": (("--keep-going",), dict(
         action="store_true",
         help=f"exit 0 even if a sample diverged (default: exit {EXIT_DIVERGED}; the result is flagged)")),

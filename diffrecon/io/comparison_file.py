@@ -1,5 +1,5 @@
 """Comparison files: the runs of a solver comparison and their results in one HDF5 file, and the
-metrics table as CSV (see docs/formats.md). The records they hold, :class:`RunSpec` and
+metrics table as CSV. The records they hold, :class:`RunSpec` and
 :class:`Comparison`, live here with the format; :mod:`diffrecon.compare` runs the queue."""
 from __future__ import annotations
 
