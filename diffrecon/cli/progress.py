@@ -173,8 +173,7 @@ class RunBar:
         self.total_hint = total  # the whole queue's sample-steps, when known before it starts
         self.done_before = 0  # sample-steps of the runs already ended
         self.batches: list[int] = []
-        self._run_total = 0
-        self._samples = 0
+        self._run_total = self._samples = self._steps = 0
 
     def open(self, total: int = 0):
         """The tqdm bar, opened now if it is not yet."""
@@ -196,8 +195,8 @@ class RunBar:
         self.open().set_postfix_str(text)
 
     def start_run(self, samples: int, steps: int | None = None, desc: str | None = None) -> None:
-        self.batches, self._samples = [samples], samples
-        self._run_total = (steps or 0) * samples
+        self.batches, self._samples, self._steps = [samples], samples, steps or 0
+        self._run_total = self._steps * samples
         if desc is not None and self.bar is not None:
             self.bar.set_description(desc)
         elif desc is not None:
@@ -212,6 +211,7 @@ class RunBar:
 
     def planned(self, event) -> None:
         self.batches = list(event.batches) or self.batches
+        self._steps = event.steps
         self._run_total = event.steps * sum(self.batches)
         self.open(self._run_total)
 
@@ -221,6 +221,9 @@ class RunBar:
         new = list(event.batches)
         done = max(0, self._samples - sum(new))
         self.batches = ([done] if done else []) + new
+        self._run_total = self._steps * sum(self.batches)
+        if self.bar is not None and self.total_hint is None:
+            self.bar.total = self._run_total
         say(f"re-planned: batches of {new} ({event.reason})")
 
     def progress(self, event, postfix: str | None = None) -> None:
