@@ -7,7 +7,7 @@
 # resumable checkpoint/), and $OUT/train_default_prior.json: loss vs step, steps/s, the settings
 # and the GPU name (torch.cuda.get_device_name()). Interrupted? Run it again with --resume.
 # Needs torch with CUDA and diffusers (pip install -e .[diffusers]). STEPS overrides the step count;
-# every extra argument is passed on to `python -m diffrecon.training` (= `diffrecon train`).
+# every extra argument is passed on to `python -m diffrecon.cli train` (= `diffrecon train`).
 #
 # Continuing the bundled prior in the next GPU session (its weights start the network and its EMA,
 # with a fresh optimizer and step 0; the new card.json says training_steps = the bundled card's
@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA GPU: this script trains on a GPU")'
 
-"$PYTHON" -m diffrecon.training \
+"$PYTHON" -m diffrecon.cli train \
     --data phantoms --n-images 20000 --size 128 \
     --channels 64,128,128,128 --layers-per-block 2 \
     --steps "${STEPS:-10000}" --batch-size 64 --lr 2e-4 --seed 0 \

@@ -28,7 +28,7 @@ for spec in large:64,128,128,128 medium:32,64,64,64 small:16,32,32,32; do
     if [ -d "$WORK/$name/checkpoint" ]; then mode=(--resume)
     elif [ -n "${INIT:-}" ] && [ -d "$INIT/$name" ]; then mode=(--init-from "$INIT/$name")
     else mode=(); fi
-    "$PYTHON" -m diffrecon.training --data procedural --n-images "$N" --image-size "$IMG" --size 128 \
+    "$PYTHON" -m diffrecon.cli train --data procedural --n-images "$N" --image-size "$IMG" --size 128 \
         --channels "$channels" --layers-per-block 2 --no-attention --steps "${STEPS:-100000}" --batch-size 64 \
         --lr 2e-4 --seed 0 --device cuda --checkpoint-every 1000000 --time-limit "$LIMIT" \
         --data-cache "$CACHE" --out "$WORK/$name" --no-progress "${mode[@]}" > "$OUT/train_$name.log" 2>&1 &

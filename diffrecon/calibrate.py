@@ -1,4 +1,4 @@
-"""``diffrecon calibrate``: how far one setting's std is off, measured by simulation, then stored.
+"""How far one setting's std is off, measured by simulation, then stored (``diffrecon calibrate``).
 
 For the measurement's forward model and noise level, a solver with its parameters, step budget,
 schedule and prior (one *setting*, :func:`diffrecon.calibration.run_key`), N truths are drawn,
@@ -25,8 +25,8 @@ prior are phantoms like its training data.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .calibration import Calibration, run_key, save
+from .calibration import Calibration, load_store, run_key, store_path
 from .engine import Finished, Log, Progress, RunConfig, prepare, run
 from .errors import InputError, RunError
 from .measurement import Measurement
@@ -133,6 +133,9 @@ def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT
             if isinstance(event, Progress):
                 event.samples_done += i * config.samples
                 event.samples_total = images * config.samples
+                if getattr(event, "work_total", None) is not None:  # sample-steps over all images
+                    event.work_done += i * event.work_total
+                    event.work_total *= images
                 event.elapsed = time.perf_counter() - t0
                 done = event.samples_done + event.step / max(event.steps, 1)
                 event.eta = event.elapsed / done * (event.samples_total - done) if done else None
@@ -161,6 +164,19 @@ def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT
     save(cal, store)
     yield Log(f"Stored: std x {cal.scale:.3g}; {cal.status()} (uncorrected {cal.coverage:.2f}).")
     yield Finished(result=cal)
+
+
+def save(cal: Calibration, path: Path | None = None) -> Path:
+    """Add or replace ``cal`` in the store (:func:`diffrecon.calibration.store_path`), atomically;
+    returns the store's path. Reading the store is :func:`diffrecon.calibration.lookup`."""
+    from .io.atomic import atomic_write
+
+    path = path or store_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = load_store(path)
+    records[cal.key] = cal.to_dict()
+    text = json.dumps({"format": "diffrecon calibrations", "version": 1, "calibrations": records}, indent=1)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), action="write the calibration store")
 
 
 def summarise(stats: list[_Image], k: int, *, key: str = "", setting: str = "", method: str = "",
@@ -206,77 +222,3 @@ def _ratios(s: _Image, factor: float) -> np.ndarray:
 
 def _quantile(values: np.ndarray, level: float) -> float:
     return float(np.quantile(values, level, method="higher"))
-
-
-# ------------------------------------------------------------------------------ the command
-def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
-    c = subparsers.add_parser("calibrate", help="measure how far a solver's std is off for one setting and store "
-                                                "the correction")
-    c.add_argument("file", type=Path, help="measurement (or result) file: its forward model and noise level")
-    c.add_argument("--solver", default="diffpir", help="solver name (see diffrecon solvers); default diffpir")
-    c.add_argument("--steps", type=int, default=50)
-    c.add_argument("--samples", type=int, default=8, help="samples per simulated measurement (K, at least 2)")
-    c.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="simulated measurements (at least 2)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--prior", default="default", help="default, gaussian, gmm, or a prior folder")
-    c.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="solver parameter (repeatable)")
-    c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    c.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
-    c.add_argument("--schedule", choices=("karras", "vp_uniform", "vp_quadratic", "vp_sde"), default="karras")
-    c.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
-    c.set_defaults(func=run_calibrate)
-    return c
-
-
-def run_calibrate(args) -> int:
-    """``diffrecon calibrate``: 0 when stored, 130 when stopped by Ctrl-C (nothing stored)."""
-    import sys
-    import threading
-
-    from tqdm import tqdm
-
-    from .calibration import store_path
-    from .cli import EXIT_INTERRUPTED, _parse_key_values, ctrl_c_stops
-    from .io import read_measurement
-    from .solvers import get_solver, parse_params
-
-    measurement = read_measurement(args.file, allow_external=args.allow_external)
-    info = get_solver(args.solver)
-    overrides = _parse_key_values(args.param)
-    typed = parse_params(info.Params, overrides, args.solver)
-    if args.steps < 1:
-        raise InputError(f"--steps must be at least 1 (got {args.steps}).")
-    config = RunConfig(solver=args.solver, params={k: getattr(typed, k) for k in overrides}, steps=args.steps,
-                       samples=args.samples, seed=args.seed, prior=args.prior, device=args.device,
-                       precision=args.precision, schedule=args.schedule)
-    stop = threading.Event()
-    cal = bar = None
-    with ctrl_c_stops(stop, file=sys.stderr):
-        try:
-            for event in calibrate(measurement, config, args.images, stop=stop):
-                if isinstance(event, Progress):  # the bar starts once the settings are checked
-                    bar = bar or tqdm(total=args.images * args.samples, unit="sample", desc="calibrate",
-                                      file=sys.stderr, dynamic_ncols=True, leave=True)
-                    bar.n = min(bar.total, event.samples_done)
-                    bar.refresh()
-                elif isinstance(event, Log):
-                    tqdm.write(f"{event.level}: {event.message}" if event.level != "info" else event.message,
-                               file=sys.stderr)
-                elif isinstance(event, Finished):
-                    cal = event.result
-        finally:
-            if bar is not None:
-                bar.n = bar.total if cal is not None else bar.n
-                bar.close()
-    if cal is None:
-        return EXIT_INTERRUPTED
-    print(f"setting: {cal.setting}")
-    print(f"coverage of the 90 % t-interval: {cal.coverage:.3f} uncorrected, {cal.coverage_calibrated:.3f} with "
-          f"the std x {cal.scale:.4g} ({cal.n_images} images, K = {cal.samples})")
-    print(f"RMS error / (sqrt(1 + 1/K) RMS std): {cal.error_to_std:.3f}")
-    if cal.variance_ratio is not None:
-        print(f"against the exact posterior: solver / exact variance {cal.variance_ratio:.3f}; exact draws "
-              f"cover {cal.exact_coverage:.3f} on the same images")
-    print(f"method: {cal.method}")
-    print(f"Stored in {store_path()}; reconstructions of this setting now report: {cal.status()}.")
-    return 0

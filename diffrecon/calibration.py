@@ -6,7 +6,8 @@ solver with its parameters x step budget x schedule; :func:`setting_key` hashes 
 a setting and stores a :class:`Calibration` here; every later run of the same setting finds it
 (:func:`lookup`), multiplies its std by ``scale`` and records that in the provenance. The store
 is ``calibration.json`` in :func:`~diffrecon.priors.acceleration.cache_folder`, written
-atomically (a temporary file renamed over it), so a crash never leaves half a store.
+atomically by :func:`diffrecon.calibrate.save` (a temporary file renamed over it), so a crash
+never leaves half a store. This module only reads it: the engine and the io layer sit above it.
 """
 from __future__ import annotations
 
@@ -114,18 +115,6 @@ def lookup(key: str, path: Path | None = None) -> Calibration | None:
     except TypeError:
         return None
     return cal if np.isfinite(cal.scale) and cal.scale > 0 else None
-
-
-def save(cal: Calibration, path: Path | None = None) -> Path:
-    """Add or replace ``cal`` in the store, atomically; returns the store's path."""
-    from .io.atomic import atomic_write
-
-    path = path or store_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    records = load_store(path)
-    records[cal.key] = cal.to_dict()
-    text = json.dumps({"format": "diffrecon calibrations", "version": 1, "calibrations": records}, indent=1)
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), action="write the calibration store")
 
 
 def status_text(provenance: dict[str, Any] | None) -> str:

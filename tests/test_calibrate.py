@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from diffrecon.calibrate import _Image, calibrate, summarise
-from diffrecon.calibration import Calibration, load_store, lookup, save, status_text, store_path
+from diffrecon.calibrate import _Image, calibrate, save, summarise
+from diffrecon.calibration import Calibration, load_store, lookup, status_text, store_path
 from diffrecon.engine import Finished, Planned, RunConfig, run
 from diffrecon.errors import InputError
 from diffrecon.io import read_result, write_result
@@ -140,3 +140,26 @@ def test_cli_calibrate_stores_and_reconstruct_reports_it(tmp_path, monkeypatch, 
     assert "coverage of the 90 % t-interval" in out and str(store_path()) in out
     assert main(["reconstruct", str(tmp_path / "m.h5"), "--out", str(tmp_path / "r.h5"), *common]) == 0
     assert "posterior std, calibrated (coverage" in capsys.readouterr().out
+
+
+def test_progress_counts_the_work_of_all_images_where_the_engine_reports_its_work(tmp_path, monkeypatch):
+    """An engine whose Progress carries work_done / work_total (sample-steps of one run): the
+    calibration's events count them over all its images, so a bar reaches the end once."""
+    import diffrecon.calibrate as calibrate_module
+    from diffrecon.engine import Progress
+
+    def run_with_work(measurement, config, **kw):
+        for event in run(measurement, config, **kw):
+            if isinstance(event, Progress):
+                event.work_total = config.steps * config.samples
+                event.work_done = event.samples_done * config.steps + event.step * config.samples
+            yield event
+
+    monkeypatch.setenv("DIFFRECON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(calibrate_module, "run", run_with_work)
+    work = [(e.work_done, e.work_total) for e in calibrate(_measurement(), CONFIG, images=3)
+            if isinstance(e, Progress)]
+    total = 3 * CONFIG.steps * CONFIG.samples
+    assert {t for _, t in work} == {total} and work[-1][0] == total
+    assert all(a <= b for (a, _), (b, _) in zip(work, work[1:]))  # never back: images follow each other
+    assert any(done <= CONFIG.steps * CONFIG.samples for done, _ in work)  # the first image's part is there

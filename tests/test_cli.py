@@ -319,20 +319,20 @@ def test_bad_export_exits_2_with_one_line(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- commands from other modules
-def test_a_registered_module_adds_its_command_and_missing_or_broken_ones_do_not_break_the_cli(monkeypatch, capsys):
-    fake = types.ModuleType("fake_commands")
-
+def test_a_listed_command_is_added_and_unknown_or_broken_ones_do_not_break_the_cli(monkeypatch, capsys):
     def add_hello_parser(sub):
         p = sub.add_parser("hello")
         p.add_argument("--code", type=int, default=0)
         p.set_defaults(func=lambda args: args.code)
-    fake.add_hello_parser = add_hello_parser
+
+    def add_compare_parser(sub):  # a command whose module lacks the function it imports when it runs
+        def run(args):
+            from broken_commands import run_compare  # noqa: F401
+        sub.add_parser("compare").add_argument("file")
+        sub.choices["compare"].set_defaults(func=run)
     broken = types.ModuleType("broken_commands")  # lacks its function
-    monkeypatch.setitem(sys.modules, "fake_commands", fake)
     monkeypatch.setitem(sys.modules, "broken_commands", broken)
-    monkeypatch.setattr(cli, "COMMAND_REGISTRARS", [("fake_commands", "add_hello_parser"),
-                                                    ("not_landed_yet_commands", "add_later_parser"),
-                                                    ("broken_commands", "add_compare_parser")])
+    monkeypatch.setattr(cli, "COMMANDS", [add_hello_parser, add_compare_parser, cli.add_solvers_parser])
     assert main(["hello", "--code", "7"]) == 7
     assert main(["later"]) == 2
     _one_line_error(capsys, "invalid choice")
@@ -360,3 +360,50 @@ def test_first_ctrl_c_sets_stop_the_second_interrupts_and_the_old_handler_return
             assert stop.is_set()
             handler(signal.SIGINT, None)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# ---------------------------------------------------------------------------- progress
+def _progress(step, steps, samples_done, samples_total, **work):
+    event = engine.Progress(step, steps, samples_done, samples_total, 0, 0, 0, 0.1, None, {})
+    for key, value in work.items():
+        setattr(event, key, value)
+    return event
+
+
+def test_the_bar_counts_sample_steps_from_the_plan_and_follows_a_replan(monkeypatch):
+    import contextlib
+    import dataclasses
+
+    from diffrecon.cli.progress import RunBar
+
+    @dataclasses.dataclass
+    class Replanned:  # the engine's event after an out-of-memory error (where it has one)
+        batches: list
+        reason: str
+
+    monkeypatch.setattr(engine, "Replanned", Replanned, raising=False)
+    with contextlib.ExitStack() as stack:
+        bar = RunBar(stack, "test")
+        bar.start_run(3, 4)
+        bar.event(engine.Planned("cpu", [2, 1], 4, 4, None, True, (1.0, 0.0)))
+        bar.event(_progress(3, 4, 0, 3))
+        assert (bar.bar.n, bar.bar.total) == (3 * 2, 12)  # 3 steps of the first batch of 2
+        bar.event(_progress(1, 4, 2, 3))
+        assert bar.bar.n == 2 * 4 + 1  # two samples done, one step of the batch of 1
+        # out of memory in the first batch: all three samples again, one per batch
+        bar.event(Replanned([1, 1, 1], "out of memory with 2 samples per batch"))
+        bar.event(_progress(2, 4, 1, 3))
+        assert (bar.bar.n, bar.bar.total) == (1 * 4 + 2 * 1, 12)  # with the old plan it would say 8
+
+
+def test_the_bar_takes_work_done_and_total_from_the_event_where_it_has_them():
+    import contextlib
+
+    from diffrecon.cli.progress import RunBar
+
+    with contextlib.ExitStack() as stack:
+        bar = RunBar(stack, "test")
+        bar.start_run(3, 4)
+        bar.event(engine.Planned("cpu", [3], 4, 4, None, True, (1.0, 0.0)))
+        bar.event(_progress(1, 4, 0, 3, work_done=5, work_total=14))
+        assert (bar.bar.n, bar.bar.total) == (5, 14)

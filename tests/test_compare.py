@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from diffrecon import compare
+from diffrecon.cli.compare import add_compare_parser
 from diffrecon.compare import (CompareSpec, ComparisonFinished, QueueControl, RunEnded, RunEvent, RunSpec,
                                equal_budget, metrics_rows, pareto_front, read_comparison, run_comparison,
                                step_costs, write_comparison, write_figure, write_table)
@@ -172,7 +173,7 @@ def test_cli_compare_writes_the_three_files_with_equal_nfe(inpaint, tmp_path):
 
     write_measurement(tmp_path / "m.h5", inpaint)
     parser = argparse.ArgumentParser()
-    compare.add_compare_parser(parser.add_subparsers())
+    add_compare_parser(parser.add_subparsers())
     args = parser.parse_args(["compare", str(tmp_path / "m.h5"), "--solvers", "dps,diffpir", "--budget-nfe", "4",
                               "--samples", "2", "--prior", "gaussian", "--device", "cpu",
                               "--out", str(tmp_path / "c.h5"), "--figure", str(tmp_path / "c.png"),

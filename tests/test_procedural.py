@@ -12,7 +12,9 @@ import torch.nn.functional as F
 
 from diffrecon.phantoms import phantom
 from diffrecon.priors import load_prior
-from diffrecon.training import TrainConfig, add_train_parser, command, train
+from diffrecon import training
+from diffrecon.cli.train import add_train_parser
+from diffrecon.training import TrainConfig, train
 from diffrecon.training.loop import TrainResult, draw_batch, make_unet, network_gflop
 from diffrecon.training.procedural import FAMILIES, make_mixture, mixture_image
 
@@ -91,7 +93,7 @@ def test_cli_passes_the_patch_options_to_the_trainer(tmp_path, monkeypatch):
         seen.update(config=config, **kw)
         return TrainResult(Path(out), 0, config.steps, 0.0)
 
-    monkeypatch.setattr(command, "train", fake_train)
+    monkeypatch.setattr(training, "train", fake_train)
     parser = argparse.ArgumentParser()
     add_train_parser(parser.add_subparsers())
     args = parser.parse_args(["train", "--data", "procedural", "--size", "128", "--image-size", "256",

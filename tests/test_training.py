@@ -11,8 +11,8 @@ import torch
 
 from diffrecon.errors import InputError
 from diffrecon.priors.diffusers_vp import load_diffusers_prior
-from diffrecon.training import (CHECKPOINT_DIR, LOG_FILE, TrainConfig, add_train_parser, augment,
-                                load_training_data, make_unet, run_train, train)
+from diffrecon.cli.train import add_train_parser, run_train
+from diffrecon.training import CHECKPOINT_DIR, LOG_FILE, TrainConfig, augment, load_training_data, make_unet, train
 
 TINY = dict(data="phantoms", size=16, channels=(8, 16), batch_size=16, n_images=8, lr=2e-3,
             warmup_steps=1, log_every=5, device="cpu", seed=3)

@@ -9,7 +9,8 @@ import torch
 
 from diffrecon.errors import InputError
 from diffrecon.priors.gmm import GaussianMixturePrior
-from diffrecon.validate import add_validate_parser, render_markdown, render_png, run_validate
+from diffrecon.cli.validate import add_validate_parser, run_validate
+from diffrecon.validate import render_markdown, render_png
 from diffrecon.validate.exact import dense_forward, exact_posterior, gaussian_update
 from diffrecon.validate.problems import Problem, make_prior
 from diffrecon.validate.report import Row, Settings, evaluate, verdict

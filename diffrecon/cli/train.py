@@ -1,12 +1,11 @@
-"""``diffrecon train``: the argparse part. The lead wires ``add_train_parser`` into diffrecon/cli.py."""
+"""``diffrecon train``: train a diffusion prior and write a prior folder (:mod:`diffrecon.training`)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from ..errors import InputError
-from .init_from import read_architecture
-from .loop import DEFAULT_CHANNELS, DEFAULT_STEPS, TrainConfig, train
+from .options import add_run_options
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -20,6 +19,8 @@ def parse_channels(text: str) -> tuple[int, ...]:
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``train`` command to an argparse subparsers object; ``func`` is :func:`run_train`."""
+    from ..training import DEFAULT_CHANNELS, DEFAULT_STEPS, TrainConfig
+
     d = TrainConfig()
     p = subparsers.add_parser(
         "train", help="train a diffusion prior on images",
@@ -54,8 +55,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=int, default=d.n_images,
                    help=f"phantoms to generate, or the most images read from a file (default {d.n_images})")
     p.add_argument("--dataset", default=None, help="HDF5 dataset holding the (N,H,W) or (N,C,H,W) stack")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the initial weights and of every step's draws")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    add_run_options(p, ("seed", "device"), seed=dict(default=d.seed, help="seed of the initial weights and of every "
+                                                                           "step's draws"),
+                    device=dict(help="auto, cpu, cuda, cuda:N or mps (default auto)"))
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--no-compile", action="store_true", help="do not torch.compile the network on CUDA")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
@@ -70,6 +72,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 def _architecture(args) -> tuple[int, tuple[int, ...], int]:
     """``(size, channels, layers_per_block)``: as given, else the --init-from folder's, else the defaults."""
+    from ..training import TrainConfig, read_architecture
+
     d = TrainConfig()
     given = {"size": args.size, "channels": None if args.channels is None else parse_channels(args.channels),
              "layers_per_block": args.layers_per_block}
@@ -89,15 +93,17 @@ def _architecture(args) -> tuple[int, tuple[int, ...], int]:
 
 def run_train(args) -> int:
     """Run ``diffrecon train`` from parsed arguments; InputError reaches the CLI as one sentence."""
+    from .. import training
+
     size, channels, layers_per_block = _architecture(args)
-    config = TrainConfig(
+    config = training.TrainConfig(
         data=str(args.data), size=size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         channels=channels, layers_per_block=layers_per_block, n_images=args.n_images,
         dataset=args.dataset, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
         compile=not args.no_compile, image_size=args.image_size, whole_fraction=args.whole_fraction,
         attention=not args.no_attention, data_cache=args.data_cache,
         allow_external=getattr(args, "allow_external", False))
-    result = train(config, args.out, resume=args.resume, progress=not args.no_progress,
+    result = training.train(config, args.out, resume=args.resume, progress=not args.no_progress,
                    init_from=getattr(args, "init_from", None), time_limit=args.time_limit)
     print(f"Wrote prior {result.prior_folder} after {result.steps} steps (loss {result.final_loss:.4f}).")
     return 0
