@@ -14,7 +14,7 @@ import pytest
 
 from diffrecon.batch import (CANCELLED, DONE, FAILED, SKIPPED, Item, read_manifest, recipe_from_result, recipe_hash,
                              run_manifest, run_task, split, with_overrides)
-from diffrecon.batch.command import add_batch_parser
+from diffrecon.cli.batch import add_batch_parser
 from diffrecon.batch.queue import QUEUED, RUNNING, BatchQueue, FileEvent, QueueEvent
 from diffrecon.batch.summary import read_h5
 from diffrecon.demo import make_demo
@@ -235,10 +235,17 @@ def test_the_command_refuses_bad_settings_before_any_work(inputs, tmp_path):
         _command([inputs, "--out", tmp_path, "--param", "nope=1"])
     with pytest.raises(InputError, match="does not exist"):
         _command([tmp_path / "missing", "--out", tmp_path])
-    with pytest.raises(InputError, match="--device 'gpu' is not known"):
-        _command([inputs, "--out", tmp_path, "--device", "gpu"])
-    with pytest.raises(InputError, match="--steps 0 is invalid"):
-        _command([inputs, "--out", tmp_path, "--steps", "0"])
+    assert not list(tmp_path.glob("*.h5"))
+
+
+def test_the_batch_command_shares_the_run_options_checks(inputs, tmp_path, capsys):
+    """Through ``diffrecon batch``: the shared run options refuse bad values in one line, exit 2."""
+    from diffrecon.cli import main
+
+    for flag, value in (("--device", "gpu"), ("--steps", "0"), ("--workers", "0"), ("--part-id", "-1")):
+        assert main(["batch", str(inputs), "--out", str(tmp_path), flag, value]) == 2
+        err = capsys.readouterr().err.strip()
+        assert flag in err and value in err and len(err.splitlines()) == 1, err
     assert not list(tmp_path.glob("*.h5"))
 
 
@@ -370,7 +377,7 @@ def test_ray_records_an_input_whose_worker_always_dies_and_finishes_the_others(r
 def test_the_batch_package_imports_neither_qt_nor_ray():
     """The queue model is for a window but Qt-free; Ray is imported only when a Ray batch runs."""
     import subprocess
-    code = ("import sys, diffrecon.batch, diffrecon.batch.queue, diffrecon.batch.command\n"
+    code = ("import sys, diffrecon.batch, diffrecon.batch.queue, diffrecon.cli.batch\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6', 'ray')]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)

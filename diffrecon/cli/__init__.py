@@ -11,6 +11,7 @@
     diffrecon validate [--solvers A,B] [--out REPORT.md]
     diffrecon compare FILE [--solvers A,B] [--steps N,M]
     diffrecon calibrate FILE [--solver NAME] [--images N] ...
+    diffrecon batch INPUTS --out FOLDER [--recipe RESULT.h5] [--executor sequential|ray] ...
     diffrecon gui [FILE] [--reconstruct] [--screenshot OUT.png] [--quit]
 
 One module per command group; each adds its subcommands with an ``add_<name>_parser(subparsers)``
@@ -29,6 +30,7 @@ from typing import Callable, Sequence
 from .. import __version__
 from ..errors import DiffreconError, InputError, printable
 from ..messages import held_warnings
+from .batch import add_batch_parser
 from .calibrate import add_calibrate_parser
 from .compare import add_compare_parser
 from .files import add_demo_parser, add_export_parser, add_import_parser, add_info_parser, add_simulate_parser
@@ -46,7 +48,7 @@ __all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_s
 COMMANDS: list[Callable] = [
     add_demo_parser, add_solvers_parser, add_info_parser, add_reconstruct_parser, add_import_parser,
     add_simulate_parser, add_export_parser, add_train_parser, add_validate_parser, add_compare_parser,
-    add_calibrate_parser, add_gui_parser,
+    add_calibrate_parser, add_batch_parser, add_gui_parser,
 ]
 
 

@@ -11,12 +11,13 @@ written in every case.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import threading
 from pathlib import Path
 
 from ..errors import InputError, printable
+from .options import add_run_options, non_negative, positive
+from .progress import EXIT_INTERRUPTED, ctrl_c_stops
 
 EXIT_FAILED = 1
 _RUN_OPTIONS = ("solver", "steps", "samples", "seed", "prior", "schedule")
@@ -32,22 +33,18 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, type=Path, help="folder for the results and the summary")
     b.add_argument("--recipe", type=Path, default=None,
                    help="a result file whose recipe (provenance) to apply; the run options below override it")
-    b.add_argument("--solver", default=None, help="solver name (default diffpir)")
-    b.add_argument("--steps", type=int, default=None)
-    b.add_argument("--samples", type=int, default=None)
-    b.add_argument("--seed", type=int, default=None)
-    b.add_argument("--prior", default=None, help="default, gaussian, or a prior folder")
-    b.add_argument("--schedule", choices=("karras", "vp_uniform", "vp_quadratic", "vp_sde"), default=None)
-    b.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="solver parameter (repeatable)")
-    b.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (in each worker)")
-    b.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
-    b.add_argument("--batch-size", type=int, default=None, help="samples per batch (default: what fits)")
+    # The recipe's options default to None: only those given override --recipe (or the engine's defaults).
+    add_run_options(b, ("solver", "steps", "samples", "seed", "prior", "schedule", "param", "device", "precision",
+                        "batch_size"),
+                    solver=dict(default=None, help="solver name (default diffpir)"), steps=dict(default=None),
+                    samples=dict(default=None), seed=dict(default=None), prior=dict(default=None),
+                    schedule=dict(default=None), device=dict(help="auto, cpu, cuda, cuda:N or mps (in each worker)"))
     b.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
                    help="sequential (this process) or ray (one task per input, one GPU each where there are GPUs)")
     b.add_argument("--address", default=None, help="Ray cluster to join (auto or host:port); default a local runtime")
-    b.add_argument("--workers", type=int, default=None, help="CPUs of the local Ray runtime (default: all)")
-    b.add_argument("--num-parts", type=int, default=1, help="split the manifest into this many parts (job arrays)")
-    b.add_argument("--part-id", type=int, default=0, help="the part to run, 0 .. num-parts - 1")
+    b.add_argument("--workers", type=positive, default=None, help="CPUs of the local Ray runtime (default: all)")
+    b.add_argument("--num-parts", type=positive, default=1, help="split the manifest into this many parts (job arrays)")
+    b.add_argument("--part-id", type=non_negative, default=0, help="the part to run, 0 .. num-parts - 1")
     b.add_argument("--overwrite", action="store_true", help="reconstruct every input again, replacing its result")
     b.set_defaults(func=run_batch)
     return b
@@ -55,17 +52,11 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_batch(args) -> int:
     """``diffrecon batch``: see the module's docstring for the exit codes."""
+    from ..batch.manifest import read_manifest, split
+    from ..batch.recipe import recipe_from_result, recipe_hash, with_overrides
+    from ..batch.runner import run_manifest, summary_paths
     from ..engine import RunConfig
-    from ..interrupts import EXIT_INTERRUPTED, ctrl_c_stops
-    from .manifest import read_manifest, split
-    from .recipe import recipe_from_result, recipe_hash, with_overrides
-    from .runner import run_manifest, summary_paths
 
-    for flag, minimum in (("steps", 1), ("samples", 1), ("seed", 0), ("batch_size", 1), ("workers", 1),
-                          ("num_parts", 1), ("part_id", 0)):
-        value = getattr(args, flag)
-        if value is not None and value < minimum:
-            raise InputError(f"--{flag.replace('_', '-')} {value} is invalid; it must be at least {minimum}.")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} is a file; give a folder for the results.")
     base = recipe_from_result(args.recipe) if args.recipe is not None else RunConfig()
@@ -95,8 +86,6 @@ def run_batch(args) -> int:
 def _runtime(config, args):
     import dataclasses
 
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
-        raise InputError(f"--device {args.device!r} is not known; valid devices are auto, cpu, cuda, cuda:N, mps.")
     return dataclasses.replace(config, device=args.device, precision=args.precision,
                                batch_size=args.batch_size)
 
