@@ -237,7 +237,7 @@ def test_solver_panel_carries_network_mode_and_checkpointing_to_the_run_and_sett
 
 
 def test_solver_panel_schedule_reaches_the_run_settings_and_a_results_rerun(window, tmp_path):
-    from diffrecon.gui.views import config_from_provenance
+    from diffrecon.session import config_from_provenance
     from diffrecon.schedule import SCHEDULES
 
     panel = window.solver

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..measurement import Measurement
+from ..session import direct_reconstruction
 
 
 @dataclass
@@ -66,18 +66,6 @@ def modality(measurement: Measurement) -> str:
     if "mri" in kind or (np.iscomplexobj(measurement.y) and "fourier" in kind):
         return "mri"
     return "other"
-
-
-def direct_reconstruction(measurement: Measurement) -> np.ndarray:
-    """The operator's own inverse (FBP, zero-filled, pseudo-inverse) as (C, H, W) numpy."""
-    from ..operators import build_operator
-
-    op = build_operator(measurement.operator)
-    y = torch.as_tensor(np.asarray(measurement.y))[None]
-    y = y.to(op.meas_dtype)
-    with torch.no_grad():
-        x = op.direct(y)[0]
-    return x.detach().cpu().numpy()
 
 
 def measurement_views(measurement: Measurement) -> tuple[View, View | None]:
@@ -136,33 +124,13 @@ def error_map(mean: np.ndarray, truth: np.ndarray | None) -> np.ndarray | None:
 
 
 def read_if_result(path: str | Path):
-    """The :class:`~diffrecon.measurement.Result` in ``path`` if it is a result file, else None
-    (a measurement, or not HDF5 at all: the measurement reader then gives the sentence)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            is_result = str(f.attrs.get("diffrecon_format", b"")).strip("b'") == "result"
-    except OSError:
-        return None
-    if not is_result:
-        return None
+    """The :class:`~diffrecon.measurement.Result` in ``path`` if it is a result file, else None."""
+    from ..errors import InputError
     from ..io import read_result
+    from ..session.opening import diffrecon_kind
 
-    return read_result(path)
-
-
-def config_from_provenance(prov: dict):
-    """The RunConfig that made a result (provenance is a recipe); defaults where it is silent."""
-    import dataclasses
-
-    from ..engine import RunConfig
-
-    fields = RunConfig.__dataclass_fields__
-    kw = {k: prov[k] for k in ("solver", "params", "steps", "samples", "seed", "prior", "device", "precision",
-                               "channels_last", "checkpointing", "schedule", "warm_start")
-          if k in prov and k in fields}
     try:
-        return dataclasses.replace(RunConfig(), **kw)
-    except TypeError:
-        return RunConfig()
+        kind = diffrecon_kind(Path(path))
+    except InputError:
+        return None
+    return read_result(path) if kind == "result" else None
