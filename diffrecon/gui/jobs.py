@@ -6,8 +6,8 @@ Each event the work yields goes to the job's :meth:`~Job.route` in the pool thre
 re-emits it on the job's own Qt signals; Qt queues those to the receivers' (GUI) thread, so
 results cross threads as plain values, never live tensors or file handles. An exception in the
 work becomes one sentence on ``failed`` (the traceback on ``log``), never a dead window; a work
-that knows how to stop reads ``job.stop_event`` at its next step. ``done`` (a threading.Event)
-is set once the work has ended, which is what closing a window waits for (:mod:`.closing`).
+that knows how to stop reads ``job.stop_event`` at its next step. :meth:`Job.wait` returns once
+the work has ended, which is what closing a window waits for (:mod:`.closing`).
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class Job(GeneratorWorker):
             self._gen = _guarded(state, work, (self, *args), kwargs)
         self.stop_event = threading.Event()
         self.owner = weakref.ref(owner) if owner is not None else (lambda: None)
-        self.done = state.done
+        self._ended = state.done
         self._launched = False
 
     def route(self, event) -> None:
@@ -111,7 +111,7 @@ class Job(GeneratorWorker):
             return super().work()
         finally:
             self._gen.close()  # an abort leaves the work at a yield: end it here, not at garbage collection
-            self.done.set()
+            self._ended.set()
             with _LOCK:
                 _LIVE.discard(self)
 
@@ -126,11 +126,11 @@ class Job(GeneratorWorker):
         self.stop_event.set()
 
     def running(self) -> bool:
-        return self._launched and not self.done.is_set()
+        return self._launched and not self._ended.is_set()
 
     def wait(self, timeout_ms: int | None = None) -> bool:
         """Block until the work has ended (True) or ``timeout_ms`` passed (False)."""
-        return not self._launched or self.done.wait(None if timeout_ms is None else timeout_ms / 1000)
+        return not self._launched or self._ended.wait(None if timeout_ms is None else timeout_ms / 1000)
 
 
 def running_jobs(owner: QtCore.QObject | None = None) -> list[Job]:

@@ -33,6 +33,8 @@ def connect_panels(w) -> None:
     e.measurement_changed.connect(w._stop_run_of_other_measurement)
     e.measurement_changed.connect(lambda ev: w.forward.set_measurement(ev.measurement)
                                   if ev.origin in ("file", "demo") else None)
+    e.measurement_changed.connect(lambda ev: w.forward.set_import_note(ev.note)
+                                  if ev.origin in ("file", "demo") else None)
     e.measurement_changed.connect(lambda ev: w.view.show_measurement(ev.measurement))
     e.measurement_changed.connect(lambda ev: w.banner.clear())
     e.measurement_changed.connect(lambda ev: w.profile.clear())  # the old result's profile would read as the new one's

@@ -49,15 +49,15 @@ def import_note(fmt: str, m: Measurement) -> str:
     size = " × ".join(map(str, m.image_shape[-2:]))
     if fmt == "fastmri":
         sampled = "fully sampled" if a.get("fully_sampled") else f"acceleration ×{float(a.get('acceleration', 1)):.3g}"
-        return (f"fastMRI import with default choices: slice {a.get('slice')} (the middle one), image {size} "
+        return (f"fastMRI, default choices: slice {a.get('slice')} (the middle one), image {size} "
                 f"(the file's), {sampled}, no retrospective undersampling.")
     if fmt in ("dxchange", "nxtomo"):
         name = "Data Exchange" if fmt == "dxchange" else "NXtomo"
-        return (f"{name} import with default choices: detector row {a.get('detector_row')} (the middle one), "
+        return (f"{name}, default choices: detector row {a.get('detector_row')} (the middle one), "
                 f"image {size} (one pixel per detector column).")
     if fmt == "image":
-        return (f"Image opened as a simulated {IMAGE_FORWARD_MODEL} measurement with noise σ "
-                f"{m.noise_sigma:.4g} ({IMAGE_RELATIVE_NOISE:.0%} of its value range), the default choices.")
+        return (f"Image, default choices: a simulated {IMAGE_FORWARD_MODEL} measurement with noise σ "
+                f"{m.noise_sigma:.4g} ({IMAGE_RELATIVE_NOISE:.0%} of its value range).")
     return ""
 
 

@@ -69,7 +69,7 @@ def test_export_failures_of_any_kind_are_shown_in_the_window(window, qtbot, tmp_
     def broken(*a, **k):
         raise ValueError("tifffile cannot write this")
 
-    monkeypatch.setattr("diffrecon.gui.export.export_result", broken)
+    monkeypatch.setattr("diffrecon.session.model.export_map", broken)
     assert not w.export(tmp_path / "e.tif", "error")
     assert "tifffile cannot write this" in w.message_label.text()
     # the run's end is in the log: time, batches, warnings

@@ -1,4 +1,4 @@
-"""Finishing touches, offscreen: empty image panels show no made-up axes, the corner tab opens on
+"""The panels before and between runs, and a new user's defaults, offscreen: empty image panels show no made-up axes, the corner tab opens on
 the error map when there is a ground truth, and Reconstruct cancels a prediction in flight at
 the probe's next solver step. Each test checks numbers."""
 import os

@@ -1,4 +1,4 @@
-"""Third-round polish, offscreen: the line-profile legend follows the theme, the first run's time
+"""Progress and prediction, offscreen: the line-profile legend follows the theme, the first run's time
 is predicted as soon as the window is shown (off the GUI thread), and the progress bar carries
 the ETA, predicted before the first step and measured after. Each test checks numbers."""
 import os

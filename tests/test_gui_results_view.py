@@ -1,4 +1,4 @@
-"""Second-round window features, offscreen: images fill their panels, prediction off the GUI
+"""What the result view shows, offscreen: images fill their panels, prediction off the GUI
 thread, complex views, ROI statistics, A/B swipe and difference, theme, compare-solvers action.
 Each test states its claim in its name and checks it numerically."""
 import os
