@@ -1,6 +1,7 @@
 """The window opens every format the session reads, offscreen: fastMRI, Data Exchange and NXtomo
 files (with the importers' default choices named in the status bar and the log) and images, each
-shown with its direct reconstruction and ready to run."""
+shown with its direct reconstruction and ready to run; the demo at start, a result file with the
+settings that made it, and recent files by absolute path."""
 import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -11,12 +12,16 @@ import pytest  # noqa: E402
 pytest.importorskip("PySide6")
 from PySide6 import QtCore  # noqa: E402
 
+from gui_windows import FAST, _run, make_window, window  # noqa: E402,F401,F811 - fixtures
 from test_importers import write_dxchange, write_fastmri, write_nxtomo  # noqa: E402
+from diffrecon.demo import make_demo  # noqa: E402
+from diffrecon.engine import RunConfig  # noqa: E402
 from diffrecon.gui.main_window import MainWindow  # noqa: E402
+from diffrecon.io import write_measurement  # noqa: E402
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
+def bare_window(qtbot, tmp_path):
     settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     w = MainWindow(settings=settings, plan_fn=lambda m, c, stop=None: None)
     qtbot.addWidget(w)
@@ -29,8 +34,9 @@ def window(qtbot, tmp_path):
     ("dxchange", write_dxchange, "ct", "detector row 1"),
     ("nxtomo", write_nxtomo, "ct", "detector row 1"),
 ])
-def test_window_opens_an_import_format_and_names_the_default_choices(window, qtbot, tmp_path, fmt, writer, kind,
-                                                                     choice):
+def test_window_opens_an_import_format_and_names_the_default_choices(bare_window, qtbot, tmp_path, fmt, writer,
+                                                                     kind, choice):
+    window = bare_window
     path = tmp_path / f"{fmt}.h5"
     writer(path)
     assert window.open_file(path), window.last_error
@@ -46,7 +52,8 @@ def test_window_opens_an_import_format_and_names_the_default_choices(window, qtb
                     and window.tree.topLevelItem(0).childCount() >= 1, timeout=5000)
 
 
-def test_window_refuses_an_hdf5_file_of_no_known_layout_in_one_sentence(window, tmp_path):
+def test_window_refuses_an_hdf5_file_of_no_known_layout_in_one_sentence(bare_window, tmp_path):
+    window = bare_window
     import h5py
 
     with h5py.File(tmp_path / "other.h5", "w") as f:
@@ -54,3 +61,37 @@ def test_window_refuses_an_hdf5_file_of_no_known_layout_in_one_sentence(window, 
     assert not window.open_file(tmp_path / "other.h5")
     assert "other.h5 is neither a diffrecon measurement or result nor" in window.last_error
     assert window.measurement is None and not window.run_button.isEnabled()
+
+
+def test_window_opens_with_the_demo_measurement_and_its_direct_reconstruction(window):
+    m = window.measurement
+    direct = window.view.panels["direct"].data
+    assert window.view.panels["measurement"].data is not None
+    assert np.isfinite(window.view.panels["measurement"].data).all()
+    assert direct is not None and direct.shape == tuple(m.image_shape[1:])
+    assert window.run_button.isEnabled() and not window.stop_button.isEnabled()
+    assert float(window.forward.noise.text()) == pytest.approx(m.noise_sigma, rel=1e-5)
+
+
+def test_opening_a_result_file_restores_its_settings_and_images(qtbot, window, tmp_path):
+    r = _run(qtbot, window, RunConfig(prior="gaussian", steps=4, samples=2, seed=7, device="cpu", solver="dps"))
+    window.export(tmp_path / "result.h5", "result")
+    window.solver.set_config(FAST)
+    assert window.open_file(tmp_path / "result.h5")
+    assert window.solver.steps.value() == 4 and window.solver.seed.value() == 7
+    np.testing.assert_allclose(window.view.panels["mean"].data, r.mean[0], rtol=1e-6)
+    window.tree.wait()
+    qtbot.waitUntil(lambda: window.tree.topLevelItemCount() == 1
+                    and window.tree.topLevelItem(0).childCount() > 1, timeout=5000)
+    names = [window.tree.topLevelItem(0).child(i).text(0) for i in range(window.tree.topLevelItem(0).childCount())]
+    assert "posterior" in names
+    assert window.recent_files()[0] == str(tmp_path / "result.h5")
+
+
+def test_recent_files_are_stored_with_absolute_paths(make_window, tmp_path, monkeypatch):
+    w = make_window()
+    write_measurement(tmp_path / "m.h5", make_demo("denoise", size=16))
+    monkeypatch.chdir(tmp_path)
+    assert w.open_file("m.h5")
+    assert w.recent_files()[0] == str(tmp_path.resolve() / "m.h5") and os.path.isabs(w.recent_files()[0])
+
