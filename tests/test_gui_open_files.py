@@ -95,3 +95,21 @@ def test_recent_files_are_stored_with_absolute_paths(make_window, tmp_path, monk
     assert w.open_file("m.h5")
     assert w.recent_files()[0] == str(tmp_path.resolve() / "m.h5") and os.path.isabs(w.recent_files()[0])
 
+
+
+def test_panels_follow_the_session_the_window_holds_no_measurement_of_its_own(make_window):
+    from diffrecon.measurement import Result
+
+    w = make_window()
+    m = make_demo("inpaint", size=16)
+    w.session.set_measurement(m)
+    assert w.measurement is m and w.forward.kind.text() == "inpaint"
+    np.testing.assert_allclose(w.view.panels["direct"].data, w.session.direct_reconstruction()[0], rtol=1e-6)
+    assert w.metrics.rowCount() == 0 and not w.export_action.isEnabled()
+    mean = np.asarray(m.ground_truth, np.float32)
+    w.session.set_result(Result(mean=mean, std=np.full_like(mean, 0.1), samples=None, n_samples=2,
+                                metrics={"psnr": 31.5}, provenance={"samples": 2}, units=m.units, measurement=m))
+    np.testing.assert_allclose(w.view.panels["mean"].data, mean[0])
+    assert w.export_action.isEnabled() and "31.5" in w.metrics.item(0, 1).text()
+    w.session.set_measurement(make_demo("denoise", size=16))
+    assert w.result is None and w.view.panels["mean"].data is None and w.metrics.rowCount() == 0

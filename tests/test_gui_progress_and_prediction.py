@@ -100,3 +100,33 @@ def test_progress_bar_shows_predicted_eta_until_the_first_step_then_the_measured
 
 def test_durations_read_as_seconds_minutes_or_hours():
     assert [format_duration(s) for s in (0.4, 42, 185, 3725)] == ["0 s", "42 s", "3 min 05 s", "1 h 02 min"]
+
+
+def test_progress_bar_follows_the_engines_work_done_over_total_after_a_replan(qtbot, make_window):
+    """Where Progress carries work_done/work_total (they stay true after an out-of-memory
+    re-plan), the bar shows their ratio, not a count from the first plan's batches; a Replanned
+    event updates the batches and says why in the log."""
+    gate = threading.Event()
+
+    class Replanned:  # the engine's event, by name: batches and the reason
+        def __init__(self, batches, reason):
+            self.batches, self.reason = batches, reason
+
+    def engine_run(measurement, config, *, stop):
+        yield Planned(device="cpu", batches=[4], steps=50, nfe_per_sample=50, predicted_peak_bytes=None,
+                      std_is_posterior=True, normalization=(1.0, 0.0))
+        yield Replanned([2, 2], "out of memory at batch 4")
+        p = Progress(5, 50, 0, 4, 20, 20, 5, 2.0, 125.0)
+        p.work_done, p.work_total = 30, 200
+        yield p
+        gate.set()
+        stop.wait(10)
+
+    w = make_window(CountingPlan(), engine_run)
+    assert w.start_run()
+    assert gate.wait(10)
+    qtbot.waitUntil(lambda: w.progress_bar.value() == 15, timeout=5000)  # 30 of 200, not 5 of 50 steps
+    assert w.status.batch_sizes == {0: 2, 2: 2}
+    assert "Re-planned into batches [2, 2]: out of memory at batch 4" in w.log_view.toPlainText()
+    w.stop_run()
+    w.worker.wait(5000)

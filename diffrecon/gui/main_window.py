@@ -104,6 +104,7 @@ class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
         self.view.hovered_text.connect(self.pixel_label.setText)
         self.forward.changed.connect(self._on_settings_changed)
         self.forward.replaced.connect(self.session.use)
+        self.plan_panel.predicted.connect(self.session.set_planned)
         connect_panels(self)
         self.forward.sampling.failed.connect(self.report_error)
         self.solver.changed.connect(self._on_settings_changed)

@@ -48,6 +48,7 @@ class RunActions:
         if measurement is None:
             return False
         config = config or self.solver.config()
+        self.session.remember_config(config)
         self.solver.save_settings(self.settings)
         self.plan_panel.cancel()  # a probe beside the run would slow it and skew its time and memory
         self._device = _memory_device(config.device)

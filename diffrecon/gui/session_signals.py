@@ -35,7 +35,7 @@ def connect_panels(w) -> None:
                                   if ev.origin in ("file", "demo") else None)
     e.measurement_changed.connect(lambda ev: w.forward.set_import_note(ev.note)
                                   if ev.origin in ("file", "demo") else None)
-    e.measurement_changed.connect(lambda ev: w.view.show_measurement(ev.measurement))
+    e.measurement_changed.connect(lambda ev: w.view.show_measurement(ev.measurement, w.session.direct_reconstruction))
     e.measurement_changed.connect(lambda ev: w.banner.clear())
     e.measurement_changed.connect(lambda ev: w.profile.clear())  # the old result's profile would read as the new one's
     e.measurement_changed.connect(lambda ev: _load_tree(w.tree, ev))

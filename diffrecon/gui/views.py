@@ -68,8 +68,9 @@ def modality(measurement: Measurement) -> str:
     return "other"
 
 
-def measurement_views(measurement: Measurement) -> tuple[View, View | None]:
-    """The measurement as users expect to see it, and its direct reconstruction (None on failure)."""
+def measurement_views(measurement: Measurement, reconstruct=None) -> tuple[View, View | None]:
+    """The measurement as users expect to see it, and its direct reconstruction (None on failure);
+    ``reconstruct()`` computes the latter (default: :func:`diffrecon.session.direct_reconstruction`)."""
     kind = modality(measurement)
     y = np.asarray(measurement.y)
     if kind == "mri":
@@ -83,7 +84,8 @@ def measurement_views(measurement: Measurement) -> tuple[View, View | None]:
         first = View("Measurement y", first_slice(y), measurement.units)
         direct_title = "Direct reconstruction"
     try:
-        direct = View(direct_title, first_slice(direct_reconstruction(measurement)), measurement.units)
+        x = reconstruct() if reconstruct is not None else direct_reconstruction(measurement)
+        direct = View(direct_title, first_slice(x), measurement.units)
     except Exception:  # a display nicety: a failing direct inverse must not block opening a file
         direct = None
     return first, direct

@@ -35,13 +35,14 @@ def config_from_provenance(prov: dict):
         return RunConfig()
 
 
-def direct_reconstruction(measurement: Measurement) -> np.ndarray:
-    """The operator's own inverse (FBP, zero-filled, pseudo-inverse) as (C, H, W) numpy."""
+def direct_reconstruction(measurement: Measurement, op=None) -> np.ndarray:
+    """The operator's own inverse (FBP, zero-filled, pseudo-inverse) as (C, H, W) numpy; ``op``
+    the measurement's forward model where already built."""
     import torch
 
     from ..operators import build_operator
 
-    op = build_operator(measurement.operator)
+    op = op if op is not None else build_operator(measurement.operator)
     y = torch.as_tensor(np.asarray(measurement.y))[None].to(op.meas_dtype)
     with torch.no_grad():
         x = op.direct(y)[0]
@@ -130,12 +131,17 @@ class Session:
         """The classical reconstruction (FBP, zero-filled, pseudo-inverse) of the current measurement."""
         if self.measurement is None:
             raise InputError("Open a measurement first; there is nothing to reconstruct.")
-        return direct_reconstruction(self.measurement)
+        return direct_reconstruction(self.measurement, self.operator())
 
     # ------------------------------------------------------------------ settings, plan, result
     def set_config(self, config) -> None:
+        """New settings from outside the form (a result's provenance): the form follows the event."""
         self.config = config
         self._tell(RecipeChanged(config))
+
+    def remember_config(self, config) -> None:
+        """The settings a run starts with, read from the form that shows them (no event)."""
+        self.config = config
 
     def set_planned(self, planned) -> None:
         self.planned = planned
