@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..measurement import Measurement
-from ..session import direct_reconstruction
+from ..session import direct_reconstruction, read_file
 
 
 @dataclass
@@ -91,13 +91,6 @@ def measurement_views(measurement: Measurement, reconstruct=None) -> tuple[View,
     return first, direct
 
 
-def load_measurement(path: str | Path) -> Measurement:
-    """Read a measurement file with the io layer (imported lazily: it may land later)."""
-    from ..io import read_measurement
-
-    return read_measurement(Path(path))
-
-
 def default_measurement() -> Measurement:
     """The bundled CT demo, so the first click on Reconstruct works without any file."""
     from .. import demo
@@ -105,7 +98,7 @@ def default_measurement() -> Measurement:
     try:
         path = demo.demo_path("ct")
         if path is not None and Path(path).exists():
-            return load_measurement(path)
+            return read_file(path).measurement
     except Exception:  # fall back to generating it: the bundled file is a convenience
         pass
     try:
