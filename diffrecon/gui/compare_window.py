@@ -140,7 +140,7 @@ class CompareWindow(QtWidgets.QMainWindow):
         w.failed.connect(self._on_failed)
         w.finished.connect(self._on_thread_finished)
         self.status_label.setText("Preparing the queue…")
-        w.start()
+        w.start(defer=True)  # a cancel connected right after start() still sees the first run start
         self._update_enabled()
         return True
 

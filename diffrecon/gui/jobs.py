@@ -11,6 +11,7 @@ the work has ended, which is what closing a window waits for (:mod:`.closing`).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import traceback
@@ -62,14 +63,18 @@ class JobSignals(GeneratorWorkerSignals):
 
 
 class _State:
-    def __init__(self) -> None:
+    """What the work's wrapper knows of its job: a weak reference (set once the job exists),
+    whether the work takes the job first, and the event set when the work has ended."""
+
+    def __init__(self, pass_job: bool) -> None:
         self.job = lambda: None
+        self.pass_job = pass_job
         self.done = threading.Event()
 
 
 def _guarded(state: _State, work: Callable, args: tuple, kwargs: dict):
     try:
-        out = work(*args, **kwargs)
+        out = work(state.job(), *args, **kwargs) if state.pass_job else work(*args, **kwargs)
         for event in (out if inspect.isgenerator(out) else (Returned(out),)):
             job = state.job()
             if job is not None:
@@ -92,11 +97,9 @@ class Job(GeneratorWorker):
 
     def __init__(self, work: Callable, *args, owner: QtCore.QObject | None = None, pass_job: bool = False,
                  **kwargs):
-        state = _State()
+        state = _State(pass_job)
         super().__init__(_guarded, state, work, args, kwargs, SignalsClass=self.SIGNALS)
-        state.job = weakref.ref(self)
-        if pass_job:
-            self._gen = _guarded(state, work, (self, *args), kwargs)
+        state.job = weakref.ref(self)  # the wrapper runs only once started, by then this is set
         self.stop_event = threading.Event()
         self.owner = weakref.ref(owner) if owner is not None else (lambda: None)
         self._ended = state.done
@@ -115,12 +118,19 @@ class Job(GeneratorWorker):
             with _LOCK:
                 _LIVE.discard(self)
 
-    def start(self) -> None:
-        """Run now in :func:`pool` (superqt's own start defers to the global pool)."""
+    def start(self, defer: bool = False) -> None:
+        """Run in :func:`pool` (superqt's own start uses Qt's global pool): now, or with ``defer``
+        once the GUI thread is back in its event loop, so that connections made after ``start``
+        returns see even the first event. Either way :meth:`running` is True from here on."""
         self._launched = True
         with _LOCK:
             _LIVE.add(self)
-        pool().start(self)
+        self._worker_set.add(self)  # superqt's keeper: the last reference is dropped in the GUI thread
+        self._finished.connect(self._set_discard)
+        if defer:
+            QtCore.QTimer.singleShot(0, functools.partial(pool().start, self))
+        else:
+            pool().start(self)
 
     def request_stop(self) -> None:
         self.stop_event.set()

@@ -67,6 +67,7 @@ class RunActions:
         worker.diverged.connect(self._on_diverged)
         worker.log.connect(self.log)
         worker.log.connect(self.run_record.note)
+        worker.warned.connect(self._on_warned)
         worker.stopped_empty.connect(self._on_stopped_empty)
         worker.finished_result.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -124,6 +125,10 @@ class RunActions:
     def _on_replanned(self, event) -> None:
         self.status.set_batches(list(event.batches))
         self.log(f"Re-planned into batches {list(event.batches)}: {event.reason}", "warning")
+
+    def _on_warned(self, args) -> None:
+        """A Python warning raised during the run (superqt hands over showwarning's arguments)."""
+        self.log(f"{args[1].__name__}: {args[0]}", "warning")
 
     def _on_preview(self, event) -> None:
         self.view.show_preview(event.x0_hat, event.step, event.sample_index)

@@ -15,7 +15,7 @@ from PySide6 import QtWidgets
 
 #: The RunWorker signals that carry a run's data to the window.
 RUN_SIGNALS = ("planned", "progress", "replanned", "preview", "statistics", "log", "finished_result", "failed",
-               "stopped_empty", "diverged", "preparing")
+               "stopped_empty", "diverged", "preparing", "warned")
 
 
 def stop_question(parent: QtWidgets.QWidget | None, running_on: str, opening: str) -> QtWidgets.QMessageBox:
