@@ -18,7 +18,7 @@ pytest.importorskip("importlinter", reason="the import contracts need import-lin
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = {
-    "layers": "Front ends > features > engine and io",
+    "layers": "Front ends > the window's session model > features > engine and io",
     "qt-only-in-gui": "Qt (PySide6, pyqtgraph, superqt) is imported only inside diffrecon.gui",
     "qt-importers": "Only diffrecon.gui imports Qt directly",
     "acyclic": "No import cycles between the siblings of any package",

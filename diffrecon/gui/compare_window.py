@@ -94,7 +94,7 @@ class CompareWindow(QtWidgets.QMainWindow):
         self._update_enabled()
 
     def is_running(self) -> bool:
-        return self.worker is not None and self.worker.isRunning()
+        return self.worker is not None and self.worker.running()
 
     def _build_actions(self) -> None:
         bar = self.addToolBar("Comparison")
@@ -140,7 +140,7 @@ class CompareWindow(QtWidgets.QMainWindow):
         w.failed.connect(self._on_failed)
         w.finished.connect(self._on_thread_finished)
         self.status_label.setText("Preparing the queue…")
-        w.start()
+        w.start(defer=True)  # a cancel connected right after start() still sees the first run start
         self._update_enabled()
         return True
 
@@ -230,8 +230,6 @@ class CompareWindow(QtWidgets.QMainWindow):
         self.comparison_done.emit(None)
 
     def _on_thread_finished(self) -> None:
-        if self.worker is not None:
-            self.worker.deleteLater()
         self.worker = None
         self._update_enabled()
 

@@ -1,12 +1,10 @@
-"""Export from the window: float32 TIFF (ImageJ-readable), colour-mapped PNG with its colour
-bar, and the HDF5 result file, written by :mod:`diffrecon.io` (atomically). Exports the data,
-never the screen pixels; a PNG keeps the panel's colour levels.
-"""
+"""The export dialog's choices over :mod:`diffrecon.io.export`, the CLI's export: the save
+dialog's filters, the file and map they name, and the colour map each map is drawn with. The
+writing is the session's (:meth:`diffrecon.session.Session.export`): the data, never the screen
+pixels; a PNG keeps the panel's colour levels."""
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import InputError
 
@@ -51,35 +49,9 @@ def resolve_target(path: str | Path, chosen_filter: str) -> tuple[Path, str]:
     return path, what
 
 
-def export_array(result, what: str, truth: np.ndarray | None) -> np.ndarray:
-    """The data behind ``what``: mean, std, samples, or error (mean − truth, 2-D)."""
-    if what == "samples":
-        if result.samples is None:
-            raise InputError("This result holds no samples; raise keep_samples to export them.")
-        return result.samples
-    if what == "error":
-        if truth is None:
-            raise InputError("The error map needs a ground truth, which this measurement lacks.")
-        from .views import to_2d
-
-        return to_2d(result.mean) - truth
-    if what not in ("mean", "std"):
-        raise InputError(f"Cannot export {what!r}; valid choices are mean, std, samples, error and result.")
-    return getattr(result, what)
-
-
-def export_result(path: str | Path, result, what: str, *, truth: np.ndarray | None = None,
-                  title: str = "", levels: tuple[float, float] | None = None) -> None:
-    """Write ``what`` of ``result`` to ``path``; the kind (TIFF, PNG, HDF5) follows the suffix."""
-    from ..io import write_result
-    from ..io.export import export_array as write_array
-
-    kind = export_kind(path)
-    if kind == "hdf5":
-        write_result(path, result)
-        return
-    data = export_array(result, what, truth)
-    m = result.measurement
-    write_array(data, path, "tiff" if kind == "tiff" else "png", units=result.units,
-                pixel_size=m.pixel_size if m is not None else 1.0, pixel_unit=m.pixel_unit if m is not None else "px",
-                title=title or what, cmap=CMAPS.get(what, "gray"), levels=levels)
+def export_result(session, path: str | Path, what: str, *, title: str = "",
+                  levels: tuple[float, float] | None = None) -> Path:
+    """Write ``what`` of the session's result to ``path`` (the kind follows the suffix, checked
+    first so a wrong one is named before anything is computed)."""
+    export_kind(path)
+    return session.export(path, what, title=title or None, levels=levels, cmap=CMAPS.get(what, "gray"))

@@ -35,7 +35,11 @@ class ForwardPanel(QtWidgets.QWidget):
         self.noise_source = QtWidgets.QLabel()
         self.noise_source.setWordWrap(True)
         self.noise_source.setToolTip("Where the file's noise level came from (the importer records it).")
-        form = QtWidgets.QFormLayout(self)
+        self.import_note = QtWidgets.QLabel()
+        self.import_note.setWordWrap(True)
+        self.import_note.setToolTip("The choices the importer made; the import dialog will let you change them.")
+        form = self.form = QtWidgets.QFormLayout(self)
+        form.addRow("Imported", self.import_note)
         form.addRow("Forward model", self.kind)
         form.addRow("Image shape", self.image_shape)
         form.addRow("Measurement", self.meas_shape)
@@ -47,6 +51,11 @@ class ForwardPanel(QtWidgets.QWidget):
         form.addRow(self.sampling)
         self.noise.textChanged.connect(self._on_noise_edited)
         self.sampling.derived.connect(self._on_derived)
+
+    def set_import_note(self, note: str) -> None:
+        """The importer's default choices for the open file (none for this project's own files)."""
+        self.import_note.setText(note)
+        self.form.setRowVisible(self.import_note, bool(note))
 
     def set_measurement(self, m: Measurement) -> None:
         """A newly opened file (its sampling controls start from the file's values)."""

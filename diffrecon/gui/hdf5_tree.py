@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
+from .jobs import Job, JobSignals
+
 # (name, kind, description, attributes, children); kind is "group" | "dataset"
 Node = tuple
 
@@ -35,19 +37,27 @@ def walk_hdf5(path: str | Path) -> Node:
         return visit(Path(path).name, f)
 
 
-class _Loader(QtCore.QObject):
-    done = QtCore.Signal(object, str)  # tree, path
-    failed = QtCore.Signal(str, str)
+def _walk_or_say_why(path: str) -> tuple[Node | None, str]:
+    try:
+        return walk_hdf5(path), ""
+    except Exception as err:  # noqa: BLE001 - shown in the tree, never raised in the GUI
+        return None, f"{Path(path).name} could not be read as HDF5 ({err})."
 
-    def __init__(self, path: str):
-        super().__init__()
+
+class TreeSignals(JobSignals):
+    walked = QtCore.Signal(object, str, str)  # tree or None, path, message
+
+
+class _Loader(Job):
+    SIGNALS = TreeSignals
+
+    def __init__(self, path: str, owner):
+        super().__init__(_walk_or_say_why, path, owner=owner)
         self.path = path
 
-    def run(self):
-        try:
-            self.done.emit(walk_hdf5(self.path), self.path)
-        except Exception as err:  # noqa: BLE001 - shown in the tree, never raised in the GUI
-            self.failed.emit(f"{Path(self.path).name} could not be read as HDF5 ({err}).", self.path)
+    def route(self, event) -> None:
+        tree, message = event.value
+        self.walked.emit(tree, self.path, message)
 
 
 class HDF5Tree(QtWidgets.QTreeWidget):
@@ -56,7 +66,7 @@ class HDF5Tree(QtWidgets.QTreeWidget):
         self.setColumnCount(2)
         self.setHeaderLabels(["Name", "Shape / value"])
         self.setAlternatingRowColors(True)
-        self._threads: list[QtCore.QThread] = []
+        self._loaders: list[_Loader] = []
         self.path: str | None = None
 
     def load(self, path: str | Path) -> None:
@@ -65,26 +75,19 @@ class HDF5Tree(QtWidgets.QTreeWidget):
         self.path = path
         self.clear()
         QtWidgets.QTreeWidgetItem(self, [Path(path).name, "loading…"])
-        thread = QtCore.QThread(self)
-        loader = _Loader(path)
-        loader.moveToThread(thread)
-        thread.started.connect(loader.run)
-        loader.done.connect(self._on_loaded)
-        loader.failed.connect(self._on_failed)
-        loader.done.connect(thread.quit)
-        loader.failed.connect(thread.quit)
-        thread.finished.connect(lambda: self._threads.remove(thread) if thread in self._threads else None)
-        thread.finished.connect(thread.deleteLater)  # its parent would keep every finished walk
-        thread._loader = loader  # keep it alive as long as the thread
-        self._threads.append(thread)
-        thread.start()
+        loader = _Loader(path, self)
+        loader.walked.connect(self._on_walked)
+        self._loaders = [j for j in self._loaders if j.running()] + [loader]
+        loader.start()
 
     def wait(self, ms: int = 5000) -> None:
-        for t in list(self._threads):
-            t.wait(ms)
+        for loader in list(self._loaders):
+            loader.wait(ms)
 
-    def _on_loaded(self, tree: Node, path: str) -> None:
-        if path != self.path:
+    def _on_walked(self, tree: Node | None, path: str, message: str) -> None:
+        if tree is None:
+            self._on_failed(message, path)
+        if tree is None or path != self.path:
             return
         self.clear()
         self._add(self.invisibleRootItem(), tree)

@@ -1,56 +1,40 @@
 """The main window: open a measurement, set up the forward model and solver, run, read the
-result, export. Widgets live in their own files; this file wires them together."""
+result, export. The state is the Qt-free :class:`~diffrecon.session.Session`; widgets live in
+their own files and subscribe to it (:mod:`.session_signals`); this file lays them out."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ..calibration import std_title as std_panel_title
-from ..engine import RunConfig
-from ..errors import DiffreconError, InputError
-from ..guard import metric_notes, summary
-from ..measurement import Measurement, Result
-from . import export as exporting
-from . import closing, gc_guard, run_owner
+from ..runtime import memory_snapshot
+from ..session import Session
+from . import closing, gc_guard
 from .ab_actions import ABActions
 from .calibrate_action import CalibrationRunner
+from .divergence_banner import DivergenceBanner
+from .file_actions import FileActions
 from .forward_panel import ForwardPanel
 from .hdf5_tree import HDF5Tree
-from ..runtime import memory_snapshot, resolve_device
 from .memory import format_memory
 from .menus import build_menus, compare_window_class
 from .metrics_table import MetricsTable
-from .divergence_banner import DivergenceBanner, label_panels
-from .weight_assistant import AutoWeightButton
 from .plan_panel import PlanPanel
 from .profile_panel import ProfilePanel
 from .result_view import ResultView
 from .roi_stats import RoiStats
+from .run_actions import RunActions
 from .run_control import FINISH, RunRecord, finish_button
+from .session_signals import SessionSignals, connect_panels
 from .solver_panel import SolverPanel
 from .status_bar import StatusArea
 from .theme import SETTINGS_KEY as THEME_KEY
 from .theme import THEMES, apply_theme
+from .weight_assistant import AutoWeightButton
 from .wheel_guard import guard_fields
-from .views import config_from_provenance, default_measurement, load_measurement, read_if_result
-from .worker import RunWorker, describe_error
-
-MAX_RECENT = 8
 
 
-def _memory_device(name: str) -> str:
-    """The device whose memory the status bar shows during a run of ``config.device`` ``name``
-    (``auto`` resolved as the engine resolves it; a name the engine will refuse shows the CPU)."""
-    try:
-        return str(resolve_device(name))
-    except DiffreconError:
-        return "cpu"
-
-
-class MainWindow(ABActions, QtWidgets.QMainWindow):
+class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
     run_finished = QtCore.Signal(object)  # the Result, or None after a failure
     CLOSE_WAIT_MS = 3000  # closing waits this long for threads to end their step, then leaves them to end
 
@@ -60,9 +44,9 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         gc_guard.register_busy(self.is_running)
         self.settings = settings or QtCore.QSettings("diffrecon", "diffrecon")
         self.engine_run = engine_run  # None: diffrecon.engine.run; tests inject fakes
-        self.measurement: Measurement | None = None
-        self.result: Result | None = None
-        self.worker: RunWorker | None = None
+        self.session = Session()
+        self.events = SessionSignals(self.session, self)
+        self.worker = None  # the latest run job (RunWorker)
         self.compare_window = None
         self.last_error = ""
         self.run_record = RunRecord()
@@ -119,7 +103,9 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
 
         self.view.hovered_text.connect(self.pixel_label.setText)
         self.forward.changed.connect(self._on_settings_changed)
-        self.forward.replaced.connect(self._on_measurement_replaced)
+        self.forward.replaced.connect(self.session.use)
+        self.plan_panel.predicted.connect(self.session.set_planned)
+        connect_panels(self)
         self.forward.sampling.failed.connect(self.report_error)
         self.solver.changed.connect(self._on_settings_changed)
         self.memory_timer = QtCore.QTimer(self, interval=400, timeout=self._on_memory_tick)
@@ -176,194 +162,14 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         outer_layout.addLayout(buttons)
         self.setup_dock = self._dock("Setup", outer, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
 
-    # ------------------------------------------------------------------ files
-    def recent_files(self) -> list[str]:
-        value = self.settings.value("recent", [])
-        return [value] if isinstance(value, str) else list(value or [])
+    @property
+    def measurement(self):
+        """The session's current measurement (the file's, or one derived from it)."""
+        return self.session.measurement
 
-    def _remember(self, path: str) -> None:
-        path = str(Path(path).resolve())  # a relative name means nothing from another folder
-        recent = [path] + [p for p in self.recent_files() if p != path]
-        self.settings.setValue("recent", recent[:MAX_RECENT])
-        self._fill_recent()
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        for path in self.recent_files():
-            self.recent_menu.addAction(Path(path).name, lambda p=path: self.open_file(p)).setToolTip(path)
-        self.recent_menu.setEnabled(bool(self.recent_files()))
-
-    def open_dialog(self) -> None:
-        start = str(Path(self.recent_files()[0]).parent) if self.recent_files() else ""
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open measurement or result", start,
-                                                        "HDF5 files (*.h5 *.hdf5 *.nxs);;All files (*)")
-        if path:
-            self.open_file(path)
-
-    def open_file(self, path: str | Path) -> bool:
-        """Open a measurement, or a result (which also restores the settings that made it)."""
-        path = str(path)
-        if self.is_running() and not run_owner.ask_to_stop(self, self.windowTitle().removeprefix("diffrecon — "),
-                                                          Path(path).name):
-            self.show_message(f"{Path(path).name} was not opened; the running reconstruction goes on.")
-            return False
-        try:
-            result = read_if_result(path)
-            measurement = result.measurement if result is not None else load_measurement(path)
-        except (DiffreconError, OSError) as err:
-            self.report_error(str(err) if isinstance(err, DiffreconError) else
-                              f"{Path(path).name} could not be opened ({err}).")
-            return False
-        if measurement is None:
-            self.report_error(f"{Path(path).name} holds a result without its measurement; open the measurement file.")
-            return False
-        self.set_measurement(measurement, path)
-        self._remember(path)
-        if result is not None:
-            self.solver.set_config(config_from_provenance(result.provenance))
-            self._on_finished(result)
-        return True
-
-    def open_default(self) -> bool:
-        try:
-            self.set_measurement(default_measurement())
-            return True
-        except Exception as err:  # noqa: BLE001 - no demo yet must not kill the window
-            self.report_error(f"The bundled CT demo could not be loaded ({describe_error(err)}); open a file with Ctrl+O.")
-            return False
-
-    def set_measurement(self, m: Measurement, path: str | None = None) -> None:
-        self.measurement = m
-        self.forward.set_measurement(m)
-        self._show_measurement(m)
-        if path is not None and path.lower().endswith((".h5", ".hdf5", ".nxs")):
-            self.tree.load(path)
-        elif m.source is not None and Path(m.source).exists():
-            self.tree.load(m.source)
-        name = Path(path).name if path else (m.title or "demo")
-        self.setWindowTitle(f"diffrecon — {name}")
-        self.show_message(f"Opened {name}: {m.operator.kind}, image {' × '.join(map(str, m.image_shape))}.")
-        self._update_enabled()
-
-    def _show_measurement(self, m: Measurement) -> None:
-        if self.is_running():  # its result belongs to the measurement it started on
-            run_owner.abandon(self.worker)
-            self.worker, self._run_done = None, True
-            self.status.end_progress(False)
-            self.log("Stopped the running reconstruction: another measurement is shown now.")
-        self.measurement, self.result = m, None
-        self.banner.clear()
-        self.view.show_measurement(m)
-        self.metrics.set_metrics({})
-        self.roi.clear()
-        self.pixel_label.clear()
-        self.profile.clear()  # the old result's profile would read as the new measurement's
-        if self.view.ab.reset_for_image(tuple(self.view.panels["mean"].empty_shape or m.image_shape[-2:])):
-            self.log("Unpinned A: it is not on the new measurement's pixel grid.")
-        try:
-            from ..operators import build_operator
-
-            self.solver.set_operator(build_operator(m.operator))
-        except DiffreconError as err:
-            self.report_error(str(err))
-
-    def _on_measurement_replaced(self, m: Measurement) -> None:
-        """A re-simulated measurement from the forward panel, or the file's own one again."""
-        self._show_measurement(m)
-        self.show_message(f"Using {m.title}." if "derivation" in m.attrs else "Using the file's measurement again.")
-        self.log(f"Measurement: {m.title}")
-        self._update_enabled()
-
-    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QtGui.QDropEvent) -> None:
-        for url in event.mimeData().urls():
-            if url.isLocalFile():
-                self.open_file(url.toLocalFile())
-                break
-
-    # ------------------------------------------------------------------ running
-    def is_running(self) -> bool:
-        return self.worker is not None and self.worker.isRunning()
-
-    def measurement_to_run(self, what: str = "a run") -> Measurement | None:
-        """The edited measurement, or None when nothing can start now (a bad noise σ is reported)."""
-        if self.is_running() or self.measurement is None:
-            return None
-        measurement = self.forward.edited_measurement()
-        if measurement is None:
-            self.report_error(f"Noise σ must be a finite number ≥ 0 before {what} can start.")
-        return measurement
-
-    def start_run(self, config: RunConfig | None = None) -> bool:
-        measurement = self.measurement_to_run()
-        if measurement is None:
-            return False
-        config = config or self.solver.config()
-        self.solver.save_settings(self.settings)
-        self.plan_panel.cancel()  # a probe beside the run would slow it and skew its time and memory
-        self._device = _memory_device(config.device)
-        self.result = None
-        self.metrics.set_metrics({})  # a previous run's numbers never stand beside the new (empty) result
-        self.roi.clear()
-        self.pixel_label.clear()
-        self.run_record.start()
-        self.banner.clear()
-        self.view.begin_run(self.solver.is_deterministic())
-        self.status.start_progress(self.plan_panel.predicted_seconds(measurement, config))
-        run_owner.retire(self.worker)
-        self.worker = worker = RunWorker(measurement, config, self.engine_run, self)
-        worker.planned.connect(self._on_planned)
-        worker.progress.connect(self.status.show_progress)
-        worker.preparing.connect(self.status.show_preparing)
-        worker.preview.connect(self._on_preview)
-        worker.statistics.connect(self._on_statistics)
-        worker.diverged.connect(self._on_diverged)
-        worker.log.connect(self.log)
-        worker.log.connect(self.run_record.note)
-        worker.stopped_empty.connect(self._on_stopped_empty)
-        worker.finished_result.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.finished.connect(self._on_worker_ended)
-        self._run_done = False
-        worker.start()
-        self.show_message(f"Running {config.solver}: {config.steps} steps × {config.samples} samples…")
-        self.log(f"Run: solver={config.solver} steps={config.steps} samples={config.samples} "
-                 f"seed={config.seed} device={config.device} prior={config.prior}")
-        self._update_enabled()
-        return True
-
-    def calibrate_dialog(self) -> None:
-        """Run ▸ Calibrate std: how far these settings' std is off, stored for later runs."""
-        self.calibration.ask_and_start()
-
-    def stop_run(self, how: str | None = None) -> None:
-        """Stop at the next step, keeping the finished samples; ``how`` FINISH (the Finish now
-        button) also keeps the batch in progress, finished by a final denoising step."""
-        if not self.is_running():
-            return
-        self.worker.request_stop(finish=how == FINISH)
-        self.show_message("Stopping: finishing the samples in progress with a final denoising step…" if how == FINISH
-                          else "Stopping after the current step; finished samples are kept…")
-
-    def wait_for_run(self, timeout_ms: int = 60000) -> bool:
-        """Process events until the run has delivered its result or failure (scripts, screenshots)."""
-        deadline = time.monotonic() + timeout_ms / 1000
-        while not self._run_done:
-            QtWidgets.QApplication.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-            if time.monotonic() > deadline:
-                return False
-        if self.worker is not None:
-            self.worker.wait(5000)
-        QtWidgets.QApplication.processEvents()
-        return True
-
-    def predict(self) -> None:
-        """Predict time and memory of the current settings now (off the GUI thread)."""
-        if self.measurement is not None and not self.is_running():
-            self.plan_panel.predict_now(self.forward.edited_measurement(), self.solver.config())
+    @property
+    def result(self):
+        return self.session.result
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
@@ -385,80 +191,14 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         elif measurement is not None:  # no probe beside a run, but no prediction of other settings either
             self.plan_panel.forget(measurement, self.solver.config())
 
-    def _on_planned(self, planned) -> None:
-        self.status.set_batches(planned.batches)
-        self.view.panels["std"].set_title(std_panel_title(planned.spread, planned.calibration))
-
-    def _on_preview(self, event) -> None:
-        self.view.show_preview(event.x0_hat, event.step, event.sample_index)
-
-    def _on_statistics(self, event) -> None:
-        self.view.show_statistics(event.mean, event.std, event.samples_done)
-        self.roi.set_maps(self.view.mean, self.view.std)
-
-    def _on_diverged(self, event) -> None:
-        self.banner.show_text(event.message)
-        self.log(event.message, "warning")
-
-    def _on_finished(self, result: Result) -> None:
-        from_run, self._run_done = not self._run_done, True
-        self.result = result
-        self.view.show_result(result)
-        self.roi.set_maps(self.view.mean, self.view.std)
-        self.profile.set_data(self.view.mean, self.view.std, self.view.truth, result.units)
-        self.metrics.set_metrics(dict(result.metrics), {"samples": result.n_samples}, metric_notes(result))
-        self.status.end_progress(result.complete)
-        self.progress_label.setText(f"samples {result.n_samples}/{result.provenance.get('samples', result.n_samples)}"
-                                    f" · NFE {result.metrics.get('nfe', 0):.0f}")
-        if not (np.isfinite(result.mean).all() and np.isfinite(result.std).all()):
-            self.report_error("The result contains NaN or infinite values; try fewer steps, a smaller "
-                              "step size or fp32 precision.")
-        elif self.banner.show_result(result):
-            label_panels(self.view, result)
-            self.report_error(summary(result))
-        else:
-            done = "finished" if result.complete else f"stopped early with {result.n_samples} finished samples"
-            final = result.provenance.get("final_denoising_step")
-            if final:
-                done = f"stopped at step {final}: {result.n_samples} samples finished by a final denoising step"
-                self.view.panels["mean"].set_title(f"Mean · {result.n_samples} (final denoising step at {final})")
-                self.view.panels["std"].set_title("Spread (early finish, not posterior std)")
-            self.show_message(f"Reconstruction {done}.")
-        if from_run:  # a result opened from a file is no run of this window
-            self.log(self.run_record.end_line("finished" if result.complete else "stopped", result))
-        self._update_enabled()
-        self.run_finished.emit(result)
-
-    def _on_worker_ended(self) -> None:
-        run_owner.release_inputs(self.worker)
-        self._update_enabled()
-
-    def _on_stopped_empty(self) -> None:
-        self._run_done = True
-        self.show_message("Stopped before any sample finished; there is nothing to show (Finish now keeps the "
-                          "samples in progress, by a final denoising step).")
-        self.progress_label.setText("stopped")
-        self.status.end_progress(False)
-        self.log(self.run_record.end_line("stopped before any sample finished"))
-        self._update_enabled()
-        self.run_finished.emit(None)
-
-    def _on_failed(self, message: str) -> None:
-        self._run_done = True
-        self.report_error(message)
-        self.log(self.run_record.end_line("failed"))
-        self.progress_label.setText("failed")
-        self.status.end_progress(False)
-        self._update_enabled()
-        self.run_finished.emit(None)
-
     # ------------------------------------------------------------------ compare
     def open_compare_solvers(self) -> bool:
         cls, reason = compare_window_class()
-        if cls is None or self.measurement is None:
+        if cls is None or self.session.measurement is None:
             self.report_error(reason or "Open a measurement before comparing solvers.")
             return False
-        self.compare_window = cls(self.forward.edited_measurement() or self.measurement, self.solver.config(), parent=self)
+        measurement = self.forward.edited_measurement() or self.session.measurement
+        self.compare_window = cls(measurement, self.solver.config(), parent=self)
         self.compare_window.show()
         return True
 
@@ -478,35 +218,6 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
         self.view.panels["mean"].show_full()
         self.view.panels["measurement"].show_full()
 
-    # ------------------------------------------------------------------ export
-    def export_dialog(self) -> None:
-        if self.result is None:
-            self.report_error("There is no result to export yet; run a reconstruction first.")
-            return
-        start = str(Path(self.recent_files()[0]).with_suffix("")) + "_result" if self.recent_files() else "result"
-        path, chosen = QtWidgets.QFileDialog.getSaveFileName(self, "Export", start, ";;".join(exporting.EXPORTS))
-        if path:
-            try:
-                target, what = exporting.resolve_target(path, chosen)
-            except InputError as err:
-                self.report_error(str(err))
-                return
-            self.export(target, what)
-
-    def export(self, path: str | Path, what: str = "mean") -> bool:
-        """Write ``what`` (mean, std, samples, error or result) to ``path``; the kind follows the suffix."""
-        try:
-            if self.result is None:
-                raise InputError("There is no result to export yet; run a reconstruction first.")
-            panel = self.view.panels[what if what in ("mean", "std", "error") else "mean"]
-            exporting.export_result(path, self.result, what, truth=self.view.truth, title=panel.title(),
-                                    levels=tuple(panel.colorbar.levels()))
-        except Exception as err:  # noqa: BLE001 - an export failure is shown in the window, never only on a terminal
-            self.report_error(str(err) if isinstance(err, DiffreconError) else f"Export to {path} failed ({err}).")
-            return False
-        self.show_message(f"Exported {what} to {path}.")
-        return True
-
     # ------------------------------------------------------------------ messages and state
     def show_message(self, text: str) -> None:
         self.status.show_message(text)
@@ -524,13 +235,13 @@ class MainWindow(ABActions, QtWidgets.QMainWindow):
 
     def _update_enabled(self, *_) -> None:
         running = self.is_running()
-        can_run = not running and self.measurement is not None and self.forward.is_valid() \
+        can_run = not running and self.session.measurement is not None and self.forward.is_valid() \
             and self.solver.solver_name() is not None
         for w in (self.run_button, self.run_action):
             w.setEnabled(can_run)
         for w in (self.stop_button, self.stop_action, self.finish_button):
             w.setEnabled(running)
-        self.export_action.setEnabled(self.result is not None and not running)
+        self.export_action.setEnabled(self.session.result is not None and not running)
         self.pin_action.setEnabled(self.view.mean is not None)
         self.predict_action.setEnabled(can_run)
         self.calibrate_action.setEnabled(can_run)

@@ -9,42 +9,44 @@ or ``forget`` while a run needs the processor) until the new one arrives.
 from __future__ import annotations
 
 import functools
-
 import inspect
-import threading
 import weakref
 from typing import Callable
 
 from PySide6 import QtCore, QtWidgets
 
-from . import run_owner
+from .jobs import Job, JobSignals
 from .memory import format_bytes
-from .worker import describe_error
 
 DEBOUNCE_MS = 700
 
 
-class PlanWorker(QtCore.QThread):
+class PlanSignals(JobSignals):
+    planned = QtCore.Signal(int, object)  # request id, Planned
+
+
+def _probe(job: "PlanWorker", plan_fn: Callable, measurement, config):
+    kwargs = {"stop": job.stop_event} if _takes_stop(plan_fn) else {}
+    return plan_fn(measurement, config, **kwargs)
+
+
+class PlanWorker(Job):
     """Calls ``plan_fn(measurement, config)`` once, off the GUI thread; with ``stop=`` too when
     ``plan_fn`` takes it, so that :meth:`cancel` ends the probe at its next solver step."""
 
-    planned = QtCore.Signal(int, object)  # request id, Planned
-    failed = QtCore.Signal(int, str)  # request id, one sentence
+    SIGNALS = PlanSignals
 
     def __init__(self, request_id: int, measurement, config, plan_fn: Callable, parent=None):
-        super().__init__(parent)
-        self.request_id, self.measurement, self.config, self.plan_fn = request_id, measurement, config, plan_fn
-        self.stop = threading.Event()
+        super().__init__(_probe, plan_fn, measurement, config, owner=parent, pass_job=True)
+        self.request_id = request_id
+        # what the answer is for, weakly: a prediction keeps no measurement alive
+        self.planned_for = (weakref.ref(measurement.y), measurement.noise_sigma, config)
 
     def cancel(self) -> None:
-        self.stop.set()
+        self.stop_event.set()
 
-    def run(self) -> None:
-        kwargs = {"stop": self.stop} if _takes_stop(self.plan_fn) else {}
-        try:
-            self.planned.emit(self.request_id, self.plan_fn(self.measurement, self.config, **kwargs))
-        except BaseException as err:  # noqa: BLE001 - a failed prediction is a sentence, not a crash
-            self.failed.emit(self.request_id, describe_error(err))
+    def route(self, event) -> None:
+        self.planned.emit(self.request_id, event.value)
 
 
 def _takes_stop(fn: Callable) -> bool:
@@ -131,18 +133,17 @@ class PlanPanel(QtWidgets.QWidget):
         measurement, config = self._pending
         self.text.setText("Predicting… (timing the solver's first steps in the background)")
         self.text.setStyleSheet("color: gray;")
-        if self._worker is not None and self._worker.isRunning():
+        if self._worker is not None and self._worker.running():
             self._old_workers.append(self._worker)  # finishes on its own; its answer is stale
-        else:
-            run_owner.retire(self._worker)
         worker = self._worker = PlanWorker(self._request_id, measurement, config, self.plan_fn, self)
+        request_id, ended = self._request_id, weakref.ref(worker)
         worker.planned.connect(self._on_planned)
-        worker.failed.connect(self._on_failed)
-        worker.finished.connect(self._on_worker_finished)
+        worker.failed.connect(lambda message: self._on_failed(request_id, message))
+        worker.finished.connect(lambda: self._on_worker_finished(ended()))
         worker.start()
 
     def is_busy(self) -> bool:
-        return any(w.isRunning() for w in [self._worker, *self._old_workers] if w is not None)
+        return any(w.running() for w in [self._worker, *self._old_workers] if w is not None)
 
     def cancel(self) -> bool:
         """End probes in flight at their next solver step and drop their answers (a run starts).
@@ -185,8 +186,7 @@ class PlanPanel(QtWidgets.QWidget):
         if request_id != self._request_id:
             return
         self.planned = planned
-        m = self._worker.measurement  # the answer is for these
-        self.planned_for = (weakref.ref(m.y), m.noise_sigma, self._worker.config)
+        self.planned_for = self._worker.planned_for
         samples = sum(planned.batches)
         self.text.setStyleSheet("")
         self.text.setText(describe_plan(planned, samples))
@@ -199,10 +199,5 @@ class PlanPanel(QtWidgets.QWidget):
         self.text.setStyleSheet("color: #d04040;")
         self.text.setText(f"No prediction: {message}")
 
-    def _on_worker_finished(self) -> None:
-        ended = self.sender()
-        if ended is not None and ended is not self._worker:  # a stale probe: nothing refers to it any more
-            run_owner.retire(ended)
-        else:  # its answer has been handled (it was sent before ``finished``)
-            run_owner.release_inputs(ended)
-        self._old_workers = [w for w in self._old_workers if w is not ended and w.isRunning()]
+    def _on_worker_finished(self, ended) -> None:
+        self._old_workers = [w for w in self._old_workers if w is not ended and w.running()]

@@ -89,10 +89,11 @@ class ResultView(QtWidgets.QWidget):
         self.truth = None
         self.mean = self.std = None
 
-    def show_measurement(self, m: Measurement) -> None:
+    def show_measurement(self, m: Measurement, reconstruct=None) -> None:
+        """``m`` and its direct reconstruction, from ``reconstruct()`` where given (the session's)."""
         self.clear()
         self.unit = m.units
-        first, direct = measurement_views(m)
+        first, direct = measurement_views(m, reconstruct)
         meas = self.panels["measurement"]
         meas.set_title(first.title)
         meas.set_unit(first.unit)

@@ -65,13 +65,20 @@ class StatusArea:
         if self.progress_bar.format().endswith("preparing"):
             self.progress_bar.setFormat("%p% · ETA ?")
             self.progress_bar.setToolTip("Time left: measured.")
-        batch = self.batch_sizes.get(p.samples_done, 1)
-        total = max(p.steps * p.samples_total, 1)
-        self.progress_bar.setValue(int(100 * min((p.samples_done * p.steps + p.step * batch) / total, 1.0)))
+        self.progress_bar.setValue(int(100 * min(self.fraction_done(p), 1.0)))
         if p.eta is not None:
             self.progress_bar.setFormat(f"%p% · ETA {format_duration(p.eta)}")
         self.progress_label.setText(f"step {p.step}/{p.steps} · samples {p.samples_done}/{p.samples_total}"
                                     f" · NFE {p.nfe}")
+
+    def fraction_done(self, p) -> float:
+        """The engine's own ``work_done / work_total`` where its Progress carries them (they stay
+        true after an out-of-memory re-plan), else counted from steps and the planned batches."""
+        done, total = getattr(p, "work_done", None), getattr(p, "work_total", None)
+        if done is not None and total:
+            return done / total
+        batch = self.batch_sizes.get(p.samples_done, 1)
+        return (p.samples_done * p.steps + p.step * batch) / max(p.steps * p.samples_total, 1)
 
     def end_progress(self, complete: bool) -> None:
         if complete:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..measurement import Measurement
+from ..session import direct_reconstruction, read_file
 
 
 @dataclass
@@ -68,20 +68,9 @@ def modality(measurement: Measurement) -> str:
     return "other"
 
 
-def direct_reconstruction(measurement: Measurement) -> np.ndarray:
-    """The operator's own inverse (FBP, zero-filled, pseudo-inverse) as (C, H, W) numpy."""
-    from ..operators import build_operator
-
-    op = build_operator(measurement.operator)
-    y = torch.as_tensor(np.asarray(measurement.y))[None]
-    y = y.to(op.meas_dtype)
-    with torch.no_grad():
-        x = op.direct(y)[0]
-    return x.detach().cpu().numpy()
-
-
-def measurement_views(measurement: Measurement) -> tuple[View, View | None]:
-    """The measurement as users expect to see it, and its direct reconstruction (None on failure)."""
+def measurement_views(measurement: Measurement, reconstruct=None) -> tuple[View, View | None]:
+    """The measurement as users expect to see it, and its direct reconstruction (None on failure);
+    ``reconstruct()`` computes the latter (default: :func:`diffrecon.session.direct_reconstruction`)."""
     kind = modality(measurement)
     y = np.asarray(measurement.y)
     if kind == "mri":
@@ -95,17 +84,11 @@ def measurement_views(measurement: Measurement) -> tuple[View, View | None]:
         first = View("Measurement y", first_slice(y), measurement.units)
         direct_title = "Direct reconstruction"
     try:
-        direct = View(direct_title, first_slice(direct_reconstruction(measurement)), measurement.units)
+        x = reconstruct() if reconstruct is not None else direct_reconstruction(measurement)
+        direct = View(direct_title, first_slice(x), measurement.units)
     except Exception:  # a display nicety: a failing direct inverse must not block opening a file
         direct = None
     return first, direct
-
-
-def load_measurement(path: str | Path) -> Measurement:
-    """Read a measurement file with the io layer (imported lazily: it may land later)."""
-    from ..io import read_measurement
-
-    return read_measurement(Path(path))
 
 
 def default_measurement() -> Measurement:
@@ -115,7 +98,7 @@ def default_measurement() -> Measurement:
     try:
         path = demo.demo_path("ct")
         if path is not None and Path(path).exists():
-            return load_measurement(path)
+            return read_file(path).measurement
     except Exception:  # fall back to generating it: the bundled file is a convenience
         pass
     try:
@@ -136,33 +119,13 @@ def error_map(mean: np.ndarray, truth: np.ndarray | None) -> np.ndarray | None:
 
 
 def read_if_result(path: str | Path):
-    """The :class:`~diffrecon.measurement.Result` in ``path`` if it is a result file, else None
-    (a measurement, or not HDF5 at all: the measurement reader then gives the sentence)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            is_result = str(f.attrs.get("diffrecon_format", b"")).strip("b'") == "result"
-    except OSError:
-        return None
-    if not is_result:
-        return None
+    """The :class:`~diffrecon.measurement.Result` in ``path`` if it is a result file, else None."""
+    from ..errors import InputError
     from ..io import read_result
+    from ..session.opening import diffrecon_kind
 
-    return read_result(path)
-
-
-def config_from_provenance(prov: dict):
-    """The RunConfig that made a result (provenance is a recipe); defaults where it is silent."""
-    import dataclasses
-
-    from ..engine import RunConfig
-
-    fields = RunConfig.__dataclass_fields__
-    kw = {k: prov[k] for k in ("solver", "params", "steps", "samples", "seed", "prior", "device", "precision",
-                               "channels_last", "checkpointing", "schedule", "warm_start")
-          if k in prov and k in fields}
     try:
-        return dataclasses.replace(RunConfig(), **kw)
-    except TypeError:
-        return RunConfig()
+        kind = diffrecon_kind(Path(path))
+    except InputError:
+        return None
+    return read_result(path) if kind == "result" else None

@@ -8,25 +8,27 @@ from typing import Callable
 from PySide6 import QtCore, QtWidgets
 
 from ..weights import WEIGHTED, choose_weight
-from .worker import describe_error
+from .jobs import Job, JobSignals
 
 
-class WeightWorker(QtCore.QThread):
+class WeightSignals(JobSignals):
     progress = QtCore.Signal(str)
     chosen = QtCore.Signal(object)  # diffrecon.weights.WeightChoice
-    failed = QtCore.Signal(str)
+
+
+def _choose(job: "WeightWorker", measurement, config):
+    return choose_weight(measurement, config, progress=lambda k, n, v, r: job.progress.emit(
+        f"Auto weight: trial {k} of about {n}, value {v:.4g}, residual/noise {r:.3f}"))
+
+
+class WeightWorker(Job):
+    SIGNALS = WeightSignals
 
     def __init__(self, measurement, config, parent=None):
-        super().__init__(parent)
-        self.measurement, self.config = measurement, config
+        super().__init__(_choose, measurement, config, owner=parent, pass_job=True)
 
-    def run(self) -> None:
-        try:
-            choice = choose_weight(self.measurement, self.config, progress=lambda k, n, v, r: self.progress.emit(
-                f"Auto weight: trial {k} of about {n}, value {v:.4g}, residual/noise {r:.3f}"))
-            self.chosen.emit(choice)
-        except Exception as err:  # the window never dies: one sentence instead
-            self.failed.emit(describe_error(err))
+    def route(self, event) -> None:
+        self.chosen.emit(event.value)
 
 
 class AutoWeightButton(QtWidgets.QPushButton):

@@ -159,28 +159,45 @@ def export_result(result_path: str | os.PathLike, what: str = "mean", fmt: str =
     if fmt not in FORMATS:
         raise InputError(f"Export format {fmt!r} is unknown; valid formats are {', '.join(FORMATS)}.")
     r = read_result(result_path)
-    m = r.measurement
-    if what == "mean":
-        data = r.mean
-    elif what == "std":
-        data = r.std
-    elif what == "samples":
-        if r.samples is None:
-            raise InputError(f"Result {result_path} stores no samples (/posterior/samples); export mean or std.")
-        data = r.samples
-    else:
-        if m is None or m.ground_truth is None:
-            raise InputError(f"Result {result_path} has no ground truth (/measurement/ground_truth), so there is "
-                             "no error map; export mean or std.")
-        data = r.mean - m.ground_truth
     if out is None:
         out = result_path.with_name(f"{result_path.stem}_{what}{_SUFFIX[fmt]}")
-    label = {"std": spread_text(r.spread), "error": ERROR_LABEL}.get(what, what)
-    levels = None
+    return export_map(r, what, out, fmt, cmap=cmap, allow_overwrite=allow_overwrite, source=str(result_path))
+
+
+def map_of(result, what: str, source: str = "This result") -> np.ndarray:
+    """The data behind ``what`` of an in-memory result: mean, std, samples, or the signed error
+    mean − ground truth."""
+    m = result.measurement
+    if what == "mean":
+        return result.mean
+    if what == "std":
+        return result.std
+    if what == "samples":
+        if result.samples is None:
+            raise InputError(f"Result {source} stores no samples (/posterior/samples); export mean or std.")
+        return result.samples
+    if what == "error":
+        if m is None or m.ground_truth is None:
+            raise InputError(f"Result {source} has no ground truth (/measurement/ground_truth), so there is "
+                             "no error map; export mean or std.")
+        return result.mean - m.ground_truth
+    raise InputError(f"Export of {source}: what is {what!r}; valid choices are {', '.join(WHAT)}.")
+
+
+def export_map(result, what: str, out: str | os.PathLike, fmt: str | None = None, *, cmap: str = "viridis",
+               title: str | None = None, levels: tuple[float, float] | None = None, allow_overwrite: bool = True,
+               source: str = "in memory") -> Path:
+    """Write one map (:func:`map_of`) of an in-memory result to ``out``; the CLI's export and the
+    window's share it. ``title`` defaults to what the map is (the std's kind of spread); an error
+    PNG gets a diverging colour map with levels symmetric about 0 unless ``levels`` are given."""
+    data = map_of(result, what, source)
+    m = result.measurement
+    label = title or {"std": spread_text(result.spread), "error": ERROR_LABEL}.get(what, what)
     if what == "error":
         cmap = "RdBu_r" if cmap == "viridis" else cmap
-        bound = float(np.max(np.abs(data))) or 1.0
-        levels = (-bound, bound)
-    return export_array(data, out, fmt, units=r.units, pixel_size=m.pixel_size if m else 1.0,
+        if levels is None:
+            bound = float(np.max(np.abs(data))) or 1.0
+            levels = (-bound, bound)
+    return export_array(data, out, fmt, units=result.units, pixel_size=m.pixel_size if m else 1.0,
                         pixel_unit=m.pixel_unit if m else "px", title=label, cmap=cmap,
                         allow_overwrite=allow_overwrite, levels=levels)

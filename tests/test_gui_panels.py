@@ -1,13 +1,13 @@
-"""Finishing touches, offscreen: empty image panels show no made-up axes, the corner tab opens on
-the error map when there is a ground truth, and Reconstruct cancels a prediction in flight at
-the probe's next solver step. Each test checks numbers."""
+"""The panels before and between runs, offscreen: empty image panels show no made-up axes, the
+corner tab opens on the error map when there is a ground truth, the line profile's axes, the
+memory read-out follows the run's device, a new user's window starts on the engine's defaults,
+and windows leave cycle collection to the GUI thread. Each test checks numbers."""
 import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 import dataclasses  # noqa: E402
 import re  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -15,32 +15,15 @@ import pytest  # noqa: E402
 pytest.importorskip("PySide6")
 from PySide6 import QtCore  # noqa: E402
 
-from diffrecon import engine  # noqa: E402
+from gui_windows import make_window_without_measurement, no_plan  # noqa: E402,F401,F811 - fixture
+
 from diffrecon.demo import make_demo  # noqa: E402
 from diffrecon.engine import Planned, RunConfig  # noqa: E402
 from diffrecon.gui.main_window import MainWindow  # noqa: E402
 from diffrecon.gui.result_view import ResultView  # noqa: E402
-from diffrecon.solvers import SOLVERS, SolverInfo, Step  # noqa: E402
-from diffrecon.solvers._common import param  # noqa: E402
 
 FAST = RunConfig(prior="gaussian", steps=50, samples=2, device="cpu", solver="dps")
 STEP_SECONDS = 0.25
-
-
-def _no_plan(measurement, config):
-    return Planned(device="cpu", batches=[config.samples], steps=config.steps, nfe_per_sample=config.steps,
-                   predicted_peak_bytes=None, std_is_posterior=True, normalization=(1.0, 0.0), predicted_seconds=1.0)
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    def make(plan_fn=_no_plan, engine_run=None):
-        settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
-        w = MainWindow(settings=settings, plan_fn=plan_fn, engine_run=engine_run)
-        qtbot.addWidget(w)
-        w.solver.set_config(FAST)
-        return w
-    return make
 
 
 def _axes_shown(panel):
@@ -85,61 +68,6 @@ def test_corner_tab_starts_on_error_with_ground_truth_and_on_samples_without(qtb
     assert view.corner.currentIndex() == 0
 
 
-@dataclasses.dataclass(frozen=True)
-class _SlowParams:
-    unused: float = param(1.0, lo=0.0, hi=2.0, help="no effect")
-
-
-def test_reconstruct_cancels_a_prediction_in_flight_within_one_probe_step(qtbot, make_window, monkeypatch):
-    steps_done = []
-
-    def slow(denoiser, op, y, sigmas, x_init, *, params, generator):
-        n = len(sigmas) - 1
-        for i in range(n):
-            time.sleep(STEP_SECONDS)  # releases the GIL like a real probe's torch work
-            steps_done.append(time.monotonic())
-            yield Step(i, n, float(sigmas[i + 1]), x_init, x_init, i + 1)
-
-    monkeypatch.setitem(SOLVERS, "slow", SolverInfo("slow", slow, _SlowParams, "slow", "test", posterior=True))
-
-    def plan_fn(measurement, config, stop=None):  # the real engine.plan, on a solver of known step time
-        return engine.plan(measurement, dataclasses.replace(config, solver="slow", params={}), probe_steps=40, stop=stop)
-
-    def engine_run(measurement, config, *, stop):
-        stop.wait(10)
-        return
-        yield
-
-    w = make_window(plan_fn, engine_run)
-    w.plan_panel.auto = False
-    w.set_measurement(make_demo("denoise", size=16))
-    w.predict()
-    qtbot.waitUntil(lambda: len(steps_done) >= 2, timeout=10000)  # the probe is well under way
-    clicked = time.monotonic()
-    qtbot.mouseClick(w.run_button, QtCore.Qt.MouseButton.LeftButton)
-    assert w.is_running()
-    qtbot.waitUntil(lambda: not w.plan_panel.is_busy(), timeout=5000)
-    ended = time.monotonic()
-    after = [t for t in steps_done if t > clicked]
-    assert len(after) <= 1 and len(steps_done) < 10  # the probe asked for 40 steps
-    assert ended - clicked < 2 * STEP_SECONDS + 0.5
-    qtbot.wait(50)
-    assert w.plan_panel.planned is None and "cancelled" in w.plan_panel.text.text()
-    w.stop_run()
-    w.worker.wait(5000)
-
-
-def test_cancel_with_no_probe_in_flight_keeps_the_shown_prediction(qtbot, make_window):
-    w = make_window()
-    w.set_measurement(make_demo("denoise", size=16))
-    w.predict()
-    qtbot.waitUntil(lambda: w.plan_panel.planned is not None and not w.plan_panel.is_busy(), timeout=5000)
-    shown = w.plan_panel.text.text()
-    assert "≈ 1.0 s on cpu" in shown
-    assert w.plan_panel.cancel() is False
-    assert w.plan_panel.text.text() == shown and w.plan_panel.planned.predicted_seconds == 1.0
-
-
 def test_line_profile_shows_axis_values_only_once_it_has_a_profile(qtbot):
     from diffrecon.gui.profile_panel import ProfilePanel
     from diffrecon.gui.image_panel import ImagePanel
@@ -158,7 +86,8 @@ def test_line_profile_shows_axis_values_only_once_it_has_a_profile(qtbot):
     assert profile.profiles()["mean"][-1] > profile.profiles()["mean"][0] + 0.5  # left to right up the ramp
 
 
-def test_memory_read_out_follows_the_run_device_with_auto_and_a_gpu_display_name(qtbot, make_window):
+def test_memory_read_out_follows_the_run_device_with_auto_and_a_gpu_display_name(
+        qtbot, make_window_without_measurement):
     planned_seen = []
 
     def engine_run(measurement, config, *, stop):
@@ -168,7 +97,7 @@ def test_memory_read_out_follows_the_run_device_with_auto_and_a_gpu_display_name
         planned_seen.append(True)
         stop.wait(10)
 
-    w = make_window(engine_run=engine_run)
+    w = make_window_without_measurement(engine_run=engine_run)
     w.plan_panel.auto = False
     w.set_measurement(make_demo("denoise", size=16))
     assert w.start_run(dataclasses.replace(FAST, device="auto"))
@@ -184,7 +113,7 @@ def test_memory_read_out_follows_the_run_device_with_auto_and_a_gpu_display_name
 
 def test_a_new_users_window_starts_on_the_engines_default_solver_and_settings(qtbot, tmp_path):
     settings = QtCore.QSettings(str(tmp_path / "fresh.ini"), QtCore.QSettings.Format.IniFormat)
-    w = MainWindow(settings=settings, plan_fn=_no_plan)
+    w = MainWindow(settings=settings, plan_fn=no_plan)
     qtbot.addWidget(w)
     shown, default = w.solver.config(), RunConfig()
     assert default.solver == "diffpir" and w.solver.solver_name() == "diffpir"  # not the registry's first (dps)
@@ -193,13 +122,13 @@ def test_a_new_users_window_starts_on_the_engines_default_solver_and_settings(qt
     assert shown.params["lam"] == 7.0  # the form shows DiffPIR's parameters (the paper's defaults)
 
 
-def test_windows_leave_cycle_collection_to_the_gui_thread(qtbot, make_window):
+def test_windows_leave_cycle_collection_to_the_gui_thread(qtbot, make_window_without_measurement):
     import gc
     import threading
 
     from diffrecon.gui import gc_guard
 
-    w = make_window()
+    w = make_window_without_measurement()
     assert gc_guard._guard is not None and not gc.isenabled() and gc_guard._guard.timer.isActive()
 
     class Node:

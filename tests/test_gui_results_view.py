@@ -1,49 +1,26 @@
-"""Second-round window features, offscreen: images fill their panels, prediction off the GUI
-thread, complex views, ROI statistics, A/B swipe and difference, theme, compare-solvers action.
-Each test states its claim in its name and checks it numerically."""
+"""What the result view shows, offscreen: images fill their panels, linked zoom, the live
+estimate, complex views, ROI statistics, A/B swipe and difference, the theme (plot backgrounds and
+the line-profile legend) and the compare-solvers action. Each test states its claim in its name
+and checks it numerically."""
 import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 import dataclasses  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("PySide6")
-from PySide6 import QtCore, QtWidgets  # noqa: E402
+from PySide6 import QtWidgets  # noqa: E402
 
-from qt_latency import event_loop_gaps  # noqa: E402
+from gui_windows import CountingPlan, make_denoise16_window, make_shown_window  # noqa: E402,F401,F811 - fixtures
+
 from diffrecon.demo import make_demo  # noqa: E402
-from diffrecon.engine import Planned, RunConfig  # noqa: E402
+from diffrecon.engine import RunConfig  # noqa: E402
 from diffrecon.gui.ab_view import swipe_composite  # noqa: E402
-from diffrecon.gui.main_window import MainWindow  # noqa: E402
 
 FAST = RunConfig(prior="gaussian", steps=3, samples=2, device="cpu", solver="dps")
-
-
-def _fake_plan(delay=0.0):
-    def plan(measurement, config):
-        time.sleep(delay)  # releases the GIL like a real probe's torch work
-        return Planned(device="cpu", batches=[config.samples], steps=config.steps, nfe_per_sample=7 * config.steps,
-                       predicted_peak_bytes=3 * 2**30, std_is_posterior=True, normalization=(1.0, 0.0),
-                       predicted_seconds=12.5)
-    return plan
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    def make(measurement=None, plan_fn=None):
-        settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
-        w = MainWindow(settings=settings, plan_fn=plan_fn or _fake_plan())
-        qtbot.addWidget(w)
-        w.resize(1400, 900)
-        w.show()
-        w.set_measurement(measurement or make_demo("denoise", size=32))
-        w.solver.set_config(FAST)
-        return w
-    return make
 
 
 def _run(qtbot, w, config=FAST):
@@ -53,8 +30,8 @@ def _run(qtbot, w, config=FAST):
     return w.result
 
 
-def test_images_fill_their_panels_after_load_and_resize(qtbot, make_window):
-    w = make_window(make_demo("denoise", size=64))
+def test_images_fill_their_panels_after_load_and_resize(qtbot, make_shown_window):
+    w = make_shown_window(make_demo("denoise", size=64))
     qtbot.wait(50)
     for key in ("direct", "truth"):
         (x0, x1), (y0, y1) = w.view.panels[key].plot.vb.viewRange()
@@ -67,8 +44,8 @@ def test_images_fill_their_panels_after_load_and_resize(qtbot, make_window):
     assert min(x1 - x0, y1 - y0) == pytest.approx(64, abs=0.5)
 
 
-def test_user_zoom_on_mean_is_followed_by_std_panel(qtbot, make_window):
-    w = make_window()
+def test_user_zoom_on_mean_is_followed_by_std_panel(qtbot, make_shown_window):
+    w = make_shown_window()
     _run(qtbot, w)
     mean, std = w.view.panels["mean"], w.view.panels["std"]
     mean.plot.vb.setRange(xRange=(4, 12), yRange=(4, 12), padding=0)
@@ -79,8 +56,8 @@ def test_user_zoom_on_mean_is_followed_by_std_panel(qtbot, make_window):
     assert not w.view.panels["mean"].group.fitted
 
 
-def test_live_estimate_panel_holds_the_last_preview_at_the_end_of_a_run(qtbot, make_window):
-    w = make_window()
+def test_live_estimate_panel_holds_the_last_preview_at_the_end_of_a_run(qtbot, make_shown_window):
+    w = make_shown_window()
     previews = []
     from diffrecon.engine import run as engine_run
 
@@ -96,54 +73,9 @@ def test_live_estimate_panel_holds_the_last_preview_at_the_end_of_a_run(qtbot, m
     assert previews[-1].step == 4 and "step 4" in w.view.panels["estimate"].title()
 
 
-def test_prediction_appears_in_the_panel_and_event_loop_keeps_200ms_latency(qtbot, make_window):
-    w = make_window(plan_fn=_fake_plan(delay=0.8))
-    w.plan_panel.auto = False
-    w.plan_panel.timer.stop()
-    qtbot.wait(300)  # the first paint of the freshly shown window is not what is measured
-    with event_loop_gaps() as gaps:
-        qtbot.mouseClick(w.plan_panel.button, QtCore.Qt.MouseButton.LeftButton)
-        assert w.plan_panel.is_busy() and "Predicting" in w.plan_panel.text.text()
-        qtbot.waitUntil(lambda: w.plan_panel.planned is not None, timeout=10000)
-    assert len(gaps) > 20 and max(gaps[1:]) < 0.2  # the window ran while the probe slept 0.8 s
-    text = w.plan_panel.text.text()
-    assert "≈ 12.5 s on cpu" in text and f"{7 * 3 * 2} network evaluations" in text and "3.0 GiB" in text
-
-
-def test_settings_change_triggers_one_debounced_prediction_with_the_new_settings(qtbot, make_window):
-    calls = []
-
-    def plan(m, config):
-        calls.append(config.steps)
-        return _fake_plan()(m, config)
-
-    w = make_window(plan_fn=plan)
-    qtbot.waitUntil(lambda: w.plan_panel.planned is not None, timeout=5000)
-    calls.clear()
-    for steps in (5, 6, 7):
-        w.solver.steps.setValue(steps)
-    qtbot.waitUntil(lambda: bool(calls) and not w.plan_panel.is_busy(), timeout=5000)
-    qtbot.wait(100)
-    assert calls == [7]
-    assert f"{7 * 7 * 2} network evaluations" in w.plan_panel.text.text()
-
-
-def test_real_engine_plan_reports_nfe_from_solver_info(qtbot, make_window):
-    from diffrecon.engine import plan
-    from diffrecon.solvers import get_solver
-
-    w = make_window(plan_fn=plan)
-    w.predict()
-    qtbot.waitUntil(lambda: w.plan_panel.planned is not None, timeout=30000)
-    planned = w.plan_panel.planned
-    assert planned.nfe_per_sample == 3 * get_solver("dps").evaluations_per_step()
-    assert planned.predicted_seconds > 0 and planned.predicted_peak_bytes is None
-    assert f"{planned.nfe_per_sample * 2} network evaluations" in w.plan_panel.text.text()
-
-
-def test_complex_mri_panels_offer_phase_real_imaginary_and_log_magnitude(make_window):
+def test_complex_mri_panels_offer_phase_real_imaginary_and_log_magnitude(make_shown_window):
     m = make_demo("mri", size=32)
-    w = make_window(m)
+    w = make_shown_window(m)
     panel = w.view.panels["measurement"]
     k = np.asarray(m.y)
     while k.ndim > 2:
@@ -161,8 +93,8 @@ def test_complex_mri_panels_offer_phase_real_imaginary_and_log_magnitude(make_wi
     assert not w.view.panels["truth"].mode_box.isVisibleTo(w.view.panels["truth"])  # real data: no selector
 
 
-def test_roi_statistics_equal_numpy_on_the_same_slice_for_mean_and_std(qtbot, make_window):
-    w = make_window()
+def test_roi_statistics_equal_numpy_on_the_same_slice_for_mean_and_std(qtbot, make_shown_window):
+    w = make_shown_window()
     _run(qtbot, w)
     w.roi.set_bounds((3, 17, 5, 29))
     assert w.roi.bounds() == (3, 17, 5, 29)
@@ -175,8 +107,8 @@ def test_roi_statistics_equal_numpy_on_the_same_slice_for_mean_and_std(qtbot, ma
     assert tuple(w.roi.mirror.pos()) == (5, 3) and tuple(w.roi.mirror.size()) == (24, 14)  # mirrored on std
 
 
-def test_pinned_a_and_new_result_b_give_exact_swipe_and_difference(qtbot, make_window):
-    w = make_window()
+def test_pinned_a_and_new_result_b_give_exact_swipe_and_difference(qtbot, make_shown_window):
+    w = make_shown_window()
     a = _run(qtbot, w).mean[0].astype(np.float32)
     assert w.pin_result_as_a()
     b = _run(qtbot, w, dataclasses.replace(FAST, seed=5)).mean[0].astype(np.float32)
@@ -190,8 +122,8 @@ def test_pinned_a_and_new_result_b_give_exact_swipe_and_difference(qtbot, make_w
     np.testing.assert_array_equal(swipe_composite(a, b, 0), b)
 
 
-def test_result_file_opened_as_a_compares_with_current_result(qtbot, make_window, tmp_path):
-    w = make_window()
+def test_result_file_opened_as_a_compares_with_current_result(qtbot, make_shown_window, tmp_path):
+    w = make_shown_window()
     a = _run(qtbot, w).mean[0]
     assert w.export(tmp_path / "a.h5", "result")
     b = _run(qtbot, w, dataclasses.replace(FAST, seed=3)).mean[0]
@@ -200,8 +132,8 @@ def test_result_file_opened_as_a_compares_with_current_result(qtbot, make_window
     assert not w.open_a_file(tmp_path / "missing.h5") and "missing.h5" in w.message_label.text()
 
 
-def test_theme_choice_is_persisted_and_turns_plot_backgrounds_dark(make_window):
-    w = make_window()
+def test_theme_choice_is_persisted_and_turns_plot_backgrounds_dark(make_shown_window):
+    w = make_shown_window()
     w.set_theme("dark")
     assert w.settings.value("view/theme") == "dark" and w.dark
     assert w.view.panels["mean"].graphics.backgroundBrush().color().lightness() < 50
@@ -212,11 +144,25 @@ def test_theme_choice_is_persisted_and_turns_plot_backgrounds_dark(make_window):
     assert w.theme_actions["light"].isChecked() and not w.theme_actions["dark"].isChecked()
 
 
-def test_compare_solvers_action_has_ctrl_k_and_is_enabled_only_when_importable(make_window):
+def test_compare_solvers_action_has_ctrl_k_and_is_enabled_only_when_importable(make_shown_window):
     from diffrecon.gui.menus import compare_window_class
 
-    w = make_window()
+    w = make_shown_window()
     cls, reason = compare_window_class()
     assert w.compare_action.shortcut().toString() == "Ctrl+K"
     assert w.compare_action.isEnabled() == (cls is not None)
     assert (reason in w.compare_action.toolTip()) if cls is None else reason == ""
+
+
+def _legend_html(w):
+    return [label.item.toHtml() for _sample, label in w.profile.plot.getPlotItem().legend.items]
+
+
+def test_profile_legend_text_is_light_in_dark_theme_and_dark_in_light_theme(make_denoise16_window):
+    w = make_denoise16_window(CountingPlan())
+    w.set_theme("dark")
+    html = _legend_html(w)
+    assert len(html) == 2 and all("#c8c8c8" in h for h in html)  # (200, 200, 200)
+    w.set_theme("light")
+    assert all("#282828" in h for h in _legend_html(w))  # (40, 40, 40)
+
