@@ -25,6 +25,24 @@ _MAX_CHANNELS = 4
 _TIFF = (".tif", ".tiff")
 _PNG = (".png",)
 _H5 = (".h5", ".hdf5", ".hdf", ".nxs", ".he5")
+IMAGE_SUFFIXES = _TIFF + _PNG
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
+
+
+def image_format(path: Path) -> str | None:
+    """``tiff`` or ``png`` from the first bytes of ``path`` (else from its suffix), None otherwise."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError:
+        head = b""
+    suffix = path.suffix.lower()
+    if head[:4] in _TIFF_MAGIC or (suffix in _TIFF and not head.startswith(_PNG_MAGIC)):
+        return "tiff"
+    if head.startswith(_PNG_MAGIC) or suffix in _PNG:
+        return "png"
+    return None
 
 
 def _to_chw(arr: np.ndarray, where: str) -> np.ndarray:
@@ -112,10 +130,10 @@ def read_image(path: str | os.PathLike, dataset: str | None = None, *, allow_ext
     path = Path(path)
     if not path.is_file():
         raise InputError(f"File {path} does not exist; expected a TIFF, PNG or HDF5 image.")
-    suffix = path.suffix.lower()
-    if suffix in _TIFF:
+    suffix, kind = path.suffix.lower(), image_format(path)
+    if kind == "tiff":
         arr, where = _read_tiff(path), f"File {path}"
-    elif suffix in _PNG:
+    elif kind == "png":
         arr, where = _read_png(path), f"File {path}"
     elif suffix in _H5 or h5py.is_hdf5(path):
         arr = _read_h5(path, dataset, allow_external)
