@@ -103,3 +103,15 @@ def test_resampling_with_the_files_own_settings_keeps_its_sampling_density(name)
         a, b = np.asarray(before[key]), np.asarray(after[key])
         assert a.size == b.size and np.mean(a) == pytest.approx(np.mean(b), rel=0.02)
     assert again.y.shape == m.y.shape and again.attrs["derivation"].endswith(f"from {rs.source_name(m)}")
+
+
+def test_robust_levels_ignore_one_hot_pixel_and_non_finite_values():
+    from diffrecon.display import robust_levels, robust_range
+
+    a = np.linspace(0.0, 1.0, 10_000).reshape(100, 100)
+    a[0, 0], a[0, 1], a[0, 2] = 1e6, np.nan, -np.inf
+    lo, hi = robust_levels(a)
+    assert lo == pytest.approx(0.005, abs=1e-3) and hi == pytest.approx(0.995, abs=1e-3)
+    assert robust_levels(a - 0.5, symmetric=True) == pytest.approx((-0.495, 0.495), abs=1e-3)
+    assert robust_range(np.full((2, 2), np.nan)) is None and robust_levels(np.full((2, 2), np.nan)) == (0.0, 1.0)
+    assert robust_levels(np.ones((3, 3)))[1] > 1.0  # a flat image still gets a non-empty interval
