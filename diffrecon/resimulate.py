@@ -39,6 +39,7 @@ class Options:
     available: bool
     reason: str  # why not (a sentence), or what the new measurement is computed from
     settings: tuple[Setting, ...] = ()
+    mask_kinds: tuple[str, ...] = ()  # how a new mask may be drawn (empty: the pattern has no such choice)
 
 
 def source_name(m: Measurement) -> str:
@@ -56,10 +57,10 @@ def options(m: Measurement) -> Options:
     if not settings:
         return Options(False, f"The {spec.kind} forward model has no sampling pattern to change.")
     if rule.from_data(spec):
-        return Options(True, "from the file's fully sampled k-space", settings)
+        return Options(True, "from the file's fully sampled k-space", settings, rule.mask_kinds)
     if m.ground_truth is not None:
-        return Options(True, "from the ground truth, noise at the file's level", settings)
-    return Options(False, rule.refused(spec), settings)
+        return Options(True, "from the ground truth, noise at the file's level", settings, rule.mask_kinds)
+    return Options(False, rule.refused(spec), settings, rule.mask_kinds)
 
 
 # ------------------------------------------------------------------------------ checking values

@@ -115,3 +115,8 @@ def test_robust_levels_ignore_one_hot_pixel_and_non_finite_values():
     assert robust_levels(a - 0.5, symmetric=True) == pytest.approx((-0.495, 0.495), abs=1e-3)
     assert robust_range(np.full((2, 2), np.nan)) is None and robust_levels(np.full((2, 2), np.nan)) == (0.0, 1.0)
     assert robust_levels(np.ones((3, 3)))[1] > 1.0  # a flat image still gets a non-empty interval
+
+
+def test_only_patterns_drawn_at_random_offer_a_mask_kind():
+    kinds = {name: rs.options(make_demo(name, size=16)).mask_kinds for name in ("mri", "inpaint", "ct", "deblur")}
+    assert kinds == {"mri": rs.MASK_KINDS, "inpaint": (), "ct": (), "deblur": ()}
