@@ -10,6 +10,7 @@ The units and noise of each demo are its entry in :mod:`diffrecon.problems.prese
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.resources
 import math
 import sys
@@ -22,12 +23,9 @@ from .errors import InputError
 from .measurement import Measurement
 from .phantoms import TEST_SEEDS, phantom
 from .problems import PROBLEMS, Demo, demo_names, problem
-from .problems.presets import CT_PIXEL_CM, MRI_ACCELERATION, RF_FREQUENCIES_HZ, RF_PIXEL_CM  # noqa: F401
 
 #: The demos, in order: the problem presets that have a demo (:mod:`diffrecon.problems`).
 DEMO_KINDS = demo_names()
-DEFAULT_SIZE = PROBLEMS["ct"].demo.size
-RF_DEFAULT_SIZE = PROBLEMS["rf"].demo.size
 MRI_KINDS = tuple(k for k in DEMO_KINDS if PROBLEMS[k].kind == "mri")
 
 
@@ -44,10 +42,8 @@ def make_demo(kind: str, size: int | None = None, seed: int | None = None, noise
     """
     if kind not in DEMO_KINDS:
         raise InputError(f"Unknown demo {kind!r}; valid demos are {', '.join(DEMO_KINDS)}.")
-    preset = problem(kind)
-    setup = preset.demo
     if size is None:
-        size = setup.size
+        size = problem(kind).demo.size
     if size < 8 or size > 1024:
         raise InputError(f"Demo size {size} is out of range; valid sizes are 8 to 1024 pixels.")
     seed = 0 if seed is None else int(seed)
@@ -57,19 +53,36 @@ def make_demo(kind: str, size: int | None = None, seed: int | None = None, noise
         raise InputError(f"Demo seed {seed} is negative; valid seeds are integers >= 0.")
     if noise is not None and not (math.isfinite(noise) and noise >= 0):
         raise InputError(f"Demo noise {noise} is invalid; it must be a finite number >= 0.")
-    options = dict(setup.options)
+    options = {}
     if acceleration is not None:
         if kind not in MRI_KINDS:
             raise InputError(f"Demo acceleration applies to the MRI demos ({', '.join(MRI_KINDS)}), not to {kind!r}.")
         if not (math.isfinite(acceleration) and acceleration >= 1):
             raise InputError(f"Demo acceleration {acceleration} is invalid; it must be a finite number >= 1.")
         options["acceleration"] = float(acceleration)
-    image_shape = (1, int(size), int(size))
-    options = preset.resolve(options)
-    op = preset.build(image_shape, options, seed=seed, pixel_size=setup.pixel_size)
-
     drawn = TEST_SEEDS[seed] if phantom_seed is None else int(phantom_seed)
-    gt = (phantom(int(size), drawn) * setup.scale).astype(np.float32)[None]
+    m = demo_measurement(kind, phantom(int(size), drawn), seed, noise=noise, options=options)
+    which = f"test phantom {seed}" if phantom_seed is None else f"phantom {phantom_seed}"
+    attrs = {"demo_kind": kind, "demo_seed": seed}
+    if phantom_seed is not None:
+        attrs["phantom_seed"] = int(phantom_seed)
+    return dataclasses.replace(m, title=f"{m.title} (demo, {which})", attrs=attrs)
+
+
+def demo_measurement(kind: str, image: np.ndarray, seed: int = 0, *, noise: float | None = None,
+                     options: dict | None = None) -> Measurement:
+    """A measurement of ``image`` ((H, W), values 0 to 1 like a phantom) under demo problem ``kind``:
+    scaled to the demo's physical units, measured by the preset's forward model with the demo's
+    options (updated by ``options``; random masks seeded with ``seed``) and white noise at the
+    demo's relative level (or of standard deviation ``noise``) from a generator seeded with ``seed``."""
+    preset = problem(kind)
+    setup = preset.demo
+    if setup is None:
+        raise InputError(f"Problem {kind!r} has no demo; valid demos are {', '.join(DEMO_KINDS)}.")
+    options = preset.resolve({**setup.options, **(options or {})})
+    image = np.asarray(image)
+    op = preset.build((1, *image.shape[-2:]), options, seed=seed, pixel_size=setup.pixel_size)
+    gt = (image * setup.scale).astype(np.float32).reshape(1, *image.shape[-2:])
     value_range = (0.0, float(setup.scale))
     with torch.no_grad():
         clean = op.A(torch.from_numpy(gt)[None])
@@ -79,16 +92,10 @@ def make_demo(kind: str, size: int | None = None, seed: int | None = None, noise
         generator = torch.Generator().manual_seed(seed)
         y = clean + op.noise_like(clean, generator) if noise > 0 else clean
     y = y[0].cpu().numpy().astype(np.complex64 if op.is_complex else np.float32)
-    spec = op.to_spec()
-    title = setup.title.format(**options)
-    which = f"test phantom {seed}" if phantom_seed is None else f"phantom {phantom_seed}"
-    attrs = {"demo_kind": kind, "demo_seed": seed}
-    if phantom_seed is not None:
-        attrs["phantom_seed"] = int(phantom_seed)
     return Measurement(
-        y=y, operator=spec, noise_sigma=float(noise), units=setup.units, value_range=value_range,
+        y=y, operator=op.to_spec(), noise_sigma=float(noise), units=setup.units, value_range=value_range,
         ground_truth=gt, pixel_size=setup.pixel_size, pixel_unit=setup.pixel_unit,
-        title=f"{title} (demo, {which})", attrs=attrs,
+        title=setup.title.format(**options),
     )
 
 
