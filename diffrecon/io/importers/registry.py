@@ -26,7 +26,7 @@ class ImportOption:
     """One option of an importer; ``None`` as a value always means "not given"."""
 
     name: str
-    kind: type  # int | float | str
+    kind: type  # int | float | str | dict
     help: str = ""
 
 
@@ -63,8 +63,7 @@ def _read_fastmri(path, *, allow_external=False, slice=None, size=None, accelera
 
     if center_fraction is not None and acceleration is None:
         raise InputError(f"Import of {path}: center_fraction applies only with acceleration (a retrospective mask).")
-    return import_fastmri(path, slice, size, acceleration, center_fraction, 0 if seed is None else seed, coils,
-                          allow_external=allow_external)
+    return import_fastmri(path, slice, size, acceleration, center_fraction, seed, coils, allow_external=allow_external)
 
 
 def _read_dxchange(path, *, allow_external=False, slice=None, size=None) -> Measurement:
