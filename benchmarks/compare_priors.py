@@ -28,6 +28,7 @@ posterior means, float16, for figures).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -89,20 +90,9 @@ def prepare_real(path: Path) -> None:
 
 def simulate(kind: str, gt01: np.ndarray, index: int, acceleration: float | None) -> Measurement:
     """make_demo's measurement with ``gt01`` (in [0, 1]) in place of the phantom."""
-    setup = demo._SETUPS[kind]
     options = {"acceleration": acceleration} if acceleration else {}
-    op = setup.build((1, *gt01.shape), index, **options)
-    gt = (gt01 * setup.scale).astype(np.float32)[None]
-    value_range = (0.0, float(setup.scale))
-    with torch.no_grad():
-        clean = op.A(torch.from_numpy(gt)[None])
-        noise = demo._relative_noise(op, clean, setup, value_range)
-        op.noise_sigma = float(noise)
-        y = clean + op.noise_like(clean, torch.Generator().manual_seed(index))
-    y = y[0].cpu().numpy().astype(np.complex64 if op.is_complex else np.float32)
-    return Measurement(y=y, operator=op.to_spec(), noise_sigma=float(noise), units=setup.units,
-                       value_range=value_range, ground_truth=gt, pixel_size=setup.pixel_size,
-                       pixel_unit=setup.pixel_unit, title=f"{kind} real image {index}")
+    m = demo.demo_measurement(kind, gt01, index, options=options)
+    return dataclasses.replace(m, title=f"{kind} real image {index}")
 
 
 def reconstruct(m: Measurement, denoiser, device: str) -> engine.Result | None:
@@ -211,7 +201,7 @@ def figure(real_npz: Path, recons: list[Path], out: Path) -> None:
     real = dict(np.load(real_npz))
     runs = {f.stem.removeprefix("recon_"): dict(np.load(f)) for f in recons}
     names = [k[:-len(f"_{SIZE}")] for k in real if k.endswith(f"_{SIZE}")]
-    scale = {t: demo._SETUPS[kind].scale for t, (kind, _) in TASKS.items()}
+    scale = {t: demo.problem(kind).demo.scale for t, (kind, _) in TASKS.items()}
     cols = [(t, lab) for t in TASKS for lab in runs]
     fig, axes = plt.subplots(len(names), 1 + len(cols), figsize=(1.6 * (1 + len(cols)), 1.75 * len(names)),
                              squeeze=False)

@@ -3,30 +3,18 @@
 ``make_demo(kind, size, seed, noise)`` draws a test-set phantom (:func:`diffrecon.phantoms.phantom`
 with ``TEST_SEEDS[seed]``, never a training image), scales it to physical units, applies the
 forward model and adds white Gaussian noise from a ``torch.Generator`` seeded with ``seed``.
-Units chosen:
-
-* ``ct``, ``ct_limited``: linear attenuation 0 to 0.4 1/cm (soft tissue ~0.2, bone ~0.4 at
-  ~70 keV), pixels of 0.1 cm, so the sinogram holds dimensionless line integrals; noise 1 % of
-  the sinogram's maximum.
-* ``mri``, ``mri_multicoil``: magnitude in arbitrary units 0 to 1; noise 2 % of the RMS of the
-  measured k-space samples (a real image, so its k-space is Hermitian-symmetric).
-* ``inpaint``, ``deblur``, ``sr``, ``denoise`` (microscopy-like intensity): a.u. 0 to 1; noise
-  0.01 of the range (denoise: 0.1).
-* ``rf``: dimensionless contrast 0 to 1 (relative permittivity minus one), 0.5 cm pixels, 16
-  antennas on a circle one image width in radius, 2, 4 and 6 GHz; noise 2 % of the RMS of the
-  scattered field.
+The units and noise of each demo are its entry in :mod:`diffrecon.problems.presets`.
 
 ``python -m diffrecon.demo --write-resources`` regenerates ``diffrecon/resources/demo/<kind>.h5``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.resources
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,90 +22,11 @@ import torch
 from .errors import InputError
 from .measurement import Measurement
 from .phantoms import TEST_SEEDS, phantom
+from .problems import PROBLEMS, Demo, demo_names, problem
 
-DEMO_KINDS = ("ct", "ct_limited", "mri", "mri_multicoil", "inpaint", "deblur", "sr", "denoise", "rf")
-DEFAULT_SIZE = 128
-RF_DEFAULT_SIZE = 32
-CT_PIXEL_CM = 0.1
-RF_PIXEL_CM = 0.5
-RF_FREQUENCIES_HZ = (2e9, 4e9, 6e9)
-MRI_ACCELERATION = 4.0
-MRI_KINDS = ("mri", "mri_multicoil")
-
-
-@dataclass(frozen=True)
-class _Setup:
-    title: str  # may hold {acceleration} (the MRI demos)
-    build: Callable[..., object]  # (image_shape, seed[, acceleration]) -> operator
-    scale: float  # physical units per phantom unit
-    units: str
-    pixel_size: float
-    pixel_unit: str
-    noise_ref: str  # "max" | "rms" | "range": what the relative noise level refers to
-    noise_rel: float
-
-
-def _ct(image_shape, seed):
-    from .operators import ParallelBeamCT, sparse_view_angles
-    return ParallelBeamCT(image_shape, sparse_view_angles(30), pixel_size=CT_PIXEL_CM)
-
-
-def _ct_limited(image_shape, seed):
-    from .operators import ParallelBeamCT, limited_angle_angles
-    return ParallelBeamCT(image_shape, limited_angle_angles(90.0, 60), pixel_size=CT_PIXEL_CM)
-
-
-def _mri(image_shape, seed, acceleration=MRI_ACCELERATION):
-    from .operators import MRI, cartesian_mask
-    return MRI(image_shape, cartesian_mask(image_shape[-2:], acceleration=acceleration, seed=seed))
-
-
-def _mri_multicoil(image_shape, seed, acceleration=MRI_ACCELERATION):
-    from .operators import MRI, birdcage_maps, cartesian_mask
-    return MRI(image_shape, cartesian_mask(image_shape[-2:], acceleration=acceleration, seed=seed),
-               coil_maps=birdcage_maps(image_shape[-2:], 8))
-
-
-def _inpaint(image_shape, seed):
-    from .operators import Inpaint, random_mask
-    return Inpaint(image_shape, random_mask(image_shape, 0.7, seed=seed))
-
-
-def _deblur(image_shape, seed):
-    from .operators import Blur, gaussian_kernel
-    return Blur(image_shape, gaussian_kernel(13, 2.0))
-
-
-def _sr(image_shape, seed):
-    from .operators import SuperResolution
-    return SuperResolution(image_shape, factor=4)
-
-
-def _denoise(image_shape, seed):
-    from .operators.identity import Denoise
-    return Denoise(image_shape)
-
-
-def _rf(image_shape, seed):
-    from .operators import RFBorn
-    # Antennas one image width from the centre: outside the image's half diagonal (0.71 widths).
-    width_m = image_shape[-1] * RF_PIXEL_CM / 100
-    return RFBorn(image_shape, RF_FREQUENCIES_HZ, n_antennas=16, radius_m=width_m, pixel_size_m=RF_PIXEL_CM / 100)
-
-
-_SETUPS: dict[str, _Setup] = {
-    "ct": _Setup("Sparse-view CT, 30 views", _ct, 0.4, "1/cm", CT_PIXEL_CM, "cm", "max", 0.01),
-    "ct_limited": _Setup("Limited-angle CT, 90 degrees, 60 views", _ct_limited, 0.4, "1/cm", CT_PIXEL_CM, "cm",
-                         "max", 0.01),
-    "mri": _Setup("Single-coil MRI, random Cartesian x{acceleration:g}", _mri, 1.0, "a.u.", 1.0, "mm", "rms", 0.02),
-    "mri_multicoil": _Setup("8-coil MRI (birdcage maps), random Cartesian x{acceleration:g}", _mri_multicoil, 1.0, "a.u.",
-                            1.0, "mm", "rms", 0.02),
-    "inpaint": _Setup("Inpainting, 70 % of pixels missing", _inpaint, 1.0, "a.u.", 1.0, "px", "range", 0.01),
-    "deblur": _Setup("Deblurring, Gaussian kernel std 2 px", _deblur, 1.0, "a.u.", 1.0, "px", "range", 0.01),
-    "sr": _Setup("Super-resolution x4", _sr, 1.0, "a.u.", 1.0, "px", "range", 0.01),
-    "denoise": _Setup("Denoising, noise 0.1 of the range", _denoise, 1.0, "a.u.", 1.0, "px", "range", 0.1),
-    "rf": _Setup("RF inverse scattering (Born), 16 antennas, 2/4/6 GHz", _rf, 1.0, "1", RF_PIXEL_CM, "cm", "rms", 0.02),
-}
+#: The demos, in order: the problem presets that have a demo (:mod:`diffrecon.problems`).
+DEMO_KINDS = demo_names()
+MRI_KINDS = tuple(k for k in DEMO_KINDS if PROBLEMS[k].kind == "mri")
 
 
 def make_demo(kind: str, size: int | None = None, seed: int | None = None, noise: float | None = None,
@@ -131,11 +40,10 @@ def make_demo(kind: str, size: int | None = None, seed: int | None = None, noise
     for ``rf``, whose Born operator is a dense matrix); ``acceleration`` (MRI demos only, default
     4) is the undersampling factor of the Cartesian mask.
     """
-    if kind not in _SETUPS:
+    if kind not in DEMO_KINDS:
         raise InputError(f"Unknown demo {kind!r}; valid demos are {', '.join(DEMO_KINDS)}.")
-    setup = _SETUPS[kind]
     if size is None:
-        size = RF_DEFAULT_SIZE if kind == "rf" else DEFAULT_SIZE
+        size = problem(kind).demo.size
     if size < 8 or size > 1024:
         raise InputError(f"Demo size {size} is out of range; valid sizes are 8 to 1024 pixels.")
     seed = 0 if seed is None else int(seed)
@@ -152,14 +60,29 @@ def make_demo(kind: str, size: int | None = None, seed: int | None = None, noise
         if not (math.isfinite(acceleration) and acceleration >= 1):
             raise InputError(f"Demo acceleration {acceleration} is invalid; it must be a finite number >= 1.")
         options["acceleration"] = float(acceleration)
-    image_shape = (1, int(size), int(size))
-    try:
-        op = setup.build(image_shape, seed, **options)
-    except ImportError as err:
-        raise InputError(f"Demo {kind!r} needs a forward model this installation lacks ({err}).") from None
-
     drawn = TEST_SEEDS[seed] if phantom_seed is None else int(phantom_seed)
-    gt = (phantom(int(size), drawn) * setup.scale).astype(np.float32)[None]
+    m = demo_measurement(kind, phantom(int(size), drawn), seed, noise=noise, options=options)
+    which = f"test phantom {seed}" if phantom_seed is None else f"phantom {phantom_seed}"
+    attrs = {"demo_kind": kind, "demo_seed": seed}
+    if phantom_seed is not None:
+        attrs["phantom_seed"] = int(phantom_seed)
+    return dataclasses.replace(m, title=f"{m.title} (demo, {which})", attrs=attrs)
+
+
+def demo_measurement(kind: str, image: np.ndarray, seed: int = 0, *, noise: float | None = None,
+                     options: dict | None = None) -> Measurement:
+    """A measurement of ``image`` ((H, W), values 0 to 1 like a phantom) under demo problem ``kind``:
+    scaled to the demo's physical units, measured by the preset's forward model with the demo's
+    options (updated by ``options``; random masks seeded with ``seed``) and white noise at the
+    demo's relative level (or of standard deviation ``noise``) from a generator seeded with ``seed``."""
+    preset = problem(kind)
+    setup = preset.demo
+    if setup is None:
+        raise InputError(f"Problem {kind!r} has no demo; valid demos are {', '.join(DEMO_KINDS)}.")
+    options = preset.resolve({**setup.options, **(options or {})})
+    image = np.asarray(image)
+    op = preset.build((1, *image.shape[-2:]), options, seed=seed, pixel_size=setup.pixel_size)
+    gt = (image * setup.scale).astype(np.float32).reshape(1, *image.shape[-2:])
     value_range = (0.0, float(setup.scale))
     with torch.no_grad():
         clean = op.A(torch.from_numpy(gt)[None])
@@ -169,20 +92,14 @@ def make_demo(kind: str, size: int | None = None, seed: int | None = None, noise
         generator = torch.Generator().manual_seed(seed)
         y = clean + op.noise_like(clean, generator) if noise > 0 else clean
     y = y[0].cpu().numpy().astype(np.complex64 if op.is_complex else np.float32)
-    spec = op.to_spec()
-    title = setup.title.format(acceleration=options.get("acceleration", MRI_ACCELERATION))
-    which = f"test phantom {seed}" if phantom_seed is None else f"phantom {phantom_seed}"
-    attrs = {"demo_kind": kind, "demo_seed": seed}
-    if phantom_seed is not None:
-        attrs["phantom_seed"] = int(phantom_seed)
     return Measurement(
-        y=y, operator=spec, noise_sigma=float(noise), units=setup.units, value_range=value_range,
+        y=y, operator=op.to_spec(), noise_sigma=float(noise), units=setup.units, value_range=value_range,
         ground_truth=gt, pixel_size=setup.pixel_size, pixel_unit=setup.pixel_unit,
-        title=f"{title} (demo, {which})", attrs=attrs,
+        title=setup.title.format(**options),
     )
 
 
-def _relative_noise(op, clean: torch.Tensor, setup: _Setup, value_range: tuple[float, float]) -> float:
+def _relative_noise(op, clean: torch.Tensor, setup: Demo, value_range: tuple[float, float]) -> float:
     if setup.noise_ref == "range":
         return setup.noise_rel * (value_range[1] - value_range[0])
     magnitude = clean.abs()
@@ -197,7 +114,7 @@ def _relative_noise(op, clean: torch.Tensor, setup: _Setup, value_range: tuple[f
 # ------------------------------------------------------------------------------ bundled files
 def demo_path(kind: str) -> Path:
     """The bundled demo file of ``kind`` (``diffrecon/resources/demo/<kind>.h5``)."""
-    if kind not in _SETUPS:
+    if kind not in DEMO_KINDS:
         raise InputError(f"Unknown demo {kind!r}; valid demos are {', '.join(DEMO_KINDS)}.")
     path = Path(str(importlib.resources.files("diffrecon") / "resources" / "demo" / f"{kind}.h5"))
     if not path.is_file():

@@ -12,27 +12,21 @@ from typing import Sequence
 
 import numpy as np
 
+from .display import robust_range
+
 #: A run's mean range beyond the reference range by this many reference spans makes it an outlier.
 OUTLIER_SPANS = 10.0
-
-
-def _range(a: np.ndarray) -> tuple[float, float] | None:
-    finite = a[np.isfinite(a)]
-    if finite.size == 0:
-        return None
-    lo, hi = np.percentile(finite, (0.5, 99.5))
-    return float(lo), float(hi)
 
 
 def outlier_runs(means: Sequence[np.ndarray], truth: np.ndarray | None = None) -> list[bool]:
     """For each run's mean map: True when it lies far outside the reference range (or holds no
     finite value). The reference is the truth's range, else the run of the lower median span."""
-    ranges = [_range(np.asarray(m)) for m in means]
+    ranges = [robust_range(np.asarray(m)) for m in means]
     known = [r for r in ranges if r is not None]
     if not known:
         return [True] * len(ranges)
-    if truth is not None and _range(np.asarray(truth)) is not None:
-        ref = _range(np.asarray(truth))
+    if truth is not None and robust_range(np.asarray(truth)) is not None:
+        ref = robust_range(np.asarray(truth))
     else:
         by_span = sorted(known, key=lambda r: r[1] - r[0])
         ref = by_span[(len(by_span) - 1) // 2]  # the lower median: with two runs, the tamer one

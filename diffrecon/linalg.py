@@ -11,6 +11,16 @@ import torch
 
 Tensor = torch.Tensor
 
+#: Relative cut-off of every pseudo-inverse (operators and solvers alike): singular values, or
+#: transfer-function magnitudes, not above this fraction of the largest are treated as zero.
+PINV_RTOL = 1e-6
+
+
+def pinv_kept(s: Tensor) -> Tensor:
+    """Bool mask of the singular values a pseudo-inverse inverts: ``|s| > PINV_RTOL max |s|``."""
+    magnitude = s.abs()
+    return magnitude > PINV_RTOL * magnitude.max().clamp_min(1e-30)
+
 
 def batch_dot(a: Tensor, b: Tensor) -> Tensor:
     """Real inner product Re<a, b> per sample, shape ``(B,)``; complex tensors allowed."""

@@ -26,24 +26,10 @@ import torch
 
 from .errors import InputError
 from .measurement import Measurement
-from .operators import build_operator, cartesian_mask, random_mask
-
-MASK_KINDS = ("random", "equispaced")
-MAX_CT_VIEWS = 720
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One editable sampling parameter, with the file's value and the valid range (inclusive)."""
-
-    name: str  # acceleration | center_fraction | missing_fraction | views
-    label: str
-    value: float | None  # the file's value; None: not determined (centre fraction of a random mask)
-    low: float
-    high: float
-    integer: bool = False
-    optional: bool = False  # blank means "automatic"
-    help: str = ""
+from .operators import build_operator
+from .problems import Setting, forward_model
+from .problems.sampling import (MASK_KINDS, MAX_CT_VIEWS, angular_range, center_fraction,  # noqa: F401 - public here
+                                mask_acceleration, sampled_columns)
 
 
 @dataclass(frozen=True)
@@ -53,41 +39,7 @@ class Options:
     available: bool
     reason: str  # why not (a sentence), or what the new measurement is computed from
     settings: tuple[Setting, ...] = ()
-
-
-# ------------------------------------------------------------------------------ reading the file
-def sampled_columns(mask: np.ndarray) -> np.ndarray:
-    """Bool (W,) of phase-encoding columns measured in every row of an (H, W) k-space mask."""
-    return np.asarray(mask, bool).reshape(-1, *np.shape(mask)[-2:]).all(axis=(0, 1))
-
-
-def mask_acceleration(mask: np.ndarray) -> float:
-    """Acceleration of a k-space mask: all k-space points over the measured ones."""
-    m = np.asarray(mask, bool)
-    return float(m.size / max(int(m.sum()), 1))
-
-
-def center_fraction(mask: np.ndarray) -> float:
-    """Width of the contiguous run of sampled columns around the k-space centre, over W."""
-    cols = sampled_columns(mask)
-    w = cols.size
-    c = w // 2
-    if not cols[c]:
-        return 0.0
-    lo, hi = c, c
-    while lo > 0 and cols[lo - 1]:
-        lo -= 1
-    while hi < w - 1 and cols[hi + 1]:
-        hi += 1
-    return (hi - lo + 1) / w
-
-
-def angular_range(angles_deg: np.ndarray) -> tuple[float, float]:
-    """(first angle, covered range) of evenly spaced views: 30 views 6 degrees apart cover 180."""
-    a = np.sort(np.asarray(angles_deg, np.float64).ravel())
-    if a.size < 2:
-        return float(a[0]) if a.size else 0.0, 180.0
-    return float(a[0]), float(a[-1] - a[0] + np.median(np.diff(a)))
+    mask_kinds: tuple[str, ...] = ()  # how a new mask may be drawn (empty: the pattern has no such choice)
 
 
 def source_name(m: Measurement) -> str:
@@ -97,44 +49,18 @@ def source_name(m: Measurement) -> str:
 
 
 def options(m: Measurement) -> Options:
-    """The editable sampling settings of ``m``'s forward model, and whether they can be applied."""
-    kind, spec = m.operator.kind, m.operator
-    has_truth = m.ground_truth is not None
-    if kind == "mri" and "mask" in spec.arrays:
-        mask = np.asarray(spec.arrays["mask"], bool)
-        w = mask.shape[-1]
-        full = bool(mask.all())
-        settings = (
-            Setting("acceleration", "Acceleration", mask_acceleration(mask), 1.0, float(w),
-                    help="k-space points over measured ones: 4 keeps a quarter of the columns."),
-            Setting("center_fraction", "Centre fraction", center_fraction(mask) or None, 1.0 / w, 1.0,
-                    optional=True, help="Fraction of columns fully sampled at the k-space centre; "
-                                        "blank: 0.32 / acceleration (fastMRI)."),
-        )
-        if full:
-            return Options(True, "from the file's fully sampled k-space", settings)
-        if has_truth:
-            return Options(True, "from the ground truth, noise at the file's level", settings)
-        return Options(False, f"The file holds k-space undersampled x{mask_acceleration(mask):.3g} and no "
-                              "ground truth, so another mask cannot be applied honestly.", settings)
-    if kind == "inpaint" and "mask" in spec.arrays:
-        mask = np.asarray(spec.arrays["mask"], bool)
-        setting = Setting("missing_fraction", "Missing fraction", float(1.0 - mask.mean()), 0.0, 0.99,
-                          help="Fraction of pixels not measured, drawn at random.")
-        if has_truth:
-            return Options(True, "from the ground truth, noise at the file's level", (setting,))
-        return Options(False, "The file holds no ground truth, so other missing pixels cannot be "
-                              "simulated honestly.", (setting,))
-    if kind == "ct" and "angles_deg" in spec.arrays:
-        angles = np.asarray(spec.arrays["angles_deg"]).ravel()
-        first, covered = angular_range(angles)
-        setting = Setting("views", "Views", float(angles.size), 1.0, float(MAX_CT_VIEWS), integer=True,
-                          help=f"Projection angles spread evenly over the file's {covered:g} degrees.")
-        if has_truth:
-            return Options(True, "from the ground truth, noise at the file's level", (setting,))
-        return Options(False, "The file holds no ground truth, so other views cannot be simulated "
-                              "honestly.", (setting,))
-    return Options(False, f"The {kind} forward model has no sampling pattern to change.")
+    """The editable sampling settings of ``m``'s forward model (its registry entry's resampling
+    rule), and whether they can be applied."""
+    spec = m.operator
+    rule = forward_model(spec.kind).resampling
+    settings = rule.settings(spec) if rule is not None else ()
+    if not settings:
+        return Options(False, f"The {spec.kind} forward model has no sampling pattern to change.")
+    if rule.from_data(spec):
+        return Options(True, "from the file's fully sampled k-space", settings, rule.mask_kinds)
+    if m.ground_truth is not None:
+        return Options(True, "from the ground truth, noise at the file's level", settings, rule.mask_kinds)
+    return Options(False, rule.refused(spec), settings, rule.mask_kinds)
 
 
 # ------------------------------------------------------------------------------ checking values
@@ -172,26 +98,15 @@ def resimulate(m: Measurement, values: Mapping[str, float | None], *, mask_kind:
     if mask_kind not in MASK_KINDS:
         raise InputError(f"Mask kind {mask_kind!r} is not known; valid kinds are {', '.join(MASK_KINDS)}.")
     spec, name = m.operator, source_name(m)
-    arrays = dict(spec.arrays)
-    if spec.kind == "mri":
-        acc = float(values["acceleration"])
-        cf = values.get("center_fraction")
-        arrays["mask"] = cartesian_mask(spec.image_shape[-2:], acc, cf, mask_kind, seed)
-        what = f"retrospectively undersampled x{acc:g} ({mask_kind}) from {name}"
-    elif spec.kind == "inpaint":
-        frac = float(values["missing_fraction"])
-        arrays["mask"] = random_mask(spec.image_shape, frac, seed)
-        what = f"re-simulated with {100 * frac:.3g} % of pixels missing from {name}"
-    else:
-        n = int(values["views"])
-        first, covered = angular_range(spec.arrays["angles_deg"])
-        arrays["angles_deg"] = first + np.arange(n) * (covered / n)
-        what = f"re-simulated with {n} views over {covered:g} degrees from {name}"
+    rule = forward_model(spec.kind).resampling
+    new_arrays, what = rule.apply(spec, values, mask_kind, seed)
+    what = f"{what} from {name}"
+    arrays = {**spec.arrays, **new_arrays}
     new_spec = dataclasses.replace(spec, arrays=arrays, noise_sigma=float(m.noise_sigma))
     op = build_operator(new_spec)
     with torch.no_grad():
-        if spec.kind == "mri" and np.asarray(spec.arrays["mask"], bool).all():
-            y = torch.as_tensor(np.asarray(m.y)) * torch.as_tensor(arrays["mask"])
+        if rule.from_data(spec):
+            y = rule.restrict(torch.as_tensor(np.asarray(m.y)), {k: torch.as_tensor(v) for k, v in new_arrays.items()})
         else:
             x = torch.as_tensor(np.asarray(m.ground_truth))[None].to(op.image_dtype)
             y = op.simulate(x, torch.Generator().manual_seed(int(seed)))[0]

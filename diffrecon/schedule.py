@@ -13,6 +13,21 @@ SCHEDULES = ("karras", "vp_uniform", "vp_quadratic", "vp_sde")
 
 #: the linear-beta DDPM table (Ho et al., NeurIPS 2020): 1000 steps, beta 1e-4 to 0.02.
 DDPM_BETAS = (1e-4, 0.02, 1000)
+#: The same table as a prior card states its schedule (``PriorCard.schedule``); copy before changing.
+DDPM_SCHEDULE = {"kind": "vp_linear", "beta_start": DDPM_BETAS[0], "beta_end": DDPM_BETAS[1],
+                 "timesteps": DDPM_BETAS[2]}
+
+
+def linear_alphas_cumprod(beta_start: float, beta_end: float, steps: int) -> torch.Tensor:
+    """``abar_t = prod_{s <= t} (1 - beta_s)`` (float64) of betas linear from ``beta_start`` to
+    ``beta_end`` over ``steps`` (Ho et al., NeurIPS 2020, Sec. 4)."""
+    return torch.cumprod(1 - torch.linspace(beta_start, beta_end, steps, dtype=torch.float64), dim=0)
+
+
+def vp_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """The variance-exploding noise levels ``sqrt((1 - abar) / abar)`` of a VP table (Karras et al.,
+    EDM, NeurIPS 2022, Table 1)."""
+    return ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
 
 
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
@@ -55,9 +70,7 @@ def vp_sde_sigmas(steps: int, beta_min: float = 0.1, beta_max: float = 20.0) -> 
 
 def ddpm_sigmas() -> torch.Tensor:
     """Noise levels (ascending) of the linear-beta DDPM table, ``sqrt((1 - abar) / abar)``."""
-    lo, hi, n = DDPM_BETAS
-    abar = torch.cumprod(1 - torch.linspace(lo, hi, n, dtype=torch.float64), 0)
-    return ((1 - abar) / abar).sqrt()
+    return vp_sigmas(linear_alphas_cumprod(*DDPM_BETAS))
 
 
 def _half_width(denoiser) -> float:

@@ -396,7 +396,53 @@ MESSAGE_CASES = [
                       _reconstruct),
 ]
 
-ALL_CASES = SIZE_CASES + TRACEBACK_CASES + FILE_RULE_CASES + SETTING_CASES + MESSAGE_CASES
+
+
+# ------------------------------------------------------------------------------ every registry entry
+def _other_hdf5(folder: Path) -> Path:
+    path = folder / "other.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = np.zeros((4, 4), np.float32)
+    return path
+
+
+def _not_hdf5(folder: Path) -> Path:
+    path = folder / "notes.h5"
+    path.write_text("not a measurement\n")
+    return path
+
+
+def _bad_value(option) -> str:
+    """A value outside ``option``'s valid ones (a word for choices, below the range for numbers)."""
+    if option.choices:
+        return "bogus"
+    if option.low is not None:
+        return str(option.kind(option.low - 1))
+    return "nan"
+
+
+def _registry_cases() -> list[Case]:
+    """Each registered import format given a file not in its layout, and each option of each
+    simulated problem given a value outside its valid ones: one sentence naming the file or option."""
+    from diffrecon.io.importers import import_formats
+    from diffrecon.problems import PROBLEMS, simulate_names
+
+    cases = []
+    for fmt in import_formats():
+        for make, name in ((_other_hdf5, "other.h5"), (_not_hdf5, "notes.h5")):
+            cases.append(Case(f"import --format {fmt}:{name}",
+                              lambda d, make=make, fmt=fmt: _import(make(d), d) + ["--format", fmt], name))
+    for kind in simulate_names():
+        for option in PROBLEMS[kind].options:
+            setting = f"{option.name}={_bad_value(option)}"
+            cases.append(Case(f"simulate:{kind} {setting}",
+                              lambda d, kind=kind, setting=setting: _simulate(d, setting, operator=kind), option.name))
+    return cases
+
+
+REGISTRY_CASES = _registry_cases()
+
+ALL_CASES = SIZE_CASES + TRACEBACK_CASES + FILE_RULE_CASES + SETTING_CASES + MESSAGE_CASES + REGISTRY_CASES
 
 
 # ------------------------------------------------------------------------------ running one case

@@ -88,3 +88,16 @@ def test_bundled_demo_file_reads_back_at_default_size(kind):
     m = read_measurement(demo_path(kind))
     assert m.image_shape == ((1, 32, 32) if kind == "rf" else (1, 128, 128))
     assert m.attrs["demo_kind"] == kind and m.ground_truth is not None and np.isfinite(m.y).all()
+
+
+def test_demo_measurement_of_any_image_uses_the_demo_units_and_relative_noise():
+    from diffrecon.demo import demo_measurement
+
+    img = np.linspace(0.0, 1.0, 24 * 24).reshape(24, 24)
+    m = demo_measurement("ct", img, seed=2)
+    np.testing.assert_allclose(m.ground_truth[0], 0.4 * img, rtol=1e-6)
+    clean = build_operator(m.operator).A(torch.from_numpy(m.ground_truth)[None])[0].numpy()
+    assert m.noise_sigma == pytest.approx(0.01 * np.abs(clean).max(), rel=1e-5) and m.units == "1/cm"
+    assert np.std(m.y - clean) == pytest.approx(m.noise_sigma, rel=0.1)
+    assert demo_measurement("inpaint", img, options={"fraction_missing": 0.25}).operator.arrays["mask"].mean() == \
+        pytest.approx(0.75, abs=0.01)

@@ -21,23 +21,37 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_importers import image, write_dxchange, write_fastmri, write_nxtomo  # noqa: E402
+from test_importers import WRITERS, image  # noqa: E402
 
 from diffrecon.errors import InputError  # noqa: E402
 from diffrecon.io import describe, read_measurement, read_result, write_measurement, write_result  # noqa: E402
 from diffrecon.measurement import Result  # noqa: E402
-from diffrecon.io.importers import import_dxchange, import_fastmri, import_nxtomo, simulate  # noqa: E402
+from diffrecon.io import importers  # noqa: E402
+from diffrecon.io.importers import simulate  # noqa: E402
 from diffrecon.operators import cartesian_mask  # noqa: E402
 
 _BASE = Path(tempfile.mkdtemp(prefix="diffrecon-fuzz-"))
 atexit.register(shutil.rmtree, _BASE, True)
 
 
+#: Variants of a format's test file worth mutating separately (default: one file as the writer makes it).
+VARIANTS = {"fastmri": {"multi": dict(coils=3, slices=2, mask=cartesian_mask((32, 32), 4, 0.25)),
+                        "single": dict(coils=1, slices=2, string_attrs=True)}}
+
+
+def _importer(fmt: str):
+    def read(path):
+        return importers.open(path, fmt)
+    return read
+
+
 def _build_bases() -> dict:
-    write_fastmri(_BASE / "fastmri_multi.h5", coils=3, slices=2, mask=cartesian_mask((32, 32), 4, 0.25))
-    write_fastmri(_BASE / "fastmri_single.h5", coils=1, slices=2, string_attrs=True)
-    write_dxchange(_BASE / "dxchange.h5")
-    write_nxtomo(_BASE / "nxtomo.h5")
+    files = {}
+    for fmt in importers.import_formats():  # every registered format, each through its own reader
+        for variant, kwargs in VARIANTS.get(fmt, {"": {}}).items():
+            name = f"{fmt}_{variant}.h5" if variant else f"{fmt}.h5"
+            WRITERS[fmt](_BASE / name, **kwargs)
+            files[name] = _importer(fmt)
     measurement = simulate(image(16), "inpaint", noise=0.01)
     write_measurement(_BASE / "measurement.h5", measurement)
     shape = measurement.ground_truth.shape
@@ -46,12 +60,7 @@ def _build_bases() -> dict:
         samples=np.zeros((2, *shape), np.float32), n_samples=2, metrics={"psnr": 20.0},
         provenance={"solver": "dps", "params": {"zeta": 0.5}, "steps": 3}, units="a.u.",
         measurement=measurement))
-    return {
-        "fastmri_multi.h5": import_fastmri,
-        "fastmri_single.h5": import_fastmri,
-        "dxchange.h5": import_dxchange,
-        "nxtomo.h5": import_nxtomo,
-    }
+    return files
 
 
 IMPORTERS = _build_bases()

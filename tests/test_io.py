@@ -369,11 +369,11 @@ def test_import_file_detects_each_layout_and_refuses_other_files(tmp_path):
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_importers import write_dxchange, write_fastmri, write_nxtomo
+    from test_importers import WRITERS
 
-    from diffrecon.io import detect_import_format, import_file
-    for name, writer in (("fastmri", write_fastmri), ("dxchange", write_dxchange), ("nxtomo", write_nxtomo)):
-        writer(tmp_path / f"{name}.h5")
+    from diffrecon.io import IMPORT_FORMATS, detect_import_format, import_file
+    for name in IMPORT_FORMATS:
+        WRITERS[name](tmp_path / f"{name}.h5")
         assert detect_import_format(tmp_path / f"{name}.h5") == name
     m = import_file(tmp_path / "dxchange.h5", size=16)
     assert m.operator.kind == "ct" and m.y.shape == (1, 45, 16)

@@ -395,3 +395,20 @@ def test_complex_sparse_matrix_products_on_a_gpu_match_the_cpu_and_repeat_bitwis
     assert all(torch.equal(runs[0], r) for r in runs[1:])
     assert torch.allclose(runs[0].cpu(), y_cpu, rtol=1e-5, atol=1e-4)
     assert torch.allclose(gpu.A_adjoint(runs[0]).cpu(), back_cpu, rtol=1e-5, atol=1e-3)
+
+
+def test_pseudo_inverse_and_spectral_solvers_drop_the_same_small_singular_values():
+    from diffrecon.linalg import PINV_RTOL
+    from diffrecon.solvers._guidance import spectral_measurement
+
+    g = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=torch.float64))
+    s = torch.tensor([1.0, 1e-2, 100 * PINV_RTOL, 1e-3 * PINV_RTOL], dtype=torch.float64)
+    op = MatrixOperator((1, 4, 4), (u @ torch.diag(s) @ v[:4]).float())
+    y = u.T.float()  # row k: the measurement of singular direction k alone
+    _, observed, _ = spectral_measurement(op, y)
+    assert observed.tolist() == [True, True, True, False]
+    norms = op.A_pinv(y).reshape(4, -1).norm(dim=1)
+    assert norms[2] == pytest.approx(1 / (100 * PINV_RTOL), rel=0.05)  # kept: inverted in full
+    assert norms[3] < 1.0  # dropped: not amplified by 1e9

@@ -75,3 +75,15 @@ def test_schedules_of_a_prior_on_the_gpu_stay_on_the_host(kind):
     sig = make_sigmas(20, den, kind)
     assert sig.device.type == "cpu" and sig.dtype == torch.float64 and sig.shape == (21,)
     assert float(sig[-1]) == 0.0 and bool((sig[1:] < sig[:-1]).all())
+
+
+def test_prior_cards_sampling_tables_and_training_share_one_linear_beta_schedule():
+    from diffrecon.priors.adm import LINEAR_SCHEDULE
+    from diffrecon.priors.diffusers_vp import alphas_cumprod_from_schedule
+    from diffrecon.schedule import DDPM_SCHEDULE, vp_sigmas
+    from diffrecon.training import SCHEDULE
+
+    assert LINEAR_SCHEDULE == SCHEDULE == DDPM_SCHEDULE
+    abar = alphas_cumprod_from_schedule(DDPM_SCHEDULE)
+    assert float(abar[0]) == pytest.approx(1 - 1e-4) and float(abar[1] / abar[0]) == pytest.approx(1 - (1e-4 + 0.0199 / 999))
+    torch.testing.assert_close(vp_sigmas(abar), ddpm_sigmas(), rtol=0, atol=0)

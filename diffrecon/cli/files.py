@@ -50,16 +50,16 @@ def add_import_parser(sub) -> None:
 
 
 def add_simulate_parser(sub) -> None:
-    from ..io.importers import SIMULATE_OPTIONS
+    from ..problems import options_help, simulate_names
 
-    options = "; ".join(f"{kind}: {', '.join(f'{k}={v}' for k, v in o.items()) or '-'}"
-                        for kind, o in SIMULATE_OPTIONS.items())
+    kinds = simulate_names()
+    options = "; ".join(f"{kind}: {options_help(kind)}" for kind in kinds)
     p = sub.add_parser("simulate", help="simulate a measurement of an image (TIFF, PNG, HDF5)",
                        description=f"Simulate y = A x + noise from a ground-truth image. "
                                    f"Options (defaults): {options}.")
     p.add_argument("image", type=Path, help="ground-truth image: .tif, .png or an HDF5 file")
-    p.add_argument("--operator", required=True, choices=tuple(SIMULATE_OPTIONS), metavar="KIND",
-                   help=f"forward model: {', '.join(SIMULATE_OPTIONS)}")
+    p.add_argument("--operator", required=True, choices=kinds, metavar="KIND",
+                   help=f"forward model: {', '.join(kinds)}")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="forward-model option (repeatable), e.g. --option n_views=60")
     p.add_argument("--noise", required=True, type=float, help="noise standard deviation in the image's units")
@@ -134,36 +134,15 @@ def run_import(args) -> int:
     return EXIT_INTERRUPTED if interrupted else 0
 
 
-def _option_value(kind: str, key: str, text: str, default):
-    """``text`` as the type of the option's default (an unknown key stays text; simulate names it)."""
-    if default is None or isinstance(default, float):
-        if default is None and text.lower() in ("none", "auto"):
-            return None
-        try:
-            return float(text)
-        except ValueError:
-            pass
-    elif isinstance(default, int):
-        try:
-            return int(text)
-        except ValueError:
-            pass
-    else:
-        return text
-    want = "an integer" if isinstance(default, int) else "a number" + (" or none" if default is None else "")
-    raise InputError(f"--option {key}={text}: {key} of {kind} must be {want}.")
-
-
 def run_simulate(args) -> int:
     from ..io import write_measurement
-    from ..io.importers import SIMULATE_OPTIONS, read_image, simulate
+    from ..io.importers import read_image, simulate
+    from ..problems import parse_options
 
     check_out_folder(args.out, args.image)
     if not (args.pixel_size > 0 and args.pixel_size < float("inf")):
         raise InputError(f"--pixel-size {args.pixel_size:g} is invalid; expected a positive number.")
-    defaults = SIMULATE_OPTIONS[args.operator]
-    options = {key: _option_value(args.operator, key, value, defaults.get(key, ""))
-               for key, value in key_values(args.option, "--option", "n_views=60").items()}
+    options = parse_options(args.operator, key_values(args.option, "--option", "n_views=60"))
     image = read_image(args.image, args.dataset, allow_external=args.allow_external)
     status(f"Simulating {args.operator} from {args.image} {tuple(image.shape)} ...")
     m = simulate(image, args.operator, options, noise=args.noise, seed=args.seed, units=args.units,

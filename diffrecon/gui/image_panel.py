@@ -9,22 +9,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from ..display import robust_levels
 from .link_group import LinkGroup
 from .views import COMPLEX_MODES, complex_part
-
-
-def robust_levels(a: np.ndarray, symmetric: bool = False) -> tuple[float, float]:
-    """0.5/99.5 percentiles of the finite values: one hot pixel should not wash out the image."""
-    finite = a[np.isfinite(a)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(finite, (0.5, 99.5)))
-    if symmetric:
-        m = max(abs(lo), abs(hi), 1e-12)
-        return -m, m
-    if hi <= lo:
-        hi = lo + 1e-6 * max(abs(lo), 1.0)
-    return lo, hi
 
 
 class ImagePanel(QtWidgets.QWidget):

@@ -54,10 +54,10 @@ class ResimulatePanel(QtWidgets.QWidget):
         self.revert_button.clicked.connect(self.revert)
         self.hide()
 
-    def _new_mask_kind(self) -> QtWidgets.QComboBox:
+    def _new_mask_kind(self, kinds=rs.MASK_KINDS) -> QtWidgets.QComboBox:
         # form rows own their widgets and removeRow deletes them: one combo per file
         box = QtWidgets.QComboBox()
-        box.addItems(rs.MASK_KINDS)
+        box.addItems(kinds)
         box.currentIndexChanged.connect(self._on_edited)
         return box
 
@@ -69,7 +69,7 @@ class ResimulatePanel(QtWidgets.QWidget):
         while self.form.rowCount():
             self.form.removeRow(0)
         self.edits = {}
-        self.mask_kind = self._new_mask_kind()
+        self.mask_kind = self._new_mask_kind(self.opts.mask_kinds or rs.MASK_KINDS)
         for s in self.opts.settings:
             edit = QtWidgets.QLineEdit(_format(s.value, s.integer))
             if s.optional:
@@ -78,7 +78,7 @@ class ResimulatePanel(QtWidgets.QWidget):
             edit.returnPressed.connect(self.apply)
             self.edits[s.name] = edit
             self.form.addRow(s.label, edit)
-        if m.operator.kind == "mri" and self.opts.settings:
+        if self.opts.mask_kinds and self.opts.settings:
             self.form.addRow("Mask", self.mask_kind)
         for w in (*self.edits.values(), self.mask_kind, self.apply_button):
             w.setEnabled(self.opts.available)

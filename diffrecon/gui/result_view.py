@@ -8,6 +8,7 @@ from PySide6 import QtCore, QtWidgets
 
 from ..calibration import status_text, std_title as std_panel_title
 from ..measurement import Measurement, Result
+from ..problems import display_of
 from .image_panel import ImagePanel
 from .ab_view import ABView
 from .views import error_map, measurement_views, to_2d
@@ -101,7 +102,7 @@ class ResultView(QtWidgets.QWidget):
         # a sinogram's axes are angle and detector, not pixels; k-space is a grid like the image
         meas.plot.setAspectLocked(np.iscomplexobj(first.image))
         if np.iscomplexobj(first.image):
-            meas.set_complex_mode("log magnitude")
+            meas.set_complex_mode(display_of(m).complex_view or "log magnitude")
         meas.show_full()
         if direct is not None:
             self.panels["direct"].set_title(direct.title)

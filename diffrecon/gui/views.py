@@ -58,31 +58,17 @@ def to_2d(a: np.ndarray, mode: str = "magnitude") -> np.ndarray:
     return complex_part(first_slice(a), mode)
 
 
-def modality(measurement: Measurement) -> str:
-    """"ct", "mri" or "other", from the forward model's kind (file names for CT vary: radon, ct...)."""
-    kind = measurement.operator.kind.lower()
-    if any(k in kind for k in ("ct", "radon", "tomo", "fanbeam", "parallel")):
-        return "ct"
-    if "mri" in kind or (np.iscomplexobj(measurement.y) and "fourier" in kind):
-        return "mri"
-    return "other"
-
-
 def measurement_views(measurement: Measurement, reconstruct=None) -> tuple[View, View | None]:
     """The measurement as users expect to see it, and its direct reconstruction (None on failure);
     ``reconstruct()`` computes the latter (default: :func:`diffrecon.session.direct_reconstruction`)."""
-    kind = modality(measurement)
+    from ..problems import display_of
+
+    shown = display_of(measurement)
     y = np.asarray(measurement.y)
-    if kind == "mri":
-        # complex kept: the panel offers magnitude/phase/real/imaginary, log magnitude first
-        first = View("k-space", first_slice(y), "")
-        direct_title = "Zero-filled"
-    elif kind == "ct":
-        first = View("Sinogram", to_2d(y), "")
-        direct_title = "FBP (direct)"
-    else:
-        first = View("Measurement y", first_slice(y), measurement.units)
-        direct_title = "Direct reconstruction"
+    # a sinogram is shown real; k-space and images keep complex data (the panel offers the views)
+    image = to_2d(y) if shown.mode == "sinogram" else first_slice(y)
+    first = View(shown.title, image, measurement.units if shown.in_image_units else "")
+    direct_title = shown.direct_title
     try:
         x = reconstruct() if reconstruct is not None else direct_reconstruction(measurement)
         direct = View(direct_title, first_slice(x), measurement.units)

@@ -10,6 +10,7 @@ import h5py
 from ..calibration import status_text
 from ..errors import InputError, printable
 from ..solvers.labels import spread_text
+from . import importers
 from .h5 import MAX_ELEMENTS, atomic_h5, attr_str, attr_text, open_readonly
 from .measurement_file import read_measurement, write_measurement
 from .result_file import read_result, write_result
@@ -89,34 +90,22 @@ def describe(path: str | os.PathLike) -> str:
 
 
 # ------------------------------------------------------------------------------ importing
-#: Formats :func:`import_file` reads (see docs/importers.md).
-IMPORT_FORMATS = ("fastmri", "dxchange", "nxtomo")
-_IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+#: Formats :func:`import_file` reads (see docs/importers.md): the registry's foreign formats.
+IMPORT_FORMATS = importers.import_formats()
 
 
 def detect_import_format(path: str | os.PathLike, *, allow_external: bool = False) -> str:
-    """The import format whose layout ``path`` has: ``fastmri`` (a ``/kspace`` dataset),
-    ``dxchange`` (``/exchange/data``) or ``nxtomo`` (an NXentry with ``instrument/detector/data``)."""
-    path = Path(path)
-    if path.suffix.lower() in _IMAGE_SUFFIXES:
+    """The import format of ``path``, recognised by its content (:func:`importers.detect`);
+    images and diffrecon's own files are refused with what to do instead."""
+    info = importers.detect(path, allow_external=allow_external)
+    if info.needs_operator:
         raise InputError(f"File {path} is an image, not a measurement; make a measurement from it with "
                          "diffrecon simulate.")
-    with open_readonly(path, allow_external=allow_external) as f:
-        if "diffrecon_format" in f.attrs:
-            raise InputError(f"File {path} is already a diffrecon {attr_str(f.attrs, 'diffrecon_format')} file; "
-                             "open it directly instead of importing it.")
-        if isinstance(f.get("kspace"), h5py.Dataset):
-            return "fastmri"
-        exchange = f.get("exchange")
-        if isinstance(exchange, h5py.Group) and isinstance(exchange.get("data"), h5py.Dataset):
-            return "dxchange"
-        for name in f:
-            entry = f.get(name)
-            if (isinstance(entry, h5py.Group) and attr_str(entry.attrs, "NX_class") == "NXentry"
-                    and isinstance(entry.get("instrument/detector/data"), h5py.Dataset)):
-                return "nxtomo"
-    raise InputError(f"File {path} matches no import format (fastmri: /kspace, dxchange: /exchange/data, nxtomo: "
-                     "an NXentry with instrument/detector/data); name the format explicitly.")
+    if not info.imported:
+        with open_readonly(path, allow_external=allow_external) as f:
+            kind = attr_str(f.attrs, "diffrecon_format")
+        raise InputError(f"File {path} is already a diffrecon {kind} file; open it directly instead of importing it.")
+    return info.name
 
 
 def import_file(path: str | os.PathLike, fmt: str = "auto", *, slice: int | None = None, size: int | None = None,
@@ -125,21 +114,15 @@ def import_file(path: str | os.PathLike, fmt: str = "auto", *, slice: int | None
     """A :class:`~diffrecon.measurement.Measurement` from a file in one of :data:`IMPORT_FORMATS`
     (``auto``: :func:`detect_import_format`). ``acceleration``, ``center_fraction`` and ``seed``
     (a retrospective undersampling mask) apply to fully sampled fastMRI k-space only."""
-    from .importers import import_dxchange, import_fastmri, import_nxtomo
-
     path = Path(path)
     if fmt not in ("auto", *IMPORT_FORMATS):
         raise InputError(f"Import format {fmt!r} is unknown; valid formats are auto, {', '.join(IMPORT_FORMATS)}.")
-    if center_fraction is not None and acceleration is None:
-        raise InputError(f"Import of {path}: center_fraction applies only with acceleration (a retrospective mask).")
     if fmt == "auto":
         fmt = detect_import_format(path, allow_external=allow_external)
-    if fmt == "fastmri":
-        return import_fastmri(path, slice, size, acceleration, center_fraction, seed, allow_external=allow_external)
-    if acceleration is not None:
-        raise InputError(f"Import of {path}: acceleration applies to fastMRI k-space only, not to {fmt} projections.")
-    importer = import_dxchange if fmt == "dxchange" else import_nxtomo
-    return importer(path, slice, size, allow_external=allow_external)
+    options = dict(slice=slice, size=size, acceleration=acceleration, center_fraction=center_fraction)
+    if "seed" in importers.importer(fmt).option_names:  # the seed of a mask; other formats draw nothing
+        options["seed"] = seed
+    return importers.open(path, fmt, allow_external=allow_external, **options)
 
 
 __all__ = ["IMPORT_FORMATS", "MAX_ELEMENTS", "atomic_h5", "describe", "detect_import_format", "import_file",

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..linalg import batch_dot, batch_norm, batch_view, conjugate_gradient, power_iteration
+from ..linalg import batch_dot, batch_norm, batch_view, conjugate_gradient, pinv_kept, power_iteration
 
 Tensor = torch.Tensor
 
@@ -129,7 +129,7 @@ class LinearOperator(nn.Module):
         if self.has_svd:
             s = self.singulars()
             coeff = self.U_adjoint(y)
-            inv = torch.where(s > 1e-6 * s.max(), 1.0 / s.clamp_min(1e-30), torch.zeros_like(s))
+            inv = torch.where(pinv_kept(s), 1.0 / s.clamp_min(1e-30), torch.zeros_like(s))
             full = torch.zeros(y.shape[0], int(np.prod(self.image_shape)), dtype=coeff.dtype,
                                device=coeff.device)
             full[:, : s.numel()] = coeff * inv

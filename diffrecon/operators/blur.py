@@ -19,6 +19,7 @@ import torch
 
 from ..errors import InputError
 from ..limits import check_bytes
+from ..linalg import pinv_kept
 from .base import LinearOperator, OperatorSpec, per_sample
 
 Tensor = torch.Tensor
@@ -136,8 +137,7 @@ class Blur(LinearOperator):
 
     def A_pinv(self, y: Tensor, iters: int = 0) -> Tensor:
         mag2 = self._Kr.abs().square()
-        keep = mag2 > (1e-6 * mag2.max().sqrt()) ** 2
-        inv = torch.where(keep, self._Kr.conj() / mag2.clamp_min(1e-30), torch.zeros_like(self._Kr))
+        inv = torch.where(pinv_kept(self._Kr), self._Kr.conj() / mag2.clamp_min(1e-30), torch.zeros_like(self._Kr))
         return self._filter(y, inv)
 
     def solve_regularized(self, y: Tensor, z: Tensor, gamma, iters: int = 0) -> Tensor:

@@ -35,13 +35,14 @@ import torch.utils.checkpoint
 from torch import nn
 
 from ..errors import InputError
+from ..schedule import DDPM_SCHEDULE
 from .base import PriorCard
 from .diffusers_vp import VPEpsilonDenoiser, alphas_cumprod_from_schedule
 
 Tensor = torch.Tensor
 
 #: The beta schedule of both released 256x256 checkpoints (Ho et al. 2020, Sec. 4).
-LINEAR_SCHEDULE = {"kind": "vp_linear", "beta_start": 1e-4, "beta_end": 0.02, "timesteps": 1000}
+LINEAR_SCHEDULE = DDPM_SCHEDULE
 
 
 @dataclass(frozen=True)

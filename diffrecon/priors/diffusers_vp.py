@@ -29,6 +29,7 @@ import torch
 from ..errors import InputError, printable
 from ..limits import check_bytes
 from ..messages import quiet_libraries
+from ..schedule import linear_alphas_cumprod, vp_sigmas
 from .acceleration import NetworkCall, set_checkpointing
 from .base import Denoiser, PriorCard, read_json, sigma_as_batch
 
@@ -59,8 +60,7 @@ def alphas_cumprod_from_schedule(schedule: dict) -> Tensor:
                 or not ends[0] <= ends[1]:
             raise InputError(f"A vp_linear prior schedule needs 0 < beta_start <= beta_end < 1 "
                              f"(got {printable(repr(ends))[:60]}).")
-        betas = torch.linspace(float(ends[0]), float(ends[1]), steps, dtype=torch.float64)
-        return torch.cumprod(1 - betas, dim=0)
+        return linear_alphas_cumprod(float(ends[0]), float(ends[1]), steps)
     if kind == "vp_cosine":
         s = 0.008
         t = torch.arange(steps + 1, dtype=torch.float64) / steps
@@ -77,7 +77,7 @@ class VPEpsilonDenoiser(Denoiser):
         super().__init__()
         self.unet = unet
         abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
-        sigmas = ((1 - abar) / abar).sqrt()
+        sigmas = vp_sigmas(abar)
         if not bool((sigmas[1:] > sigmas[:-1]).all()):
             raise ValueError("alphas_cumprod must be strictly decreasing")
         self.register_buffer("sigmas", sigmas.float())

@@ -14,8 +14,6 @@ import numpy as np
 from ..errors import InputError
 from ..measurement import Measurement, Result
 
-#: Suffixes read as plain images (a ground truth, simulated into a measurement on opening).
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: The forward model and relative noise an opened image is simulated with until the import
 #: dialog lets the user choose: denoising, noise σ 5 % of the image's value range.
 IMAGE_FORWARD_MODEL = "denoise"
@@ -61,36 +59,32 @@ def import_note(fmt: str, m: Measurement) -> str:
     return ""
 
 
-def _open_image(path: Path) -> Measurement:
-    from ..io.importers import read_image, simulate
-
-    image = read_image(path)
-    spread = float(np.max(image) - np.min(image)) if image.size else 0.0
-    return simulate(image, IMAGE_FORWARD_MODEL, noise=IMAGE_RELATIVE_NOISE * (spread or 1.0),
-                    title=f"{path.name} (simulated {IMAGE_FORWARD_MODEL})")
-
-
 def read_file(path: str | Path) -> Opened:
-    """Whatever ``path`` holds, as an :class:`Opened`; InputError with one sentence naming the file
-    when it is none of the formats (or broken)."""
-    from ..io import detect_import_format, import_file, read_measurement, read_result
+    """Whatever ``path`` holds, as an :class:`Opened`: the format comes from the importer registry
+    (:func:`diffrecon.io.importers.detect`, by content); InputError with one sentence naming the
+    file when it is none of the formats (or broken)."""
+    from ..io import importers, read_result
 
     path = Path(path)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        m = _open_image(path)
-        m.source = path
-        return Opened(m, None, "image", import_note("image", m))
-    kind = diffrecon_kind(path)
-    if kind == "result":
-        result = read_result(path)
-        return Opened(result.measurement, result, "result")
-    if kind is not None:
-        return Opened(read_measurement(path), None, "measurement")
     try:
-        fmt = detect_import_format(path)
-    except InputError:
+        info = importers.detect(path)
+    except InputError as err:
+        if "matches no import format" not in str(err):
+            raise
         raise InputError(f"File {path} is neither a diffrecon measurement or result nor a file of an import "
                          "format (fastMRI: /kspace, Data Exchange: /exchange/data, NXtomo: an NXentry with "
                          "instrument/detector/data).") from None
-    m = import_file(path, fmt)
-    return Opened(m, None, fmt, import_note(fmt, m))
+    if info.name == "image":
+        image = importers.read_image(path)
+        spread = float(np.max(image) - np.min(image)) if image.size else 0.0
+        m = importers.simulate(image, IMAGE_FORWARD_MODEL, noise=IMAGE_RELATIVE_NOISE * (spread or 1.0),
+                               title=f"{path.name} (simulated {IMAGE_FORWARD_MODEL})")
+        m.source = path
+        return Opened(m, None, "image", import_note("image", m))
+    if not info.imported:  # this project's own files: a result keeps its result
+        if diffrecon_kind(path) == "result":
+            result = read_result(path)
+            return Opened(result.measurement, result, "result")
+        return Opened(importers.open(path, info.name), None, "measurement")
+    m = importers.open(path, info.name)
+    return Opened(m, None, info.name, import_note(info.name, m))

@@ -26,6 +26,15 @@ from ..errors import InputError
 
 Tensor = torch.Tensor
 
+#: Floor on the data's noise level in the data weights of DiffPIR, DAPS, PnP-ADMM and RED-diff, as
+#: the DiffPIR authors floor it (Zhu et al., CVPRW 2023): noise-free data keep a finite weight.
+SIGMA_Y_FLOOR = 1e-3
+
+
+def floored_noise_sigma(op) -> float:
+    """``max(sigma_y, SIGMA_Y_FLOOR)``: the noise level a data weight may divide by."""
+    return max(op.noise_sigma, SIGMA_Y_FLOOR)
+
 
 @dataclass
 class Step:

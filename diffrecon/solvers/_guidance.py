@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ..linalg import batch_dot
+from ..linalg import batch_dot, pinv_kept
 from ..operators.base import measured_residual
 from ._common import param
 
@@ -108,7 +108,7 @@ def spectral_measurement(op, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     spectral measurement of DDRM, Kawar et al., NeurIPS 2022, Eq. 4; DDNM+, Wang et al., ICLR
     2023, Sec. 3.3). Zero singular values are pure null space: their ``y_bar`` is 0."""
     s = op.singulars()
-    observed = s > 1e-6 * s.abs().max().clamp_min(1e-30)  # the threshold of LinearOperator.A_pinv
+    observed = pinv_kept(s)  # the cut-off of every pseudo-inverse
     s_safe = torch.where(observed, s, torch.ones_like(s))
     y_bar = torch.where(observed, op.U_adjoint(y) / s_safe, torch.zeros_like(s))
     return s_safe, observed, y_bar

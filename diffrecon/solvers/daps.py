@@ -40,9 +40,8 @@ from typing import Iterator
 
 from ..operators.base import measured_residual
 from ..schedule import karras_sigmas
-from ._common import SolverInfo, Step, ddim_step, param, prior_data_variance
+from ._common import SolverInfo, Step, ddim_step, floored_noise_sigma, param, prior_data_variance
 from ._guidance import match_batch
-from .diffpir import SIGMA_Y_FLOOR
 from .labels import POSTERIOR, SpreadRule
 
 
@@ -69,7 +68,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     n = len(sigmas) - 1
     x = x_init
     y = match_batch(y, x.shape[0])
-    sigma_y2 = max(op.noise_sigma, SIGMA_Y_FLOOR) ** 2
+    sigma_y2 = floored_noise_sigma(op) ** 2
     lipschitz_data = op.norm() ** 2 / sigma_y2
     v = prior_data_variance(denoiser) if params.r_variance == "prior" else float("inf")
     for i in range(n):

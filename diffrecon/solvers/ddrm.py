@@ -25,7 +25,7 @@ from typing import Iterator
 import torch
 
 from ._common import SolverInfo, Step, param
-from ._guidance import match_batch
+from ._guidance import match_batch, spectral_measurement
 from .labels import POSTERIOR, SpreadRule
 
 
@@ -40,11 +40,8 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     eta, eta_b = params.eta, params.eta_b
     x = x_init
     y = match_batch(y, x.shape[0])
-    s = op.singulars()
-    r = s.numel()
-    observed = s > 1e-6 * s.abs().max().clamp_min(1e-30)
-    s_safe = torch.where(observed, s, torch.ones_like(s))
-    y_bar = torch.where(observed, op.U_adjoint(y) / s_safe, torch.zeros_like(s))
+    s_safe, observed, y_bar = spectral_measurement(op, y)                   # Eq. 4: y_bar = S^+ U^T y
+    r = s_safe.numel()
     # sigma_y / s_i: the noise level of each spectral measurement (Eq. 8); 0 for noise-free data.
     tau = op.noise_sigma / s_safe
     tau_safe = tau.clamp_min(1e-30)

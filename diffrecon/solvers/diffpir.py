@@ -46,12 +46,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from ._common import SolverInfo, Step, param, prior_data_variance
+from ._common import SolverInfo, Step, floored_noise_sigma, param, prior_data_variance
 from ._guidance import match_batch, measured_noise
 from .labels import POSTERIOR, SpreadRule
-
-#: the authors' floor on the noise level in rho_t (noise-free data).
-SIGMA_Y_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     n = len(sigmas) - 1
     x = x_init
     y = match_batch(y, x.shape[0])
-    sigma_y = max(op.noise_sigma, SIGMA_Y_FLOOR)
+    sigma_y = floored_noise_sigma(op)
     card = getattr(denoiser, "card", None)
     clip = params.clip and card is not None and getattr(denoiser, "bounded", False)
     bounds = tuple(float(v) for v in card.value_range) if clip else None

@@ -24,9 +24,8 @@ from typing import Iterator
 
 import torch
 
-from ._common import SolverInfo, Step, param
+from ._common import SolverInfo, Step, floored_noise_sigma, param
 from ._guidance import match_batch
-from .diffpir import SIGMA_Y_FLOOR
 from .labels import POINT, SpreadRule
 
 
@@ -40,7 +39,7 @@ class Params:
 def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iterator[Step]:
     n = len(sigmas) - 1
     y = match_batch(y, x_init.shape[0])
-    sigma_y2 = max(op.noise_sigma, SIGMA_Y_FLOOR) ** 2
+    sigma_y2 = floored_noise_sigma(op) ** 2
     v = torch.zeros_like(x_init)
     u = torch.zeros_like(x_init)
     ratio = params.sigma_end / params.sigma_start

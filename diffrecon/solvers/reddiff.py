@@ -30,9 +30,8 @@ from typing import Iterator
 import torch
 
 from ..operators.base import measured_residual
-from ._common import SolverInfo, Step, param
+from ._common import SolverInfo, Step, floored_noise_sigma, param
 from ._guidance import match_batch
-from .diffpir import SIGMA_Y_FLOOR
 from .labels import SEED, SpreadRule
 
 BETAS = (0.9, 0.99)
@@ -47,7 +46,7 @@ class Params:
 def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iterator[Step]:
     n = len(sigmas) - 1
     y = match_batch(y, x_init.shape[0])
-    sigma_y2 = max(op.noise_sigma, SIGMA_Y_FLOOR) ** 2
+    sigma_y2 = floored_noise_sigma(op) ** 2
     mu = op.A_pinv(y).to(x_init.dtype)
     # Adam's moments by hand (Kingma & Ba, ICLR 2015, Alg. 1): per sample and per pixel, so a
     # sample's trajectory never depends on the others in its batch.

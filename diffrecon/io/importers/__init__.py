@@ -3,11 +3,20 @@
 Each returns a :class:`~diffrecon.measurement.Measurement` (or, for :func:`read_image`, a float32
 ``(C, H, W)`` array); a bad file or setting raises :class:`~diffrecon.errors.InputError`. Files
 are opened read-only and never modified. See docs/importers.md.
+
+:data:`IMPORTERS` registers every format; ``detect(path)`` names a file's format from its content
+and ``open(path, **options)`` reads any of them (:mod:`.registry`).
 """
 from __future__ import annotations
 
 from .fastmri import import_fastmri
 from .image import SIMULATE_OPTIONS, read_image, simulate
+from .registry import (IMPORTERS, ImporterInfo, ImportOption, detect, import_formats, importer,
+                       open_measurement)
 from .tomo import import_dxchange, import_nxtomo
 
-__all__ = ["import_fastmri", "import_dxchange", "import_nxtomo", "read_image", "simulate", "SIMULATE_OPTIONS"]
+open = open_measurement  # noqa: A001 - ``importers.open(path)``, as the module is meant to be read
+
+__all__ = ["IMPORTERS", "ImporterInfo", "ImportOption", "detect", "import_formats", "importer", "open",
+           "open_measurement", "import_fastmri", "import_dxchange", "import_nxtomo", "read_image", "simulate",
+           "SIMULATE_OPTIONS"]

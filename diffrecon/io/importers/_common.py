@@ -1,7 +1,6 @@
-"""Small helpers shared by the importers: argument checks and the operator classes."""
+"""Small helpers shared by the importers: argument checks, picking a slice, cropping."""
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 
@@ -11,25 +10,6 @@ from ...errors import InputError
 
 #: Largest image side an importer builds (a 4096 x 4096 image is already far beyond any prior).
 MAX_SIDE = 4096
-
-# Where the operator classes live; looked up lazily so the importers import even while an
-# operator module is missing.
-_OPERATOR_MODULES = ("mri", "ct", "tomography", "blur", "inpaint", "superres", "identity")
-
-
-def operator_class(name: str):
-    """The class or function ``name`` from :mod:`diffrecon.operators` (or one of its modules)."""
-    ops = importlib.import_module("diffrecon.operators")
-    if hasattr(ops, name):
-        return getattr(ops, name)
-    for mod in _OPERATOR_MODULES:
-        try:
-            module = importlib.import_module(f"diffrecon.operators.{mod}")
-        except ImportError:
-            continue
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise ImportError(f"diffrecon.operators provides no {name}")
 
 
 def check_size_arg(size, path: Path | str) -> int | None:

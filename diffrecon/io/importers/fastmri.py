@@ -39,8 +39,8 @@ from ...errors import InputError
 from ...measurement import Measurement
 from ..h5 import attr_str, check_read, open_readonly, require_dataset
 from .noise import kspace_noise
-from ._common import (MAX_SIDE, centre_crop_or_pad, check_size_arg, finite_or_fail, operator_class,
-                      pick_index, value_range_of)
+from ...operators import MRI, cartesian_mask
+from ._common import MAX_SIDE, centre_crop_or_pad, check_size_arg, finite_or_fail, pick_index, value_range_of
 
 _MAX_COILS = 128
 _MAX_HEADER_BYTES = 1 << 20
@@ -173,7 +173,6 @@ def import_fastmri(path: str | os.PathLike, slice: int | None = None, size: int 
         if not fully_sampled:
             raise InputError(f"Import of {path}: acceleration applies to fully sampled k-space only; slice "
                              f"{index} is already undersampled ({int(columns.sum())} of {w} columns).")
-        cartesian_mask = operator_class("cartesian_mask")
         mask = np.asarray(cartesian_mask((h, w), acceleration, center_fraction=center_fraction, seed=seed), bool)
         mask = np.broadcast_to(mask, (h, w)).copy()
     else:
@@ -199,7 +198,6 @@ def import_fastmri(path: str | os.PathLike, slice: int | None = None, size: int 
         if n_coils == 1:
             coil_maps = np.exp(1j * np.angle(coil_maps)).astype(np.complex64)
 
-    MRI = operator_class("MRI")
     op = MRI((1, h, w), mask, coil_maps=coil_maps, noise_sigma=noise_sigma, image_complex=image_complex)
     attrs.update(source_format="fastMRI", slice=index, coils=n_coils, fully_sampled=fully_sampled,
                  acceleration=float(w / max(1, mask.any(axis=0).sum())), noise_source=noise_source)

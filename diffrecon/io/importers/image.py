@@ -18,12 +18,31 @@ from ...errors import InputError, printable
 from ...measurement import Measurement
 from ...messages import quiet_libraries
 from ..h5 import open_readonly, require_dataset
-from ._common import MAX_SIDE, check_size_arg, operator_class
+from ...problems import build, problem, simulate_names, simulate_options
+from ._common import MAX_SIDE, check_size_arg
 
 _MAX_CHANNELS = 4
 _TIFF = (".tif", ".tiff")
 _PNG = (".png",)
 _H5 = (".h5", ".hdf5", ".hdf", ".nxs", ".he5")
+IMAGE_SUFFIXES = _TIFF + _PNG
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
+
+
+def image_format(path: Path) -> str | None:
+    """``tiff`` or ``png`` from the first bytes of ``path`` (else from its suffix), None otherwise."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError:
+        head = b""
+    suffix = path.suffix.lower()
+    if head[:4] in _TIFF_MAGIC or (suffix in _TIFF and not head.startswith(_PNG_MAGIC)):
+        return "tiff"
+    if head.startswith(_PNG_MAGIC) or suffix in _PNG:
+        return "png"
+    return None
 
 
 def _to_chw(arr: np.ndarray, where: str) -> np.ndarray:
@@ -111,10 +130,10 @@ def read_image(path: str | os.PathLike, dataset: str | None = None, *, allow_ext
     path = Path(path)
     if not path.is_file():
         raise InputError(f"File {path} does not exist; expected a TIFF, PNG or HDF5 image.")
-    suffix = path.suffix.lower()
-    if suffix in _TIFF:
+    suffix, kind = path.suffix.lower(), image_format(path)
+    if kind == "tiff":
         arr, where = _read_tiff(path), f"File {path}"
-    elif suffix in _PNG:
+    elif kind == "png":
         arr, where = _read_png(path), f"File {path}"
     elif suffix in _H5 or h5py.is_hdf5(path):
         arr = _read_h5(path, dataset, allow_external)
@@ -125,16 +144,8 @@ def read_image(path: str | os.PathLike, dataset: str | None = None, *, allow_ext
 
 
 # ------------------------------------------------------------------------------ simulation
-#: Options of each kind of simulated measurement and their defaults.
-SIMULATE_OPTIONS: dict[str, dict[str, Any]] = {
-    "denoise": {},
-    "inpaint": {"fraction_missing": 0.5},
-    "deblur": {"kernel_size": 9, "kernel_std": 2.0},
-    "sr": {"factor": 4},
-    "ct": {"n_views": 30},
-    "ct_limited": {"range_deg": 120.0, "n_views": 60},
-    "mri": {"acceleration": 4.0, "center_fraction": None, "mask_kind": "random", "coils": 1},
-}
+#: Options of each kind of simulated measurement and their defaults (from :mod:`diffrecon.problems`).
+SIMULATE_OPTIONS: dict[str, dict[str, Any]] = simulate_options()
 
 
 def resample(x: np.ndarray, size: int) -> np.ndarray:
@@ -146,39 +157,6 @@ def resample(x: np.ndarray, size: int) -> np.ndarray:
     return out[0].numpy().astype(np.float32)
 
 
-def _operator(kind: str, shape: tuple[int, int, int], o: dict[str, Any], noise: float, seed: int,
-              pixel_size: float = 1.0):
-    c, h, w = shape
-    if kind in ("ct", "ct_limited", "mri") and c != 1:
-        raise InputError(f"Simulated {kind} needs a single-channel image; this one has {c} channels.")
-    if kind == "denoise":
-        return operator_class("Denoise")(shape, noise)
-    if kind == "inpaint":
-        mask = operator_class("random_mask")(shape, float(o["fraction_missing"]), seed)
-        return operator_class("Inpaint")(shape, mask, noise)
-    if kind == "deblur":
-        kernel = operator_class("gaussian_kernel")(int(o["kernel_size"]), float(o["kernel_std"]))
-        return operator_class("Blur")(shape, kernel, noise)
-    if kind == "sr":
-        return operator_class("SuperResolution")(shape, int(o["factor"]), noise)
-    if kind in ("ct", "ct_limited"):  # the geometry's cost is checked before its angles are made
-        n_det = operator_class("default_detectors")(h, w)
-        operator_class("check_ct_bytes")(max(int(o["n_views"]), 0), n_det, h, w, f"Option n_views={o['n_views']}: ")
-    if kind == "ct":
-        angles = operator_class("sparse_view_angles")(int(o["n_views"]))
-        return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise, pixel_size=pixel_size)
-    if kind == "ct_limited":
-        angles = operator_class("limited_angle_angles")(float(o["range_deg"]), int(o["n_views"]))
-        return operator_class("ParallelBeamCT")(shape, angles, noise_sigma=noise, pixel_size=pixel_size)
-    mask = operator_class("cartesian_mask")((h, w), float(o["acceleration"]), o["center_fraction"],
-                                            str(o["mask_kind"]), seed)
-    n_coils = int(o["coils"])
-    if n_coils < 1:
-        raise InputError(f"Option coils={o['coils']} is invalid; a simulated MRI needs at least 1 coil.")
-    maps = operator_class("birdcage_maps")((h, w), n_coils) if n_coils > 1 else None
-    return operator_class("MRI")(shape, mask, coil_maps=maps, noise_sigma=noise)
-
-
 def simulate(image: np.ndarray, operator_kind: str, options: dict[str, Any] | None = None,
              noise: float = 0.0, seed: int = 0, *, units: str = "a.u.", pixel_size: float = 1.0,
              pixel_unit: str = "px", title: str = "", size: int | None = None) -> Measurement:
@@ -186,21 +164,16 @@ def simulate(image: np.ndarray, operator_kind: str, options: dict[str, Any] | No
 
     ``noise`` is the standard deviation of white Gaussian noise in the image's units (per real
     component for complex measurements); ``seed`` fixes both the random mask and the noise.
-    ``options`` may set the keys of :data:`SIMULATE_OPTIONS` for the kind; others are refused.
+    ``options`` may set the options of the problem preset (:mod:`diffrecon.problems`); others are refused.
     ``size`` resamples the image to ``size`` x ``size`` first (area-averaged when shrinking, so
     a prior's resolution can be met). ``pixel_size`` reaches the CT forward model (line
     integrals in image units times length). The file states no value range: the image's own
     min/max would hand the reconstruction information a real measurement does not have.
     """
-    if operator_kind not in SIMULATE_OPTIONS:
+    if operator_kind not in simulate_names():
         raise InputError(f"Simulated forward model {operator_kind!r} is unknown; valid kinds are "
-                         f"{', '.join(SIMULATE_OPTIONS)}.")
-    defaults = SIMULATE_OPTIONS[operator_kind]
-    unknown = sorted(set(options or {}) - set(defaults))
-    if unknown:
-        raise InputError(f"Option {unknown[0]!r} does not apply to {operator_kind}; valid options are "
-                         f"{', '.join(defaults) or 'none'}.")
-    opts = {**defaults, **(options or {})}
+                         f"{', '.join(simulate_names())}.")
+    opts = problem(operator_kind).resolve(options)
     if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise >= 0):
         raise InputError(f"Simulation noise is {noise!r}; expected a finite standard deviation >= 0.")
     x = _to_chw(np.asarray(image), "The image to simulate from")
@@ -209,7 +182,7 @@ def simulate(image: np.ndarray, operator_kind: str, options: dict[str, Any] | No
     if not (isinstance(pixel_size, (int, float)) and np.isfinite(pixel_size) and pixel_size > 0):
         raise InputError(f"Simulation pixel size is {pixel_size!r}; expected a positive number.")
     try:
-        op = _operator(operator_kind, tuple(x.shape), opts, float(noise), int(seed), float(pixel_size))
+        op = build(operator_kind, x.shape, opts, noise=noise, seed=seed, pixel_size=pixel_size)
     except (TypeError, ValueError, OverflowError, ZeroDivisionError) as err:
         if isinstance(err, InputError):
             raise

@@ -31,7 +31,8 @@ from ...errors import InputError
 from ...measurement import Measurement
 from ..h5 import attr_str, check_read, open_readonly, require_dataset
 from .noise import rebinned_noise, tomography_noise
-from ._common import check_size_arg, finite_or_fail, operator_class, pick_index
+from ...operators import ParallelBeamCT
+from ._common import check_size_arg, finite_or_fail, pick_index
 
 #: Transmissions below this are clipped before the logarithm (photon starvation, bad pixels).
 MIN_TRANSMISSION = 1e-6
@@ -101,8 +102,7 @@ def _build(sino: np.ndarray, angles_deg: np.ndarray, size: int | None, path: Pat
                          f"too large to build; pass a smaller size (e.g. size=256).")
     noise_sigma = rebinned_noise(noise[0], sino.shape[1], n_det)
     sino = rebin(sino, n_det).astype(np.float32)
-    CT = operator_class("ParallelBeamCT")
-    op = CT((1, n_det, n_det), angles_deg.astype(np.float32), n_detectors=n_det, noise_sigma=noise_sigma)
+    op = ParallelBeamCT((1, n_det, n_det), angles_deg.astype(np.float32), n_detectors=n_det, noise_sigma=noise_sigma)
     y = sino[None]
     attrs = dict(attrs, source_format=fmt, detector_row=row, detector_binning=float(attrs.get("columns", n_det)) / n_det,
                  noise_source=noise[1])
