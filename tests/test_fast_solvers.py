@@ -18,7 +18,7 @@ from diffrecon.priors.gaussian import StationaryGaussianPrior
 from diffrecon.schedule import karras_sigmas
 from diffrecon.solvers import SOLVERS, SampleRNG
 from diffrecon.solvers.budget_schedule import budget_sigmas, mean_psnr, simulated_problems
-from diffrecon.solvers.mlem import Multilevel, resolution_levels
+from diffrecon.solvers.mlem import Multilevel, expected_cost, family_levels, resolution_levels
 from test_solvers import MASK, PRIOR, SHAPE
 
 COV = PRIOR.covariance_matrix()
@@ -148,6 +148,7 @@ def test_multilevel_cost_counts_each_level_once_per_step():
     some = sample("mlem", op, y, steps, 1, SOLVERS["mlem"].Params(guidance="none", rate=0.25), denoiser=ml)
     # p = (0.5, 0.25): cost 1/16 + P(level 2 or 3) / 4 + 1/4 per step, binomial spread
     expected = steps * (1 / 16 + (1 - 0.5 * 0.75) / 4 + 0.25)
+    assert expected_cost([1 / 16, 1 / 4, 1.0], 0.25) * steps == pytest.approx(expected)
     assert abs(some[-1].info["cost"] - expected) < 4 * math.sqrt(steps * (0.25 * 0.75 + 0.25 * 0.25 / 16))
     assert some[-1].nfe == math.ceil(some[-1].info["cost"] - 1e-9)
 
@@ -183,6 +184,16 @@ def test_reduced_resolution_levels_cost_a_sixteenth_and_a_quarter_and_run():
     assert torch.isfinite(out[-1].x).all() and out[-1].info["cost"] < 20 * 0.75
 
 
+def test_the_bundled_family_gives_three_levels_costed_by_their_cards():
+    family = family_levels("procedural")
+    assert [lv.card.name for lv in family.level_list] == ["ddpm-procedural-small-128", "ddpm-procedural-medium-128",
+                                                         "ddpm-procedural-128"]
+    assert family.costs == pytest.approx([0.0627, 0.2502, 1.0])
+    x = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(family(x, 2.0), family.level_list[-1](x, 2.0))  # alone it is the finest prior
+
+
 # ---------------------------------------------------------------------- budget schedules
 def test_budget_schedule_beats_karras_on_held_out_problems_and_is_cached(tmp_path):
     op = Inpaint(SHAPE, MASK[0].bool(), 0.05)
@@ -198,3 +209,23 @@ def test_budget_schedule_beats_karras_on_held_out_problems_and_is_cached(tmp_pat
     assert rec2["cached"] and torch.equal(again, sigmas)
     other, rec3 = budget_sigmas(PRIOR, Denoise(SHAPE, 0.05), "fvfo", 4, cache_folder=tmp_path, problems=2, max_trials=30)
     assert not rec3["cached"] and (tmp_path / "budget_schedules.json").is_file()
+
+
+class Overshooting(WhiteShrinkage):
+    """A bounded prior (value range [-1, 1]) whose estimates overshoot it, as a network's do at high noise."""
+
+    bounded = True
+
+    def forward(self, x, sigma):
+        return 3.0 * x
+
+
+@pytest.mark.parametrize("name", ["fvfo", "dpmpp_3m_sde", "mlem"])
+def test_estimates_of_a_bounded_prior_are_clipped_to_its_range_unless_switched_off(name):
+    den = Overshooting(16)
+    op = Denoise(SHAPE, 0.2)
+    y = torch.zeros(1, *SHAPE)
+    on = sample(name, op, y, 4, 2, SOLVERS[name].Params(guidance="none"), denoiser=den)
+    off = sample(name, op, y, 4, 2, SOLVERS[name].Params(guidance="none", clip=False), denoiser=den)
+    assert all(float(s.x0_hat.abs().max()) <= 1.0 for s in on)
+    assert max(float(s.x0_hat.abs().max()) for s in off) > 1.0

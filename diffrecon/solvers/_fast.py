@@ -9,6 +9,12 @@ step of the plug-and-play solvers:
 * ``projection``: DDNM's range-null-space correction (needs a pseudo-inverse).
 * ``dps``: the Tweedie estimate, plus a DPS gradient step on the next state (backpropagation).
 * ``none``: the unconditional sampler.
+
+``clip`` (on): for a bounded prior (a network trained on data scaled into its value range,
+``Denoiser.bounded``) each denoised estimate is clipped to that range before the data step, as
+DiffPIR here and deepinv do (DPM-Solver++, Lu et al. 2022, Sec. 6, thresholds its data predictions
+for the same reason: at few steps a network's estimate at high noise overshoots the range, and the
+multistep updates amplify it). Analytic priors are unbounded and never clipped.
 """
 from __future__ import annotations
 
@@ -48,6 +54,18 @@ class GuidanceParams:
     guidance: str = guidance_param()
     lam: float = lam_param()
     zeta: float = zeta_param()
+    clip: bool = param(True, help="Clip each denoised estimate to a bounded prior's value range (networks only).")
+
+
+def clipped(denoiser, on: bool, like=None):
+    """``denoiser`` with its estimates clipped to the value range of ``like`` (default: its own), where
+    ``on`` and that prior is bounded."""
+    like = denoiser if like is None else like
+    card = getattr(like, "card", None)
+    if not on or card is None or not getattr(like, "bounded", False):
+        return denoiser
+    lo, hi = (float(v) for v in card.value_range)
+    return lambda x, sigma: denoiser(x, sigma).clamp(lo, hi)
 
 
 def proximal(op, x0_hat: Tensor, y: Tensor, sigma: float, lam: float) -> Tensor:
@@ -59,6 +77,7 @@ def proximal(op, x0_hat: Tensor, y: Tensor, sigma: float, lam: float) -> Tensor:
 def guided_x0(params, denoiser, op, x: Tensor, y: Tensor, sigma: float, sigma_next: float) -> tuple[Tensor, Tensor | None]:
     """``(x0, shift)``: the clean estimate at ``(x, sigma)`` with ``y`` let in by ``params.guidance``, and
     the DPS shift to add to the next state (None for the other choices)."""
+    denoiser = clipped(denoiser, params.clip)
     if params.guidance == "proximal":
         return proximal(op, denoiser(x, sigma), y, sigma, params.lam), None
     return guided_estimate(params.guidance, denoiser, op, x, y, sigma, sigma_next, params.zeta)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from ..priors.base import Denoiser
 from ._common import SolverInfo, Step, ancestral_ddim_step, param
-from ._fast import GuidanceParams, guided_x0, uses_data
+from ._fast import GuidanceParams, clipped, guided_x0, uses_data
 from ._guidance import match_batch
 from .labels import POSTERIOR, SpreadRule
 
@@ -133,6 +133,20 @@ def _levels(denoiser, choice: str) -> list[tuple[Callable, float]]:
     return [(denoiser, 1.0)]
 
 
+def expected_cost(costs: Sequence[float], rate: float) -> float:
+    """Expected cost per step, in full evaluations, of levels costing ``costs`` (cheapest first) at ``rate``:
+    level 1 always, level ``j`` when its own correction or the next level's is drawn."""
+    k = len(costs)
+    probs = [rate ** (l / (k - 1)) for l in range(1, k)] if k > 1 else []
+    total = costs[0]
+    for j in range(1, k):
+        skip = 1 - probs[j - 1]
+        if j + 1 < k:
+            skip *= 1 - probs[j]
+        total += costs[j] * (1 - skip)
+    return total
+
+
 def _drift(levels, draws: np.ndarray, probs: list[float]):
     """The step's estimator ``D~`` as a denoiser callable, and its cost in full evaluations."""
     used = [0] + [l for l in range(1, len(levels)) if draws[l - 1] < probs[l - 1]]
@@ -161,7 +175,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         estimate, cost = _drift(levels, draws[i], probs)
-        x0, shift = guided_x0(params, estimate, op, x, y, sigma, sigma_next)
+        x0, shift = guided_x0(params, clipped(estimate, params.clip, like=denoiser), op, x, y, sigma, sigma_next)
         x = ancestral_ddim_step(x, x0, sigma, sigma_next, 1.0, generator)     # Euler-Maruyama (exp. integrator)
         if shift is not None:
             x = x + shift
