@@ -59,7 +59,7 @@ class Multilevel(Denoiser):
         if len(levels) != len(costs) or not levels:
             raise ValueError("a Multilevel needs one cost per level")
         self.level_list = list(levels)
-        self.modules_ = torch.nn.ModuleList([m for m in levels if isinstance(m, torch.nn.Module)])
+        self.networks = torch.nn.ModuleList([m for m in levels if isinstance(m, torch.nn.Module)])
         self.costs = [float(c) for c in costs]
         finest = levels[-1]
         self.card = finest.card
@@ -85,7 +85,7 @@ class AtResolution:
 
     def __call__(self, x: Tensor, sigma) -> Tensor:
         small = F.avg_pool2d(x, self.factor)
-        est = self.denoiser(small, sigma / self.factor if isinstance(sigma, (int, float)) else sigma / self.factor)
+        est = self.denoiser(small, sigma / self.factor)
         return F.interpolate(est, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
