@@ -1,6 +1,6 @@
 """The import contracts of pyproject.toml ([tool.importlinter]) hold, and they would catch a break.
 
-The layers (front ends > features > engine and io > services > solvers and priors > forward
+The layers (front ends > features > engine and io > services > solvers > priors > forward
 models > base), Qt only inside diffrecon.gui, and no import cycle between the siblings of any
 package: docs/architecture.md, "Front ends and layers", says why each module sits where it does.
 """
