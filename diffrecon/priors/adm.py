@@ -371,11 +371,12 @@ def load_adm_prior(path: str | Path, config: ADMConfig | None = None,
     state = read_state_dict(path)
     if "label_emb.weight" in state:
         raise InputError(f"ADM checkpoint {path} is class-conditional; only unconditional checkpoints are supported.")
-    if config is None:
-        config = match_preset(state)
-        if config is None:
-            raise InputError(f"ADM checkpoint {path} matches none of the presets {', '.join(ADM_PRESETS)}; "
-                             "pass its ADMConfig (model_channels, num_res_blocks, attention_resolutions, ...).")
+    from .adm_layout import card_beside, infer_config, sidecar_card
+
+    side = sidecar_card(path)
+    if config is None:  # a preset, else the layout of the weights and the card beside them (adm_layout)
+        config = match_preset(state) if side is None or "resolution" not in side[1] else None
+        config = config or infer_config(state, path, side[1] if side else None)
     with torch.device("meta"):
         network = ADMUNet(config)
     try:
@@ -383,7 +384,7 @@ def load_adm_prior(path: str | Path, config: ADMConfig | None = None,
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise InputError(f"ADM checkpoint {path} does not fit the given ADMConfig ({first[:300]}).") from None
-    denoiser = build_adm_denoiser(network, adm_card(config, path.stem))
+    denoiser = build_adm_denoiser(network, card_beside(adm_card(config, path.stem), side))
     denoiser.weights_path = path
     return denoiser.to(device).eval()
 
