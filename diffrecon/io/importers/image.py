@@ -166,6 +166,9 @@ def read_image(path: str | os.PathLike, dataset: str | None = None, *, allow_ext
         arr = _read_h5(path, dataset, allow_external)
         where = f"File {path}" + (f", dataset {dataset}," if dataset else "")
     else:
+        if path.is_dir():
+            raise InputError(f"Folder {path} holds no DICOM slices; an image is a TIFF, PNG, HDF5, DICOM or NIfTI "
+                             "file, or a folder of DICOM slices.")
         raise InputError(f"File {path} has suffix {suffix!r}; valid image files are .tif, .tiff, .png and .h5.")
     return _to_chw(arr, where)
 

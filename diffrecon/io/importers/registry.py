@@ -162,7 +162,7 @@ IMPORTERS: dict[str, ImporterInfo] = {i.name: i for i in (
                           ImportOption("units", str), ImportOption("pixel_size", float), ImportOption("pixel_unit", str)),
                  suffixes=IMAGE_SUFFIXES, imported=False, needs_operator=True),
     ImporterInfo("dicom", "a DICOM image or series", "DICM after a 128-byte preamble (a file, or a folder of slices)",
-                 _read_physical, sniff_file=_sniff_dicom, options=_PHYSICAL, suffixes=(".dcm", ".dicom", ""),
+                 _read_physical, sniff_file=_sniff_dicom, options=_PHYSICAL, suffixes=(".dcm", ".dicom", ".ima"),
                  imported=False, needs_operator=True),
     ImporterInfo("nifti", "a NIfTI volume", "a NIfTI-1 or NIfTI-2 header (.nii, .nii.gz)", _read_physical,
                  sniff_file=_sniff_nifti, options=_PHYSICAL, suffixes=(".nii", ".nii.gz"), imported=False,
