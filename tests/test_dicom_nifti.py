@@ -13,68 +13,13 @@ import tifffile
 
 pydicom = pytest.importorskip("pydicom")
 nibabel = pytest.importorskip("nibabel")
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
+from medical_files import huge_dicom, huge_nifti, write_dicom, write_nifti, write_series, write_stack  # noqa: E402
 from diffrecon.errors import InputError  # noqa: E402
 from diffrecon.io import importers  # noqa: E402
 from diffrecon.io.importers.physical import MU_WATER_PER_CM, read_physical  # noqa: E402
-
-# ------------------------------------------------------------------------------ writers
-def write_dicom(path, stored: np.ndarray, *, modality="CT", z=0.0, series=None, instance=1, spacing=(0.5, 0.5),
-                slope=1.0, intercept=-1024.0, orientation=(1, 0, 0, 0, 1, 0), position=None, frames=None) -> Path:
-    """A DICOM Part 10 file of int16 ``stored`` (rows, columns) or (frames, rows, columns)."""
-    stored = np.asarray(stored, np.int16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = modality
-    ds.SeriesInstanceUID = series or generate_uid()
-    ds.InstanceNumber = instance
-    ds.Rows, ds.Columns = stored.shape[-2:]
-    if stored.ndim == 3:
-        ds.NumberOfFrames = stored.shape[0]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.PixelSpacing = list(spacing)
-    ds.ImageOrientationPatient = list(orientation)
-    ds.ImagePositionPatient = list(position if position is not None else (0.0, 0.0, z))
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    ds.PixelData = stored.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return Path(path)
-
-
-def write_series(folder: Path, n=5, size=16, **kw) -> Path:
-    """``n`` slices whose HU value is 100 x their position index; files named and numbered in a
-    scrambled order, so only ImagePositionPatient tells the order."""
-    folder.mkdir(parents=True, exist_ok=True)
-    uid = generate_uid()
-    for rank, k in enumerate(np.random.default_rng(3).permutation(n)):
-        write_dicom(folder / f"IM{rank:04d}", np.full((size, size), 1024 + 100 * k), z=-20.0 + 2.5 * k,
-                    series=uid, instance=n - rank, **kw)
-    return folder
-
-
-def write_nifti(path, data: np.ndarray, zooms=(0.8, 0.8, 2.0), slope=None, inter=None) -> Path:
-    img = nibabel.Nifti1Image(np.asarray(data), np.diag([*zooms[:3], 1.0]))
-    img.header.set_zooms(zooms[: np.asarray(data).ndim])
-    img.header.set_xyzt_units("mm")
-    if slope is not None:
-        img.header.set_slope_inter(slope, inter)
-    nibabel.save(img, str(path))
-    return Path(path)
-
-
-def write_stack(path, n=9, size=16) -> Path:
-    tifffile.imwrite(path, np.stack([np.full((size, size), k, np.uint16) for k in range(n)]))
-    return Path(path)
-
 
 #: One valid small file per image format the registry opens with a forward model.
 PHYSICAL_WRITERS = {
@@ -183,20 +128,8 @@ def _one_sentence(err: pytest.ExceptionInfo, path: Path) -> None:
     assert path.name in msg and "\n" not in msg and msg.endswith((".", ")")) and len(msg) < 600, msg
 
 
-def _set(path: Path, offset: int, raw: bytes) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(raw)
-
-
-def _dicom_tag_offset(path: Path, tag: bytes) -> int:
-    return path.read_bytes().index(tag) + 8  # group, element, VR, 2-byte length
-
-
 def test_dicom_declaring_a_huge_image_is_refused_before_reading(tmp_path):
-    path = write_dicom(tmp_path / "huge.dcm", np.zeros((16, 16)))
-    for tag in (b"\x28\x00\x10\x00US", b"\x28\x00\x11\x00US"):  # Rows, Columns -> 65535
-        _set(path, _dicom_tag_offset(path, tag), b"\xff\xff")
+    path = huge_dicom(tmp_path / "huge.dcm")
     with pytest.raises(InputError, match="65535 x 65535 pixels") as err:
         read_physical(path)
     _one_sentence(err, path)
@@ -248,8 +181,7 @@ def test_nifti_truncated_huge_or_four_dimensional_is_refused(tmp_path):
     with pytest.raises(InputError, match="truncated") as err:
         read_physical(path)
     _one_sentence(err, path)
-    huge = write_nifti(tmp_path / "h.nii", np.zeros((16, 16, 2), np.float32))
-    _set(huge, 42, np.array([30000, 30000, 2], "<i2").tobytes())  # dim[1..3]
+    huge = huge_nifti(tmp_path / "h.nii")
     with pytest.raises(InputError, match="30000 x 30000") as err:
         read_physical(huge)
     _one_sentence(err, huge)
@@ -292,3 +224,12 @@ def test_gzip_that_is_not_nifti_is_not_detected_as_nifti(tmp_path):
         f.write(b"\0" * 400)
     with pytest.raises(InputError):
         importers.detect(path)
+
+
+def test_every_image_format_in_physical_units_has_a_hostile_case():
+    import hostile_cases
+
+    formats = {n for n, i in importers.IMPORTERS.items() if i.needs_operator and n != "image"}
+    assert set(hostile_cases.HUGE_IMAGES) == formats
+    names = [c.name for c in hostile_cases.REGISTRY_CASES]
+    assert all(f"simulate:{fmt} declaring a huge image" in names for fmt in formats)
