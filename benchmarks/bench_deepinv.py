@@ -8,7 +8,7 @@ rewritten after every section, so a run cut short keeps what it finished):
 
 1. ``matmul``: the device's bf16 matrix rate, median of timed 8192^3 ``torch.matmul`` calls.
 2. ``network``: the ADM UNet (``imagenet_256_uncond``: 256x256, 3 channels, random seeded
-   weights, loaded through :func:`diffrecon.priors.adm.load_adm_prior`) and deepinv's
+   weights, loaded through :func:`diffrecon.priors.adm_layout.load_adm_prior`) and deepinv's
    ``DiffUNet(large_model=True)`` holding the same state dict: one forward at batch 8 in bf16, and
    FLOPs per evaluation (:func:`~diffrecon.priors.adm.count_flops`).
 3. ``timing``: ours (``diffrecon.engine.run``, bf16 autocast) against deepinv's ``DPS``, ``DDRM``
@@ -81,7 +81,8 @@ from diffrecon.measurement import Measurement  # noqa: E402
 from diffrecon.metrics import psnr  # noqa: E402
 from diffrecon.operators import Inpaint, ParallelBeamCT, random_mask, sparse_view_angles  # noqa: E402
 from diffrecon.phantoms import TEST_SEEDS, phantom  # noqa: E402
-from diffrecon.priors.adm import ADMConfig, ADMUNet, count_flops, load_adm_prior  # noqa: E402
+from diffrecon.priors.adm import ADMConfig, ADMUNet, count_flops  # noqa: E402
+from diffrecon.priors.adm_layout import load_adm_prior  # noqa: E402
 from diffrecon.schedule import make_sigmas  # noqa: E402
 
 PARAMS = {"dps": {"zeta": 1.0}, "ddrm": {"eta": 0.85, "eta_b": 1.0}, "diffpir": {"lam": 7.0, "zeta": 0.3}}

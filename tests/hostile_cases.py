@@ -440,7 +440,50 @@ def _registry_cases() -> list[Case]:
     return cases
 
 
-REGISTRY_CASES = _registry_cases()
+def _simulate_file(path: Path, folder: Path) -> list[str]:
+    return ["simulate", str(path), "--operator", "ct", "--noise", "0.01", "--out", str(folder / "m.h5")]
+
+
+def _huge_image(fmt: str):
+    def make(folder: Path) -> list[str]:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import medical_files
+
+        return _simulate_file(HUGE_IMAGES[fmt][0](medical_files, folder), folder)
+    return make
+
+
+#: For each image format in physical units, a small file declaring a huge image and the word the
+#: refusal must contain; tests/test_dicom_nifti.py checks every such registered format has one.
+HUGE_IMAGES = {
+    "dicom": (lambda mf, d: mf.huge_dicom(d / "huge.dcm"), "65535"),
+    "nifti": (lambda mf, d: mf.huge_nifti(d / "huge.nii"), "30000"),
+}
+
+
+def _dicom_folder_with_link(folder: Path) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import medical_files
+
+    series = medical_files.write_series(folder / "series", n=3)
+    (series / "elsewhere.dcm").symlink_to(medical_files.write_dicom(folder / "outside.dcm", np.zeros((16, 16))))
+    return _simulate_file(series, folder)
+
+
+def _image_cases() -> list[Case]:
+    """Every image format in physical units given a file declaring a huge image, and a DICOM
+    folder holding a link: one sentence, memory bounded."""
+    try:
+        import nibabel  # noqa: F401
+        import pydicom  # noqa: F401
+    except ImportError:
+        return []
+    return [Case(f"simulate:{fmt} declaring a huge image", _huge_image(fmt), word)
+            for fmt, (_, word) in HUGE_IMAGES.items()] + [
+        Case("simulate:dicom folder with a link", _dicom_folder_with_link, "elsewhere.dcm")]
+
+
+REGISTRY_CASES = _registry_cases() + _image_cases()
 
 ALL_CASES = SIZE_CASES + TRACEBACK_CASES + FILE_RULE_CASES + SETTING_CASES + MESSAGE_CASES + REGISTRY_CASES
 

@@ -10,7 +10,8 @@ from diffrecon.errors import InputError
 from diffrecon.priors import load_prior
 from diffrecon.priors import acceleration
 from diffrecon.priors.acceleration import NetworkCall, auto_mode, resolve_mode
-from diffrecon.priors.adm import ADMConfig, ADMUNet, load_adm_prior
+from diffrecon.priors.adm import ADMConfig, ADMUNet
+from diffrecon.priors.adm_layout import load_adm_prior
 
 TINY = ADMConfig(image_size=16, in_channels=1, model_channels=32, num_res_blocks=1,
                  attention_resolutions=(8,), channel_mult=(1, 2), num_head_channels=16)

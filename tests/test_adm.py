@@ -7,8 +7,8 @@ from safetensors.torch import save_file
 from diffrecon.demo import make_demo
 from diffrecon.engine import Finished, RunConfig, run
 from diffrecon.errors import InputError
-from diffrecon.priors.adm import (ADMConfig, ADMUNet, AttentionBlock, count_flops, load_adm_prior,
-                                  match_preset)
+from diffrecon.priors.adm import ADMConfig, ADMUNet, AttentionBlock, count_flops, match_preset
+from diffrecon.priors.adm_layout import load_adm_prior
 
 TINY = ADMConfig(image_size=16, in_channels=1, model_channels=32, num_res_blocks=1,
                  attention_resolutions=(8,), channel_mult=(1, 2), num_head_channels=16)

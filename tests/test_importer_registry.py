@@ -76,5 +76,5 @@ def test_a_file_of_no_format_names_every_layout(tmp_path):
 
 
 def test_unknown_format_is_refused_with_the_valid_ones(tmp_path):
-    with pytest.raises(InputError, match="'dicom' is unknown; valid formats are auto, .*fastmri"):
-        importers.open(tmp_path / "x.h5", "dicom")
+    with pytest.raises(InputError, match="'analyze' is unknown; valid formats are auto, .*fastmri"):
+        importers.open(tmp_path / "x.h5", "analyze")

@@ -12,6 +12,7 @@
     diffrecon compare FILE [--solvers A,B] [--steps N,M]
     diffrecon calibrate FILE [--solver NAME] [--images N] ...
     diffrecon batch INPUTS --out FOLDER [--recipe RESULT.h5] [--executor sequential|ray] ...
+    diffrecon prior check PATH [--json]
     diffrecon gui [FILE] [--reconstruct] [--screenshot OUT.png] [--quit]
 
 One module per command group; each adds its subcommands with an ``add_<name>_parser(subparsers)``
@@ -35,6 +36,7 @@ from .calibrate import add_calibrate_parser
 from .compare import add_compare_parser
 from .files import add_demo_parser, add_export_parser, add_import_parser, add_info_parser, add_simulate_parser
 from .options import EXIT_DIVERGED, EXIT_USAGE, Parser
+from .prior import add_prior_parser
 from .progress import EXIT_INTERRUPTED, ctrl_c_stops, finishing_write, terminate_like_ctrl_c
 from .reconstruct import add_reconstruct_parser, add_solvers_parser
 from .train import add_train_parser
@@ -48,7 +50,7 @@ __all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_s
 COMMANDS: list[Callable] = [
     add_demo_parser, add_solvers_parser, add_info_parser, add_reconstruct_parser, add_import_parser,
     add_simulate_parser, add_export_parser, add_train_parser, add_validate_parser, add_compare_parser,
-    add_calibrate_parser, add_batch_parser, add_gui_parser,
+    add_calibrate_parser, add_batch_parser, add_prior_parser, add_gui_parser,
 ]
 
 

@@ -54,10 +54,11 @@ def add_simulate_parser(sub) -> None:
 
     kinds = simulate_names()
     options = "; ".join(f"{kind}: {options_help(kind)}" for kind in kinds)
-    p = sub.add_parser("simulate", help="simulate a measurement of an image (TIFF, PNG, HDF5)",
+    p = sub.add_parser("simulate", help="simulate a measurement of an image (TIFF, PNG, HDF5, DICOM, NIfTI)",
                        description=f"Simulate y = A x + noise from a ground-truth image. "
                                    f"Options (defaults): {options}.")
-    p.add_argument("image", type=Path, help="ground-truth image: .tif, .png or an HDF5 file")
+    p.add_argument("image", type=Path, help="ground-truth image: .tif, .png, an HDF5 file, a DICOM file or folder of "
+                                            "slices, or a NIfTI volume (these carry their units and pixel size)")
     p.add_argument("--operator", required=True, choices=kinds, metavar="KIND",
                    help=f"forward model: {', '.join(kinds)}")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -66,10 +67,18 @@ def add_simulate_parser(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="measurement file to write (.h5)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the mask and the noise (default 0)")
     p.add_argument("--dataset", default=None, help="dataset holding the image in an HDF5 file")
-    p.add_argument("--units", default="a.u.", help="unit of the image values (default a.u.)")
-    p.add_argument("--pixel-size", type=float, default=1.0,
-                   help="pixel pitch (default 1); CT line integrals are image units times this length")
-    p.add_argument("--pixel-unit", default="px", help="unit of the pixel pitch (default px)")
+    p.add_argument("--units", default=None, help="unit of the image values (default a.u., or the DICOM/NIfTI file's)")
+    p.add_argument("--pixel-size", type=float, default=None,
+                   help="pixel pitch (default 1, or the DICOM/NIfTI file's); CT line integrals are image units "
+                        "times this length")
+    p.add_argument("--pixel-unit", default=None, help="unit of the pixel pitch (default px, or the DICOM/NIfTI file's)")
+    p.add_argument("--slice", type=non_negative, default=None,
+                   help="slice of a TIFF stack, DICOM series or NIfTI volume (default the middle one)")
+    p.add_argument("--modality", choices=("auto", "ct", "other"), default=None,
+                   help="DICOM/NIfTI: ct converts Hounsfield units to attenuation in 1/cm (auto: from the DICOM "
+                        "header; NIfTI is other unless given)")
+    p.add_argument("--mu-water", type=float, default=None,
+                   help="DICOM/NIfTI CT: attenuation of water in 1/cm for the Hounsfield conversion (default 0.193)")
     p.add_argument("--size", type=positive, default=None,
                    help="resample the image to SIZE x SIZE first (the bundled prior takes 128)")
     p.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
@@ -135,19 +144,28 @@ def run_import(args) -> int:
 
 
 def run_simulate(args) -> int:
-    from ..io import write_measurement
-    from ..io.importers import read_image, simulate
+    from ..io import importers, write_measurement
+    from ..io.importers.physical import physical_format
     from ..problems import parse_options
 
     check_out_folder(args.out, args.image)
-    if not (args.pixel_size > 0 and args.pixel_size < float("inf")):
+    if args.pixel_size is not None and not (args.pixel_size > 0 and args.pixel_size < float("inf")):
         raise InputError(f"--pixel-size {args.pixel_size:g} is invalid; expected a positive number.")
     options = parse_options(args.operator, key_values(args.option, "--option", "n_views=60"))
-    image = read_image(args.image, args.dataset, allow_external=args.allow_external)
-    status(f"Simulating {args.operator} from {args.image} {tuple(image.shape)} ...")
-    m = simulate(image, args.operator, options, noise=args.noise, seed=args.seed, units=args.units,
-                 pixel_size=args.pixel_size, pixel_unit=args.pixel_unit, size=args.size,
-                 title=f"{args.image.name} simulated {args.operator}")
+    status(f"Simulating {args.operator} from {args.image} ...")
+    if physical_format(args.image) is not None:  # DICOM / NIfTI: their units and pixel size unless overridden
+        m = importers.open(args.image, operator=args.operator, options=options, noise=args.noise, seed=args.seed,
+                           size=args.size, slice=args.slice, modality=args.modality, mu_water=args.mu_water,
+                           units=args.units, pixel_size=args.pixel_size, pixel_unit=args.pixel_unit,
+                           allow_external=args.allow_external)
+    else:
+        if args.modality is not None or args.mu_water is not None:
+            raise InputError(f"--modality and --mu-water apply to DICOM and NIfTI images, not to {args.image}.")
+        image = importers.read_image(args.image, args.dataset, allow_external=args.allow_external, slice=args.slice)
+        m = importers.simulate(image, args.operator, options, noise=args.noise, seed=args.seed,
+                               units=args.units or "a.u.", pixel_size=args.pixel_size or 1.0,
+                               pixel_unit=args.pixel_unit or "px", size=args.size,
+                               title=f"{args.image.name} simulated {args.operator}")
     interrupted = write_final(args.out, lambda: write_measurement(args.out, m))
     print(f"Wrote {args.out}: {_summary(m)}.")
     return EXIT_INTERRUPTED if interrupted else 0

@@ -97,7 +97,7 @@ def load_prior(name_or_path: str, image_shape: tuple[int, int, int] | None = Non
     if Path(name).is_dir():
         return load_diffusers_prior(name, device)
     if Path(name).is_file() and Path(name).suffix.lower() in (".pt", ".pth", ".safetensors"):
-        from .adm import load_adm_prior  # guided-diffusion / ADM checkpoints (Dhariwal & Nichol 2021)
+        from .adm_layout import load_adm_prior  # guided-diffusion / ADM checkpoints (Dhariwal & Nichol 2021)
 
         return load_adm_prior(name, device=device)
     raise InputError(f"Prior {name_or_path!r} is neither a known prior, a folder nor a checkpoint; valid are "

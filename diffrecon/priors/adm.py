@@ -360,34 +360,6 @@ def build_adm_denoiser(network: ADMUNet, card: PriorCard) -> ADMDenoiser:
     return ADMDenoiser(DiffusersCall(network), alphas_cumprod_from_schedule(card.schedule), card)
 
 
-def load_adm_prior(path: str | Path, config: ADMConfig | None = None,
-                   device: str | torch.device = "cpu") -> ADMDenoiser:
-    """A guided-diffusion checkpoint as a denoiser on ``device``.
-
-    ``config`` None picks the preset whose parameter shapes the checkpoint has
-    (:data:`ADM_PRESETS`); give it for any other architecture.
-    """
-    path = Path(path)
-    state = read_state_dict(path)
-    if "label_emb.weight" in state:
-        raise InputError(f"ADM checkpoint {path} is class-conditional; only unconditional checkpoints are supported.")
-    if config is None:
-        config = match_preset(state)
-        if config is None:
-            raise InputError(f"ADM checkpoint {path} matches none of the presets {', '.join(ADM_PRESETS)}; "
-                             "pass its ADMConfig (model_channels, num_res_blocks, attention_resolutions, ...).")
-    with torch.device("meta"):
-        network = ADMUNet(config)
-    try:
-        network.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise InputError(f"ADM checkpoint {path} does not fit the given ADMConfig ({first[:300]}).") from None
-    denoiser = build_adm_denoiser(network, adm_card(config, path.stem))
-    denoiser.weights_path = path
-    return denoiser.to(device).eval()
-
-
 # ------------------------------------------------------------------------------------ cost
 def count_flops(model: nn.Module, shape: tuple[int, ...], *inputs) -> int:
     """FLOPs (2 x multiply-adds) of one forward pass on a zero input of ``shape``: convolutions,

@@ -10,7 +10,8 @@ and ``open(path, **options)`` reads any of them (:mod:`.registry`).
 from __future__ import annotations
 
 from .fastmri import import_fastmri
-from .image import SIMULATE_OPTIONS, read_image, simulate
+from .image import SIMULATE_OPTIONS, simulate
+from .physical import PhysicalImage, read_image, read_physical
 from .registry import (IMPORTERS, ImporterInfo, ImportOption, detect, import_formats, importer,
                        open_measurement)
 from .tomo import import_dxchange, import_nxtomo
@@ -19,4 +20,5 @@ open = open_measurement  # noqa: A001 - ``importers.open(path)``, as the module 
 
 __all__ = ["IMPORTERS", "ImporterInfo", "ImportOption", "detect", "import_formats", "importer", "open",
            "open_measurement", "import_fastmri", "import_dxchange", "import_nxtomo", "read_image", "simulate",
+           "read_physical", "PhysicalImage",
            "SIMULATE_OPTIONS"]

@@ -19,7 +19,7 @@ from ...measurement import Measurement
 from ...messages import quiet_libraries
 from ..h5 import open_readonly, require_dataset
 from ...problems import build, problem, simulate_names, simulate_options
-from ._common import MAX_SIDE, check_size_arg
+from ._common import MAX_SIDE, check_size_arg, pick_index
 
 _MAX_CHANNELS = 4
 _TIFF = (".tif", ".tiff")
@@ -31,12 +31,15 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and Bi
 
 
 def image_format(path: Path) -> str | None:
-    """``tiff`` or ``png`` from the first bytes of ``path`` (else from its suffix), None otherwise."""
+    """``tiff`` or ``png`` from the first bytes of ``path`` (else from its suffix), None otherwise.
+    A DICOM file whose preamble is a TIFF header (``DICM`` at byte 128) is DICOM, not TIFF."""
     try:
         with path.open("rb") as f:
-            head = f.read(8)
+            head = f.read(132)
     except OSError:
         head = b""
+    if head[128:132] == b"DICM":
+        return None
     suffix = path.suffix.lower()
     if head[:4] in _TIFF_MAGIC or (suffix in _TIFF and not head.startswith(_PNG_MAGIC)):
         return "tiff"
@@ -72,12 +75,29 @@ def _check_claimed(shape, path: Path) -> None:
         raise InputError(f"File {path} claims an image of shape {tuple(shape)}; sides up to {MAX_SIDE} are accepted.")
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _is_stack(shape) -> bool:
+    """(N, H, W) with more slices than an image has channels: a stack of slices (TIFF pages)."""
+    return len(shape) == 3 and int(shape[0]) > _MAX_CHANNELS and int(shape[-1]) > _MAX_CHANNELS
+
+
+def _read_tiff(path: Path, slice=None) -> np.ndarray:
+    """The image in a TIFF file; of a stack of slices (one page each), page ``slice`` (None: the
+    middle one), the only page decoded."""
     import tifffile
 
     try:
         with quiet_libraries("tifffile"), tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            if _is_stack(series.shape):
+                _check_claimed(series.shape[1:], path)
+                k = pick_index(slice, int(series.shape[0]), f"{int(series.shape[0])} slices", path)
+                if len(series.pages) == series.shape[0]:
+                    return np.asarray(series.pages[k].asarray())
+                _check_claimed(series.shape, path)
+                return series.asarray()[k]
+            if slice is not None:
+                raise InputError(f"Import of {path}: slice applies to a stack of slices, and the file holds one "
+                                 f"image of shape {tuple(series.shape)}.")
             _check_claimed(series.shape, path)
             return series.asarray()
     except InputError:
@@ -124,21 +144,26 @@ def _read_h5(path: Path, dataset: str | None, allow_external: bool) -> np.ndarra
             raise InputError(f"File {path}: dataset {ds.name} cannot be read; the file may be damaged ({err}).") from None
 
 
-def read_image(path: str | os.PathLike, dataset: str | None = None, *, allow_external: bool = False) -> np.ndarray:
+def read_image(path: str | os.PathLike, dataset: str | None = None, *, allow_external: bool = False,
+               slice: int | None = None) -> np.ndarray:
     """The image in a TIFF, PNG or HDF5 file (``dataset`` names the HDF5 dataset) as float32
-    ``(C, H, W)``, values as stored."""
+    ``(C, H, W)``, values as stored; ``slice`` picks one slice of a TIFF stack (None: the middle
+    one). :func:`diffrecon.io.importers.read_image` reads DICOM and NIfTI files as well."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"File {path} does not exist; expected a TIFF, PNG or HDF5 image.")
+    if not path.is_file() and not path.is_dir():
+        raise InputError(f"File {path} does not exist; expected a TIFF, PNG, HDF5, DICOM or NIfTI image.")
     suffix, kind = path.suffix.lower(), image_format(path)
     if kind == "tiff":
-        arr, where = _read_tiff(path), f"File {path}"
+        arr, where = _read_tiff(path, slice), f"File {path}"
     elif kind == "png":
         arr, where = _read_png(path), f"File {path}"
     elif suffix in _H5 or h5py.is_hdf5(path):
         arr = _read_h5(path, dataset, allow_external)
         where = f"File {path}" + (f", dataset {dataset}," if dataset else "")
     else:
+        if path.is_dir():
+            raise InputError(f"Folder {path} holds no DICOM slices; an image is a TIFF, PNG, HDF5, DICOM or NIfTI "
+                             "file, or a folder of DICOM slices.")
         raise InputError(f"File {path} has suffix {suffix!r}; valid image files are .tif, .tiff, .png and .h5.")
     return _to_chw(arr, where)
 

@@ -85,15 +85,40 @@ def _read_own(path, *, allow_external=False) -> Measurement:
 
 
 def _read_image(path, *, allow_external=False, operator=None, options=None, noise=0.0, seed=0, size=None,
-                dataset=None, units="a.u.", pixel_size=1.0, pixel_unit="px") -> Measurement:
+                dataset=None, units="a.u.", pixel_size=1.0, pixel_unit="px", slice=None) -> Measurement:
     from .image import read_image, simulate
 
     if operator is None:
         raise InputError(f"File {path} is an image, not a measurement; make a measurement from it with "
                          "diffrecon simulate.")
-    image = read_image(path, dataset, allow_external=allow_external)
+    image = read_image(path, dataset, allow_external=allow_external, slice=slice)
     return simulate(image, operator, options, noise=noise, seed=seed, units=units, pixel_size=pixel_size,
                     pixel_unit=pixel_unit, size=size, title=f"{Path(path).name} simulated {operator}")
+
+
+def _read_physical(path, *, allow_external=False, operator=None, options=None, noise=0.0, seed=0, size=None,
+                   slice=None, modality=None, mu_water=None, units=None, pixel_size=None,
+                   pixel_unit=None) -> Measurement:
+    from .physical import read_physical, simulate_physical
+
+    if operator is None:  # before any pixel is read
+        raise InputError(f"File {path} is an image, not a measurement; make a measurement from it with "
+                         "diffrecon simulate.")
+    img = read_physical(path, slice=slice, modality=modality, mu_water=mu_water, allow_external=allow_external)
+    return simulate_physical(img, path, operator=operator, options=options, noise=noise, seed=seed, size=size,
+                             units=units, pixel_size=pixel_size, pixel_unit=pixel_unit)
+
+
+def _sniff_dicom(path: Path) -> bool:
+    from .dicom import is_dicom
+
+    return is_dicom(path)
+
+
+def _sniff_nifti(path: Path) -> bool:
+    from .nifti import is_nifti
+
+    return is_nifti(path)
 
 
 # ------------------------------------------------------------------------------ recognising
@@ -117,17 +142,30 @@ def _is_nxtomo(f: h5py.File) -> bool:
 
 _SLICE = ImportOption("slice", int, "slice or detector row (default: the middle one)")
 _SIZE = ImportOption("size", int, "image size in pixels (default: as stored)")
+_SIMULATE = (ImportOption("operator", str, "forward model to simulate (see diffrecon simulate)"),
+             ImportOption("options", dict, "options of the forward model"),
+             ImportOption("noise", float, "noise standard deviation in the image's units"),
+             ImportOption("seed", int, "seed of the mask and the noise"), _SIZE)
+_PHYSICAL = (*_SIMULATE, _SLICE,
+             ImportOption("modality", str, "auto (DICOM: from the file), ct (Hounsfield units to 1/cm) or other"),
+             ImportOption("mu_water", float, "attenuation of water in 1/cm for CT (default 0.193, ~70 keV)"),
+             ImportOption("units", str, "override the unit read from the file"),
+             ImportOption("pixel_size", float, "override the pixel size read from the file"),
+             ImportOption("pixel_unit", str, "override the pixel unit read from the file"))
 
 #: Every format, in the order :func:`detect` tries them.
 IMPORTERS: dict[str, ImporterInfo] = {i.name: i for i in (
     ImporterInfo("image", "an image", "a TIFF or PNG file", _read_image, sniff_file=lambda p: image_format(p) is not None,
-                 options=(ImportOption("operator", str, "forward model to simulate (see diffrecon simulate)"),
-                          ImportOption("options", dict, "options of the forward model"),
-                          ImportOption("noise", float, "noise standard deviation in the image's units"),
-                          ImportOption("seed", int, "seed of the mask and the noise"), _SIZE,
+                 options=(*_SIMULATE, ImportOption("slice", int, "slice of a TIFF stack (default: the middle one)"),
                           ImportOption("dataset", str, "dataset of an HDF5 image"),
                           ImportOption("units", str), ImportOption("pixel_size", float), ImportOption("pixel_unit", str)),
                  suffixes=IMAGE_SUFFIXES, imported=False, needs_operator=True),
+    ImporterInfo("dicom", "a DICOM image or series", "DICM after a 128-byte preamble (a file, or a folder of slices)",
+                 _read_physical, sniff_file=_sniff_dicom, options=_PHYSICAL, suffixes=(".dcm", ".dicom", ".ima"),
+                 imported=False, needs_operator=True),
+    ImporterInfo("nifti", "a NIfTI volume", "a NIfTI-1 or NIfTI-2 header (.nii, .nii.gz)", _read_physical,
+                 sniff_file=_sniff_nifti, options=_PHYSICAL, suffixes=(".nii", ".nii.gz"), imported=False,
+                 needs_operator=True),
     ImporterInfo("diffrecon", "a diffrecon measurement or result", "a diffrecon_format root attribute", _read_own,
                  sniff=lambda f: "diffrecon_format" in f.attrs, suffixes=(".h5", ".hdf5", ".nxs"), imported=False),
     ImporterInfo("fastmri", "fastMRI k-space", "/kspace", _read_fastmri, sniff=_is_fastmri,
