@@ -255,6 +255,9 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"Prior weights {folder / WEIGHTS_FILE} do not fit config.json ({printable(first)[:200]}).") from None
     unet = unet.float().eval().requires_grad_(False)
-    denoiser = VPEpsilonDenoiser(unet, alphas_cumprod, card)
+    kind = VPEpsilonDenoiser
+    if isinstance(card.extra.get("consistency"), dict):  # a distilled consistency model (priors/consistency.py)
+        from .consistency import ConsistencyDenoiser as kind
+    denoiser = kind(unet, alphas_cumprod, card)
     denoiser.weights_path = folder / WEIGHTS_FILE
     return denoiser.to(device).eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..errors import InputError
 from . import (cg, daps, ddim, ddnm, ddpm, ddrm, dds, diffpir, direct, dpmpp_2m, dps, pigdm, pnp_admm,
                reddiff, reference, tv)
+from . import consistency
 from ._common import SampleRNG, SolverInfo, Step, parse_params, validate_params
 
 #: Diffusion solvers first, then the classical baselines (the order menus show).
@@ -11,6 +12,10 @@ SOLVERS: dict[str, SolverInfo] = {
     m.INFO.name: m.INFO for m in (dps, ddrm, ddnm, diffpir, dds, pigdm, daps, reddiff, pnp_admm, ddim, dpmpp_2m,
                                   ddpm, reference, direct, cg, tv)
 }
+#: the few-step consistency-model solver goes after the diffusion solvers, before the classical baselines
+_BASELINES = ("direct", "cg", "tv")
+SOLVERS = {**{k: v for k, v in SOLVERS.items() if k not in _BASELINES}, consistency.INFO.name: consistency.INFO,
+           **{k: SOLVERS[k] for k in _BASELINES}}
 
 
 def get_solver(name: str) -> SolverInfo:
