@@ -259,3 +259,40 @@ def test_cm_runs_through_the_engine_with_a_distilled_folder(distilled):
     result = next(e.result for e in engine.run(m, cfg) if isinstance(e, engine.Finished))
     assert result.metrics["nfe"] == 8 and result.mean.shape == (1, 16, 16)
     assert torch.isfinite(torch.from_numpy(result.mean)).all()
+
+
+# ------------------------------------------------------------------------ the time-to-quality benchmark
+def _benchmark():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("time_to_quality", folder / "time_to_quality.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+def test_ladder_stops_at_the_first_rung_that_reaches_the_bar_and_the_summary_takes_the_fastest():
+    ttq = _benchmark()
+    calls = []
+
+    def call(steps):
+        calls.append(steps)
+        return {"seconds": steps / 10, "psnr": 20.0 + steps}
+
+    row = ttq.ladder("x", (2, 4, 8, 16), call, bar=26.0, cap=None)
+    assert calls == [2, 2, 4, 8] and row["best"]["steps"] == 8  # a warm-up run, then up to the first success
+    assert [r["meets_bar"] for r in row["tried"]] == [False, False, True]
+    never = ttq.ladder("y", (2, 4), call, bar=99.0, cap=None)
+    assert never["best"] is None and len(never["tried"]) == 2
+    theirs = {"label": "deepinv DPS", "tried": [{"steps": 1000, "seconds": 40.0, "psnr": 30.0, "meets_bar": True}]}
+    theirs["best"] = theirs["tried"][0]
+    out = ttq.summary({"ours": [row, never], "deepinv": [theirs]})
+    assert out["ours_best"]["label"] == "x" and out["speedup_vs_deepinv_best"] == pytest.approx(50.0)
+    assert out["speedup_vs_deepinv_dps_1000"] == pytest.approx(50.0)
