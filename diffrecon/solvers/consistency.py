@@ -89,7 +89,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
 
 INFO = SolverInfo(
     name="cm", solve=solve, Params=Params,
-    title="Consistency model, PnP-ADMM with noise injection (2-8 evaluations)",
+    title="Consistency model PnP-ADMM (2-8 evaluations, noise injection)",
     reference="Gülle, Yun, Alçalar & Akçakaya 2025 (PnP-CM); Song, Dhariwal, Chen & Sutskever, ICML 2023",
     needs=frozenset(), spread=SpreadRule(POSTERIOR, noise=("inject",)), uses_prior=True,
 )
