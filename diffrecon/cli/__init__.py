@@ -8,6 +8,7 @@
     diffrecon reconstruct FILE --out OUT [--solver NAME] [--steps N] [--samples K] [--seed S] ...
     diffrecon export RESULT.h5 --what mean|std|samples|error --out PATH [--format tiff|png|h5] [--cmap NAME]
     diffrecon train --data DATA --out FOLDER ...
+    diffrecon distill --teacher PRIOR --out FOLDER [--time-limit S] ...
     diffrecon validate [--solvers A,B] [--out REPORT.md]
     diffrecon compare FILE [--solvers A,B] [--steps N,M]
     diffrecon calibrate FILE [--solver NAME] [--images N] ...
@@ -34,6 +35,7 @@ from ..messages import held_warnings
 from .batch import add_batch_parser
 from .calibrate import add_calibrate_parser
 from .compare import add_compare_parser
+from .distill import add_distill_parser
 from .files import add_demo_parser, add_export_parser, add_import_parser, add_info_parser, add_simulate_parser
 from .options import EXIT_DIVERGED, EXIT_USAGE, Parser
 from .prior import add_prior_parser
@@ -49,8 +51,8 @@ __all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_s
 #: The subcommands in the order ``diffrecon --help`` lists them; a new command is one more entry.
 COMMANDS: list[Callable] = [
     add_demo_parser, add_solvers_parser, add_info_parser, add_reconstruct_parser, add_import_parser,
-    add_simulate_parser, add_export_parser, add_train_parser, add_validate_parser, add_compare_parser,
-    add_calibrate_parser, add_batch_parser, add_prior_parser, add_gui_parser,
+    add_simulate_parser, add_export_parser, add_train_parser, add_distill_parser, add_validate_parser,
+    add_compare_parser, add_calibrate_parser, add_batch_parser, add_prior_parser, add_gui_parser,
 ]
 
 

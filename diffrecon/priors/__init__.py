@@ -24,6 +24,7 @@ import torch
 
 from ..errors import InputError
 from .base import Denoiser, PriorCard, sigma_as_batch
+from . import consistency  # noqa: F401 - registers consistency-model cards with load_diffusers_prior
 from .diffusers_vp import VPEpsilonDenoiser, load_diffusers_prior, save_diffusers_prior
 from .gaussian import StationaryGaussianPrior
 from .gmm import GaussianMixturePrior

@@ -217,6 +217,11 @@ def check_unet_config(config: dict, where: str) -> None:
                 "network")
 
 
+#: Card ``extra`` keys that make :func:`load_diffusers_prior` build another VPEpsilonDenoiser subclass;
+#: the module defining one registers it (``priors/consistency.py``: ``"consistency"``).
+CARD_KINDS: dict[str, type] = {}
+
+
 def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu") -> VPEpsilonDenoiser:
     """Read a prior folder (local files only) and return its denoiser in eval mode, float32,
     with gradients off for its parameters (gradients with respect to x still flow)."""
@@ -255,6 +260,8 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"Prior weights {folder / WEIGHTS_FILE} do not fit config.json ({printable(first)[:200]}).") from None
     unet = unet.float().eval().requires_grad_(False)
-    denoiser = VPEpsilonDenoiser(unet, alphas_cumprod, card)
+    # a card whose extra holds one of CARD_KINDS' keys reads the network another way (e.g. consistency)
+    kind = next((k for key, k in CARD_KINDS.items() if isinstance(card.extra.get(key), dict)), VPEpsilonDenoiser)
+    denoiser = kind(unet, alphas_cumprod, card)
     denoiser.weights_path = folder / WEIGHTS_FILE
     return denoiser.to(device).eval()

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from ..errors import InputError
-from . import (cg, daps, ddim, ddnm, ddpm, ddrm, dds, diffpir, direct, dpmpp_2m, dpmpp_3m_sde, dps, fvfo, mlem,
-               pigdm, pnp_admm, reddiff, reference, tv)
+from . import (cg, consistency, daps, ddim, ddnm, ddpm, ddrm, dds, diffpir, direct, dpmpp_2m, dpmpp_3m_sde, dps, fvfo,
+               mlem, pigdm, pnp_admm, reddiff, reference, tv)
 from ._common import SampleRNG, SolverInfo, Step, parse_params, validate_params
 
 #: Diffusion solvers first, then the classical baselines (the order menus show).
 SOLVERS: dict[str, SolverInfo] = {
     m.INFO.name: m.INFO for m in (dps, ddrm, ddnm, diffpir, dds, pigdm, daps, reddiff, pnp_admm, ddim, dpmpp_2m,
-                                  fvfo, dpmpp_3m_sde, mlem, ddpm, reference, direct, cg, tv)
+                                  fvfo, dpmpp_3m_sde, mlem, ddpm, reference, consistency, direct, cg, tv)
 }
 
 

@@ -19,7 +19,6 @@ import datetime
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from ..schedule import DDPM_SCHEDULE, vp_sigmas
 from .checkpoint import CHECKPOINT_DIR, checkpoint_init_from, load_checkpoint, save_checkpoint
 from .data import MIN_IMAGES, TrainingData, load_training_data
 from .init_from import check_architecture, load_init_weights, read_init_folder
+from .log_points import LogPoints
 
 SCHEDULE = dict(DDPM_SCHEDULE)
 #: 128x128 grayscale default: 8.95 M parameters, 17.9 MB of fp16 weights; attention at 16x16 only.
@@ -261,8 +261,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     unet.train()
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
                unit="step", dynamic_ncols=True)
-    tick, tick_step = time.perf_counter(), start
-    started, done = tick, start
+    points, done = LogPoints(start, config.steps, config.log_every, time_limit, bar, log), start
     try:
         for step in bar:
             generator.manual_seed(_step_seed(config.seed, base_steps + step))
@@ -295,17 +294,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                 losses[step - start] = loss
                 loss_ema = loss.clone() if loss_ema is None else loss_ema.lerp_(loss, 0.01)
             done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
-                now = time.perf_counter()
-                rate = (done - tick_step) / max(now - tick, 1e-9)
-                tick, tick_step = now, done
-                value = float(loss_ema)  # the one host synchronisation, every log_every steps
-                log.append({"step": done, "loss": float(loss), "loss_ema": value, "steps_per_s": rate})
-                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-                if time_limit is not None and now - started > time_limit and done < config.steps:
-                    print(f"Time limit {time_limit:g} s reached at step {done}; resume with --resume.",
-                          file=sys.stderr)
-                    break
+            if points.reached(done, loss, loss_ema):  # every log_every steps; True past the time limit
+                break
             if done % config.checkpoint_every == 0 and done < config.steps:
                 save_checkpoint(ckpt, config, done, float(loss_ema), log, unet, ema, optimizer, init_record)
     finally:
