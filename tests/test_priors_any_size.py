@@ -8,7 +8,8 @@ from torch import nn
 from diffrecon import engine
 from diffrecon.demo import make_demo
 from diffrecon.errors import InputError
-from diffrecon.priors import PriorCard, StationaryGaussianPrior, load_prior, prior_size_mode
+from diffrecon.priors import PriorCard, StationaryGaussianPrior, load_prior, prior_for_size, prior_size_mode
+from diffrecon.priors.fitted import fit_needed
 from diffrecon.priors.base import Denoiser
 from diffrecon.priors.diffusers_vp import VPEpsilonDenoiser, alphas_cumprod_from_schedule
 from diffrecon.priors.patches import PaddedDenoiser, PatchDenoiser, size_mode, sized_denoiser
@@ -200,3 +201,11 @@ def test_engine_runs_a_patch_prior_and_batching_does_not_change_the_result(one_t
     assert means[0].shape == tuple(m.image_shape)
     assert abs(means[0] - means[1]).max() < 1e-4 * abs(means[0]).max()
     assert '"mode": "patches"' in result.provenance["prior_card"]
+
+
+def test_the_default_prior_falls_back_to_gaussian_only_where_its_network_cannot_run():
+    assert prior_for_size("default", (1, 256, 256)) == ("default", None)
+    assert prior_for_size("procedural", (1, 16, 16)) == ("procedural", None)
+    name, why = prior_for_size("default", (1, 32, 32))
+    assert name == "gaussian" and "at least 64x64" in why and why.endswith("instead.")
+    assert fit_needed("default", (1, 200, 200)) is None  # patches: nothing to fit

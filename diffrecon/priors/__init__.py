@@ -35,7 +35,7 @@ from .gmm import GaussianMixturePrior
 __all__ = [
     "Denoiser", "PriorCard", "sigma_as_batch", "StationaryGaussianPrior", "GaussianMixturePrior",
     "VPEpsilonDenoiser", "save_diffusers_prior", "load_diffusers_prior", "load_prior",
-    "prior_weight_hash", "prior_size_mode", "PRIOR_NAMES", "DEFAULT_IMAGE_SHAPE", "FIT_PHANTOMS",
+    "prior_weight_hash", "prior_size_mode", "prior_for_size", "PRIOR_NAMES", "DEFAULT_IMAGE_SHAPE", "FIT_PHANTOMS",
 ]
 
 BUNDLED_PRIORS = ("procedural", "procedural-medium", "procedural-small")
@@ -130,6 +130,19 @@ def prior_size_mode(name_or_path: str, image_shape, *, how: str = "auto") -> str
     config = read_json(folder / "config.json", "Prior config")
     return size_mode(card, config if isinstance(config, dict) else None, _check_shape(image_shape), how=how,
                      name=name)
+
+
+def prior_for_size(name_or_path: str, image_shape) -> tuple[str, str | None]:
+    """The prior to load for images of ``image_shape``: ``name_or_path`` itself, or for
+    "default" at a size its network cannot denoise, "gaussian" and the sentence saying why (a
+    warning for the run). Other priors refuse such sizes when they load (InputError)."""
+    if str(name_or_path) != "default":
+        return str(name_or_path), None
+    try:
+        prior_size_mode("default", image_shape)
+    except InputError as err:
+        return "gaussian", f"{err} Using the Gaussian prior fitted at this size instead."
+    return "default", None
 
 
 def _load_network(name: str, name_or_path, device) -> Denoiser:

@@ -227,7 +227,7 @@ class PatchDenoiser(_SizedDenoiser):
     docstring), blended with a smooth window; at most ``max_patches`` patches per network call."""
 
     def __init__(self, inner: Denoiser, image_shape, *, overlap: int | None = None, margin: int | None = None,
-                 max_patches: int = 16, shift_seed: int = 0):
+                 max_patches: int = 32, shift_seed: int = 0):
         c, h, w = image_shape
         ph, pw = inner.card.resolution
         overlap = max(ph, pw) // 4 if overlap is None else int(overlap)
