@@ -209,3 +209,13 @@ def test_the_default_prior_falls_back_to_gaussian_only_where_its_network_cannot_
     name, why = prior_for_size("default", (1, 32, 32))
     assert name == "gaussian" and "at least 64x64" in why and why.endswith("instead.")
     assert fit_needed("default", (1, 200, 200)) is None  # patches: nothing to fit
+
+
+def test_filling_the_last_patch_chunk_up_changes_nothing():
+    den = sized_denoiser(LocalConv(32), (1, 70, 70), how="patches", max_patches=7)
+    x = torch.randn(2, 1, 70, 70)
+    with torch.no_grad():
+        plain = den(x, 0.7)
+        den.fill_chunks = True  # what CUDA does, so that one recorded graph serves every chunk
+        filled = den(x, 0.7)
+    assert den.size_info["patches"] * 2 % 7 != 0 and torch.allclose(plain, filled, atol=1e-6)

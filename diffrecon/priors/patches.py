@@ -244,6 +244,7 @@ class PatchDenoiser(_SizedDenoiser):
             "relative_cost": round(patches * ph * pw / (h * w), 3)})
         self.rows, self.cols = rows, cols
         self.max_patches, self.shift_seed = int(max_patches), int(shift_seed)
+        self.fill_chunks: bool | None = None  # fill the last chunk up to the others' size; None: on CUDA
         ramp = overlap - 2 * margin
         window = _window_1d(ph, margin, ramp)[:, None] * _window_1d(pw, margin, ramp)[None, :]
         self.register_buffer("window", window, persistent=False)
@@ -282,7 +283,7 @@ class PatchDenoiser(_SizedDenoiser):
         for start in range(0, n, size):
             part, level = tiles[start:start + size], sigma[start:start + size]
             short = size - part.shape[0]
-            if short and tiles.is_cuda:
+            if short and (tiles.is_cuda if self.fill_chunks is None else self.fill_chunks):
                 part = torch.cat([part, part[-1:].expand(short, *part.shape[1:])])
                 level = torch.cat([level, level[-1:].expand(short)])
             outs.append(self.inner(part, level)[:size - short])
