@@ -11,6 +11,10 @@ diffusion_pytorch_model.safetensors; see :mod:`.diffusers_vp`):
   name, trained on the procedural mixture (:mod:`diffrecon.training.procedural`), fully
   convolutional, about 1, 1/4 and 1/16 of the compute per evaluation (see their card.json).
 
+A network prior runs at any image size (:mod:`.patches`): the whole image through a fully
+convolutional network (mode native or padded), else overlapping patches of its trained size
+(mode patches).
+
 The network adapter needs diffusers, which is optional: it is imported only when a folder loads.
 """
 from __future__ import annotations
@@ -32,7 +36,7 @@ from .gmm import GaussianMixturePrior
 __all__ = [
     "Denoiser", "PriorCard", "sigma_as_batch", "StationaryGaussianPrior", "GaussianMixturePrior",
     "VPEpsilonDenoiser", "save_diffusers_prior", "load_diffusers_prior", "load_prior",
-    "prior_weight_hash", "PRIOR_NAMES", "DEFAULT_IMAGE_SHAPE", "FIT_PHANTOMS",
+    "prior_weight_hash", "prior_size_mode", "prior_for_size", "PRIOR_NAMES", "DEFAULT_IMAGE_SHAPE", "FIT_PHANTOMS",
 ]
 
 BUNDLED_PRIORS = ("procedural", "procedural-medium", "procedural-small")
@@ -78,20 +82,74 @@ def default_prior_folder() -> Path | None:
 
 
 def load_prior(name_or_path: str, image_shape: tuple[int, int, int] | None = None,
-               device: str | torch.device = "cpu") -> Denoiser:
-    """The prior called ``name_or_path`` (one of PRIOR_NAMES, or a prior folder) on ``device``.
+               device: str | torch.device = "cpu", *, how: str = "auto", **patch_options) -> Denoiser:
+    """The prior called ``name_or_path`` (one of PRIOR_NAMES, or a prior folder) on ``device``,
+    as a denoiser of ``image_shape`` ``(C, H, W)``.
 
-    ``image_shape`` ``(C, H, W)`` sets the resolution of the fitted priors ("gaussian", "gmm");
-    a network prior has the resolution its card declares.
+    The fitted priors ("gaussian", "gmm") are fitted at that shape. A network prior trained at
+    another size runs on the whole image if it is fully convolutional, else on overlapping
+    patches of its trained size (:func:`.patches.sized_denoiser`: ``how`` auto | whole |
+    patches; ``patch_options`` overlap, margin, max_patches, shift_seed); ``size_info`` and the
+    card's ``extra["size"]`` say which. ``image_shape`` None: the network at its card's size.
     """
+    name = str(name_or_path)
+    if name == "default" and default_prior_folder() is None:
+        name = "gaussian"
+    if name in ("gaussian", "gmm"):
+        prior = _fit(name, _check_shape(image_shape)).to(device)
+        prior.size_info = {"mode": "native", "fitted_at": list(prior.image_shape)}
+        return prior
+    network = _load_network(name, name_or_path, device)
+    if image_shape is None:
+        image_shape = network.image_shape
+    from .patches import sized_denoiser
+
+    return sized_denoiser(network, _check_shape(image_shape), how=how, name=name, **patch_options).to(device)
+
+
+def prior_size_mode(name_or_path: str, image_shape, *, how: str = "auto") -> str | None:
+    """How the prior would denoise images of ``image_shape``: native, padded or patches, read off
+    its card and config without building the network (None for a checkpoint file, decided when
+    it loads); InputError, one sentence, where it cannot."""
     name = str(name_or_path)
     if name == "default":
         folder = default_prior_folder()
-        if folder is not None:
-            return load_diffusers_prior(folder, device)
-        name = "gaussian"
-    if name in ("gaussian", "gmm"):
-        return _fit(name, _check_shape(image_shape)).to(device)
+        if folder is None:
+            return "native"
+    elif name in ("gaussian", "gmm"):
+        return "native"
+    elif name in BUNDLED_PRIORS:
+        folder = Path(str(resources.files("diffrecon").joinpath("resources", "priors", name)))
+    elif Path(name).is_dir():
+        folder = Path(name)
+    else:
+        return None
+    from .base import read_json
+    from .patches import size_mode
+
+    card = PriorCard.load(folder / "card.json")
+    config = read_json(folder / "config.json", "Prior config")
+    return size_mode(card, config if isinstance(config, dict) else None, _check_shape(image_shape), how=how,
+                     name=name)
+
+
+def prior_for_size(name_or_path: str, image_shape) -> tuple[str, str | None]:
+    """The prior to load for images of ``image_shape``: ``name_or_path`` itself, or for
+    "default" at a size its network cannot denoise, "gaussian" and the sentence saying why (a
+    warning for the run). Other priors refuse such sizes when they load (InputError)."""
+    if str(name_or_path) != "default":
+        return str(name_or_path), None
+    try:
+        prior_size_mode("default", image_shape)
+    except InputError as err:
+        return "gaussian", f"{err} Using the Gaussian prior fitted at this size instead."
+    return "default", None
+
+
+def _load_network(name: str, name_or_path, device) -> Denoiser:
+    """The network prior ``name`` at its trained size."""
+    if name == "default":
+        return load_diffusers_prior(default_prior_folder(), device)
     if name in BUNDLED_PRIORS:
         return load_diffusers_prior(Path(str(resources.files("diffrecon").joinpath("resources", "priors", name))),
                                     device)

@@ -137,17 +137,13 @@ def _save(name: str, prior: Denoiser, path: Path) -> None:
 
 def fit_needed(prior: str, shape: tuple[int, int, int]) -> str | None:
     """The fitted prior ``load_prior(prior, shape)`` would have to fit first (not cached), else None.
-    ``default`` falls back to the Gaussian where the bundled prior's resolution differs."""
-    from . import default_prior_folder
+    ``default`` falls back to the Gaussian where its network cannot denoise this size, or where it
+    is not installed (:func:`~diffrecon.priors.prior_for_size`)."""
+    from . import default_prior_folder, prior_for_size
 
     name = str(prior)
     if name == "default":
-        folder = default_prior_folder()
-        if folder is not None:
-            card = PriorCard.load(folder / "card.json")
-            if (card.channels, *card.resolution) == tuple(shape):
-                return None
-        name = "gaussian"
+        name = prior_for_size(name, shape)[0] if default_prior_folder() is not None else "gaussian"
     if name not in STORED:
         return None
     return name if cached(name, tuple(int(v) for v in shape)) is None else None
