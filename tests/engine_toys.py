@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import pytest
 import torch
 
 from diffrecon.engine import Finished
@@ -30,8 +28,8 @@ def _ancestral(denoiser, op, y, sigmas, x_init, *, params, generator):
         yield Step(i, n, float(sigmas[i + 1]), x, x0, i + 1)
 
 
-@pytest.fixture
-def toy_solver(monkeypatch):
+def register_toy(monkeypatch):
+    """The toy sampler in the registry as "toy" for the test's duration."""
     info = SolverInfo("toy", _ancestral, _Params, "toy sampler", "test", posterior=True)
     monkeypatch.setitem(SOLVERS, "toy", info)
     return info
@@ -45,8 +43,8 @@ def _smooth_images(n, size, seed=0):
     return 0.5 + 0.15 * torch.fft.ifft2(torch.fft.fft2(w) * lowpass).real / lowpass.square().mean().sqrt()
 
 
-@pytest.fixture
-def problem():
+def make_problem():
+    """A 16 x 16 denoising measurement (prior range [0, 1] as [0, 40] units) and its exact prior."""
     size = 16
     prior = StationaryGaussianPrior.fit(_smooth_images(200, size))
     gt = _smooth_images(1, size, seed=99)[0].numpy()

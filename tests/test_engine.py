@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from engine_toys import _ancestral, _finish, _oom_above_two, _Params, _smooth_images, problem, toy_solver  # noqa: F401
+from engine_toys import _ancestral, _finish, _oom_above_two, _Params, _smooth_images, make_problem, register_toy
 
 from diffrecon import engine
 from diffrecon.engine import Finished, Log, Planned, Preview, Progress, RunConfig, Statistics
@@ -19,6 +19,16 @@ from diffrecon.metrics import psnr, ssim
 from diffrecon.operators import Denoise
 from diffrecon.priors.gaussian import StationaryGaussianPrior
 from diffrecon.solvers import SOLVERS, SolverInfo
+
+
+@pytest.fixture
+def toy_solver(monkeypatch):
+    return register_toy(monkeypatch)
+
+
+@pytest.fixture
+def problem():
+    return make_problem()
 
 
 def test_batch_split_does_not_change_any_sample(problem, toy_solver):

@@ -4,11 +4,21 @@ predicted network evaluations follow each registered solver's params."""
 from __future__ import annotations
 
 import pytest
-from engine_toys import _ancestral, _finish, _oom_above_two, _Params, problem, toy_solver  # noqa: F401
+from engine_toys import _ancestral, _finish, _oom_above_two, _Params, make_problem, register_toy
 
 from diffrecon import engine
 from diffrecon.engine import Log, Planned, Progress, Replanned, RunConfig, Statistics
 from diffrecon.solvers import SOLVERS, SolverInfo
+
+
+@pytest.fixture
+def toy_solver(monkeypatch):
+    return register_toy(monkeypatch)
+
+
+@pytest.fixture
+def problem():
+    return make_problem()
 
 
 def _work(events):
@@ -25,7 +35,7 @@ def test_work_done_is_monotone_and_reaches_the_planned_total(problem, toy_solver
     done = [d for d, _ in work]
     assert all(b >= a for a, b in zip(done, done[1:])) and done[-1] == 20
     # each batch's last step is reported: the work of the samples finished so far
-    assert [d for d, _ in work if d % 4 == 0 and d in (8, 16, 20)] == [8, 16, 20]
+    assert {8, 16, 20} <= set(done)
     assert result.n_samples == 5
 
 

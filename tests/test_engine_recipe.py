@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from diffrecon.engine import RECIPE_KEYS, RUNTIME_KEYS, Finished, Recipe, RunConfig, RuntimeOptions, run
@@ -58,6 +59,10 @@ def test_params_may_be_partial_overrides_and_text_as_the_cli_gives_them():
     recipe = Recipe.from_dict({"solver": "dps", "params": {"zeta": "0.5", "variance_correction": True}})
     assert recipe.params == dataclasses.replace(SOLVERS["dps"].Params(), zeta=0.5, variance_correction=True)
     assert Recipe.from_dict({}) == Recipe()  # every key missing: the defaults
+    # numpy scalars, as HDF5 attributes and array-backed forms give them
+    numpy = Recipe(solver="daps", params={"ode_steps": np.int64(3), "lr": np.float32(0.5)}, steps=np.int64(4),
+                   seed=np.uint32(2))
+    assert numpy == Recipe(solver="daps", params={"ode_steps": 3, "lr": 0.5}, steps=4, seed=2)
 
 
 @pytest.mark.parametrize("data, words", [
@@ -68,7 +73,9 @@ def test_params_may_be_partial_overrides_and_text_as_the_cli_gives_them():
     ({"sigma_start": -1.0}, "sigma_start must be a finite number above 0"),
     ({"use_calibration": "yes"}, "use_calibration must be true or false"), ({"prior": ""}, "prior must be"),
     ({"solver": "dps", "params": {"zeta": "strong"}}, "dps parameter zeta must be a float"),
-    ({"solver": "dps", "params": {"zeta": [1]}}, "dps parameter zeta must be a float"),
+    ({"solver": "dps", "params": {"zeta": [1]}}, "dps parameter zeta must be a number"),
+    ({"solver": "daps", "params": {"ode_steps": 2.5}}, "daps parameter ode_steps must be a whole number"),
+    ({"solver": "daps", "params": {"ode_steps": True}}, "daps parameter ode_steps must be a whole number"),
     ({"solver": "dps", "params": {"zeta": 1e9}}, r"dps parameter zeta is 1000000000.0; valid values lie in"),
     ({"solver": "dps", "params": {"nope": 1}}, "dps has no parameter 'nope'"),
     ({"solver": "dps", "params": 3}, "params of dps must be a mapping"),

@@ -25,7 +25,8 @@ from ..measurement import Measurement, Result
 from .events import Event, Finished, Log, Planned, Preparing, Preview, Progress, Replanned, Statistics
 from .normalization import Normalization
 from .planning import evaluations_per_sample, plan_batches
-from .preparation import Setup, _auto_compile, _Setup, batch_start, check_settings, prepare
+from .preparation import Setup, batch_start, check_settings, prepare
+from .preparation import _auto_compile, _Setup  # noqa: F401 - the names tests and benchmarks know
 from .probe import plan
 from .recipe import RECIPE_KEYS, RUNTIME_KEYS, Recipe, RunConfig, RuntimeOptions
 from .result import compute_metrics

@@ -32,6 +32,7 @@ from ..schedule import SCHEDULES
 from ..warm_start import WARM_STARTS
 
 PRECISIONS = ("bf16", "fp32")
+_KINDS = {float: "a number", int: "a whole number", bool: "true or false", str: "text"}
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -85,12 +86,15 @@ def _params(info, value: Any) -> Any:
     typed = {}
     for key, raw in value.items():
         kind = type(fields[key].default) if key in fields else None
-        if kind is float and isinstance(raw, (int, np.integer, np.floating)) and not isinstance(raw, bool):
+        number = isinstance(raw, (int, float, np.integer, np.floating)) and not isinstance(raw, (bool, np.bool_))
+        if kind is float and number:
             raw = float(raw)
-        elif kind is int and isinstance(raw, (float, np.floating)) and float(raw).is_integer():
+        elif kind is int and number and float(raw).is_integer():
             raw = int(raw)
-        elif kind is not None and not isinstance(raw, (str, kind)):
-            raise InputError(f"{info.name} parameter {key} must be a {kind.__name__} (got {raw!r}).")
+        elif kind is bool and isinstance(raw, np.bool_):
+            raw = bool(raw)
+        elif kind is not None and (not isinstance(raw, (str, kind)) or kind is int and isinstance(raw, bool)):
+            raise InputError(f"{info.name} parameter {key} must be {_KINDS.get(kind, kind.__name__)} (got {raw!r}).")
         typed[key] = raw
     return parse_params(info.Params, typed, info.name)
 
@@ -150,7 +154,8 @@ class Recipe:
             "schedule": _choice("schedule", self.schedule, SCHEDULES),
             "samples": _whole("samples", self.samples, 1), "seed": check_seed(seed),
             "prior": _text("prior", self.prior), "warm_start": _choice("warm start", self.warm_start, WARM_STARTS),
-            "sigma_start": None if self.sigma_start is None else _number("sigma_start", self.sigma_start, positive=True),
+            "sigma_start": None if self.sigma_start is None else
+            _number("sigma_start", self.sigma_start, positive=True),
             "use_calibration": _flag("use_calibration", self.use_calibration),
         }
         if self.weight_choice is not None and not isinstance(self.weight_choice, Mapping):
