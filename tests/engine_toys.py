@@ -1,9 +1,12 @@
 """The engine tests' toy solver and problem: a minimal stochastic sampler and a 16 x 16
-denoising measurement in physical units with an exact Gaussian prior."""
+denoising measurement in physical units with an exact Gaussian prior. Test modules load its
+fixtures with ``pytest_plugins = ["engine_toys"]`` after importing its helpers, hence
+PYTEST_DONT_REWRITE (pytest could not rewrite its asserts once imported)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 from diffrecon.engine import Finished
@@ -28,7 +31,8 @@ def _ancestral(denoiser, op, y, sigmas, x_init, *, params, generator):
         yield Step(i, n, float(sigmas[i + 1]), x, x0, i + 1)
 
 
-def register_toy(monkeypatch):
+@pytest.fixture
+def toy_solver(monkeypatch):
     """The toy sampler in the registry as "toy" for the test's duration."""
     info = SolverInfo("toy", _ancestral, _Params, "toy sampler", "test", posterior=True)
     monkeypatch.setitem(SOLVERS, "toy", info)
@@ -43,7 +47,8 @@ def _smooth_images(n, size, seed=0):
     return 0.5 + 0.15 * torch.fft.ifft2(torch.fft.fft2(w) * lowpass).real / lowpass.square().mean().sqrt()
 
 
-def make_problem():
+@pytest.fixture
+def problem():
     """A 16 x 16 denoising measurement (prior range [0, 1] as [0, 40] units) and its exact prior."""
     size = 16
     prior = StationaryGaussianPrior.fit(_smooth_images(200, size))

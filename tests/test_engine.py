@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from engine_toys import _ancestral, _finish, _oom_above_two, _Params, _smooth_images, make_problem, register_toy
+from engine_toys import _ancestral, _finish, _oom_above_two, _Params, _smooth_images
 
 from diffrecon import engine
 from diffrecon.engine import Finished, Log, Planned, Preview, Progress, RunConfig, Statistics
@@ -20,15 +20,7 @@ from diffrecon.operators import Denoise
 from diffrecon.priors.gaussian import StationaryGaussianPrior
 from diffrecon.solvers import SOLVERS, SolverInfo
 
-
-@pytest.fixture
-def toy_solver(monkeypatch):
-    return register_toy(monkeypatch)
-
-
-@pytest.fixture
-def problem():
-    return make_problem()
+pytest_plugins = ["engine_toys"]  # the fixtures problem and toy_solver
 
 
 def test_batch_split_does_not_change_any_sample(problem, toy_solver):

@@ -4,21 +4,13 @@ predicted network evaluations follow each registered solver's params."""
 from __future__ import annotations
 
 import pytest
-from engine_toys import _ancestral, _finish, _oom_above_two, _Params, make_problem, register_toy
+from engine_toys import _ancestral, _finish, _oom_above_two, _Params
 
 from diffrecon import engine
 from diffrecon.engine import Log, Planned, Progress, Replanned, RunConfig, Statistics
 from diffrecon.solvers import SOLVERS, SolverInfo
 
-
-@pytest.fixture
-def toy_solver(monkeypatch):
-    return register_toy(monkeypatch)
-
-
-@pytest.fixture
-def problem():
-    return make_problem()
+pytest_plugins = ["engine_toys"]  # the fixtures problem and toy_solver
 
 
 def _work(events):
