@@ -139,6 +139,8 @@ def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT
                 event.elapsed = time.perf_counter() - t0
                 done = event.samples_done + event.step / max(event.steps, 1)
                 event.eta = event.elapsed / done * (event.samples_total - done) if done else None
+                event.work_done, event.work_total = (event.work_done + i * event.work_total,
+                                                     images * event.work_total)  # over all images
                 yield event
             elif isinstance(event, Log) and event.level == "warning" and i == 0:
                 yield event

@@ -15,8 +15,10 @@ Layout (documented in docs/formats.md)::
                               bars), only where the std is a posterior std
     /posterior/samples    optional (k, C, H, W) float32, k <= 16
     /metrics              attrs: one float per metric
-    /provenance           attrs: solver, params (JSON), steps, samples, seed, prior, prior_hash,
-                                 software_version, torch_version, device, elapsed_s, start_time, ...
+    /provenance           attrs: the recipe (solver, params (JSON), steps, schedule, samples, seed,
+                                 prior, warm_start, ...: diffrecon.engine.Recipe.to_dict, read back
+                                 by Recipe.from_provenance) and the record of the run (prior_hash,
+                                 software_version, torch_version, device, batches, elapsed_seconds, ...)
     /measurement, /operator   the measurement that was reconstructed (see measurement_file)
 
 Opening a result therefore restores both the data and the recipe that made it.

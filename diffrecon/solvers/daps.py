@@ -88,5 +88,6 @@ INFO = SolverInfo(
     name="daps", solve=solve, Params=Params,
     title="DAPS (decoupled annealing posterior sampling)",
     reference="Zhang, Chu, Berner, Ruan, Zhang, Yue, Azizzadenesheli & Anandkumar, CVPR 2025",
-    needs=frozenset(), spread=SpreadRule(POSTERIOR, data=("langevin_steps", "lr")), uses_prior=True, nfe_per_step=5,
+    needs=frozenset(), spread=SpreadRule(POSTERIOR, data=("langevin_steps", "lr")), uses_prior=True,
+    nfe_per_step=lambda p: p.ode_steps,
 )

@@ -53,5 +53,6 @@ INFO = SolverInfo(
     name="ddpm", solve=solve, Params=Params,
     title="DDPM (unconditional prior samples; ignores the measurement)",
     reference="Ho, Jain & Abbeel, NeurIPS 2020",
-    needs=frozenset(), spread=SpreadRule(PRIOR), uses_prior=True, nfe_per_step=2,
+    needs=frozenset(), spread=SpreadRule(PRIOR), uses_prior=True,
+    nfe_per_step=lambda p: 2 if p.variance_correction else 1,
 )
