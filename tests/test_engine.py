@@ -183,7 +183,19 @@ def test_default_prior_of_another_size_falls_back_to_gaussian_with_a_warning(toy
     events = list(engine.run(m, RunConfig(solver="toy", steps=2, samples=1, prior="default", device="cpu")))
     warnings = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
     assert events[-1].result.provenance["prior"] == "gaussian"
-    assert any("bundled prior takes 1x128x128" in w for w in warnings)
+    assert any("runs on 128x128 patches" in w and "32x32 is too small" in w for w in warnings)
+
+
+def test_default_prior_runs_on_patches_at_a_size_it_was_not_trained_at(toy_solver):
+    """96x96 (between the patch size's half and the trained 128): the network on patches, said and recorded."""
+    from diffrecon.demo import make_demo
+
+    m = make_demo("denoise", size=96, seed=0)
+    events = list(engine.run(m, RunConfig(solver="toy", steps=2, samples=1, prior="default", device="cpu")))
+    warnings = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
+    prov = events[-1].result.provenance
+    assert prov["prior"] == "default" and prov["prior_size_mode"] == "patches"
+    assert any("trained at 128x128" in w and "patches at 96x96" in w for w in warnings)
 
 
 def test_out_of_memory_halves_the_batch_once_per_size_and_keeps_the_samples(problem, monkeypatch):

@@ -80,7 +80,7 @@ def add_simulate_parser(sub) -> None:
     p.add_argument("--mu-water", type=float, default=None,
                    help="DICOM/NIfTI CT: attenuation of water in 1/cm for the Hounsfield conversion (default 0.193)")
     p.add_argument("--size", type=positive, default=None,
-                   help="resample the image to SIZE x SIZE first (the bundled prior takes 128)")
+                   help="resample the image to SIZE x SIZE first (the bundled prior was trained at 128; other sizes run on patches)")
     p.add_argument("--allow-external", action="store_true", help="follow links to other HDF5 files")
     p.set_defaults(func=run_simulate)
 

@@ -75,7 +75,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
     prior_name, prior_hash, prior_range = "none", "", (0.0, 1.0)
     sigmas = torch.linspace(1.0, 0.0, recipe.steps + 1, dtype=torch.float64)  # the baselines' step budget
     if info.uses_prior:
-        denoiser, prior_name, prior_hash = _prior(recipe.prior, op, device, denoiser, warnings)
+        denoiser, prior_name, prior_hash = _prior(recipe.prior, op, device, denoiser, warnings, recipe.seed)
         prior_range = tuple(denoiser.card.value_range)
         sigmas = make_sigmas(recipe.steps, denoiser, recipe.schedule)
 
@@ -117,22 +117,24 @@ def _operator_and_data(measurement: Measurement, device: torch.device):
     return op, torch.as_tensor(y_np).to(device=device, dtype=op.meas_dtype).unsqueeze(0)
 
 
-def _prior(name: str, op, device: torch.device, denoiser, warnings: list[str]):
+def _prior(name: str, op, device: torch.device, denoiser, warnings: list[str], seed: int = 0):
     """``(denoiser, name, weight hash)``: the prior ``name`` at the operator's image size on
-    ``device`` (or ``denoiser`` as given), after checking it fits the image."""
+    ``device`` (or ``denoiser`` as given), after checking it fits the image. A network trained at
+    another size runs on the whole image (fully convolutional) or on overlapping patches whose grid
+    offset follows ``seed`` and the noise level (:mod:`diffrecon.priors.patches`); the default
+    prior falls back to the Gaussian only where its network cannot denoise the size."""
     prior_hash = ""
     if denoiser is None:
-        from ..priors import PriorCard, default_prior_folder, load_prior, prior_weight_hash
+        from ..priors import load_prior, prior_for_size, prior_weight_hash
 
-        bundled = default_prior_folder() if name == "default" else None
-        if bundled is not None:  # read the card first: no network is built only to be dropped
-            card = PriorCard.load(bundled / "card.json")
-            if (card.channels, *card.resolution) != tuple(op.image_shape):
-                warnings.append(f"The bundled prior takes {card.channels}x{'x'.join(map(str, card.resolution))} "
-                                f"images, not {'x'.join(map(str, op.image_shape))}; using the Gaussian prior "
-                                "fitted at this size.")
-                name = "gaussian"
-        denoiser = load_prior(name, tuple(op.image_shape), device=device)
+        name, why = prior_for_size(name, tuple(op.image_shape))  # reads the card only
+        warnings += [why] if why else []
+        denoiser = load_prior(name, tuple(op.image_shape), device=device, shift_seed=seed)
+        size = getattr(denoiser, "size_info", None) or {"mode": "native"}
+        if size.get("trained_resolution") and size["mode"] != "native":
+            how = "on overlapping patches" if size["mode"] == "patches" else "padded"
+            warnings.append(f"The prior {name!r} was trained at {'x'.join(map(str, size['trained_resolution']))}; "
+                            f"it runs {how} at {'x'.join(map(str, op.image_shape[1:]))}.")
         prior_hash = prior_weight_hash(denoiser)
     else:
         name = getattr(denoiser.card, "name", "custom")

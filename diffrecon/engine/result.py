@@ -54,6 +54,8 @@ def provenance(setup: Setup, outcome: Outcome, spread: Spread, calibration) -> d
     record = {
         **recipe.to_dict(), "samples_done": outcome.stats.n, "prior": setup.prior_name,
         "prior_card": card.to_json() if card is not None else "", "prior_hash": setup.prior_hash,
+        "prior_size_mode": (getattr(setup.denoiser, "size_info", None) or {}).get("mode", "native")
+        if setup.info.uses_prior else "",
         "precision": runtime.precision if setup.device.type == "cuda" else "fp32",
         "compile": network_mode(setup), "channels_last": setup.channels_last,
         "checkpointing": runtime.checkpointing, "device": device_name(setup.device), "batches": list(outcome.ran),
