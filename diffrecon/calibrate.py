@@ -133,9 +133,6 @@ def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT
             if isinstance(event, Progress):
                 event.samples_done += i * config.samples
                 event.samples_total = images * config.samples
-                if getattr(event, "work_total", None) is not None:  # sample-steps over all images
-                    event.work_done += i * event.work_total
-                    event.work_total *= images
                 event.elapsed = time.perf_counter() - t0
                 done = event.samples_done + event.step / max(event.steps, 1)
                 event.eta = event.elapsed / done * (event.samples_total - done) if done else None

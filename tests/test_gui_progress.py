@@ -12,7 +12,7 @@ pytest.importorskip("PySide6")
 
 from gui_windows import CountingPlan, make_denoise16_window  # noqa: E402,F401,F811 - fixture
 
-from diffrecon.engine import Planned, Progress  # noqa: E402
+from diffrecon.engine import Planned, Progress, Replanned  # noqa: E402
 from diffrecon.gui.status_bar import format_duration  # noqa: E402
 
 def test_progress_bar_shows_predicted_eta_until_the_first_step_then_the_measured_one(qtbot, make_denoise16_window):
@@ -47,10 +47,6 @@ def test_progress_bar_follows_the_engines_work_done_over_total_after_a_replan(qt
     re-plan), the bar shows their ratio, not a count from the first plan's batches; a Replanned
     event updates the batches and says why in the log."""
     gate = threading.Event()
-
-    class Replanned:  # the engine's event, by name: batches and the reason
-        def __init__(self, batches, reason):
-            self.batches, self.reason = batches, reason
 
     def engine_run(measurement, config, *, stop):
         yield Planned(device="cpu", batches=[4], steps=50, nfe_per_sample=50, predicted_peak_bytes=None,

@@ -55,16 +55,10 @@ class Progress:
     elapsed: float  # seconds
     eta: float | None  # seconds left, None before it can be estimated
     memory: dict[str, int] = field(default_factory=dict)  # allocated/reserved/peak/total or rss bytes
-    #: solver steps summed over samples, done and in all (see the module docstring); None: the
-    #: estimate from the fields above (for events made outside the engine)
+    #: solver steps summed over samples, done and in all (see the module docstring); the engine
+    #: always sets both; None (an event made elsewhere) leaves the count to the reader
     work_done: int | None = None
     work_total: int | None = None
-
-    def __post_init__(self):
-        if self.work_total is None:
-            self.work_total = int(self.steps) * int(self.samples_total)
-        if self.work_done is None:
-            self.work_done = min(int(self.samples_done) * int(self.steps) + int(self.step), self.work_total)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..engine import RunConfig
+from ..errors import InputError
 from ..schedule import SCHEDULES
 from .divergence_banner import GuardOptions
 from .param_form import ParamForm
@@ -311,22 +312,16 @@ class SolverPanel(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ persistence
     def save_settings(self, settings: QtCore.QSettings) -> None:
-        c = self.config()
-        settings.setValue("run/config", json.dumps({
-            "solver": c.solver, "params": {k: v for k, v in c.params.items()}, "steps": c.steps,
-            "samples": c.samples, "seed": c.seed, "device": c.device, "precision": self._gpu_precision,
-            "prior": c.prior, "compile": c.compile, "checkpointing": c.checkpointing, "schedule": c.schedule,
-            "on_divergence": c.on_divergence, "retry_on_divergence": c.retry_on_divergence,
-            "warm_start": c.warm_start}))
+        # the recipe and runtime's one dict; the precision is the one chosen for a GPU (CPUs run fp32)
+        settings.setValue("run/config", json.dumps({**self.config().to_dict(), "precision": self._gpu_precision}))
 
     def restore_settings(self, settings: QtCore.QSettings) -> None:
         raw = settings.value("run/config")
         if not raw:
             return
         try:
-            d = json.loads(raw)
-            self.set_config(RunConfig(**{k: v for k, v in d.items() if k in RunConfig.__dataclass_fields__}))
-        except (ValueError, TypeError):  # stale settings from another version are ignored
+            self.set_config(RunConfig.from_dict(json.loads(raw)))
+        except (InputError, ValueError, TypeError):  # stale settings from another version are ignored
             pass
 
 

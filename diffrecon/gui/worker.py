@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from PySide6 import QtCore
 
-from ..engine import Finished, Log, Planned, Preparing, Preview, Progress, RunConfig, Statistics
+from ..engine import Finished, Log, Planned, Preparing, Preview, Progress, Replanned, RunConfig, Statistics
 from ..guard import Diverged
 from ..measurement import Measurement
 from .jobs import Job, JobSignals, describe_error
@@ -87,7 +87,7 @@ class RunWorker(Job):
                 self.stopped_empty.emit()
             else:
                 self.failed.emit("The engine ended without a result.")
-        elif type(event).__name__ == "Replanned":
+        elif isinstance(event, Replanned):
             self.replanned.emit(event)
         elif type(event) in self._routes:
             self._routes[type(event)].emit(detached(event))

@@ -3,7 +3,6 @@ derived from), the run settings, the prediction and the result, with the operati
 offers on them. Changes reach subscribers as the plain events of :mod:`.events`."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,18 +20,17 @@ RESULT_SUFFIXES = (".h5", ".hdf5", ".nxs")
 NO_RESULT = "There is no result to export yet; run a reconstruction first."
 
 
-def config_from_provenance(prov: dict):
-    """The RunConfig that made a result (provenance is a recipe); defaults where it is silent."""
-    from ..engine import RunConfig
+def config_from_provenance(prov: dict, runtime=None):
+    """The settings that made a result: its recipe (:meth:`~diffrecon.engine.Recipe.from_provenance`)
+    with ``runtime`` (default: the engine's runtime defaults, since where a result ran need not
+    exist here); the engine's defaults when the provenance holds no valid recipe."""
+    from ..engine import Recipe, RunConfig, RuntimeOptions
 
-    fields = RunConfig.__dataclass_fields__
-    kw = {k: prov[k] for k in ("solver", "params", "steps", "samples", "seed", "prior", "device", "precision",
-                               "channels_last", "checkpointing", "schedule", "warm_start")
-          if k in prov and k in fields}
     try:
-        return dataclasses.replace(RunConfig(), **kw)
-    except TypeError:
+        recipe = Recipe.from_provenance(prov)
+    except InputError:
         return RunConfig()
+    return RunConfig.from_parts(recipe, runtime if runtime is not None else RuntimeOptions())
 
 
 def direct_reconstruction(measurement: Measurement, op=None) -> np.ndarray:
