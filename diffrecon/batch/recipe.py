@@ -1,9 +1,10 @@
 """The recipe a batch applies to every input, and its fingerprint.
 
-A recipe is the part of a :class:`~diffrecon.engine.RunConfig` that decides the numbers of a
-result (solver, its parameters, steps, samples, seed, prior, schedule, warm start); the rest
-(device, precision, batch size) is how it runs. :func:`recipe_from_result` is the one adapter to
-how results store their recipe today; :func:`recipe_dict` the one place that lists its fields.
+A recipe is the engine's :class:`~diffrecon.engine.Recipe`: the part of a run's settings that
+decides the numbers of a result (solver, its parameters, steps, samples, seed, prior, schedule,
+warm start, ...); the :class:`~diffrecon.engine.RuntimeOptions` (device, precision, batch size,
+...) are how it runs. The batch reads, compares and hashes recipes through the engine's one
+to/from-dict, so it never lists their fields itself.
 """
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import json
 import os
 from typing import Any, Mapping
 
-from ..engine import RunConfig
+from ..engine import Recipe, RunConfig, RuntimeOptions
+from ..engine.recipe import RECIPE_KEYS
 from ..errors import InputError
 from .manifest import PARAM_PREFIX
 
-#: RunConfig fields that make up the recipe (and its hash); the others are runtime options.
-RECIPE_FIELDS = ("solver", "params", "steps", "samples", "seed", "prior", "schedule", "warm_start",
-                 "sigma_start", "keep_samples", "on_divergence", "retry_on_divergence", "use_calibration")
+#: The settings that make up the recipe (and its hash): the engine's Recipe fields.
+RECIPE_FIELDS = RECIPE_KEYS
 
 
 def recipe_from_result(path: str | os.PathLike) -> RunConfig:
@@ -30,11 +31,7 @@ def recipe_from_result(path: str | os.PathLike) -> RunConfig:
     if "solver" not in provenance:
         raise InputError(f"File {path} records no recipe (its /provenance has no solver); give the run "
                          "settings instead.")
-    known = {k: provenance[k] for k in ("solver", "params", "steps", "samples", "seed", "prior", "schedule",
-                                       "warm_start") if k in provenance}
-    if provenance.get("warm_start") == "tv" and "warm_sigma_start" in provenance:
-        known["sigma_start"] = float(provenance["warm_sigma_start"])
-    return with_overrides(RunConfig(), known, f"the provenance of {path}")
+    return RunConfig.from_parts(Recipe.from_provenance(provenance), RuntimeOptions())
 
 
 def with_overrides(config: RunConfig, overrides: Mapping[str, Any], where: str = "the recipe") -> RunConfig:
@@ -62,8 +59,8 @@ def recipe_dict(config: RunConfig) -> dict[str, Any]:
     so two configs that run the same numbers give the same dict."""
     from ..solvers import get_solver, parse_params
 
-    out = {name: getattr(config, name) for name in RECIPE_FIELDS}
-    out["params"] = dataclasses.asdict(parse_params(get_solver(config.solver).Params, dict(config.params), config.solver))
+    out = {**config.recipe.to_dict(), "params": dataclasses.asdict(
+        parse_params(get_solver(config.solver).Params, dict(config.params), config.solver))}
     return json.loads(json.dumps(out, sort_keys=True, default=str))
 
 
