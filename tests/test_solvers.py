@@ -363,3 +363,22 @@ def test_diffpir_clips_the_estimates_of_a_bounded_prior_and_never_those_of_an_an
     free = steps(PRIOR)
     assert not PRIOR.bounded and float(free[-1].x0_hat.min()) < lo - 0.5 and float(free[-1].x0_hat.max()) > hi
     assert torch.equal(free[-1].x, steps(bounded, clip=False)[-1].x)
+
+
+def test_prior_data_variance_probes_where_the_wrapped_denoiser_runs():
+    """The engine hands solvers a counting wrapper, which is no torch module: the probes must go to
+    the wrapper's device, not to the CPU by default (a CUDA run of cm/DAPS/posterior-mode solvers)."""
+    import torch
+    from diffrecon.runtime import Counter, CountingDenoiser
+    from diffrecon.solvers._common import _denoiser_device
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("table", torch.zeros(3))
+
+    meta = Net().to("meta")
+    wrapped = CountingDenoiser(meta, Counter(), None, torch.device("meta"))
+    assert _denoiser_device(wrapped) == torch.device("meta")
+    assert _denoiser_device(meta) == torch.device("meta")
+    assert _denoiser_device(lambda x, s: x) == torch.device("cpu")

@@ -267,6 +267,17 @@ def corrected_noise_step(x: Tensor, center: Tensor, sigma: float, sigma_next: fl
     return center + r * r * (x - center) + sigma * math.sqrt(1 - r * r) * (r * xi + (1 - r) * j_xi)
 
 
+def _denoiser_device(denoiser) -> torch.device:
+    """Where ``denoiser`` runs: its ``device`` (the engine's counting wrapper has one, and is no
+    module), else its first buffer's or parameter's, else the CPU."""
+    device = getattr(denoiser, "device", None)
+    if isinstance(device, (torch.device, str)):
+        return torch.device(device)
+    if isinstance(denoiser, torch.nn.Module):
+        return next((b.device for b in (*denoiser.buffers(), *denoiser.parameters())), torch.device("cpu"))
+    return torch.device("cpu")
+
+
 def prior_data_variance(denoiser, probes: int = 16, batch: int = 4) -> float:
     """The prior's per-pixel data variance ``v = tr Cov(x0) / n``, read off the denoiser.
 
@@ -286,7 +297,7 @@ def prior_data_variance(denoiser, probes: int = 16, batch: int = 4) -> float:
     lo, hi = (float(v) for v in card.value_range) if card is not None else (-1.0, 1.0)
     s = min(float(getattr(denoiser, "sigma_max", 80.0)), 10.0 * max(hi - lo, 1e-6) / 2)
     shape = tuple(getattr(denoiser, "image_shape", None) or (1, *card.resolution))
-    device = next((b.device for b in denoiser.buffers()), torch.device("cpu")) if isinstance(denoiser, torch.nn.Module) else "cpu"
+    device = _denoiser_device(denoiser)
     gen = torch.Generator().manual_seed(0)
     total = 0.0
     with torch.no_grad():
