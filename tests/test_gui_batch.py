@@ -141,3 +141,16 @@ def test_closing_the_window_cancels_a_running_batch(qtbot, dock, inputs):
     window.close()
     assert dock.job.wait(20000) and dock.queue.state == "cancelled"
     assert not list(dock.out_dir.glob("*.result.h5"))
+
+
+def test_files_added_while_the_batch_runs_join_it(qtbot, dock, inputs):
+    files = sorted(inputs.glob("*.h5"))
+    dock.main_window.solver.set_config(RunConfig(solver="diffpir", steps=400, samples=2, prior="gaussian", device="cpu"))
+    dock.add_files(files[:2])
+    dock.start()
+    qtbot.waitUntil(lambda: _states(dock)[0] == "running", timeout=60000)
+    assert dock.add_files(files[2:])
+    _wait_ended(qtbot, dock)
+    assert [dock.table.item(r, 0).text() for r in range(dock.table.rowCount())] == ["m0", "m1", "m2"]
+    assert _states(dock) == ["done"] * N_FILES and len(dock.summary.records) == N_FILES
+    assert sorted(p.name for p in dock.out_dir.glob("*.result.h5")) == [f"m{i}.result.h5" for i in range(N_FILES)]
