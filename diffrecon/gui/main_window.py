@@ -11,6 +11,7 @@ from ..runtime import memory_snapshot
 from ..session import Session
 from . import closing, gc_guard
 from .ab_actions import ABActions
+from .batch_dock import BatchDock
 from .calibrate_action import CalibrationRunner
 from .divergence_banner import DivergenceBanner
 from .file_actions import FileActions
@@ -48,6 +49,7 @@ class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
         self.events = SessionSignals(self.session, self)
         self.worker = None  # the latest run job (RunWorker)
         self.compare_window = None
+        self.batch_dock: BatchDock | None = None  # File ▸ Batch…, made when first opened
         self.last_error = ""
         self.run_record = RunRecord()
         self._device = "cpu"
@@ -202,6 +204,14 @@ class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
         self.compare_window.show()
         return True
 
+    def open_batch(self) -> BatchDock:
+        if self.batch_dock is None:
+            self.batch_dock = BatchDock(self)
+            self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.batch_dock)
+        self.batch_dock.show()
+        self.batch_dock.raise_()
+        return self.batch_dock
+
     # ------------------------------------------------------------------ view
     def set_theme(self, theme: str) -> None:
         """light, dark or system (follows the desktop); remembered in the settings."""
@@ -252,6 +262,8 @@ class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
         stops = [self.stop_run, self.plan_panel.cancel]
         if self.compare_window is not None:
             stops.append(self.compare_window.stop)
+        if self.batch_dock is not None:
+            stops.append(self.batch_dock.cancel)  # a running batch stops within one solver step
         if closing.stop_and_wait(self, stops, self.CLOSE_WAIT_MS):  # the window may go; these may not
             self.log("Closing: a step still runs and ends in the background before the program exits.")
         super().closeEvent(event)

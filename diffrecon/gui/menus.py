@@ -30,6 +30,7 @@ def build_menus(w) -> None:
     sp, keys = QtWidgets.QStyle.StandardPixmap, QtGui.QKeySequence.StandardKey
     w.open_action = _action(w, "&Open…", w.open_dialog, keys.Open, sp.SP_DialogOpenButton)
     w.demo_action = _action(w, "Open CT &demo", w.open_default)
+    w.batch_action = _action(w, "&Batch…", w.open_batch, "Ctrl+B")
     w.run_action = _action(w, "&Reconstruct", w.start_run, "Ctrl+R", sp.SP_MediaPlay)
     w.stop_action = _action(w, "&Stop", w.stop_run, "Esc", sp.SP_MediaStop)
     w.predict_action = _action(w, "&Predict time and memory", w.predict, "Ctrl+T")
@@ -48,7 +49,7 @@ def build_menus(w) -> None:
     menu.addActions([w.open_action, w.demo_action])
     w.recent_menu = menu.addMenu("Open &recent")
     menu.addSeparator()
-    menu.addActions([w.export_action, quit_action])
+    menu.addActions([w.batch_action, w.export_action, quit_action])
     bar.addMenu("&Run").addActions([w.run_action, w.stop_action, w.predict_action, w.calibrate_action])
     bar.addMenu("&Compare").addActions([w.pin_action, w.open_a_action, w.compare_action])
     view = bar.addMenu("&View")

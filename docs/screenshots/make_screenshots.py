@@ -137,8 +137,40 @@ def diverged(app) -> None:
     w.close()
 
 
+def batch(app) -> None:
+    """File ▸ Batch…: five demo files with the window's settings and one file that is no
+    measurement (failed, its error as the row's tooltip); the dock floated to its own size."""
+    import h5py
+
+    from diffrecon.demo import make_demo
+    from diffrecon.io import write_measurement
+
+    folder = Path(tempfile.mkdtemp()) / "study"
+    folder.mkdir()
+    for i, kind in enumerate(("deblur", "denoise", "inpaint", "deblur", "sr")):
+        write_measurement(folder / f"scan_{i:02d}.h5", make_demo(kind, size=64, seed=i))
+    with h5py.File(folder / "scan_02b_notes.h5", "w") as fh:
+        fh["notes"] = [1.0, 2.0]
+    w = _window(app, "light")
+    w.solver.set_config(RunConfig(**{**GAUSSIAN.__dict__, "solver": "diffpir"}))
+    w.show()
+    dock = w.open_batch()
+    dock.add_folder(folder)
+    dock.set_output(folder / "results")
+    assert dock.start()
+    deadline = time.monotonic() + 600
+    while dock.summary is None and time.monotonic() < deadline:
+        _settle(app, 200)
+    dock.setFloating(True)
+    dock.resize(980, 330)
+    _settle(app, 500)
+    save_screenshot(dock, HERE / "batch.png")
+    w.close()
+
+
 SHOTS = {"main_window": main_window, "main_window_dark": main_window_dark, "mri_complex": mri_complex,
-         "ab_swipe_roi": ab_swipe_roi, "compare": compare, "first_run": first_run, "diverged": diverged}
+         "ab_swipe_roi": ab_swipe_roi, "compare": compare, "first_run": first_run, "diverged": diverged,
+         "batch": batch}
 
 
 if __name__ == "__main__":
