@@ -55,8 +55,20 @@ def open_dialog(window, path) -> ImportDialog:
     return dialog
 
 
+def preview(qtbot, dialog) -> None:
+    """Preview and wait for the file to be read with the fields' choices."""
+    assert dialog.preview(), dialog.error
+    qtbot.waitUntil(lambda: not dialog.busy(), timeout=20000)
+
+
+def ok(qtbot, dialog) -> None:
+    """OK, and wait for the reading it may start."""
+    dialog.accept()
+    qtbot.waitUntil(lambda: not dialog.busy(), timeout=20000)
+
+
 @pytest.mark.parametrize("fmt", sorted(FILES))
-def test_dialog_shows_the_formats_options_and_a_changed_option_changes_what_opens(make_window, tmp_path, fmt):
+def test_dialog_shows_the_formats_options_and_a_changed_option_changes_what_opens(qtbot, make_window, tmp_path, fmt):
     window = make_window()
     before = window.measurement
     write, option, text, chosen = FILES[fmt]
@@ -71,25 +83,26 @@ def test_dialog_shows_the_formats_options_and_a_changed_option_changes_what_open
     default_y = np.asarray(dialog.opened.measurement.y).copy()
     shown = dialog.measurement_panel.data.copy()
     dialog.set_value(option, text)
-    assert dialog.preview(), dialog.error
-    assert chosen(dialog.opened.measurement) == int(text)
+    preview(qtbot, dialog)
+    assert not dialog.error and chosen(dialog.opened.measurement) == int(text)
     y = np.asarray(dialog.opened.measurement.y)
     assert y.shape != default_y.shape or not np.allclose(y, default_y)
     assert dialog.measurement_panel.data.shape != shown.shape or not np.allclose(dialog.measurement_panel.data, shown)
-    dialog.accept()
+    dialog.accept()  # what the preview read opens, without reading again
+    assert not dialog.busy()
     assert window.measurement is not before and chosen(window.measurement) == int(text)
     assert f"{option} {text}" in window.forward.import_note.text()
     assert window.recent_files()[0] == str(path.resolve())
 
 
-def test_dicom_slice_choice_opens_that_slices_attenuation(make_window, tmp_path):
+def test_dicom_slice_choice_opens_that_slices_attenuation(qtbot, make_window, tmp_path):
     """The series' slice k holds HU 100 k: the chosen slice's value, converted to 1/cm, is what opens."""
     window = make_window()
     dialog = open_dialog(window, write_series(tmp_path / "series"))
     assert "operator" in dialog.fields and "modality" in dialog.fields and "noise" in dialog.fields
     dialog.set_value("slice", "3")
     dialog.set_value("noise", "0")
-    dialog.accept()
+    ok(qtbot, dialog)
     truth = window.measurement.ground_truth
     mu_water = 0.193  # HU 300 -> mu_water (1 + 300 / 1000)
     assert window.measurement.units == "1/cm"
@@ -97,14 +110,14 @@ def test_dicom_slice_choice_opens_that_slices_attenuation(make_window, tmp_path)
     assert np.allclose(window.measurement.y, truth, atol=1e-5)
 
 
-def test_fastmri_acceleration_undersamples_the_kspace_that_opens(make_window, tmp_path):
+def test_fastmri_acceleration_undersamples_the_kspace_that_opens(qtbot, make_window, tmp_path):
     window = make_window()
     dialog = open_dialog(window, FILES["fastmri"][0](tmp_path))
     assert {"acceleration", "center_fraction", "coils"} <= set(dialog.fields)
     assert dialog.value("acceleration") == "" and dialog.value("coils") == "auto"
     dialog.set_value("acceleration", "4")
     dialog.set_value("center_fraction", "0.125")
-    dialog.accept()  # OK reads the file with the changed choices, preview or not
+    ok(qtbot, dialog)  # OK reads the file with the changed choices, preview or not
     mask = window.measurement.operator.arrays["mask"]
     assert mask.shape[-1] / mask.reshape(-1, mask.shape[-1]).max(0).sum() == pytest.approx(4, rel=0.15)
 
@@ -115,7 +128,7 @@ def test_imported_file_reconstructs_in_the_window(qtbot, make_window, tmp_path, 
     write, option, text, chosen = FILES[fmt]
     dialog = open_dialog(window, write(tmp_path))
     dialog.set_value(option, text)
-    dialog.accept()
+    ok(qtbot, dialog)
     assert chosen(window.measurement) == int(text) and window.run_button.isEnabled()
     result = _run(qtbot, window, GAUSSIAN_3)
     assert result is not None, window.last_error
@@ -124,33 +137,38 @@ def test_imported_file_reconstructs_in_the_window(qtbot, make_window, tmp_path, 
     assert float(np.std(result.mean)) > 0
 
 
-def test_cancel_keeps_the_measurement_before(make_window, tmp_path):
+def test_cancel_keeps_the_measurement_before(qtbot, make_window, tmp_path):
     window = make_window()
     before = window.measurement
     dialog = open_dialog(window, FILES["nxtomo"][0](tmp_path))
     dialog.set_value("slice", "0")
-    dialog.preview()
-    dialog.reject()
+    preview(qtbot, dialog)
+    dialog.set_value("slice", "2")
+    assert dialog.preview()
+    dialog.reject()  # while a preview is being read: it arrives to nothing
+    dialog.job.wait(10000)
+    qtbot.wait(50)
     assert window.measurement is before and "cancelled" in window.message_label.text()
     assert str(tmp_path / "n.h5") not in window.recent_files()
 
 
-def test_a_refused_option_says_so_and_ok_keeps_the_dialog_open(make_window, tmp_path):
+def test_a_refused_option_says_so_and_ok_keeps_the_dialog_open(qtbot, make_window, tmp_path):
     window = make_window()
     before = window.measurement
     dialog = open_dialog(window, FILES["dxchange"][0](tmp_path))
     dialog.set_value("slice", "99")
-    dialog.accept()
+    ok(qtbot, dialog)
     assert dialog.isVisible() and window.measurement is before
     assert "99" in dialog.error and "99" in dialog.note.text()
 
 
-def test_use_defaults_without_asking_opens_directly(make_window, tmp_path):
+def test_use_defaults_without_asking_opens_directly(qtbot, make_window, tmp_path):
     window = make_window()
     dialog = open_dialog(window, nifti_volume(tmp_path / "v.nii"))
     dialog.ask.setChecked(True)
-    dialog.accept()
-    assert not window.ask_import_action.isChecked()
+    dialog.accept()  # the choices the defaults made: nothing to read again
+    assert not dialog.busy() and not dialog.isVisible()
+    assert not window.ask_import_action.isChecked() and "default choices" in window.forward.import_note.text()
     path = FILES["nxtomo"][0](tmp_path)
     assert window.open_file(path) and window.measurement.attrs["detector_row"] == 1  # the middle one
     assert "default choices" in window.forward.import_note.text()
@@ -172,14 +190,14 @@ def drop(window, path) -> None:
                                       QtCore.Qt.KeyboardModifier.NoModifier))
 
 
-def test_dropping_a_file_opens_it_through_the_import_dialog(make_window, tmp_path):
+def test_dropping_a_file_opens_it_through_the_import_dialog(qtbot, make_window, tmp_path):
     window = make_window()
     path = write_series(tmp_path / "series")
     drop(window, path)
     dialog = window.import_dialog
     assert dialog.isVisible() and dialog.path == path
     dialog.set_value("slice", "1")
-    dialog.accept()
+    ok(qtbot, dialog)
     assert window.measurement.attrs["slice"] == 1 and window.measurement.attrs["source_format"] == "dicom"
 
 

@@ -4,9 +4,9 @@ image) opens in a dialog of the choices its importer takes, generated from the r
 with a preview of the measurement the choices give. OK hands the previewed
 :class:`~diffrecon.session.Opened` to the window, which makes it current as for any measurement.
 
-The reading is the session's (:func:`diffrecon.session.read_file`, Qt-free); it takes a few
-milliseconds on files of test size, so the preview is computed on the GUI thread under a wait
-cursor."""
+The reading is the session's (:func:`diffrecon.session.read_file`, Qt-free). A preview reads
+the file again in a :class:`~.jobs.Job` (coil maps of a large fastMRI slice take a while), so
+the window stays responsive; OK waits for the preview of the current choices."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +19,7 @@ from ..errors import DiffreconError
 from ..io.importers import ImporterInfo, ImportOption
 from ..session import Opened, read_file
 from .image_panel import ImagePanel
-from .jobs import describe_error
+from .jobs import Job, JobSignals
 from .views import measurement_views
 
 #: Settings key: True opens import formats with the importers' default choices, without this dialog.
@@ -29,6 +29,32 @@ CHOICES = {"coils": ("auto", "none"), "modality": ("auto", "ct", "other")}
 #: Where an option's default value is found in the attributes of what the defaults opened; any
 #: other option is left empty (its importer's default), e.g. fastMRI's retrospective acceleration.
 _PREFILL = {"slice": ("slice", "detector_row")}
+
+
+class ReadSignals(JobSignals):
+    read = QtCore.Signal(int, object)  # preview number, Opened
+
+
+def _read(path: Path, options: dict) -> Opened:
+    try:
+        return read_file(path, **options)
+    except OSError as err:
+        from ..errors import InputError
+
+        raise InputError(f"File {path} could not be read ({err}).") from None
+
+
+class _Reader(Job):
+    """Reads the file with one set of options off the GUI thread."""
+
+    SIGNALS = ReadSignals
+
+    def __init__(self, number: int, path: Path, options: dict, owner):
+        super().__init__(_read, path, options, owner=owner)
+        self.number = number
+
+    def route(self, event) -> None:
+        self.read.emit(self.number, event.value)
 
 
 def use_defaults(settings: QtCore.QSettings) -> bool:
@@ -72,6 +98,10 @@ class ImportDialog(QtWidgets.QDialog):
         self.opened: Opened = defaults
         self.error = ""
         self._previewed: dict[str, Any] | None = {}  # the options the preview shows ({}: the defaults)
+        self._pending: dict[str, Any] | None = None  # the options being read
+        self._number = 0  # of the latest preview: an older one arriving late is dropped
+        self._accept_after = False
+        self.job: _Reader | None = None
         self.setWindowTitle(f"Import {self.path.name}")
         self.fields: dict[str, QtWidgets.QWidget] = {}
 
@@ -82,9 +112,10 @@ class ImportDialog(QtWidgets.QDialog):
             field.setToolTip(option.help)
             self.fields[option.name] = field
             form.addRow(option.name.replace("_", " ").capitalize(), field)
+        self._initial = {name: self.value(name) for name in self.fields}  # what the defaults chose
         self.preview_button = QtWidgets.QPushButton("Preview")
         self.preview_button.setToolTip("Read the file again with these choices and show the measurement.")
-        self.preview_button.clicked.connect(self.preview)
+        self.preview_button.clicked.connect(lambda: self.preview())
         form.addRow(self.preview_button)
         self.note = QtWidgets.QLabel(wordWrap=True)
         self.note.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -128,7 +159,7 @@ class ImportDialog(QtWidgets.QDialog):
             edit.setValidator(QtGui.QIntValidator(0, 1 << 30, edit))
         elif option.kind is float:
             edit.setValidator(QtGui.QDoubleValidator(0.0, 1e30, 12, edit))
-        edit.returnPressed.connect(self.preview)
+        edit.returnPressed.connect(lambda: self.preview())
         return edit
 
     def value(self, name: str) -> str:
@@ -172,24 +203,55 @@ class ImportDialog(QtWidgets.QDialog):
         return out
 
     # ------------------------------------------------------------------ preview
-    def preview(self) -> bool:
-        """Read the file with the fields' options and show the measurement; False (and the reason
-        under the fields) when the options are refused."""
-        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+    def preview(self, accept_after: bool = False) -> bool:
+        """Read the file with the fields' options in the background; the preview (or the reason
+        they are refused, under the fields) follows. False when an option's text is refused here.
+        With ``accept_after`` the dialog closes with OK once the preview has succeeded."""
         try:
             options = self.options()
-            opened = read_file(self.path, **options)
-        except (DiffreconError, OSError, ValueError) as err:
-            self.error = describe_error(err) if isinstance(err, DiffreconError) else f"{self.path.name}: {err}"
-            self.note.setText(f"<span style='color:#c0392b'>{self.error}</span>")
-            self._previewed = None
+        except DiffreconError as err:
+            self._refused(str(err))
             return False
-        finally:
-            QtWidgets.QApplication.restoreOverrideCursor()
-        self.error = ""
-        self.opened, self._previewed = opened, options
-        self._show(opened)
+        self._number += 1
+        self._accept_after = accept_after
+        self._pending = options
+        self.job = _Reader(self._number, self.path, options, owner=self)
+        self.job.read.connect(self._on_read)
+        self.job.failed.connect(lambda text, n=self._number: self._on_failed(n, text))
+        self.note.setText("Reading the file with these choices…")
+        self.preview_button.setEnabled(False)
+        self.ok_button.setEnabled(False)
+        self.job.start()
         return True
+
+    def busy(self) -> bool:
+        """Whether a preview is being read."""
+        return self.job is not None and self.job.running() or self._pending is not None
+
+    def _on_read(self, number: int, opened: Opened) -> None:
+        if number != self._number:  # an older preview, overtaken by a newer one
+            return
+        self.error = ""
+        self.opened, self._previewed, self._pending = opened, self._pending, None
+        self._idle()
+        self._show(opened)
+        if self._accept_after:
+            self.accept()
+
+    def _on_failed(self, number: int, text: str) -> None:
+        if number == self._number:
+            self._pending = None
+            self._idle()
+            self._refused(text)
+
+    def _idle(self) -> None:
+        self.preview_button.setEnabled(True)
+        self.ok_button.setEnabled(True)
+
+    def _refused(self, text: str) -> None:
+        self.error = text
+        self._previewed = None
+        self.note.setText(f"<span style='color:#c0392b'>{text}</span>")
 
     def _show(self, opened: Opened) -> None:
         m = opened.measurement
@@ -209,21 +271,24 @@ class ImportDialog(QtWidgets.QDialog):
 
     # ------------------------------------------------------------------ closing
     def accept(self) -> None:
-        """OK: the measurement of the fields' options (read again when they changed since the preview)."""
+        """OK: the measurement of the fields' options (read first when they changed since the preview)."""
         try:
             current = self.options()
         except DiffreconError as err:
-            self.error = str(err)
-            self.note.setText(f"<span style='color:#c0392b'>{self.error}</span>")
+            self._refused(str(err))
             return
-        if self._previewed != current and not (self._previewed == {} and self._same_as_defaults(current)):
-            if not self.preview():
-                return
+        if self._previewed != current and not (self._previewed == {} and self._same_as_defaults()):
+            self.preview(accept_after=True)
+            return
         if self.settings is not None and self.ask.isChecked():
             self.settings.setValue(USE_DEFAULTS_KEY, True)
         super().accept()
 
-    def _same_as_defaults(self, current: dict[str, Any]) -> bool:
+    def reject(self) -> None:
+        self._number += 1  # a preview still being read is not wanted any more
+        self._pending = None
+        super().reject()
+
+    def _same_as_defaults(self) -> bool:
         """Whether the fields still show what the defaults chose (no need to read the file again)."""
-        m = self.opened.measurement
-        return all(self.value(o.name) == _prefill(o, m) for o in self.info.options)
+        return all(self.value(name) == text for name, text in self._initial.items())

@@ -53,7 +53,8 @@ def import_note(fmt: str, m: Measurement, options: dict | None = None) -> str:
         from ..io.importers import importer
 
         chosen = ", ".join(f"{k} {v}" for k, v in options.items() if v is not None)
-        return f"{importer(fmt).title}, chosen: {chosen}; image {size}."
+        title = importer(fmt).title
+        return f"{title[:1].upper()}{title[1:]}, chosen: {chosen}; image {size}."
     if fmt == "fastmri":
         sampled = "fully sampled" if a.get("fully_sampled") else f"acceleration ×{float(a.get('acceleration', 1)):.3g}"
         return (f"fastMRI, default choices: slice {a.get('slice')} (the middle one), image {size} "
