@@ -23,6 +23,7 @@ from diffrecon.io import write_measurement  # noqa: E402
 @pytest.fixture
 def bare_window(qtbot, tmp_path):
     settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    settings.setValue("import/use_defaults", True)  # the default choices, without the import dialog
     w = MainWindow(settings=settings, plan_fn=lambda m, c, stop=None: None)
     qtbot.addWidget(w)
     w.plan_panel.auto = False

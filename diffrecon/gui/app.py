@@ -38,7 +38,8 @@ def run_gui(path: str | Path | None = None, *, reconstruct: bool = False, screen
     window = MainWindow()
     if config is not None:
         window.solver.set_config(config)
-    opened = window.open_file(path) if path is not None else window.open_default()
+    scripted = reconstruct or screenshot is not None or quit_after  # no one to answer an import dialog
+    opened = window.open_file(path, ask=False if scripted else None) if path is not None else window.open_default()
     window.show()
     code = 0
     if reconstruct or screenshot is not None:

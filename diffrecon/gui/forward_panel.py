@@ -37,7 +37,7 @@ class ForwardPanel(QtWidgets.QWidget):
         self.noise_source.setToolTip("Where the file's noise level came from (the importer records it).")
         self.import_note = QtWidgets.QLabel()
         self.import_note.setWordWrap(True)
-        self.import_note.setToolTip("The choices the importer made; the import dialog will let you change them.")
+        self.import_note.setToolTip("The choices the importer made; open the file again to change them in the import dialog.")
         form = self.form = QtWidgets.QFormLayout(self)
         form.addRow("Imported", self.import_note)
         form.addRow("Forward model", self.kind)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from PySide6 import QtGui, QtWidgets
 
+from .import_dialog import use_defaults
 from .theme import THEMES
 
 
@@ -29,8 +30,14 @@ def build_menus(w) -> None:
     """Create ``w``'s actions (attributes ``*_action``), menus and toolbar."""
     sp, keys = QtWidgets.QStyle.StandardPixmap, QtGui.QKeySequence.StandardKey
     w.open_action = _action(w, "&Open…", w.open_dialog, keys.Open, sp.SP_DialogOpenButton)
+    w.open_folder_action = _action(w, "Open DICOM &folder…", w.open_folder_dialog)
     w.demo_action = _action(w, "Open CT &demo", w.open_default)
     w.batch_action = _action(w, "&Batch…", w.open_batch, "Ctrl+B")
+    w.ask_import_action = _action(w, "&Ask for import choices", lambda: w.set_ask_import(w.ask_import_action.isChecked()))
+    w.ask_import_action.setCheckable(True)
+    w.ask_import_action.setChecked(not use_defaults(w.settings))
+    w.ask_import_action.setStatusTip("Open fastMRI, Data Exchange, NXtomo, DICOM, NIfTI and images through the "
+                                     "import dialog (off: with the importers' default choices).")
     w.run_action = _action(w, "&Reconstruct", w.start_run, "Ctrl+R", sp.SP_MediaPlay)
     w.stop_action = _action(w, "&Stop", w.stop_run, "Esc", sp.SP_MediaStop)
     w.predict_action = _action(w, "&Predict time and memory", w.predict, "Ctrl+T")
@@ -46,8 +53,10 @@ def build_menus(w) -> None:
 
     bar = w.menuBar()
     menu = bar.addMenu("&File")
-    menu.addActions([w.open_action, w.demo_action])
+    menu.addActions([w.open_action, w.open_folder_action, w.demo_action])
     w.recent_menu = menu.addMenu("Open &recent")
+    w.recent_menu.aboutToShow.connect(w._fill_recent)  # a file deleted meanwhile leaves the list
+    menu.addAction(w.ask_import_action)
     menu.addSeparator()
     menu.addActions([w.batch_action, w.export_action, quit_action])
     bar.addMenu("&Run").addActions([w.run_action, w.stop_action, w.predict_action, w.calibrate_action])

@@ -72,9 +72,18 @@ class Session:
             callback(event)
 
     # ------------------------------------------------------------------ measurement
-    def open(self, path: str | Path) -> Opened:
-        """Open any supported file; a result file also restores its settings and result."""
-        opened = read_file(path)
+    def open(self, path: str | Path, **options) -> Opened:
+        """Open any supported file; a result file also restores its settings and result. ``options``
+        go to the file's importer (:func:`.opening.read_file`)."""
+        return self.use_opened(read_file(path, **options), path)
+
+    def read_file(self, path: str | Path, **options) -> Opened:
+        """What ``path`` holds read with the importer ``options``, without opening it (an import
+        dialog's preview); :meth:`use_opened` then makes it current."""
+        return read_file(path, **options)
+
+    def use_opened(self, opened: Opened, path: str | Path) -> Opened:
+        """Make what :meth:`read_file` read from ``path`` current, as :meth:`open` does."""
         if opened.measurement is None:
             raise InputError(f"{Path(path).name} holds a result without its measurement; open the measurement file.")
         self.set_measurement(opened.measurement, Path(path), note=opened.note)
