@@ -71,7 +71,7 @@ def test_a_batch_runs_every_file_with_the_window_settings_and_writes_the_summary
     with open(out / "batch_summary.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["status"] for r in rows] == ["done"] * N_FILES
-    assert dock.header.text().startswith(f"<b>{N_FILES}/{N_FILES} done</b> · 0 failed")
+    assert dock.header.text().startswith(f"<b>{N_FILES}/{N_FILES} ended</b> · 0 failed")
     assert dock.summary_button.isEnabled() and not dock.pause_button.isEnabled()
 
     assert dock.open_row(1)  # a done row opens its result in the window
@@ -95,7 +95,7 @@ def test_pause_waits_for_the_file_in_progress_and_resume_goes_on(qtbot, dock, in
     qtbot.wait(500)  # paused: no further file starts
     assert _states(dock) == ["done"] + ["queued"] * (N_FILES - 1)
     assert sorted(p.name for p in dock.out_dir.glob("*.result.h5")) == ["m0.result.h5"]
-    assert "1/3 done" in dock.header.text() and "paused" in dock.header.text()
+    assert "1/3 ended" in dock.header.text() and "paused" in dock.header.text()
     dock.pause_button.click()  # Resume
     assert dock.pause_button.text() == "Pause after this file"
     _wait_ended(qtbot, dock)

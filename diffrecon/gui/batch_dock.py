@@ -335,7 +335,7 @@ class BatchDock(QtWidgets.QDockWidget):
         running = any(self.table.item(r, 1).text() == RUNNING for r in range(self.table.rowCount()))
         what = {PAUSED: "paused after the file in progress" if running else "paused",
                 FINISHED: "finished"}.get(state, state)
-        self.header.setText(f"<b>{progress.done}/{progress.total} done</b> · {progress.failed} failed · "
+        self.header.setText(f"<b>{progress.done}/{progress.total} ended</b> · {progress.failed} failed · "
                             f"{progress.skipped} skipped · ETA {format_seconds(progress.eta)} · {what}")
 
     def _update_buttons(self, *_) -> None:

@@ -10,6 +10,7 @@ prior, its predicted time, and the progress bar's ETA a few seconds into the run
 from __future__ import annotations
 
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -145,7 +146,8 @@ def batch(app) -> None:
     from diffrecon.demo import make_demo
     from diffrecon.io import write_measurement
 
-    folder = Path(tempfile.mkdtemp()) / "study"
+    folder = Path(tempfile.gettempdir()) / "study"  # a plain name: the dock shows the output folder
+    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     for i, kind in enumerate(("deblur", "denoise", "inpaint", "deblur", "sr")):
         write_measurement(folder / f"scan_{i:02d}.h5", make_demo(kind, size=64, seed=i))
