@@ -103,3 +103,31 @@ def test_slices_with_another_operator_are_refused(slices):
         list(reconstruct_volume(slices[:1], _config()))
     with pytest.raises(InputError, match="diffpir"):
         list(reconstruct_volume(slices, _config(solver="dps")))
+
+
+def test_cli_reconstruct_volume_writes_mean_and_std(tmp_path, capsys):
+    import h5py
+
+    from diffrecon.cli import main
+    from diffrecon.io import write_measurement
+
+    paths = []
+    for z, m in enumerate(volume_demo(4, 16, options={"n_views": 6})):
+        paths.append(tmp_path / f"slice{z}.h5")
+        write_measurement(paths[-1], m)
+    out = tmp_path / "vol.h5"
+    code = main(["reconstruct-volume", *map(str, paths), "--out", str(out), "--prior", "gaussian", "--steps", "5",
+                 "--samples", "2", "--device", "cpu", "--lam-z", "0.5", "--slice-batch", "3"])
+    assert code == 0
+    assert "z_inconsistency" in capsys.readouterr().out
+    with h5py.File(out, "r") as f:
+        assert f.attrs["format"] == "diffrecon-volume" and f.attrs["n_samples"] == 2
+        assert f["mean"].shape == (4, 1, 16, 16) and f["std"].shape == (4, 1, 16, 16)
+        assert f["slice_psnr"].shape == (4,) and np.all(np.asarray(f["std"]) >= 0)
+    odd = tmp_path / "odd.h5"
+    write_measurement(odd, volume_demo(2, 16, options={"n_views": 7})[0])
+    code = main(["reconstruct-volume", str(paths[0]), str(odd), "--out", str(tmp_path / "bad.h5"),
+                 "--prior", "gaussian", "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Slice 2 has another forward model" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad.h5").exists()

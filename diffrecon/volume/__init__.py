@@ -7,8 +7,9 @@ half-quadratic splitting. ``lam_z = 0`` is slice-by-slice DiffPIR.
 """
 from __future__ import annotations
 
+from .file import VOLUME_FORMAT, write_volume
 from .phantom import phantom_volume, volume_demo
 from .reconstruct import VolumeFinished, VolumeResult, check_slices, reconstruct_volume, z_inconsistency
 
-__all__ = ["VolumeFinished", "VolumeResult", "check_slices", "phantom_volume", "reconstruct_volume",
-           "volume_demo", "z_inconsistency"]
+__all__ = ["VOLUME_FORMAT", "VolumeFinished", "VolumeResult", "check_slices", "phantom_volume", "reconstruct_volume",
+           "volume_demo", "write_volume", "z_inconsistency"]
