@@ -52,7 +52,8 @@ def volume_demo(n_slices: int = 8, size: int = 32, *, kind: str = "ct", seed: in
     out = []
     for z, image in enumerate(vol):
         m = demo_measurement(kind, image, seed + z, noise=noise, options=options)
-        m.title = f"{m.title} (phantom volume, slice {z + 1} of {len(vol)})"
+        chosen = ", ".join(f"{k} {v}" for k, v in (options or {}).items())
+        m.title = f"Phantom volume, {kind}{', ' + chosen if chosen else ''}: slice {z + 1} of {len(vol)}"
         m.attrs = {"volume_slice": z, "volume_seed": int(seed)}
         out.append(m)
     return out
