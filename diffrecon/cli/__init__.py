@@ -43,6 +43,7 @@ from .progress import EXIT_INTERRUPTED, ctrl_c_stops, finishing_write, terminate
 from .reconstruct import add_reconstruct_parser, add_solvers_parser
 from .train import add_train_parser
 from .validate import add_validate_parser
+from .volume import add_reconstruct_volume_parser
 from .window import add_gui_parser, open_gui
 
 __all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_solvers_parser", "build_parser",
@@ -50,7 +51,8 @@ __all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_s
 
 #: The subcommands in the order ``diffrecon --help`` lists them; a new command is one more entry.
 COMMANDS: list[Callable] = [
-    add_demo_parser, add_solvers_parser, add_info_parser, add_reconstruct_parser, add_import_parser,
+    add_demo_parser, add_solvers_parser, add_info_parser, add_reconstruct_parser, add_reconstruct_volume_parser,
+    add_import_parser,
     add_simulate_parser, add_export_parser, add_train_parser, add_distill_parser, add_validate_parser,
     add_compare_parser, add_calibrate_parser, add_batch_parser, add_prior_parser, add_gui_parser,
 ]
