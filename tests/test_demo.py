@@ -101,3 +101,14 @@ def test_demo_measurement_of_any_image_uses_the_demo_units_and_relative_noise():
     assert np.std(m.y - clean) == pytest.approx(m.noise_sigma, rel=0.1)
     assert demo_measurement("inpaint", img, options={"fraction_missing": 0.25}).operator.arrays["mask"].mean() == \
         pytest.approx(0.75, abs=0.01)
+
+
+def test_a_demo_measurements_title_names_the_options_it_was_measured_with():
+    import numpy as np
+
+    from diffrecon.demo import demo_measurement
+
+    image = np.zeros((32, 32))
+    assert demo_measurement("ct", image, options={"n_views": 8}).title == "Sparse-view CT, 8 views"
+    assert demo_measurement("ct_limited", image, options={"range_deg": 45.0, "n_views": 12}).title == \
+        "Limited-angle CT, 45 degrees, 12 views"

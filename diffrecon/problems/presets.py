@@ -105,11 +105,11 @@ def _demo(title, scale, units, pixel_size, pixel_unit, noise_ref, noise_rel, siz
 #: Named problems in the order ``diffrecon demo`` lists them.
 PROBLEMS: dict[str, Problem] = {p.name: p for p in (
     Problem("ct", "ct", _ct, (_N_VIEWS,),
-            _demo("Sparse-view CT, 30 views", 0.4, "1/cm", CT_PIXEL_CM, "cm", "max", 0.01), single_channel=True),
+            _demo("Sparse-view CT, {n_views} views", 0.4, "1/cm", CT_PIXEL_CM, "cm", "max", 0.01), single_channel=True),
     Problem("ct_limited", "ct", _ct_limited,
             (Option("range_deg", 120.0, float, low=0, high=180, open_low=True, help="angular range in degrees"),
              Option("n_views", 60, int, low=1, help="projection angles")),
-            _demo("Limited-angle CT, 90 degrees, 60 views", 0.4, "1/cm", CT_PIXEL_CM, "cm", "max", 0.01,
+            _demo("Limited-angle CT, {range_deg:g} degrees, {n_views} views", 0.4, "1/cm", CT_PIXEL_CM, "cm", "max", 0.01,
                   range_deg=90.0), single_channel=True),
     Problem("mri", "mri", _mri, _MRI_OPTIONS,
             _demo("Single-coil MRI, random Cartesian x{acceleration:g}", 1.0, "a.u.", 1.0, "mm", "rms", 0.02),
