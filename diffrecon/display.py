@@ -1,4 +1,5 @@
-"""Display helpers shared by the window, the comparison grid and exported figures. Qt-free.
+"""Display helpers shared by the window, the command line, the comparison grid and exported
+figures. Qt-free.
 
 One rule for colour levels: the 0.5th and 99.5th percentiles of the finite values, so one hot
 pixel (or one diverged sample) does not wash out the image.
@@ -34,3 +35,14 @@ def robust_levels(a: np.ndarray, symmetric: bool = False) -> tuple[float, float]
     if hi <= lo:
         hi = lo + 1e-6 * max(abs(lo), 1.0)
     return lo, hi
+
+
+def format_bytes(n: float | None) -> str:
+    """A memory figure for a status line or table: ``512 B``, ``1.5 GiB`` (``?`` when unknown)."""
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

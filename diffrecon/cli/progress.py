@@ -19,17 +19,12 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from ..display import format_bytes
+
 EXIT_INTERRUPTED = 130
 _SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
 
 
-
-def replanned_class():
-    """The engine's re-plan event after an out-of-memory error, or None where the engine has none
-    (looked up when a run starts, so importing the command line does not import torch)."""
-    from .. import engine
-
-    return getattr(engine, "Replanned", None)
 
 
 # ------------------------------------------------------------------------------ lines for people
@@ -144,18 +139,10 @@ def work(event, batches: Sequence[int]) -> tuple[int, int]:
     return int(done), int(total)
 
 
-def _format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def memory_text(memory: dict) -> str:
     for key in ("peak", "allocated", "rss"):
         if memory.get(key):
-            return f"{_format_bytes(memory[key])} {key}"
+            return f"{format_bytes(memory[key])} {key}"
     return "-"
 
 
@@ -238,14 +225,13 @@ class RunBar:
         bar.refresh()
 
     def event(self, event) -> bool:
-        from ..engine import Planned, Progress
+        from ..engine import Planned, Progress, Replanned
 
-        replanned = replanned_class()
         if isinstance(event, Planned):
             self.planned(event)
         elif isinstance(event, Progress):
             self.progress(event)
-        elif replanned is not None and isinstance(event, replanned):
+        elif isinstance(event, Replanned):
             self.replanned(event)
         else:
             return False

@@ -2,15 +2,9 @@
 :func:`diffrecon.runtime.memory_snapshot`, cheap enough to poll several times a second)."""
 from __future__ import annotations
 
+from ..display import format_bytes
 
-def format_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+__all__ = ["format_bytes", "format_memory"]
 
 
 def format_memory(snap: dict[str, int]) -> str:
