@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -62,7 +63,16 @@ def _resize(a: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_image(name: str, size: int = SIZE) -> np.ndarray:
-    """A real image as float32 ``(size, size)`` in [0, 1]; offline, from installed packages."""
+    """A real image as float32 ``(size, size)`` in [0, 1]; offline, from installed packages.
+
+    On a machine without pydicom and scikit-image, ``REAL_IMAGES_NPZ`` names an npz written by
+    ``--export-npz`` on one that has them (keys ``NAME_SIZE``).
+    """
+    cached = os.environ.get("REAL_IMAGES_NPZ")
+    if cached:
+        with np.load(cached) as d:
+            if f"{name}_{size}" in d:
+                return d[f"{name}_{size}"].astype(np.float32)
     if name in ("ct", "mr"):
         import pydicom
         from pydicom.data import get_testdata_file
@@ -263,8 +273,14 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--order", nargs="*", default=[], help="image:task pairs to run first")
     ap.add_argument("--figure", default="ct:ct", help="image:task drawn as the sample figure")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--export-npz", type=Path, help="write the real images (128 and 256) to this npz and stop")
+    ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    if args.export_npz:
+        np.savez_compressed(args.export_npz, **{f"{n}_{s}": load_image(n, s) for n in IMAGES for s in (SIZE, 256)})
+        return 0
+    if args.out is None:
+        ap.error("--out is required")
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
     device = resolve_device("auto")
