@@ -166,3 +166,21 @@ def test_cli_writes_the_markdown_report_and_its_chart(tmp_path, capsys):
     assert "## Summary" in text and "passing all four problems at <= 200 steps: 0" in text
     assert "![validity chart](report.png)" in text and (tmp_path / "report.png").stat().st_size > 5000
     assert "## gmm / ct" in capsys.readouterr().out
+
+
+def test_rows_in_parallel_processes_equal_the_serial_rows():
+    """--jobs: the same rows (every run is seeded by its measurement), only computed side by side."""
+    import dataclasses
+
+    from diffrecon.validate import Settings, validate
+    from diffrecon.validate.problems import Problem
+
+    settings = Settings(size=8, samples=4, steps=(3,), measurements=1, exact_measurements=2)
+    problems = [Problem("gaussian", "inpaint", 8)]
+    serial = validate(["diffpir"], settings, problems)
+    parallel = validate(["diffpir"], dataclasses.replace(settings, jobs=2), problems)
+    assert [(r.solver, r.steps) for r in parallel] == [("exact", 0), ("diffpir", 3)]
+    for a, b in zip(serial, parallel):
+        assert (a.solver, a.steps, a.verdict) == (b.solver, b.steps, b.verdict)
+        assert a.mean_error == pytest.approx(b.mean_error, rel=1e-5)
+        assert a.var_ratio == pytest.approx(b.var_ratio, rel=1e-5)

@@ -22,6 +22,8 @@ def add_validate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--reference-steps", type=int, default=2000, help="step budget of the reference sampler")
     p.add_argument("--short", default="daps",
                    help="comma-separated solvers run at the first budget only (slow on a CPU); empty for none")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="rows computed at once in separate processes, one thread each (default 1)")
     p.add_argument("--kinds", action="store_true",
                    help="also check the reference sampler on every operator kind (minutes more)")
     p.set_defaults(func=run_validate)
@@ -48,8 +50,10 @@ def _check(args):
         raise InputError(f"--steps ({args.steps!r}: whole numbers, comma-separated), --measurements "
                          f"({args.measurements}) and --reference-steps ({args.reference_steps}) must all be at least 1.")
     short = tuple(s.strip() for s in str(args.short).split(",") if s.strip())
+    if not 1 <= args.jobs <= 256:
+        raise InputError(f"--jobs is {args.jobs}; give a number of processes from 1 to 256.")
     return names, Settings(size=args.size, samples=args.samples, steps=steps, measurements=args.measurements,
-                           reference_steps=args.reference_steps, short=short)
+                           reference_steps=args.reference_steps, short=short, jobs=args.jobs)
 
 
 def _command(args, settings) -> str:

@@ -267,6 +267,22 @@ def corrected_noise_step(x: Tensor, center: Tensor, sigma: float, sigma_next: fl
     return center + r * r * (x - center) + sigma * math.sqrt(1 - r * r) * (r * xi + (1 - r) * j_xi)
 
 
+def local_posterior_variance(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, generator: "SampleRNG",
+                             probe: float = 0.1) -> float:
+    """``tr Cov(x0 | x_t) / n`` at the current states, read off the denoiser: Tweedie's second moment
+    ``Cov(x0 | x) = sigma^2 J`` (``J`` the denoiser's Jacobian) with Hutchinson's trace estimator,
+    ``<xi, J xi>`` for a Rademacher ``xi`` per sample, ``J xi`` a finite difference of length
+    ``probe * sigma``; averaged over the batch (a scalar: the data step stays one solve) and floored
+    at a millionth of ``sigma^2``. One denoiser evaluation. Unlike a variance read off the prior
+    once, it follows the prior's non-Gaussian shape: for a mixture the conditional variance is
+    smaller than a Gaussian with the same covariance implies (the MMSE is below the LMMSE)."""
+    xi = torch.sign(generator.randn_like(x))
+    xi = torch.where(xi == 0, torch.ones_like(xi), xi)
+    j_xi = (denoiser(x + (probe * sigma) * xi, sigma) - x0_hat) / (probe * sigma)
+    div = float((xi * j_xi).real.mean()) if j_xi.is_complex() else float((xi * j_xi).mean())
+    return sigma * sigma * max(div, 1e-6)
+
+
 def _denoiser_device(denoiser) -> torch.device:
     """Where ``denoiser`` runs: its ``device`` (the engine's counting wrapper has one, and is no
     module), else its first buffer's or parameter's, else the CPU."""

@@ -32,9 +32,14 @@ direction of 16x16 4-view CT with lambda = 1, zeta = 1). ``perturb`` draws line 
 that Gaussian instead, by perturb-and-MAP (Papandreou & Yuille, ICCV 2011): the same solve with
 ``y + sigma_y eps_1`` and ``x0 + r_t eps_2``. With ``zeta = 1`` the sampler is then decoupled
 annealing with an exact Gaussian data step (the structure of DAPS, Zhang et al., CVPR 2025), and
-lambda = 1 is the Bayesian weight ``rho_t = sigma_y^2 / r_t^2``. ``r_t^2`` is the posterior
-variance ``sigma_t^2 v / (v + sigma_t^2)`` of a prior with per-pixel variance ``v`` (read off the
-prior), not the paper's ``sigma_t^2``, which over-disperses directions the prior pins down.
+lambda = 1 is the Bayesian weight ``rho_t = sigma_y^2 / r_t^2``. ``r_t^2`` is the variance of x0
+given x_t, not the paper's ``sigma_t^2``, which over-disperses directions the prior pins down: in
+posterior mode ``tr Cov(x0 | x_t) / n`` read off the denoiser at the current states (Tweedie's second
+moment, Hutchinson's estimator, one more evaluation per step; ``r_variance="local"``); with
+``"prior"`` the posterior variance ``sigma_t^2 v / (v + sigma_t^2)`` of a Gaussian prior with the
+prior's per-pixel variance ``v``, which is too large for a non-Gaussian prior (the MMSE is below the
+LMMSE): x1.14 along the least-measured directions of 8x8 inpainting with the mixture prior at 200
+steps, against 0.96 with ``"local"`` (docs/validity/report.md).
 The paper's algorithm: ``lam=7, zeta=0.3, perturb=False, r_variance="paper"`` (its choice for
 deblurring with Gaussian noise; lambda = 7 on the exact Gaussian prior kept x4.8 too much
 variance on observed pixels). In posterior mode every sample is a posterior draw up to the
@@ -46,7 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from ._common import SolverInfo, Step, floored_noise_sigma, param, prior_data_variance
+from ._common import SolverInfo, Step, floored_noise_sigma, local_posterior_variance, param, prior_data_variance
 from ._guidance import match_batch, measured_noise
 from .labels import POSTERIOR, SpreadRule
 
@@ -56,9 +61,10 @@ class Params:
     lam: float = param(7.0, lo=1e-3, hi=1e4, help="lambda: prior weight in the data step, rho_t = lambda sigma_y^2 / r_t^2 (1: Bayesian; paper: 7).")
     zeta: float = param(0.3, lo=0.0, hi=1.0, help="Fraction of fresh noise re-injected per step (1: decoupled, posterior; paper: 0.3).")
     clip: bool = param(True, help="Clip each denoised estimate to a bounded prior's value range before the data step.")
-    r_variance: str = param("paper", choices=("prior", "paper"),
-                            help="The prior step's variance r_t^2 in rho_t = lambda sigma_y^2 / r_t^2: sigma_t^2 v / "
-                                 "(v + sigma_t^2) with the prior's variance v, or sigma_t^2 (paper).")
+    r_variance: str = param("paper", choices=("local", "prior", "paper"),
+                            help="The prior step's variance r_t^2 in rho_t = lambda sigma_y^2 / r_t^2: tr Cov(x0 | x_t) / n "
+                                 "read off the denoiser at the current states (local, one more evaluation per step), "
+                                 "sigma_t^2 v / (v + sigma_t^2) with the prior's variance v, or sigma_t^2 (paper).")
     perturb: bool = param(False, help="Draw the data step's solution from its Gaussian (perturb-and-MAP) instead of "
                                      "taking its mode: posterior sampling; off: the paper's step.")
 
@@ -72,12 +78,19 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     clip = params.clip and card is not None and getattr(denoiser, "bounded", False)
     bounds = tuple(float(v) for v in card.value_range) if clip else None
     data_var = prior_data_variance(denoiser) if params.r_variance == "prior" else None
+    local = params.r_variance == "local"
+    nfe = 0
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x0 = denoiser(x, sigma)                                              # 3: prior (denoising) step
         if bounds is not None:
             x0 = x0.clamp(*bounds)
-        r2 = sigma**2 if data_var is None else sigma**2 * data_var / (data_var + sigma**2)
+        nfe += 1
+        if local:
+            r2 = local_posterior_variance(denoiser, x, x0, sigma, generator)
+            nfe += 1
+        else:
+            r2 = sigma**2 if data_var is None else sigma**2 * data_var / (data_var + sigma**2)
         rho = params.lam * sigma_y**2 / r2                                   # Eq. 13 (paper: r2 = sigma^2)
         if params.perturb:  # a draw from N(x; y, sigma_y^2) N(x; x0, sigma_y^2 / rho): perturb both, then solve
             y_p = y + sigma_y * measured_noise(op, y, generator)
@@ -91,7 +104,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
             eps = (x - x0_hat) / sigma                                       # 5: effective noise
             eps_t = generator.randn_like(x)                                  # 6
             x = x0_hat + sigma_next * ((1 - params.zeta) ** 0.5 * eps + params.zeta**0.5 * eps_t)  # 7
-        yield Step(i, n, sigma_next, x, x0_hat, i + 1)
+        yield Step(i, n, sigma_next, x, x0_hat, nfe)
 
 
 INFO = SolverInfo(
@@ -99,5 +112,6 @@ INFO = SolverInfo(
     title="DiffPIR (diffusion plug-and-play)",
     reference="Zhu, Zhang, Liang, Cao, Wen, Timofte & Van Gool, CVPRW 2023",
     needs=frozenset(), spread=SpreadRule(POSTERIOR, noise=("zeta", "perturb")), uses_prior=True,
-    posterior_mode=(("lam", 1.0), ("zeta", 1.0), ("perturb", True), ("r_variance", "prior")),
+    posterior_mode=(("lam", 1.0), ("zeta", 1.0), ("perturb", True), ("r_variance", "local")),
+    nfe_per_step=lambda p: 2 if p.r_variance == "local" else 1,
 )

@@ -48,6 +48,8 @@ class Settings:
     exact_measurements: int = 32
     #: solvers run at the first budget only (minutes per run at the larger one on a CPU).
     short: tuple[str, ...] = ("daps",)
+    #: rows computed at once in separate processes (one thread each); 1: in this process.
+    jobs: int = 1
 
 
 @dataclass
@@ -195,25 +197,37 @@ def _budgets(solver: str, settings: Settings) -> tuple[int, ...]:
     return tuple(settings.steps[:1]) if solver in settings.short else tuple(settings.steps)
 
 
+def _evaluate_task(prior_kind: str, operator_kind: str, solver: str, settings: Settings, steps: int | None) -> Row:
+    """:func:`evaluate` in a worker process (one thread: the rows run side by side)."""
+    torch.set_num_threads(1)
+    return evaluate(Problem(prior_kind, operator_kind, settings.size), solver, settings, steps)
+
+
 def validate(solvers: list[str], settings: Settings, problems: list[Problem] | None = None,
              progress=None) -> list[Row]:
     """Rows for every problem, solver and step budget, the exact reference first in each problem,
-    each with its verdict."""
+    each with its verdict. With ``settings.jobs > 1`` the rows are computed in that many processes
+    (the same rows: every run is seeded by its measurement)."""
     problems = problems or [Problem(p, o, settings.size) for p in PRIORS for o in OPERATORS]
-    rows = []
-    for problem in problems:
-        exact = evaluate(problem, EXACT, settings)
-        exact.verdict = verdict(exact, exact)
-        rows.append(exact)
+    tasks = [(problem, solver, steps) for problem in problems
+             for solver, steps in [(EXACT, None)] + [(s, k) for s in solvers for k in _budgets(s, settings)]]
+    if settings.jobs > 1:
+        import concurrent.futures as cf
+        import multiprocessing
+
+        with cf.ProcessPoolExecutor(settings.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_evaluate_task, p.prior_kind, p.operator_kind, s, settings, k) for p, s, k in tasks]
+            computed = [f.result() for f in futures]
+    else:
+        computed = (evaluate(p, s, settings, k) for p, s, k in tasks)
+    rows, exact = [], None
+    for row in computed:
+        if row.solver == EXACT:
+            exact = row
+        row.verdict = verdict(row, exact)
         if progress is not None:
-            progress(exact)
-        for solver in solvers:
-            for steps in _budgets(solver, settings):
-                row = evaluate(problem, solver, settings, steps)
-                row.verdict = verdict(row, exact)
-                if progress is not None:
-                    progress(row)
-                rows.append(row)
+            progress(row)
+        rows.append(row)
     return rows
 
 
