@@ -69,6 +69,7 @@ class Row:
     split_rhat: float | None = None
     ess: float | None = None
     reproducible: bool | None = None  # checked for deterministic samplers
+    diverged: int = 0  # samples the engine's divergence guard dropped, over all measurements
     measurements: int = 0
     seconds: float = 0.0
     note: str = ""
@@ -100,6 +101,8 @@ class _Pool:
         self.covered, self.pixels = self.covered + covered, self.pixels + pixels
 
     def fill(self, row: Row) -> None:
+        if not self.ratios:  # every run diverged: nothing to score
+            return
         ratio = np.mean(self.ratios, axis=0)
         lo, med, hi = np.quantile(ratio, [0.1, 0.5, 0.9])
         row.var_ratio = (float(med), float(lo), float(hi))
@@ -151,13 +154,15 @@ def evaluate(problem: Problem, solver: str, settings: Settings, steps: int | Non
             # same centred cloud for every measurement and pooling would not reduce their noise
             result = run_solver(problem, solver, y, truth, settings, steps, seed=m)
             samples = result.samples
+            row.diverged += settings.samples - samples.shape[0]
             if "split_rhat" in result.metrics:
                 rhat.append(result.metrics["split_rhat"])
                 ess.append(result.metrics["ess"])
             if m == 0 and not row.posterior:
                 again = run_solver(problem, solver, y, truth, settings, steps, seed=m)
                 row.reproducible = bool(np.array_equal(again.samples, samples))
-        pool.add(samples.reshape(settings.samples, *problem.op.image_shape), post, truth)
+        if samples.shape[0] >= 2:
+            pool.add(samples.reshape(samples.shape[0], *problem.op.image_shape), post, truth)
     pool.fill(row)
     if rhat:
         row.split_rhat, row.ess = float(np.max(rhat)), float(np.min(ess))
@@ -167,12 +172,14 @@ def evaluate(problem: Problem, solver: str, settings: Settings, steps: int | Non
 
 def verdict(row: Row, exact: Row) -> str:
     """``"pass"`` or ``"fail: ..."`` naming every criterion the row misses (see :data:`CRITERIA`)."""
+    if row.note.startswith("error"):
+        return "fail: " + row.note
     if row.note:
         return "n/a"
     if not row.posterior and row.solver != EXACT:
         return "fail: not a posterior sampler"
     lo, hi = CRITERIA["var"]
-    misses = []
+    misses = [f"{row.diverged} samples diverged"] if row.diverged else []
     for name, value in (("var/pixel", row.var_ratio[0]), ("var/best dirs", row.var_best),
                         ("var/least dirs", row.var_worst)):
         if not lo <= value <= hi:
@@ -198,9 +205,14 @@ def _budgets(solver: str, settings: Settings) -> tuple[int, ...]:
 
 
 def _evaluate_task(prior_kind: str, operator_kind: str, solver: str, settings: Settings, steps: int | None) -> Row:
-    """:func:`evaluate` in a worker process (one thread: the rows run side by side)."""
+    """:func:`evaluate` in a worker process (one thread: the rows run side by side); an error becomes
+    the row's note, so one failing run does not lose the others."""
     torch.set_num_threads(1)
-    return evaluate(Problem(prior_kind, operator_kind, settings.size), solver, settings, steps)
+    problem = Problem(prior_kind, operator_kind, settings.size)
+    try:
+        return evaluate(problem, solver, settings, steps)
+    except Exception as exc:  # noqa: BLE001 - reported in the row, the report goes on
+        return Row(problem.name, solver, steps or 0, False, note=f"error: {type(exc).__name__}: {exc}")
 
 
 def validate(solvers: list[str], settings: Settings, problems: list[Problem] | None = None,
