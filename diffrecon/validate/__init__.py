@@ -65,6 +65,20 @@ def summary(rows: list[Row]) -> list[str]:
     return head + [""] + lines + [""]
 
 
+def _posterior_mode_solvers() -> str:
+    from ..solvers import SOLVERS
+
+    names = [name for name, info in SOLVERS.items() if info.posterior_mode]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def _posterior_mode_lines() -> list[str]:
+    from ..solvers import SOLVERS
+
+    return [f"- {name} posterior mode: `" + " ".join(f"{k}={v}" for k, v in info.posterior_mode).lower() + "`"
+            for name, info in SOLVERS.items() if info.posterior_mode]
+
+
 def render_markdown(rows: list[Row], settings: Settings, command: str = "", kinds: list[Row] | None = None,
                     xstep: list[XStepRow] | None = None) -> str:
     """The report as Markdown: settings, criteria, a summary, one table per problem."""
@@ -74,12 +88,14 @@ def render_markdown(rows: list[Row], settings: Settings, command: str = "", kind
         f"`{command}`" if command else "",
         f"Images {settings.size}x{settings.size}, {settings.samples} samples per run, pooled over "
         f"{settings.measurements} measurements (truth drawn from the prior, noisy measurement simulated); "
-        f"fast solvers at {', '.join(map(str, settings.steps))} steps at their default parameters (DPS and DiffPIR in "
-        "posterior mode: their registry entry's posterior_mode parameters; their defaults are the papers'), the reference "
+        f"fast solvers at {', '.join(map(str, settings.steps))} steps at their default parameters, except "
+        f"{_posterior_mode_solvers()}, which run in posterior mode (their registry entry's posterior_mode parameters, "
+        "listed below; their defaults are the papers'), the reference "
         f"sampler at {settings.reference_steps}"
         + (f", {', '.join(settings.short)} at {settings.steps[0]} only (slow on a CPU)" if settings.short else "")
         + f"; the exact row pools {settings.exact_measurements} measurements "
         "(CPU, fp32).", "",
+        *_posterior_mode_lines(), "",
         "**Criteria** (a row passes when all hold):", "",
         f"- **var ratio** sample variance / posterior variance within {lo}-{hi}: per pixel (median over pixels, "
         "[10 %, 90 %] shown), and along the posterior covariance's eigenvectors, averaged over the best-measured "
