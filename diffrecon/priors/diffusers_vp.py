@@ -30,7 +30,7 @@ from ..errors import InputError, printable
 from ..limits import check_bytes
 from ..messages import quiet_libraries
 from ..schedule import linear_alphas_cumprod, vp_sigmas
-from .acceleration import NetworkCall, set_checkpointing
+from .acceleration import AcceleratedNetwork, NetworkCall
 from .base import Denoiser, PriorCard, read_json, sigma_as_batch
 
 Tensor = torch.Tensor
@@ -70,7 +70,7 @@ def alphas_cumprod_from_schedule(schedule: dict) -> Tensor:
     raise InputError(f"Prior schedule kind {kind!r} is not supported; valid kinds are {', '.join(VP_KINDS)}.")
 
 
-class VPEpsilonDenoiser(Denoiser):
+class VPEpsilonDenoiser(AcceleratedNetwork, Denoiser):
     """The Denoiser view of an epsilon-prediction ``unet(x_t, t).sample`` with ``alphas_cumprod``."""
 
     def __init__(self, unet: torch.nn.Module, alphas_cumprod: Tensor, card: PriorCard):
@@ -88,23 +88,6 @@ class VPEpsilonDenoiser(Denoiser):
         self.weights_path: Path | None = None  # set by load_diffusers_prior, for provenance
         self.network_call: NetworkCall | None = None  # set by accelerate(); None: eager
         self.checkpointing = False
-
-    def accelerate(self, mode: str = "none", channels_last: bool = False, checkpointing: bool = False,
-                   fallback: str | None = None) -> NetworkCall:
-        """Evaluate the network in ``mode`` (none | graphs | compile, see
-        :mod:`~diffrecon.priors.acceleration`), channels-last or not, with gradient checkpointing
-        or not; ``fallback``: the mode to go on in if compiling fails (None: the error stands).
-        Recorded graphs and compiled code are kept while the settings stay the same."""
-        call = self.network_call
-        if call is None or (call.mode, call.channels_last) != (mode, channels_last):
-            if call is not None and call.channels_last and not channels_last:
-                self.unet.to(memory_format=torch.contiguous_format)
-            call = self.network_call = NetworkCall(self.unet, mode, channels_last)
-        call.fallback = fallback
-        if checkpointing != self.checkpointing:
-            self.checkpointing = checkpointing if set_checkpointing(self.unet, checkpointing) else False
-            call.release()  # graphs recorded with the other setting
-        return call
 
     def discrete_sigmas(self) -> Tensor:
         return self.sigmas
