@@ -261,6 +261,42 @@ def test_malformed_ncsnpp_checkpoints_are_refused_in_one_sentence(tmp_path):
     _one_sentence(err)
 
 
+def _score_ve_folder(tmp_path):
+    """A diffusers UNet2DModel with the Fourier noise embedding (the form of diffusers' score-SDE
+    VE networks), its card declaring the SDE's sigma range and no beta schedule."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, time_embedding_type="fourier",
+                       center_input_sample=True, layers_per_block=1, block_out_channels=(16, 32), norm_num_groups=8,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    folder = tmp_path / "score_ve"
+    unet.save_config(folder)
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()},
+              str(folder / "diffusion_pytorch_model.safetensors"))
+    (folder / "card.json").write_text(json.dumps(
+        {"name": "ve", "resolution": [16, 16], "channels": 1, "value_range": [0.0, 1.0], "sigma_min": 0.01,
+         "sigma_max": 50.0, "schedule": {"kind": "ve"}, "training_data": "random weights for a test"}))
+    return folder, unet.eval()
+
+
+def test_diffusers_score_ve_folder_is_the_tweedie_denoiser_of_its_score(tmp_path):
+    folder, unet = _score_ve_folder(tmp_path)
+    den = load_prior(str(folder))
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(4))
+    sigma = torch.tensor([0.05, 20.0])
+    with torch.no_grad():  # the model returns the score (it divides by sigma itself)
+        want, got = x + sigma.reshape(-1, 1, 1, 1) ** 2 * unet(x, sigma).sample, den(x, sigma)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+    report = check_prior(folder)
+    assert report.loads and report.card_needs == [] and "VE score network" in report.found[-1]
+    result = _reconstruct(folder, 16)
+    assert result.mean.shape == (1, 16, 16) and math.isfinite(float(result.mean.sum()))
+
+
 # ------------------------------------------------------------------------------------ prior check
 def test_prior_check_reports_edm_and_ncsnpp_and_what_their_cards_must_say(tmp_path, capsys):
     (tmp_path / "e").mkdir()

@@ -77,9 +77,10 @@ def _loads(report: PriorReport, load) -> None:
 
 
 def _check_folder(folder: Path) -> PriorReport:
-    from .diffusers_vp import WEIGHTS_FILE, load_diffusers_prior
+    from .diffusers_vp import WEIGHTS_FILE, is_score_ve, load_diffusers_prior
 
     report = PriorReport(folder, "a diffusers UNet2DModel prior folder")
+    config = None
     config_path = folder / "config.json"
     if config_path.is_file():
         config = read_json(config_path, "Prior config")
@@ -104,6 +105,10 @@ def _check_folder(folder: Path) -> PriorReport:
     if not card_path.is_file():
         report.card_needs.append("card.json is missing: name, channels, sigma_min, sigma_max and the fields below")
     _card_facts(card, report, "card.json")
+    if isinstance(config, dict) and is_score_ve(config):  # no beta schedule; sigma_min/max are the SDE's
+        report.found.append("a VE score network (time_embedding_type fourier): its card's sigma_min and sigma_max "
+                            "must be the SDE's")
+        report.card_needs = [n for n in report.card_needs if not n.startswith("schedule")]
     _loads(report, lambda: load_diffusers_prior(folder))
     return report
 

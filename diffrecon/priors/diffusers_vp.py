@@ -115,6 +115,33 @@ class VPEpsilonDenoiser(AcceleratedNetwork, Denoiser):
         return x - s.reshape(-1, 1, 1, 1) * eps
 
 
+class ScoreVEDenoiser(AcceleratedNetwork, Denoiser):
+    """A variance-exploding score network in diffusers' form: a ``UNet2DModel`` with
+    ``time_embedding_type`` fourier (the form diffusers gave score-SDE's NCSN++ networks) takes
+    sigma as its timestep and returns the score ``s(x, sigma)`` (it divides by sigma itself), so
+    by Tweedie's formula ``D(x, sigma) = x + sigma^2 s(x, sigma)``. The card's sigma range is the SDE's."""
+
+    parameterisation = "VE score network (UNet2DModel, Fourier embedding): D = x + sigma^2 s"
+
+    def __init__(self, unet: torch.nn.Module, card: PriorCard):
+        super().__init__()
+        self.unet, self.card = unet, card
+        self.weights_path: Path | None = None
+        self.network_call: NetworkCall | None = None
+        self.checkpointing = False
+
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        x = x.float()
+        s = sigma_as_batch(sigma, x)
+        net = self.network_call or (lambda a, b: self.unet(a, b).sample)
+        return x + s.square().reshape(-1, 1, 1, 1) * net(x, s)[:, : x.shape[1]].float()
+
+
+def is_score_ve(config: dict) -> bool:
+    """Whether a UNet2DModel config describes a VE score network (Fourier noise embedding)."""
+    return config.get("time_embedding_type") == "fourier"
+
+
 # ------------------------------------------------------------------------------------ files
 def save_diffusers_prior(unet, card: PriorCard, folder: str | Path, fp16: bool = True) -> Path:
     """Write ``config.json``, ``diffusion_pytorch_model.safetensors`` and ``card.json`` to ``folder``."""
@@ -205,7 +232,7 @@ def check_unet_config(config: dict, where: str) -> None:
 CARD_KINDS: dict[str, type] = {}
 
 
-def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu") -> VPEpsilonDenoiser:
+def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu") -> Denoiser:
     """Read a prior folder (local files only) and return its denoiser in eval mode, float32,
     with gradients off for its parameters (gradients with respect to x still flow)."""
     from safetensors import SafetensorError
@@ -222,7 +249,8 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
                          "UNet2DModel is supported.")
     _validate(card, config, folder)
     check_unet_config(config, f"Prior config {folder / 'config.json'}")
-    alphas_cumprod = alphas_cumprod_from_schedule(card.schedule)
+    # a VE score network reads no beta schedule; the card's sigma range is its SDE's
+    alphas_cumprod = None if is_score_ve(config) else alphas_cumprod_from_schedule(card.schedule)
     try:
         with _IMPORT_LOCK:  # diffusers' lazy module is not safe to import from two threads at once
             from diffusers import UNet2DModel
@@ -243,6 +271,10 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"Prior weights {folder / WEIGHTS_FILE} do not fit config.json ({printable(first)[:200]}).") from None
     unet = unet.float().eval().requires_grad_(False)
+    if alphas_cumprod is None:
+        denoiser = ScoreVEDenoiser(unet, card)
+        denoiser.weights_path = folder / WEIGHTS_FILE
+        return denoiser.to(device).eval()
     # a card whose extra holds one of CARD_KINDS' keys reads the network another way (e.g. consistency)
     kind = next((k for key, k in CARD_KINDS.items() if isinstance(card.extra.get(key), dict)), VPEpsilonDenoiser)
     denoiser = kind(unet, alphas_cumprod, card)
