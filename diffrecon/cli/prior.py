@@ -15,9 +15,9 @@ def add_prior_parser(subparsers) -> argparse.ArgumentParser:
     commands = prior.add_subparsers(dest="prior_command", metavar="{check}")
     check = commands.add_parser(
         "check", help="say what a prior folder or checkpoint holds and what its card must still say",
-        description="Reads a diffusers UNet2DModel folder or a guided-diffusion checkpoint (safetensors, or a .pt "
-                    "state dict of tensors; never a pickle of objects), reports the architecture, the card's "
-                    "declarations and what the card must still say, and tries to load it.")
+        description="Reads a diffusers UNet2DModel folder or a guided-diffusion, EDM or score-SDE NCSN++ checkpoint "
+                    "(safetensors, or a .pt/.pth state dict of tensors; never a pickle of objects), reports the "
+                    "architecture, the card's declarations and what the card must still say, and tries to load it.")
     check.add_argument("path", type=Path, help="a prior folder, a .safetensors/.pt/.pth checkpoint or a card.json")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=cmd_prior_check)

@@ -1,7 +1,8 @@
 """Priors: denoisers ``x0_hat = denoiser(x, sigma)`` and the one function that builds them by name.
 
 ``load_prior`` knows three names and otherwise reads a prior folder (card.json, config.json,
-diffusion_pytorch_model.safetensors; see :mod:`.diffusers_vp`):
+diffusion_pytorch_model.safetensors; see :mod:`.diffusers_vp`) or a checkpoint file of a
+guided-diffusion, EDM or score-SDE NCSN++ network (:mod:`.formats`):
 
 - ``"gaussian"``: :class:`StationaryGaussianPrior` fitted to phantoms from TRAIN_SEEDS;
 - ``"gmm"``: :class:`GaussianMixturePrior`, k-means groups of the same phantoms;
@@ -30,6 +31,7 @@ from ..errors import InputError
 from .base import Denoiser, PriorCard, sigma_as_batch
 from . import consistency  # noqa: F401 - registers consistency-model cards with load_diffusers_prior
 from .diffusers_vp import VPEpsilonDenoiser, load_diffusers_prior, save_diffusers_prior
+from .formats import CHECKPOINT_SUFFIXES, PICKLE_SUFFIXES, load_checkpoint_prior
 from .gaussian import StationaryGaussianPrior
 from .gmm import GaussianMixturePrior
 
@@ -155,13 +157,13 @@ def _load_network(name: str, name_or_path, device) -> Denoiser:
                                     device)
     if Path(name).is_dir():
         return load_diffusers_prior(name, device)
-    if Path(name).is_file() and Path(name).suffix.lower() in (".pt", ".pth", ".safetensors"):
-        from .adm_layout import load_adm_prior  # guided-diffusion / ADM checkpoints (Dhariwal & Nichol 2021)
-
-        return load_adm_prior(name, device=device)
+    if Path(name).is_file() and Path(name).suffix.lower() in (*CHECKPOINT_SUFFIXES, *PICKLE_SUFFIXES):
+        # guided-diffusion (ADM), EDM or score-SDE NCSN++ weights, told apart by their names
+        return load_checkpoint_prior(name, device=device)
     raise InputError(f"Prior {name_or_path!r} is neither a known prior, a folder nor a checkpoint; valid are "
                      f"{', '.join(PRIOR_NAMES)}, a prior folder holding card.json, config.json and "
-                     "diffusion_pytorch_model.safetensors, or a guided-diffusion checkpoint (.pt, .safetensors).")
+                     "diffusion_pytorch_model.safetensors, or a guided-diffusion, EDM or score-SDE NCSN++ "
+                     "checkpoint (.pt, .pth, .safetensors).")
 
 
 def prior_weight_hash(denoiser: Denoiser) -> str:

@@ -301,3 +301,26 @@ class NetworkCall:
     def release(self) -> None:
         """Drop recorded graphs (and their reserved memory)."""
         self._recorded.clear()
+
+
+class AcceleratedNetwork:
+    """What a denoiser around a diffusers-style ``self.unet(x, t).sample`` gains: ``accelerate``,
+    which sets ``self.network_call``. The class sets ``unet``, ``network_call = None`` and
+    ``checkpointing = False``."""
+
+    def accelerate(self, mode: str = "none", channels_last: bool = False, checkpointing: bool = False,
+                   fallback: str | None = None) -> NetworkCall:
+        """Evaluate the network in ``mode`` (none | graphs | compile, see
+        :mod:`~diffrecon.priors.acceleration`), channels-last or not, with gradient checkpointing
+        or not; ``fallback``: the mode to go on in if compiling fails (None: the error stands).
+        Recorded graphs and compiled code are kept while the settings stay the same."""
+        call = self.network_call
+        if call is None or (call.mode, call.channels_last) != (mode, channels_last):
+            if call is not None and call.channels_last and not channels_last:
+                self.unet.to(memory_format=torch.contiguous_format)
+            call = self.network_call = NetworkCall(self.unet, mode, channels_last)
+        call.fallback = fallback
+        if checkpointing != self.checkpointing:
+            self.checkpointing = checkpointing if set_checkpointing(self.unet, checkpointing) else False
+            call.release()  # graphs recorded with the other setting
+        return call

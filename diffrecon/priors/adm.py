@@ -298,12 +298,13 @@ class ADMDenoiser(VPEpsilonDenoiser):
 
 
 # ------------------------------------------------------------------------------------ files
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """The tensors of a safetensors file, or of a ``.pt``/``.pth`` state dict read with
-    ``torch.load(weights_only=True)`` (never a plain unpickling: a pickle can run code)."""
+def read_checkpoint(path: str | Path, what: str = "ADM checkpoint"):
+    """The object in a checkpoint file: the tensors of a safetensors file, or what a
+    ``.pt``/``.pth`` file holds read with ``torch.load(weights_only=True)`` (never a plain
+    unpickling: a pickle can run code); ``what`` names the file in the one-sentence refusals."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"ADM checkpoint {path} does not exist; give a .safetensors, .pt or .pth file.")
+        raise InputError(f"{what} {path} does not exist; give a .safetensors, .pt or .pth file.")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -311,16 +312,22 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         try:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as err:
-            raise InputError(f"ADM checkpoint {path} is not a readable safetensors file ({err}).") from None
+            raise InputError(f"{what} {path} is not a readable safetensors file ({err}).") from None
     if path.suffix not in (".pt", ".pth"):
-        raise InputError(f"ADM checkpoint {path} has the suffix {path.suffix!r}; valid are .safetensors, .pt and .pth.")
+        raise InputError(f"{what} {path} has the suffix {path.suffix!r}; valid are .safetensors, .pt and .pth.")
     from .tensor_pickle import load_tensors_only
 
-    obj = load_tensors_only(path, "ADM checkpoint", "convert it to safetensors")
+    return load_tensors_only(path, what, "convert it to safetensors")
+
+
+def read_state_dict(path: str | Path, what: str = "ADM checkpoint") -> dict[str, Tensor]:
+    """The state dict (name -> tensor) of a checkpoint file (:func:`read_checkpoint`); a training
+    checkpoint's ``state_dict``, ``model`` or ``ema`` entry when the file holds no tensor itself."""
+    obj = read_checkpoint(path, what)
     if isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
         obj = next((obj[k] for k in ("state_dict", "model", "ema") if isinstance(obj.get(k), dict)), obj)
     if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        raise InputError(f"ADM checkpoint {path} does not hold a state dict of tensors.")
+        raise InputError(f"{what} {path} does not hold a state dict of tensors.")
     return dict(obj)
 
 

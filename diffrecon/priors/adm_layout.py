@@ -140,14 +140,15 @@ def card_beside(card, side: tuple[Path, dict[str, Any]] | None):
 
 
 def load_adm_prior(path: str | Path, config: ADMConfig | None = None,
-                   device: str | torch.device = "cpu") -> ADMDenoiser:
+                   device: str | torch.device = "cpu", state: dict[str, torch.Tensor] | None = None) -> ADMDenoiser:
     """A guided-diffusion checkpoint as a denoiser on ``device``.
 
     ``config`` None picks the preset whose parameter shapes the checkpoint has
-    (:data:`ADM_PRESETS`); give it for any other architecture.
+    (:data:`ADM_PRESETS`); give it for any other architecture. ``state``: the file's tensors
+    when already read.
     """
     path = Path(path)
-    state = read_state_dict(path)
+    state = read_state_dict(path) if state is None else state
     if "label_emb.weight" in state:
         raise InputError(f"ADM checkpoint {path} is class-conditional; only unconditional checkpoints are supported.")
     side = sidecar_card(path)

@@ -1,9 +1,10 @@
 """What a prior file or folder holds, and what its card must still say (``diffrecon prior check``).
 
-:func:`check_prior` reads a diffusers ``UNet2DModel`` folder or a guided-diffusion checkpoint
-without running anything but the loader itself (weights from safetensors, or from ``.pt`` only
-through ``torch.load(weights_only=True)``), and reports the architecture found, the card's
-declarations, the fields a card must still declare, and whether the prior loads.
+:func:`check_prior` reads a diffusers ``UNet2DModel`` folder or a guided-diffusion, EDM or
+score-SDE NCSN++ checkpoint without running anything but the loader itself (weights from
+safetensors, or from ``.pt`` only through ``torch.load(weights_only=True)``), and reports the
+architecture found, how it becomes a denoiser, the card's declarations, the fields a card must
+still declare, and whether the prior loads.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pathlib import Path
 
 from ..errors import InputError, printable
 from .base import PriorCard, read_json
+from .formats import CHECKPOINT_SUFFIXES, NETWORKS, PICKLE_SUFFIXES
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 #: What a card says that no weight file can: each is asked for when absent.
 CARD_NEEDS = {
     "resolution": "resolution [height, width] the network was trained at",
@@ -68,14 +69,18 @@ def _loads(report: PriorReport, load) -> None:
         return
     report.loads = True
     c = denoiser.card
+    how = getattr(denoiser, "parameterisation", None) or (
+        "consistency function of a VP epsilon network" if getattr(denoiser, "is_consistency_model", False)
+        else "VP epsilon prediction")
     report.found.append(f"as loaded: {c.channels} channel(s) at {c.resolution[0]}x{c.resolution[1]}, value range "
-                        f"{list(c.value_range)}, sigma {c.sigma_min:.3g}..{c.sigma_max:.3g}")
+                        f"{list(c.value_range)}, sigma {c.sigma_min:.3g}..{c.sigma_max:.3g}, {how}")
 
 
 def _check_folder(folder: Path) -> PriorReport:
-    from .diffusers_vp import WEIGHTS_FILE, load_diffusers_prior
+    from .diffusers_vp import WEIGHTS_FILE, is_score_ve, load_diffusers_prior
 
     report = PriorReport(folder, "a diffusers UNet2DModel prior folder")
+    config = None
     config_path = folder / "config.json"
     if config_path.is_file():
         config = read_json(config_path, "Prior config")
@@ -100,26 +105,126 @@ def _check_folder(folder: Path) -> PriorReport:
     if not card_path.is_file():
         report.card_needs.append("card.json is missing: name, channels, sigma_min, sigma_max and the fields below")
     _card_facts(card, report, "card.json")
+    if isinstance(config, dict) and is_score_ve(config):  # no beta schedule; sigma_min/max are the SDE's
+        report.found.append("a VE score network (time_embedding_type fourier): its card's sigma_min and sigma_max "
+                            "must be the SDE's")
+        report.card_needs = [n for n in report.card_needs if not n.startswith("schedule")]
     _loads(report, lambda: load_diffusers_prior(folder))
     return report
 
 
 def _check_checkpoint(path: Path) -> PriorReport:
-    from .adm import ADM_PRESETS, match_preset, read_state_dict
-    from .adm_layout import load_adm_prior
-    from .adm_layout import layout_from_weights, sidecar_card
+    from .adm import read_checkpoint
+    from .formats import checkpoint_format, unwrap_state
 
     report = PriorReport(path, "a checkpoint")
     try:
-        state = read_state_dict(path)
+        obj = read_checkpoint(path, "Prior checkpoint")
+    except InputError as err:
+        report.error = str(err)
+        return report
+    kind = checkpoint_format(obj)
+    if kind == "ncsnpp":
+        return _check_ncsnpp(path, obj, report)
+    state = unwrap_state(obj)
+    if not isinstance(state, dict) or not state or not all(hasattr(v, "numel") for v in state.values()):
+        report.error = f"Prior checkpoint {path} does not hold a state dict of tensors."
+        return report
+    report.found.append(_count(state))
+    return _check_edm(path, dict(state), report) if kind == "edm" else _check_adm(path, dict(state), report)
+
+
+def _side_card(path: Path, report: PriorReport) -> dict:
+    from .adm_layout import sidecar_card
+
+    try:
+        side = sidecar_card(path)
+    except InputError as err:
+        report.found.append(f"card: {err}")
+        return {}
+    if side is None:
+        report.card_needs.append(f"no card beside it: put {path.name}.card.json (or card.json) next to it")
+        return {}
+    report.found.append(f"card: {side[0].name}")
+    return side[1]
+
+
+def _needs(card: dict, report: PriorReport, wanted: dict[str, str]) -> None:
+    """Report the card's declarations of ``wanted`` and ask for those it lacks (``wanted`` maps a
+    field, or ``extra.KEY``, to the sentence that asks for it)."""
+    extra = card.get("extra") if isinstance(card.get("extra"), dict) else {}
+    for key, need in wanted.items():
+        value = extra.get(key[6:]) if key.startswith("extra.") else card.get(key)
+        if value in (None, "", {}, []):
+            report.card_needs.append(need)
+        else:
+            report.found.append(f"card {key}: {printable(json.dumps(value))[:100]}")
+
+
+def _check_edm(path: Path, state: dict, report: PriorReport) -> PriorReport:
+    from .edm import edm_layout, load_edm_prior, strip_prefix
+
+    report.format = "an EDM network (Karras et al. 2022)"
+    try:
+        config = edm_layout(strip_prefix(state), path)
+    except InputError as err:
+        report.error = str(err)
+        return report
+    arch = type(config).__name__[:-6]
+    if arch == "SongUNet":
+        arch += " (NCSN++)" if config.embedding_type == "fourier" else " (DDPM++)"
+    report.found.append(f"layout: {arch}, {config.in_channels} channel(s) at {config.img_resolution}x"
+                        f"{config.img_resolution}, model_channels {config.model_channels}, channel_mult "
+                        f"{list(config.channel_mult)}, num_blocks {config.num_blocks}, attention at "
+                        f"{list(config.attn_resolutions)}, augment_dim {config.augment_dim}")
+    _needs(_side_card(path, report), report, {
+        "extra.edm": "extra.edm.precond: the preconditioning it was trained with, edm (EDMPrecond), ve or vp "
+                     "(the weights do not show it; edm with sigma_data 0.5 assumed)",
+        "value_range": "value_range [low, high] of the training images in their units ([-1, 1] assumed, EDM's)",
+        "training_data": CARD_NEEDS["training_data"]})
+    _loads(report, lambda: load_edm_prior(path, state=state))
+    return report
+
+
+def _check_ncsnpp(path: Path, obj, report: PriorReport) -> PriorReport:
+    from .ncsnpp import ema_state, load_ncsnpp_prior
+
+    report.format = "a score-SDE NCSN++ checkpoint (Song et al. 2021)"
+    try:
+        state = ema_state(obj, path)
     except InputError as err:
         report.error = str(err)
         return report
     report.found.append(_count(state))
+    shadow = obj.get("ema", {}).get("shadow_params") if isinstance(obj, dict) and isinstance(obj.get("ema"), dict) \
+        else None
+    report.found.append("EMA weights (ema.shadow_params) used" if shadow is not None else "no EMA weights: the "
+                        "state dict as it is")
+    conv, freqs = state.get("all_modules.3.weight"), state.get("all_modules.0.W")
+    if conv is not None and freqs is not None:
+        attention = sum(k.endswith("NIN_0.W") for k in state)
+        report.found.append(f"layout: {int(conv.shape[1])} channel(s), nf {int(conv.shape[0])}, Fourier noise "
+                            f"embedding of {int(freqs.shape[0])} frequencies, {attention} attention blocks")
+    _needs(_side_card(path, report), report, {
+        "resolution": CARD_NEEDS["resolution"],
+        "extra.ncsnpp": "extra.ncsnpp: the training config's model fields ch_mult, num_res_blocks, attn_resolutions, "
+                        "progressive, progressive_input (and data.centered as centered); score-SDE's CIFAR-10 VE "
+                        "values (1,2,2,2), 4, (16,), none, residual assumed",
+        "sigma_max": "sigma_min and sigma_max: the VE SDE's model.sigma_min and model.sigma_max (0.01 and 50 assumed)",
+        "value_range": "value_range [low, high] of the training images in their units ([0, 1] assumed)",
+        "training_data": CARD_NEEDS["training_data"]})
+    _loads(report, lambda: load_ncsnpp_prior(path, obj=obj))
+    return report
+
+
+def _check_adm(path: Path, state: dict, report: PriorReport) -> PriorReport:
+    from .adm import ADM_PRESETS, match_preset
+    from .adm_layout import layout_from_weights, load_adm_prior, sidecar_card
+
     layout = layout_from_weights(state)
     if layout is None:
-        report.error = (f"Checkpoint {path} holds no guided-diffusion UNet (no time_embed.0, input_blocks.0.0 and out.2 "
-                        "in its block structure); diffusers UNet2DModel weights go in a prior folder with config.json")
+        report.error = (f"Prior checkpoint {path} holds none of the networks read here: {NETWORKS}; diffusers "
+                        "UNet2DModel weights go in a prior folder with config.json")
         return report
     report.format = "a guided-diffusion (ADM) checkpoint"
     report.found.append(
@@ -150,7 +255,7 @@ def _check_checkpoint(path: Path) -> PriorReport:
     if not card.get("value_range"):
         report.card_needs = [n if not n.startswith("value_range") else n + "; [-1, 1] assumed"
                              for n in report.card_needs]
-    _loads(report, lambda: load_adm_prior(path))
+    _loads(report, lambda: load_adm_prior(path, state=state))
     return report
 
 
@@ -168,6 +273,10 @@ def check_prior(path) -> PriorReport:
         except InputError as err:
             return PriorReport(path, "a prior card", error=str(err))
         return _check_folder(path.parent)
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        from .edm import pickle_refusal
+
+        return PriorReport(path, "a Python pickle", error=str(pickle_refusal(path)))
     what = "a file with another suffix" if path.is_file() else "missing"
     return PriorReport(path, what, error=f"{path} is neither a prior folder (card.json, config.json, "
                        "diffusion_pytorch_model.safetensors) nor a checkpoint (.safetensors, .pt, .pth)")

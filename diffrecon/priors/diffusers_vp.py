@@ -30,7 +30,7 @@ from ..errors import InputError, printable
 from ..limits import check_bytes
 from ..messages import quiet_libraries
 from ..schedule import linear_alphas_cumprod, vp_sigmas
-from .acceleration import NetworkCall, set_checkpointing
+from .acceleration import AcceleratedNetwork, NetworkCall
 from .base import Denoiser, PriorCard, read_json, sigma_as_batch
 
 Tensor = torch.Tensor
@@ -70,7 +70,7 @@ def alphas_cumprod_from_schedule(schedule: dict) -> Tensor:
     raise InputError(f"Prior schedule kind {kind!r} is not supported; valid kinds are {', '.join(VP_KINDS)}.")
 
 
-class VPEpsilonDenoiser(Denoiser):
+class VPEpsilonDenoiser(AcceleratedNetwork, Denoiser):
     """The Denoiser view of an epsilon-prediction ``unet(x_t, t).sample`` with ``alphas_cumprod``."""
 
     def __init__(self, unet: torch.nn.Module, alphas_cumprod: Tensor, card: PriorCard):
@@ -88,23 +88,6 @@ class VPEpsilonDenoiser(Denoiser):
         self.weights_path: Path | None = None  # set by load_diffusers_prior, for provenance
         self.network_call: NetworkCall | None = None  # set by accelerate(); None: eager
         self.checkpointing = False
-
-    def accelerate(self, mode: str = "none", channels_last: bool = False, checkpointing: bool = False,
-                   fallback: str | None = None) -> NetworkCall:
-        """Evaluate the network in ``mode`` (none | graphs | compile, see
-        :mod:`~diffrecon.priors.acceleration`), channels-last or not, with gradient checkpointing
-        or not; ``fallback``: the mode to go on in if compiling fails (None: the error stands).
-        Recorded graphs and compiled code are kept while the settings stay the same."""
-        call = self.network_call
-        if call is None or (call.mode, call.channels_last) != (mode, channels_last):
-            if call is not None and call.channels_last and not channels_last:
-                self.unet.to(memory_format=torch.contiguous_format)
-            call = self.network_call = NetworkCall(self.unet, mode, channels_last)
-        call.fallback = fallback
-        if checkpointing != self.checkpointing:
-            self.checkpointing = checkpointing if set_checkpointing(self.unet, checkpointing) else False
-            call.release()  # graphs recorded with the other setting
-        return call
 
     def discrete_sigmas(self) -> Tensor:
         return self.sigmas
@@ -130,6 +113,33 @@ class VPEpsilonDenoiser(Denoiser):
             out = net(x_t, t)
         eps = out[:, : x.shape[1]].float()  # models with learned variances output 2C channels
         return x - s.reshape(-1, 1, 1, 1) * eps
+
+
+class ScoreVEDenoiser(AcceleratedNetwork, Denoiser):
+    """A variance-exploding score network in diffusers' form: a ``UNet2DModel`` with
+    ``time_embedding_type`` fourier (the form diffusers gave score-SDE's NCSN++ networks) takes
+    sigma as its timestep and returns the score ``s(x, sigma)`` (it divides by sigma itself), so
+    by Tweedie's formula ``D(x, sigma) = x + sigma^2 s(x, sigma)``. The card's sigma range is the SDE's."""
+
+    parameterisation = "VE score network (UNet2DModel, Fourier embedding): D = x + sigma^2 s"
+
+    def __init__(self, unet: torch.nn.Module, card: PriorCard):
+        super().__init__()
+        self.unet, self.card = unet, card
+        self.weights_path: Path | None = None
+        self.network_call: NetworkCall | None = None
+        self.checkpointing = False
+
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        x = x.float()
+        s = sigma_as_batch(sigma, x)
+        net = self.network_call or (lambda a, b: self.unet(a, b).sample)
+        return x + s.square().reshape(-1, 1, 1, 1) * net(x, s)[:, : x.shape[1]].float()
+
+
+def is_score_ve(config: dict) -> bool:
+    """Whether a UNet2DModel config describes a VE score network (Fourier noise embedding)."""
+    return config.get("time_embedding_type") == "fourier"
 
 
 # ------------------------------------------------------------------------------------ files
@@ -222,7 +232,7 @@ def check_unet_config(config: dict, where: str) -> None:
 CARD_KINDS: dict[str, type] = {}
 
 
-def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu") -> VPEpsilonDenoiser:
+def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu") -> Denoiser:
     """Read a prior folder (local files only) and return its denoiser in eval mode, float32,
     with gradients off for its parameters (gradients with respect to x still flow)."""
     from safetensors import SafetensorError
@@ -239,7 +249,8 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
                          "UNet2DModel is supported.")
     _validate(card, config, folder)
     check_unet_config(config, f"Prior config {folder / 'config.json'}")
-    alphas_cumprod = alphas_cumprod_from_schedule(card.schedule)
+    # a VE score network reads no beta schedule; the card's sigma range is its SDE's
+    alphas_cumprod = None if is_score_ve(config) else alphas_cumprod_from_schedule(card.schedule)
     try:
         with _IMPORT_LOCK:  # diffusers' lazy module is not safe to import from two threads at once
             from diffusers import UNet2DModel
@@ -260,6 +271,10 @@ def load_diffusers_prior(folder: str | Path, device: str | torch.device = "cpu")
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"Prior weights {folder / WEIGHTS_FILE} do not fit config.json ({printable(first)[:200]}).") from None
     unet = unet.float().eval().requires_grad_(False)
+    if alphas_cumprod is None:
+        denoiser = ScoreVEDenoiser(unet, card)
+        denoiser.weights_path = folder / WEIGHTS_FILE
+        return denoiser.to(device).eval()
     # a card whose extra holds one of CARD_KINDS' keys reads the network another way (e.g. consistency)
     kind = next((k for key, k in CARD_KINDS.items() if isinstance(card.extra.get(key), dict)), VPEpsilonDenoiser)
     denoiser = kind(unet, alphas_cumprod, card)
