@@ -51,6 +51,28 @@ def test_add_installs_a_copy_and_remove_deletes_it(tiny_prior, tmp_path):
         lib.remove(lib.find("default"))
 
 
+def test_a_checkpoint_is_installed_with_its_card_and_loads_from_there(tmp_path):
+    from safetensors.torch import save_file
+
+    from diffrecon.priors.adm import ADMConfig, ADMUNet
+
+    config = ADMConfig(image_size=16, in_channels=1, model_channels=32, num_res_blocks=1, attention_resolutions=(8,),
+                       channel_mult=(1, 2), num_head_channels=16)
+    state = {k: v.contiguous() for k, v in ADMUNet(config).state_dict().items()}
+    save_file(state, str(tmp_path / "adm.safetensors"))
+    card = {"resolution": [16, 16], "channels": 1, "value_range": [0.0, 1.0], "training_data": "random weights",
+            "extra": {"adm_config": {"num_head_channels": 16}}}
+    (tmp_path / "adm.safetensors.card.json").write_text(json.dumps(card))
+    lib = PriorLibrary(tmp_path / "priors")
+    entry = lib.add(tmp_path / "adm.safetensors")
+    assert entry.path == tmp_path / "priors" / "adm" / "adm.safetensors" and entry.value == str(entry.path)
+    assert (entry.path.parent / "adm.safetensors.card.json").is_file() and not entry.fine_tunable
+    assert (entry.resolution, entry.value_range, entry.training_data) == ("16x16", "[0, 1]", "random weights")
+    assert entry.parameters == sum(v.numel() for v in state.values())
+    assert [e.value for e in lib.installed()] == [entry.value]
+    assert load_prior(entry.value).image_shape == (1, 16, 16)  # a run's prior setting takes the value
+
+
 def _write(path, data):
     path.write_bytes(data)
     return path

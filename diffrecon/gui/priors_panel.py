@@ -81,6 +81,8 @@ class PriorsPanel(QtWidgets.QWidget):
         for key, _ in PriorEntry("", "", "", None, "", "", "", None, None).card_rows():
             label = QtWidgets.QLabel("—", wordWrap=True)
             label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+            # a long path or module name must not widen the dock: it wraps where it can, the tooltip has all
+            label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
             self.card_labels[key] = label
             self.card.addRow(key, label)
         self.add_folder_button = QtWidgets.QPushButton("Add folder…")
@@ -113,33 +115,38 @@ class PriorsPanel(QtWidgets.QWidget):
         self.check_table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.check_table.setMaximumHeight(110)
 
-        layout = QtWidgets.QVBoxLayout(self)
+        content = QtWidgets.QWidget()  # scrolled: a dock shorter than the card and the table keeps all in reach
+        layout = QtWidgets.QVBoxLayout(content)
+        self.list.setMinimumHeight(120)
         layout.addWidget(self.list, 2)
         card_box = QtWidgets.QGroupBox("Card")
         card_box.setLayout(self.card)
         layout.addWidget(card_box)
-        buttons = QtWidgets.QHBoxLayout()
-        for b in (self.add_folder_button, self.add_checkpoint_button, self.remove_button):
-            buttons.addWidget(b)
+        buttons = QtWidgets.QGridLayout()  # two columns: the dock may be narrow
+        buttons.addWidget(self.add_folder_button, 0, 0)
+        buttons.addWidget(self.add_checkpoint_button, 0, 1)
+        buttons.addWidget(self.remove_button, 1, 0)
         layout.addLayout(buttons)
         tune = QtWidgets.QGroupBox("Fine-tune")
         form = QtWidgets.QFormLayout(tune)
-        sizes = QtWidgets.QHBoxLayout()
-        sizes.addWidget(QtWidgets.QLabel("Steps"))
-        sizes.addWidget(self.steps)
-        sizes.addWidget(QtWidgets.QLabel("Batch"))
-        sizes.addWidget(self.batch)
-        form.addRow(sizes)
+        form.addRow("Steps", self.steps)
+        form.addRow("Batch size", self.batch)
+        form.addRow(self.fine_tune_button)
         run = QtWidgets.QHBoxLayout()
-        run.addWidget(self.fine_tune_button, 2)
+        run.addWidget(self.progress, 3)
         run.addWidget(self.stop_button, 1)
         form.addRow(run)
-        form.addRow(self.progress)
         form.addRow(self.estimate_label)
         form.addRow(self.check_title)
         form.addRow(self.check_table)
         layout.addWidget(tune)
         layout.addWidget(self.message)
+        scroll = QtWidgets.QScrollArea(widgetResizable=True, frameShape=QtWidgets.QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
     # ------------------------------------------------------------------ list and card
     def refresh(self, select: str | None = None) -> None:
@@ -181,6 +188,7 @@ class PriorsPanel(QtWidgets.QWidget):
         rows = dict(entry.card_rows()) if entry is not None else {}
         for key, label in self.card_labels.items():
             label.setText(rows.get(key, "—"))
+            label.setToolTip(rows.get(key, ""))
         self._update_buttons()
         self._show_stored_estimate()
 
