@@ -83,4 +83,7 @@ def test_add_fine_tune_and_stop_through_the_panel(panel, qtbot, tiny_prior, tmp_
     assert panel.check_table.item(0, 4).text() == f"{after - before:+.2f}"
     assert sum(e.origin == "installed" for e in panel.entries()) == 2
     assert len(ticks) >= 3 and max(b - a for a, b in zip(ticks, ticks[1:])) < 2.0
-    assert panel.fine_tune_button.isEnabled() or panel.current() is None
+    assert panel.select(installed.value) and panel.remove_button.isEnabled()
+    panel.remove_button.click()
+    assert installed.value not in [e.value for e in panel.entries()] and not installed.path.exists()
+    assert w.solver.config().prior == "default" and panel.current().value == "default"

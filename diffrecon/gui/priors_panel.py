@@ -222,8 +222,10 @@ class PriorsPanel(QtWidgets.QWidget):
         except Exception as err:  # noqa: BLE001 - a file the system refuses to delete: one sentence
             self.message.setText(str(err))
             return
-        self.refresh()
-        self.message.setText(f"Removed {entry.name}.")
+        self.refresh("default")
+        if self.current() is not None and self.current().value == "default":
+            self.choose("default")  # the removed prior must not stay the run's prior
+        self.message.setText(f"Removed {entry.name}; the run's prior is default.")
 
     # ------------------------------------------------------------------ fine-tune
     def settings(self) -> FineTuneSettings:
