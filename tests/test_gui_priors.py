@@ -78,6 +78,7 @@ def test_add_fine_tune_and_stop_through_the_panel(panel, qtbot, tiny_prior, tmp_
     steps = panel.progress.value()
     assert 3 <= steps < 5000 and f"stopped after {steps} of 5000 steps" in panel.message.text()
     assert panel.progress.text() == f"stopped at {steps} / 5000 steps"
+    assert "measured over" in panel.estimate_label.text()  # the run's own measurement stays shown
     assert panel.check_table.rowCount() == 1 and panel.check_table.item(0, 0).text() == "0.2"
     before, after = (float(panel.check_table.item(0, c).text()) for c in (2, 3))
     assert panel.check_table.item(0, 4).text() == f"{after - before:+.2f}"

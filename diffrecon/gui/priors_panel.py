@@ -284,7 +284,9 @@ class PriorsPanel(QtWidgets.QWidget):
         self.progress.setValue(done.steps)
         self.progress.setFormat(("stopped at " if done.stopped else "done: ") + "%v / %m steps")
         self.message.setText(f"Installed {entry.name}{stopped}.")
+        measured = self.estimate_label.text()
         self.refresh()
+        self.estimate_label.setText(measured)  # this run's measurement, until another prior is selected
 
     def show_check(self, check: DenoiseCheck) -> None:
         self.last_check = check

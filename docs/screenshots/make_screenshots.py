@@ -200,13 +200,12 @@ def priors(app) -> None:
     deadline = time.monotonic() + 600
     while panel.progress.value() < 4 and job.running() and time.monotonic() < deadline:
         _settle(app, 200)
-    measured = panel.estimate_label.text()
     panel.stop()
     while job.running() and time.monotonic() < deadline:
         _settle(app, 200)
     _settle(app, 300)
     assert panel.last_check is not None, panel.message.text()
-    message = panel.message.text()
+    message, measured = panel.message.text(), panel.estimate_label.text()
     assert panel.select(next(e.value for e in panel.entries() if e.origin == "installed"))
     panel.estimate_label.setText(measured)  # the run's own estimate, not the stored rate selecting shows
     panel.message.setText(message)
