@@ -159,3 +159,19 @@ def test_fine_tune_refuses_a_folder_too_small_to_hold_images_out(tiny_prior, tmp
         lib.fine_tune(lib.add(tiny_prior), data, FAST)
     with pytest.raises(InputError, match="cannot be fine-tuned"):
         lib.fine_tune(lib.find("gaussian"), data, FAST)
+
+
+def test_the_priors_folder_is_the_users_data_folder_unless_diffrecon_data_says(monkeypatch, tmp_path):
+    import sys
+
+    from diffrecon.session.priors import installed_folder
+
+    monkeypatch.setenv("DIFFRECON_DATA", str(tmp_path / "d"))
+    assert installed_folder() == tmp_path / "d" / "priors" and PriorLibrary().root == tmp_path / "d" / "priors"
+    monkeypatch.delenv("DIFFRECON_DATA")
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert installed_folder() == tmp_path / "xdg" / "diffrecon" / "priors"
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    assert installed_folder() == tmp_path / "local" / "diffrecon" / "priors"

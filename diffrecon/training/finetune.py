@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import DiffreconError, InputError
 from ..io.atomic import atomic_write
 from ..metrics import psnr
 from ..priors.acceleration import cache_folder
@@ -145,8 +145,11 @@ def store_rate(key: str, seconds_per_step: float) -> None:
     except (OSError, ValueError):
         rates = {}
     rates[key] = float(seconds_per_step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(rates, indent=1)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(rates, indent=1)))
+    except (OSError, DiffreconError):
+        pass  # a cache that cannot be written costs the next run's early estimate, not this run
 
 
 def split_held_out(data: TrainingData, held_out: int, folder: Path) -> tuple[TrainingData, torch.Tensor]:
