@@ -175,3 +175,19 @@ def test_the_priors_folder_is_the_users_data_folder_unless_diffrecon_data_says(m
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
     assert installed_folder() == tmp_path / "local" / "diffrecon" / "priors"
+
+
+def test_only_ddpm_networks_are_offered_for_fine_tuning(tiny_prior, tmp_path):
+    import shutil
+
+    from diffrecon.session.priors import folder_entry
+
+    assert folder_entry(tiny_prior, "x", "installed").fine_tunable
+    for name, edit in (("cm", lambda card, config: card["extra"].update(consistency={"teacher": "x"})),
+                       ("sigma", lambda card, config: config.update(out_channels=2))):
+        folder = shutil.copytree(tiny_prior, tmp_path / name, ignore=shutil.ignore_patterns("checkpoint"))
+        card, config = (json.loads((folder / f).read_text()) for f in ("card.json", "config.json"))
+        edit(card, config)
+        (folder / "card.json").write_text(json.dumps(card))
+        (folder / "config.json").write_text(json.dumps(config))
+        assert not folder_entry(folder, "x", "installed").fine_tunable, name

@@ -122,8 +122,21 @@ def folder_entry(folder: Path, value: str, origin: str, name: str | None = None)
     if problem:
         fields["description"] = problem
     return PriorEntry(name=name or folder.name, value=value, origin=origin, path=folder, parameters=params,
-                      size_bytes=_bytes(folder), fine_tunable=(folder / "config.json").is_file() and weights.is_file(),
+                      size_bytes=_bytes(folder), fine_tunable=_ddpm_network(folder, extra) and weights.is_file(),
                       **fields)
+
+
+def _ddpm_network(folder: Path, extra: dict) -> bool:
+    """Whether the DDPM loss of ``diffrecon train`` fits the folder's network: an epsilon-prediction
+    UNet2DModel without learned variances, not a distilled consistency model."""
+    from ..priors.base import read_json
+
+    try:
+        config = read_json(folder / "config.json", "Prior config")
+    except InputError:
+        return False
+    return (isinstance(config, dict) and config.get("_class_name", "UNet2DModel") == "UNet2DModel"
+            and config.get("out_channels") == config.get("in_channels") and "consistency" not in extra)
 
 
 def _checkpoint_entry(file: Path) -> PriorEntry:
