@@ -12,9 +12,11 @@ import torch
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache_folder(tmp_path_factory):
-    """Runs look up stored calibrations in the cache folder: tests never see the user's."""
+    """Runs look up stored calibrations in the cache folder, the window lists installed priors: tests
+    never see the user's."""
     mp = pytest.MonkeyPatch()
     mp.setenv("DIFFRECON_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("DIFFRECON_DATA", str(tmp_path_factory.mktemp("data")))  # installed priors: never the user's
     yield
     mp.undo()
 

@@ -197,3 +197,14 @@ def test_cli_init_from_takes_the_folders_architecture_unless_given(trained, tmp_
     assert card["resolution"] == [16, 16] and card["extra"]["block_out_channels"] == [8, 16]
     with pytest.raises(InputError, match="sample_size 16 \\(requested 32\\)"):
         run_train(parser.parse_args(base + ["--out", str(tmp_path / "p"), "--size", "32"]))
+
+
+def test_cli_init_from_a_fully_convolutional_folder_keeps_it_without_attention(tmp_path):
+    folder = tmp_path / "noattn"
+    train(TrainConfig(**{**TINY, "steps": 2, "attention": False}), folder, progress=False)
+    parser = add_train_parser(argparse.ArgumentParser().add_subparsers())
+    args = ["--data", "phantoms", "--steps", "2", "--batch-size", "4", "--n-images", "8", "--device", "cpu",
+            "--no-progress", "--init-from", str(folder), "--out", str(tmp_path / "o")]
+    assert run_train(parser.parse_args(args)) == 0  # without --no-attention: the folder's weights fit
+    card = json.loads((tmp_path / "o" / "card.json").read_text())
+    assert card["extra"]["attention"] is False and card["extra"]["init_from"]["training_steps"] == 2

@@ -38,7 +38,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"with --image-size: the part of each batch that sees whole images resized to --size "
                         f"(default {d.whole_fraction})")
     p.add_argument("--no-attention", action="store_true",
-                   help="no self-attention: a fully convolutional network that runs at any image size")
+                   help="no self-attention: a fully convolutional network that runs at any image size (with "
+                        "--init-from: as the folder's network unless given)")
     p.add_argument("--data-cache", default=None, metavar="FOLDER",
                    help="keep the generated procedural images in FOLDER and reuse them (resume, several runs)")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
@@ -91,6 +92,16 @@ def _architecture(args) -> tuple[int, tuple[int, ...], int]:
     return chosen["size"], tuple(chosen["channels"]), int(chosen["layers_per_block"])
 
 
+def _attention(args) -> bool:
+    """Off with --no-attention; else as the --init-from folder's network (on when training from scratch)."""
+    init_from = getattr(args, "init_from", None)
+    if args.no_attention or init_from is None or args.resume:
+        return not args.no_attention
+    from ..training import read_architecture
+
+    return bool(read_architecture(init_from)["attention"])
+
+
 def run_train(args) -> int:
     """Run ``diffrecon train`` from parsed arguments; InputError reaches the CLI as one sentence."""
     from .. import training
@@ -101,7 +112,7 @@ def run_train(args) -> int:
         channels=channels, layers_per_block=layers_per_block, n_images=args.n_images,
         dataset=args.dataset, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
         compile=not args.no_compile, image_size=args.image_size, whole_fraction=args.whole_fraction,
-        attention=not args.no_attention, data_cache=args.data_cache,
+        attention=_attention(args), data_cache=args.data_cache,
         allow_external=getattr(args, "allow_external", False))
     result = training.train(config, args.out, resume=args.resume, progress=not args.no_progress,
                    init_from=getattr(args, "init_from", None), time_limit=args.time_limit)

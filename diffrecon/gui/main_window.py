@@ -21,6 +21,7 @@ from .memory import format_memory
 from .menus import build_menus, compare_window_class
 from .metrics_table import MetricsTable
 from .plan_panel import PlanPanel
+from .priors_panel import PriorsPanel
 from .profile_panel import ProfilePanel
 from .result_view import ResultView
 from .roi_stats import RoiStats
@@ -83,6 +84,10 @@ class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
         roi_dock = self._dock("ROI statistics", self.roi, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([metrics_dock, roi_dock], [470, 240], QtCore.Qt.Orientation.Vertical)
         self.resizeDocks([metrics_dock], [270], QtCore.Qt.Orientation.Horizontal)
+        self.priors_panel = PriorsPanel(choose=self.solver.set_prior, current=self.solver.config().prior)
+        priors_dock = self._dock("Priors", self.priors_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(metrics_dock, priors_dock)
+        metrics_dock.raise_()
         profile_dock = self._dock("Line profile", self.profile, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         log_dock = self._dock("Log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         tree_dock = self._dock("File", self.tree, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -259,7 +264,7 @@ class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.solver.save_settings(self.settings)
-        stops = [self.stop_run, self.plan_panel.cancel]
+        stops = [self.stop_run, self.plan_panel.cancel, self.priors_panel.stop]
         if self.compare_window is not None:
             stops.append(self.compare_window.stop)
         if self.batch_dock is not None:

@@ -304,6 +304,11 @@ class SolverPanel(QtWidgets.QWidget):
         self.precision.setToolTip("Network autocast dtype on GPU; solver state stays float32." if gpu else
                                   f"The {self.device.currentText()} device runs in fp32 (bf16 autocast is for CUDA GPUs).")
 
+    def set_prior(self, value: str) -> None:
+        """Make ``value`` (a prior's name or path) the run's prior, as choosing it in the field does."""
+        _select(self.prior, value, insert_at=len(PRIORS))
+        self._on_any_change()
+
     def _on_prior_activated(self, index: int) -> None:
         if self.prior.itemText(index) == _FOLDER:
             folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Prior folder (card.json + weights)")

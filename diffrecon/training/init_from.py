@@ -34,6 +34,7 @@ class InitSource:
     training_steps: int  # the folder card's extra.training_steps (0 when it does not say)
     sha256: str
     state: dict[str, torch.Tensor]
+    attention: bool = True  # self-attention blocks in config.json's down_block_types
 
     def record(self) -> dict:
         """The ``init_from`` entry of the new card (and of the checkpoint, for --resume)."""
@@ -47,7 +48,7 @@ def _sha256(path: Path) -> str:
 
 def read_architecture(folder: str | Path) -> dict:
     """The folder's network settings, without its weights: ``size``, ``channels``,
-    ``layers_per_block``, ``in_channels``, ``out_channels`` and ``training_steps``."""
+    ``layers_per_block``, ``in_channels``, ``out_channels``, ``training_steps`` and ``attention``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"--init-from {folder} is not a folder; give a prior folder holding card.json, "
@@ -61,7 +62,8 @@ def read_architecture(folder: str | Path) -> dict:
                 "channels": tuple(int(c) for c in config["block_out_channels"]),
                 "layers_per_block": int(config["layers_per_block"]), "in_channels": int(config["in_channels"]),
                 "out_channels": int(config["out_channels"]),
-                "training_steps": int((card.get("extra") or {}).get("training_steps", 0))}
+                "training_steps": int((card.get("extra") or {}).get("training_steps", 0)),
+                "attention": any("Attn" in str(b) for b in config.get("down_block_types", ("AttnDownBlock2D",)))}
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError) as err:
         raise InputError(f"--init-from {folder}: config.json or card.json cannot be read ({printable(repr(err))[:160]}); "
                          f"give a folder written by diffrecon train.") from None

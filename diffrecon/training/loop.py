@@ -19,8 +19,10 @@ import datetime
 import json
 import math
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -192,7 +194,8 @@ def _step_seed(seed: int, step: int) -> int:
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
           data: TrainingData | None = None, init_from: str | Path | None = None,
-          time_limit: float | None = None) -> TrainResult:
+          time_limit: float | None = None, on_step: Callable[[int, int, float | None], None] | None = None,
+          stop: threading.Event | None = None) -> TrainResult:
     """Train (or resume) a prior into ``out``: prior files there, checkpoint in ``out/checkpoint``.
 
     ``data`` skips loading (tests, notebooks); otherwise it comes from ``config.data``.
@@ -203,6 +206,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     ``time_limit`` (seconds of training steps): stop at the first log point past it and write the
     checkpoint, the prior and the log as at the end, so a run fits a limited machine call and
     ``--resume`` goes on from there.
+    ``on_step(done, total, loss_ema)`` is called after every step (``loss_ema`` at log points,
+    else None); ``stop`` set ends the run after the current step, written as at a time limit.
     """
     from tqdm.auto import tqdm
 
@@ -294,7 +299,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                 losses[step - start] = loss
                 loss_ema = loss.clone() if loss_ema is None else loss_ema.lerp_(loss, 0.01)
             done = step + 1
-            if points.reached(done, loss, loss_ema):  # every log_every steps; True past the time limit
+            past_limit = points.reached(done, loss, loss_ema)  # every log_every steps; True past the time limit
+            if on_step is not None:
+                on_step(done, config.steps, log[-1]["loss_ema"] if log and log[-1]["step"] == done else None)
+            if past_limit or (stop is not None and stop.is_set()):
                 break
             if done % config.checkpoint_every == 0 and done < config.steps:
                 save_checkpoint(ckpt, config, done, float(loss_ema), log, unet, ema, optimizer, init_record)
