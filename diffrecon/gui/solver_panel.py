@@ -257,10 +257,11 @@ class SolverPanel(QtWidgets.QWidget):
         return spread is not None and not spread.is_posterior
 
     def predicted_nfe(self) -> int:
-        """Network evaluations before planning: steps x samples x evaluations per step."""
+        """Network evaluations before planning: samples x the solver's evaluations per sample."""
         info = self.solver_info()
-        per_step = 0 if info is not None and not info.uses_prior else info.evaluations_per_step(self._params_or_none(info))
-        return self.steps.value() * self.samples.value() * per_step
+        if info is None:
+            return 0
+        return self.samples.value() * info.evaluations(self._params_or_none(info), self.steps.value())
 
     # ------------------------------------------------------------------ slots
     def _on_solver_changed(self, *_):
