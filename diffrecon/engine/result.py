@@ -15,6 +15,8 @@ from ..solvers.labels import UNKNOWN, Spread
 from .loop import Outcome
 from .normalization import Normalization
 from .preparation import Setup, network_mode
+from .budget import provenance as budget_provenance
+from .presets import overridden
 
 
 def final_step_spread(final_step: tuple[int, int]) -> Spread:
@@ -73,6 +75,8 @@ def provenance(setup: Setup, outcome: Outcome, spread: Spread, calibration) -> d
         **evaluations_per_sample(outcome.counter, outcome.stats.n),
         **(setup.warm.provenance(setup.norm.scale) if setup.warm is not None else {"warm_start": "none"}),
     }
+    record["preset_overridden"] = overridden(recipe)
+    record.update(budget_provenance(setup.budget))
     if outcome.final_step is not None:
         record["final_denoising_step"] = f"{outcome.final_step[0]}/{outcome.final_step[1]}"
     divergence = outcome.guard.record(outcome.lost)

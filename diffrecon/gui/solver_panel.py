@@ -75,7 +75,9 @@ class SolverPanel(QtWidgets.QWidget):
         self.schedule.addItems(list(SCHEDULES))
         self.schedule.setToolTip("Noise levels of the steps: karras (EDM, the default); vp_uniform (DDIM's "
                                  "uniform subsequence of the prior's training levels); vp_quadratic (DiffPIR's "
-                                 "quadratic subsequence); vp_sde (uniform time of the VP SDE, as in DPS code).")
+                                 "quadratic subsequence); vp_sde (uniform time of the VP SDE, as in DPS code); "
+                                 "budget (levels searched for this prior, forward model, solver and number of steps: "
+                                 "about 80 solver runs with progress the first time, then read from the cache).")
         self.checkpointing = QtWidgets.QCheckBox("Gradient checkpointing")
         self.checkpointing.setToolTip("For solvers that backpropagate through the network (DPS): recompute "
                                       "activations instead of storing them, about a third of the memory "
