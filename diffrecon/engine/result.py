@@ -33,7 +33,7 @@ def build_result(measurement: Measurement, setup: Setup, outcome: Outcome, sprea
     std = scale * norm.scale * stats.std().float().cpu().numpy()
     metrics = compute_metrics(setup.op, measurement, mean, std, stats.n, norm)
     metrics.update({
-        "nfe": float(counter.nfe), **evaluations_per_sample(counter, stats.n),
+        "nfe": float(counter.nfe), "equivalent_nfe": float(counter.equivalent), **evaluations_per_sample(counter, stats.n),
         "grad_evals": float(counter.grad), "operator_calls": float(counter.op_calls),
         "seconds": float(outcome.elapsed), "seconds_per_sample": float(outcome.elapsed) / max(stats.n, 1),
         "peak_memory_bytes": float(outcome.peak_bytes),  # this run's (RunMemory), not the process's
