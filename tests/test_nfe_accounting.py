@@ -131,3 +131,11 @@ def test_a_call_at_reduced_size_counts_its_share_of_a_full_evaluation():
     den(torch.zeros(3, 1, SIZE, SIZE), 1.0)
     den(torch.zeros(2, 1, SIZE // 2, SIZE // 2), 1.0)  # a quarter of the pixels (as mlem's resolution levels)
     assert counter.nfe == 5 and counter.equivalent == pytest.approx(3 + 2 * 0.25)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, info in SOLVERS.items() if info.uses_prior))
+def test_every_solvers_step_count_is_what_it_evaluates_and_what_the_registry_predicts(name):
+    info = SOLVERS[name]
+    params = info.Params(langevin_steps=2) if name == "daps" else info.Params()
+    calls, last = _solve(name, params, steps=5)
+    assert calls == last.nfe == info.evaluations(params, 5)

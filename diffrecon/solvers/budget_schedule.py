@@ -52,8 +52,9 @@ def _with_zero(levels: Tensor) -> Tensor:
 
 def simulated_problems(denoiser, op, count: int, images: Tensor | None = None, seed: int = 0):
     """``(truths, ys)``: ``count`` images (drawn from the prior, or the first of ``images``) and their
-    simulated measurements under ``op`` (fixed seeds)."""
-    g = torch.Generator().manual_seed(seed)
+    simulated measurements under ``op`` (fixed seeds; drawn on the operator's device, as a prior and
+    operator moved to a GPU draw there)."""
+    g = torch.Generator(device=op.device).manual_seed(seed)
     if images is None:
         if not hasattr(denoiser, "sample"):
             raise InputError("A budget schedule for a prior that cannot draw its own samples needs images "
