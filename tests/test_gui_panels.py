@@ -131,6 +131,12 @@ def test_a_new_users_window_starts_on_the_fast_preset_with_full_quality_one_clic
     assert w.solver.config().preset == "full" and overridden(w.solver.config().recipe) == ["steps"]
     w.solver.full_quality.click()
     assert w.solver.config().recipe == fast.recipe
+    edited = next(f.name for f in dataclasses.fields(fast.recipe.params)
+                  if type(f.default) is float and f.name not in FAST_PRESET["params"])
+    w.solver.form.set_values({edited: 0.5 * getattr(fast.recipe.params, edited) + 0.25})  # an edit ...
+    assert w.solver.config().recipe != fast.recipe
+    w.solver.apply_preset("fast")  # ... does not stay when the preset is applied again
+    assert w.solver.config().recipe == fast.recipe
     # the preset is kept with the settings
     w.solver.save_settings(settings)
     w2 = MainWindow(settings=settings, plan_fn=no_plan)

@@ -58,8 +58,6 @@ def run_reconstruct(args) -> int:
     if args.weight == "auto":
         config = _choose_weight(measurement, config, config.solver)
 
-    say(f"Quality {config.preset}: {config.solver}, {config.steps} steps"
-        + (" (overridden)" if _overrides(config) else "") + ".")
     stop = threading.Event()
     result = None
     with ctrl_c_stops(stop, file=sys.stderr), contextlib.ExitStack() as stack:
@@ -67,8 +65,11 @@ def run_reconstruct(args) -> int:
         bar.start_run(config.samples, config.steps)
         fitting = None
         for event in engine.run(measurement, config, stop=stop):
-            if isinstance(event, engine.Planned):
+            if isinstance(event, engine.Planned):  # the settings passed their checks: say what runs
                 bar.planned(event)
+                changed = _overrides(config)
+                say(f"Quality {config.preset}: {config.solver}, {config.steps} steps"
+                    + (f" ({', '.join(changed)} overridden)" if changed else "") + ".")
                 say(f"{event.device}: {len(bar.batches)} batch(es) of {bar.batches}, "
                     f"{event.nfe_per_sample} network evaluations per sample.")
             elif isinstance(event, engine.Progress):

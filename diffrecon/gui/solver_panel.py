@@ -222,7 +222,8 @@ class SolverPanel(QtWidgets.QWidget):
             self.steps.setValue(int(values["steps"]))
         self._set_preset(name)
         self._on_solver_changed()
-        self.form.set_values(values["params"])
+        # every parameter: the solver's defaults under the preset's (earlier edits do not stay)
+        self.form.set_values(dataclasses.asdict(RunConfig(**values).recipe.params))
         self._on_any_change()
 
     def _set_preset(self, name: str) -> None:
