@@ -27,8 +27,8 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     ``stop`` ends the probe at its next solver step (a run is starting and needs the device): the
     prediction then uses the steps timed so far, or has ``None`` time and memory if none were.
     ``fit_prior`` False (the window's background prediction): a prior that must first be fitted at
-    this size (minutes, without progress) is not; that is said in one sentence, and the run fits it
-    with progress."""
+    this size (minutes, without progress) is not, nor is a ``budget`` schedule not yet cached
+    searched; that is said in one sentence, and the run fits or searches with progress."""
     from ..priors.fitted import fit_needed
     from ..solvers import get_solver
 
