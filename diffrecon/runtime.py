@@ -100,25 +100,53 @@ def device_name(device: torch.device) -> str:
 
 class Counter:
     def __init__(self) -> None:
-        self.nfe = 0  # network evaluations, summed over samples
+        self.nfe = 0  # network evaluations, summed over samples (a cheap level's call counts as one)
+        self.equivalent = 0.0  # the same in full evaluations: each call weighted by its cost
         self.grad = 0  # of which with a graph for backpropagation
         self.op_calls = 0
         self.nfe_finished = 0  # evaluations spent on samples that completed
+        self.equivalent_finished = 0.0
+
+    def finish(self) -> None:
+        """Every evaluation so far was spent on samples that completed."""
+        self.nfe_finished, self.equivalent_finished = self.nfe, self.equivalent
 
 
 class CountingDenoiser:
-    """Counts evaluations and applies the precision policy: network in autocast, output float32."""
+    """Counts evaluations and applies the precision policy: network in autocast, output float32.
 
-    def __init__(self, denoiser, counter: Counter, autocast: torch.dtype | None, device: torch.device):
+    Each call also counts its cost in full evaluations (:attr:`Counter.equivalent`): the fraction of
+    the image's pixels it denoises (a reduced-resolution level of one network, e.g. mlem's, costs
+    1/4 at half the size), or a level's declared cost where the prior carries cheaper levels of its
+    own (:class:`~diffrecon.solvers.mlem.Multilevel`: those are counted through :attr:`levels`)."""
+
+    def __init__(self, denoiser, counter: Counter, autocast: torch.dtype | None, device: torch.device,
+                 cost: float | None = None):
         self.denoiser, self.counter, self.autocast, self.device = denoiser, counter, autocast, device
+        self.cost = cost  # None: by the pixels of the call
+        shape = getattr(denoiser, "image_shape", None)
+        self._pixels = int(torch.Size(shape).numel()) if shape else 0
 
     def __getattr__(self, name):
         return getattr(self.denoiser, name)
 
+    @property
+    def levels(self):
+        """The prior's own levels (``(denoiser, cost)``, cheapest first), each counted at its cost; None without."""
+        own = getattr(self.denoiser, "levels", None)
+        if not own:
+            return own
+        return [(CountingDenoiser(level, self.counter, self.autocast, self.device, cost), cost) for level, cost in own]
+
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        self.counter.nfe += x.shape[0]
+        b = x.shape[0]
+        self.counter.nfe += b
+        if self.cost is not None:
+            self.counter.equivalent += b * self.cost
+        else:
+            self.counter.equivalent += b * (x[0].numel() / self._pixels if self._pixels else 1.0)
         if torch.is_grad_enabled() and x.requires_grad:
-            self.counter.grad += x.shape[0]
+            self.counter.grad += b
         if self.autocast is not None:
             with torch.autocast(self.device.type, dtype=self.autocast):
                 return self.denoiser(x, sigma).float()

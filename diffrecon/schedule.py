@@ -9,7 +9,9 @@ import torch
 
 from .errors import InputError
 
-SCHEDULES = ("karras", "vp_uniform", "vp_quadratic", "vp_sde")
+#: ``budget``: levels searched for one prior, forward model, solver and number of steps
+#: (:mod:`diffrecon.solvers.budget_schedule`); the engine builds it, :func:`make_sigmas` the others.
+SCHEDULES = ("karras", "vp_uniform", "vp_quadratic", "vp_sde", "budget")
 
 #: the linear-beta DDPM table (Ho et al., NeurIPS 2020): 1000 steps, beta 1e-4 to 0.02.
 DDPM_BETAS = (1e-4, 0.02, 1000)
@@ -111,4 +113,8 @@ def make_sigmas(steps: int, denoiser, kind: str = "karras", *, rho: float = 7.0)
         s = vp_sde_sigmas(steps) * _half_width(denoiser)
         s[:-1] = s[:-1].clamp(denoiser.sigma_min, denoiser.sigma_max)
         return s
+    if kind == "budget":
+        raise InputError("The budget schedule is searched for a forward model and a solver, which a noise range "
+                         "alone does not give; run it through the engine (schedule budget), or choose "
+                         f"{', '.join(SCHEDULES[:-1])}.")
     raise InputError(f"Unknown schedule {kind!r}; valid schedules are {', '.join(SCHEDULES)}.")

@@ -145,12 +145,30 @@ def test_multilevel_cost_counts_each_level_once_per_step():
     every = sample("mlem", op, y, 10, 2, SOLVERS["mlem"].Params(guidance="none", rate=1.0), denoiser=ml)
     assert every[-1].info["cost"] == pytest.approx(10 * (1 / 16 + 1 / 4 + 1))
     steps = 400
+    counted = [_Counted(COARSE), _Counted(COARSE), _Counted(PRIOR)]
+    ml = Multilevel(counted, [1 / 16, 1 / 4, 1.0])
     some = sample("mlem", op, y, steps, 1, SOLVERS["mlem"].Params(guidance="none", rate=0.25), denoiser=ml)
     # p = (0.5, 0.25): cost 1/16 + P(level 2 or 3) / 4 + 1/4 per step, binomial spread
     expected = steps * (1 / 16 + (1 - 0.5 * 0.75) / 4 + 0.25)
     assert expected_cost([1 / 16, 1 / 4, 1.0], 0.25) * steps == pytest.approx(expected)
     assert abs(some[-1].info["cost"] - expected) < 4 * math.sqrt(steps * (0.25 * 0.75 + 0.25 * 0.25 / 16))
-    assert some[-1].nfe == math.ceil(some[-1].info["cost"] - 1e-9)
+    # Step.nfe counts the calls (each level's as one), the cost their share of full evaluations
+    assert some[-1].nfe == sum(c.calls for c in counted) and counted[0].calls == steps
+    assert some[-1].info["cost"] == pytest.approx(sum(c.calls * w for c, w in zip(counted, (1 / 16, 1 / 4, 1.0))))
+
+
+class _Counted:
+    """A level that counts its calls (per sample)."""
+
+    def __init__(self, denoiser):
+        self.denoiser, self.calls = denoiser, 0
+
+    def __getattr__(self, name):
+        return getattr(self.denoiser, name)
+
+    def __call__(self, x, sigma):
+        self.calls += x.shape[0]
+        return self.denoiser(x, sigma)
 
 
 class WhiteShrinkage(Denoiser):

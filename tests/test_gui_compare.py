@@ -60,9 +60,19 @@ def test_two_solver_queue_with_one_cancelled_run_fills_grid_table_and_plot(qtbot
     assert psnrs == sorted((c.results[i].metrics["psnr"] for i in (0, 2, 3)), reverse=True)
 
     # plot: a point per finished run at (NFE, PSNR) and the Pareto frontier of those points
-    assert w.plot.points == [(c.results[i].metrics["nfe"], c.results[i].metrics["psnr"]) for i in (0, 2, 3)]
+    assert w.plot.cost_axis() == "Network evaluations"
+    assert w.plot.points == [(c.results[i].metrics["equivalent_nfe"], c.results[i].metrics["psnr"]) for i in (0, 2, 3)]
+    assert [p[0] for p in w.plot.points] == [c.results[i].metrics["nfe"] for i in (0, 2, 3)]  # full-size calls only
     assert w.plot.front_indices == pareto_front(w.plot.points)
     assert len(w.plot.scatter.data) == 3
+    # the cost axis toggles to the runs' wall seconds, and back
+    w.plot.cost_buttons["Seconds"].click()
+    assert w.plot.cost_axis() == "Seconds" and not w.plot.cost_buttons["Network evaluations"].isChecked()
+    assert w.plot.points == [(c.results[i].metrics["seconds"], c.results[i].metrics["psnr"]) for i in (0, 2, 3)]
+    assert w.plot.front_indices == pareto_front(w.plot.points)
+    assert w.plot.plot.getAxis("bottom").labelText == "Seconds"
+    w.plot.cost_buttons["Network evaluations"].click()
+    assert w.plot.plot.getAxis("bottom").labelText.startswith("Network evaluations")
 
     # exports, then the saved comparison opens again in a new window
     for kind in ("png", "csv", "h5"):

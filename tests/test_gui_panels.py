@@ -19,6 +19,7 @@ from gui_windows import make_window_without_measurement, no_plan  # noqa: E402,F
 
 from diffrecon.demo import make_demo  # noqa: E402
 from diffrecon.engine import Planned, RunConfig  # noqa: E402
+from diffrecon.engine.presets import FAST as FAST_PRESET, overridden  # noqa: E402
 from diffrecon.gui.main_window import MainWindow  # noqa: E402
 from diffrecon.gui.result_view import ResultView  # noqa: E402
 
@@ -111,15 +112,36 @@ def test_memory_read_out_follows_the_run_device_with_auto_and_a_gpu_display_name
     w.worker.wait(5000)
 
 
-def test_a_new_users_window_starts_on_the_engines_default_solver_and_settings(qtbot, tmp_path):
+def test_a_new_users_window_starts_on_the_fast_preset_with_full_quality_one_click_away(qtbot, tmp_path):
     settings = QtCore.QSettings(str(tmp_path / "fresh.ini"), QtCore.QSettings.Format.IniFormat)
     w = MainWindow(settings=settings, plan_fn=no_plan)
     qtbot.addWidget(w)
-    shown, default = w.solver.config(), RunConfig()
-    assert default.solver == "diffpir" and w.solver.solver_name() == "diffpir"  # not the registry's first (dps)
-    assert (shown.steps, shown.samples, shown.seed, shown.prior, shown.device) == \
-        (default.steps, default.samples, default.seed, default.prior, default.device)
-    assert shown.params["lam"] == 7.0  # the form shows DiffPIR's parameters (the paper's defaults)
+    shown, fast, default = w.solver.config(), RunConfig.from_preset("fast"), RunConfig()
+    assert shown.preset == "fast" and not w.solver.full_quality.isChecked()
+    assert w.solver.solver_name() == fast.solver == FAST_PRESET["solver"] and shown.recipe == fast.recipe
+    assert (shown.samples, shown.seed, shown.prior, shown.device) == \
+        (default.samples, default.seed, default.prior, default.device)
+    # the check box sits beside Reconstruct and switches to DiffPIR at 50 steps with its parameters
+    assert w.solver.full_quality.parentWidget() is w.run_button.parentWidget()
+    w.solver.full_quality.click()
+    full = w.solver.config()
+    assert (full.preset, full.solver, full.steps, full.params["lam"]) == ("full", "diffpir", 50, 7.0)
+    assert "50 steps" in w.solver.cost.text()
+    w.solver.steps.setValue(20)  # an edit overrides the preset, which stays recorded
+    assert w.solver.config().preset == "full" and overridden(w.solver.config().recipe) == ["steps"]
+    w.solver.full_quality.click()
+    assert w.solver.config().recipe == fast.recipe
+    edited = next(f.name for f in dataclasses.fields(fast.recipe.params)
+                  if type(f.default) is float and f.name not in FAST_PRESET["params"])
+    w.solver.form.set_values({edited: 0.5 * getattr(fast.recipe.params, edited) + 0.25})  # an edit ...
+    assert w.solver.config().recipe != fast.recipe
+    w.solver.apply_preset("fast")  # ... does not stay when the preset is applied again
+    assert w.solver.config().recipe == fast.recipe
+    # the preset is kept with the settings
+    w.solver.save_settings(settings)
+    w2 = MainWindow(settings=settings, plan_fn=no_plan)
+    qtbot.addWidget(w2)
+    assert w2.solver.config().preset == "fast" and not w2.solver.full_quality.isChecked()
 
 
 def test_windows_leave_cycle_collection_to_the_gui_thread(qtbot, make_window_without_measurement):

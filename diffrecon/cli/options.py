@@ -83,12 +83,16 @@ def key_values(items: Sequence[str], flag: str = "--param", example: str = "zeta
 
 
 # ------------------------------------------------------------------------------ the run options
-SCHEDULES = ("karras", "vp_uniform", "vp_quadratic", "vp_sde")
+SCHEDULES = ("karras", "vp_uniform", "vp_quadratic", "vp_sde", "budget")
 
 #: Every run option once: its flags and argparse keywords. ``default`` may be overridden per command.
 RUN_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "solver": (("--solver",), dict(default="diffpir", help="solver name (see diffrecon solvers); default diffpir")),
     "steps": (("--steps",), dict(type=positive, default=50)),
+    "quality": (("--quality",), dict(
+        choices=("fast", "full"), default="fast",
+        help="quality preset: fast (a few-step solver, seconds) or full (DiffPIR, 50 steps); --solver, "
+             "--steps and --param override its settings; default fast")),
     "samples": (("--samples",), dict(type=positive, default=4)),
     "seed": (("--seed",), dict(type=seed, default=0)),
     "prior": (("--prior",), dict(default="default", help="default, gaussian, or a prior folder")),
@@ -99,7 +103,8 @@ RUN_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "schedule": (("--schedule",), dict(
         choices=SCHEDULES, default="karras",
         help="noise levels of the steps: karras (EDM), vp_uniform (DDIM), vp_quadratic (DiffPIR), "
-             "vp_sde (uniform time of the VP SDE)")),
+             "vp_sde (uniform time of the VP SDE), budget (levels searched for this prior, forward model, "
+             "solver and number of steps, about 80 solver runs the first time, then cached)")),
     "compile": (("--compile",), dict(
         choices=("auto", "none", "graphs", "compile"), default="auto",
         help="how the network runs on CUDA: CUDA graphs, torch.compile, or eagerly; auto compiles "
@@ -164,11 +169,21 @@ def run_config(args: argparse.Namespace, **fields: Any):
     if "param" in offered:
         from ..solvers import get_solver, parse_params
 
-        solver = values.get("solver", RunConfig.solver)
+        solver = values.get("solver") or (_preset_solver(args.quality) if "quality" in offered else RunConfig.solver)
         overrides = key_values(args.param)
         typed = parse_params(get_solver(solver).Params, overrides, solver)
         values["params"] = {k: getattr(typed, k) for k in overrides}
+    if "quality" in offered:  # the preset's solver, steps and params where none were given
+        from ..engine.presets import resolve
+
+        values.update(resolve(args.quality, values.get("solver"), values.get("steps"), values.get("params")))
     return RunConfig(**{**values, **fields})
+
+
+def _preset_solver(name: str) -> str:
+    from ..engine.presets import preset
+
+    return preset(name)["solver"]
 
 
 def check_out_folder(out: Path, *inputs: Path, flag: str = "--out") -> None:

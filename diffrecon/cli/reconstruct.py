@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from ..errors import InputError
-from .options import ALL, EXIT_DIVERGED, add_run_options, check_out_folder, run_config
+from .options import ALL, EXIT_DIVERGED, add_run_options, check_out_folder, positive, run_config
 from .progress import EXIT_INTERRUPTED, RunBar, ctrl_c_stops, memory_text, say, status, write_final
 
 
@@ -16,7 +16,9 @@ def add_reconstruct_parser(sub) -> None:
     r = sub.add_parser("reconstruct", help="reconstruct a measurement file and write a result file")
     r.add_argument("file", type=Path, help="measurement (or result) file")
     r.add_argument("--out", required=True, type=Path, help="result file to write (.h5)")
-    add_run_options(r, ALL)
+    add_run_options(r, ALL, solver=dict(default=None, help="solver name (see diffrecon solvers); default: the "
+                                                        "--quality preset's"),
+                    steps=dict(type=positive, default=None, help="default: the --quality preset's"))
     r.set_defaults(func=run_reconstruct)
 
 
@@ -54,17 +56,20 @@ def run_reconstruct(args) -> int:
     measurement = read_measurement(args.file, allow_external=args.allow_external)
     config = run_config(args)  # refuses bad --param values before any work
     if args.weight == "auto":
-        config = _choose_weight(measurement, config, args.solver)
+        config = _choose_weight(measurement, config, config.solver)
 
     stop = threading.Event()
     result = None
     with ctrl_c_stops(stop, file=sys.stderr), contextlib.ExitStack() as stack:
-        bar = RunBar(stack, args.solver)
-        bar.start_run(args.samples, args.steps)
+        bar = RunBar(stack, config.solver)
+        bar.start_run(config.samples, config.steps)
         fitting = None
         for event in engine.run(measurement, config, stop=stop):
-            if isinstance(event, engine.Planned):
+            if isinstance(event, engine.Planned):  # the settings passed their checks: say what runs
                 bar.planned(event)
+                changed = _overrides(config)
+                say(f"Quality {config.preset}: {config.solver}, {config.steps} steps"
+                    + (f" ({', '.join(changed)} overridden)" if changed else "") + ".")
                 say(f"{event.device}: {len(bar.batches)} batch(es) of {bar.batches}, "
                     f"{event.nfe_per_sample} network evaluations per sample.")
             elif isinstance(event, engine.Progress):
@@ -73,11 +78,13 @@ def run_reconstruct(args) -> int:
                 pass
             elif isinstance(event, engine.Log):
                 say(f"{event.level}: {event.message}")
-            elif isinstance(event, engine.Preparing):  # fitting a prior at a new size, before the plan
-                if fitting is None:
+            elif isinstance(event, engine.Preparing):  # a prior fitted, a budget schedule searched: before the plan
+                if fitting is None or fitting.total != event.total:
                     from tqdm import tqdm
 
-                    fitting = stack.enter_context(tqdm(total=event.total, desc="fitting the prior",
+                    from ..engine.budget import WHAT
+                    desc = "budget schedule" if event.what == WHAT else "fitting the prior"
+                    fitting = stack.enter_context(tqdm(total=event.total, desc=desc,
                                                        file=sys.stderr, dynamic_ncols=True, leave=False))
                 fitting.n = event.done
                 fitting.set_postfix_str(event.what, refresh=True)
@@ -86,6 +93,12 @@ def run_reconstruct(args) -> int:
             elif isinstance(event, engine.Finished):
                 result = event.result
     return _report(args, measurement, result, stop)
+
+
+def _overrides(config) -> list[str]:
+    from ..engine.presets import overridden
+
+    return overridden(config.recipe)
 
 
 def _report(args, measurement, result, stop: threading.Event) -> int:
@@ -107,7 +120,7 @@ def _report(args, measurement, result, stop: threading.Event) -> int:
     interrupted = write_final(args.out, lambda: write_result(args.out, result))
     diverged = divergence_of(result)
     state = ("diverged" if diverged else "complete" if result.complete else
-             f"stopped early, {result.n_samples} of {args.samples} samples")
+             f"stopped early, {result.n_samples} of {result.provenance.get('samples', args.samples)} samples")
     print(f"Wrote {args.out} ({state}).")
     if summary(result):
         print(f"diffrecon: {summary(result)}", file=sys.stderr)

@@ -86,7 +86,7 @@ class Loop:
             first += b
         if out.stats.n == 0 and out.guard.found:  # show the diverged samples' last estimates that passed
             out.lost = True
-            out.counter.nfe_finished = out.counter.nfe
+            out.counter.finish()
             last = out.guard.last_estimates()
             out.stats.add(last.float())
             out.kept = list(self.setup.norm.to_physical(last[: self.runtime.keep_samples].float().cpu().numpy()))
@@ -180,7 +180,7 @@ class Loop:
         if x is None:
             return True
         out.stats.add(x.float())
-        out.counter.nfe_finished = out.counter.nfe
+        out.counter.finish()
         keep = self.runtime.keep_samples
         if len(out.kept) < keep:
             out.kept.extend(norm.to_physical(x[: keep - len(out.kept)].float().cpu().numpy()))

@@ -28,9 +28,9 @@ def halved(failed: int, queued: list[int]) -> list[int]:
 
 
 def evaluations_per_sample(info, params, steps: int) -> int:
-    """Network evaluations one sample needs: steps times the solver's evaluations per step with
-    these params (0 for the classical baselines, which have no network)."""
-    return steps * info.evaluations_per_step(params) if info.uses_prior else 0
+    """Network evaluations one sample needs with these params (:meth:`SolverInfo.evaluations`:
+    steps times the evaluations per step, plus DDNM+'s time travel; 0 for the classical baselines)."""
+    return info.evaluations(params, steps)
 
 
 class Work:

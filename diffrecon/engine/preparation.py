@@ -41,6 +41,7 @@ class Setup:
     channels_last: bool = False  # in effect (CUDA only)
     notes: list[str] = field(default_factory=list)  # shown at the start of a run (why auto chose its mode)
     warm: Any = None  # a warm_start.WarmStart, or None
+    budget: dict | None = None  # the budget schedule's record (budget.py), or None
     recipe: Recipe | None = None
     runtime: RuntimeOptions | None = None
 
@@ -52,6 +53,9 @@ def check_settings(measurement: Measurement, config: RunConfig) -> tuple[Recipe,
     """The settings' cheap checks (before a prior is fitted or anything is built): the recipe and
     runtime options of ``config``, or InputError naming the setting."""
     recipe, runtime = config.recipe, config.runtime
+    if recipe.schedule == "budget":
+        from .budget import check
+        check(recipe)
     check_bytes(8 * (recipe.steps + 1), f"steps={recipe.steps} (its table of noise levels)", "schedule")
     resolve_mode(runtime.compile, resolve_device(runtime.device))  # a device this machine lacks
     shape = tuple(int(v) for v in measurement.operator.image_shape)
@@ -60,9 +64,11 @@ def check_settings(measurement: Measurement, config: RunConfig) -> tuple[Recipe,
     return recipe, runtime
 
 
-def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe: bool = False) -> Setup:
+def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe: bool = False,
+            search: bool = True, progress=None) -> Setup:
     """Check every setting and build what a run needs; raises InputError before any work.
-    ``probe``: for a few timed steps (:func:`~diffrecon.engine.plan`), where ``compile auto`` never compiles."""
+    ``probe``: for a few timed steps (:func:`~diffrecon.engine.plan`), where ``compile auto`` never compiles.
+    ``search``: a budget schedule not yet cached is searched (``progress(done, total)``), else refused."""
     recipe, runtime = check_settings(measurement, config)
     info, params = recipe.info, recipe.params
     device = resolve_device(runtime.device)
@@ -77,7 +83,8 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
     if info.uses_prior:
         denoiser, prior_name, prior_hash = _prior(recipe.prior, op, device, denoiser, warnings, recipe.seed)
         prior_range = tuple(denoiser.card.value_range)
-        sigmas = make_sigmas(recipe.steps, denoiser, recipe.schedule)
+        if recipe.schedule != "budget":  # searched below, in the prior's units
+            sigmas = make_sigmas(recipe.steps, denoiser, recipe.schedule)
 
     phys = tuple(measurement.value_range) if measurement.value_range else estimate_range(op, y)
     if not (np.isfinite(phys).all() and phys[1] > phys[0]):
@@ -85,6 +92,11 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
     norm = Normalization.between(phys, prior_range)
     y = norm.measurement_to_prior(op, y)
     op.noise_sigma = float(measurement.noise_sigma) / norm.scale
+    record = None
+    if recipe.schedule == "budget" and info.uses_prior:
+        from . import budget
+        sigmas, record = budget.levels(recipe, info, params, op, denoiser, prior_name, prior_hash, search=search,
+                                       progress=progress)
     warm = None
     if recipe.warm_start != "none" and info.uses_prior:  # the baselines have no diffusion to warm-start
         from .. import warm_start
@@ -96,7 +108,7 @@ def prepare(measurement: Measurement, config: RunConfig, denoiser=None, *, probe
                                                recipe.samples))
     autocast = torch.bfloat16 if (device.type == "cuda" and runtime.precision == "bf16") else None
     setup = Setup(device, op, y, info, params, denoiser, sigmas, norm, batches, autocast, prior_name, prior_hash,
-                  warnings, warm=warm, recipe=recipe, runtime=runtime)
+                  warnings, warm=warm, budget=record, recipe=recipe, runtime=runtime)
     if info.uses_prior:
         _accelerate(setup, probe)
     return setup

@@ -27,8 +27,8 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     ``stop`` ends the probe at its next solver step (a run is starting and needs the device): the
     prediction then uses the steps timed so far, or has ``None`` time and memory if none were.
     ``fit_prior`` False (the window's background prediction): a prior that must first be fitted at
-    this size (minutes, without progress) is not; that is said in one sentence, and the run fits it
-    with progress."""
+    this size (minutes, without progress) is not, nor is a ``budget`` schedule not yet cached
+    searched; that is said in one sentence, and the run fits or searches with progress."""
     from ..priors.fitted import fit_needed
     from ..solvers import get_solver
 
@@ -36,12 +36,13 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
     if name is not None and get_solver(config.solver).uses_prior:
         raise InputError(f"The {name} prior is fitted at this image size by the first run (with progress, then "
                          "kept on disk); predictions follow after that.")
-    setup = prepare(measurement, config, denoiser, probe=True)
+    setup = prepare(measurement, config, denoiser, probe=True, search=fit_prior)
     dev, info = setup.device, setup.info
     per_step, n_solver_steps = _time_steps(setup, probe_steps, stop)
     seconds = peak = None
     if per_step is not None:
         seconds = per_step * n_solver_steps * sum(bb / setup.batches[0] for bb in setup.batches)
+        seconds *= _uneven_steps(info, setup.params, n_solver_steps)
         peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     mode = setup.compile_mode if info.uses_prior and hasattr(setup.denoiser, "accelerate") else None
     if mode is not None and setup.runtime.compile == "auto" and dev.type == "cuda":
@@ -54,6 +55,13 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
             seconds = seconds / COMPILE_SPEEDUP + per_evaluation * cost
     calibration = stored_calibration(measurement, setup.recipe, setup)
     return planned(setup, spread_fields(setup, calibration), peak=peak, seconds=seconds, mode=mode)
+
+
+def _uneven_steps(info, params, steps: int) -> float:
+    """The run's evaluations over ``steps`` times the evaluations of a plain step: above 1 where
+    some steps evaluate more (DDNM+'s time travel), so the probe's typical step undercounts."""
+    plain = steps * info.evaluations_per_step(params) if info.uses_prior else 0
+    return info.evaluations(params, steps) / plain if plain else 1.0
 
 
 def _time_steps(setup, probe_steps: int, stop) -> tuple[float | None, int]:

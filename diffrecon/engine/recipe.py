@@ -3,7 +3,9 @@
 * :class:`Recipe`: everything that decides the answer. The same recipe on the same measurement
   gives the same posterior mean and std on any machine, whatever the batch size or device: the
   solver and its typed params, steps, schedule, samples, seed, prior, warm start, whether a stored
-  calibration scales the std, and how the weight was chosen. ``to_dict`` / ``from_dict`` is its
+  calibration scales the std, how the weight was chosen, and the quality preset the solver, steps
+  and params came from (:mod:`.presets`; the recipe holds them in full, so a re-run does not
+  depend on the preset table). ``to_dict`` / ``from_dict`` is its
   one serialisation: a result's provenance, saved settings and a re-run from a result all use it.
 * :class:`RuntimeOptions`: how and where it runs, which does not change a healthy run's answer:
   device, precision, network mode, channels-last, checkpointing, batch size, how many samples
@@ -30,6 +32,7 @@ from ..limits import check_seed
 from ..priors.acceleration import MODES as COMPILE_MODES
 from ..schedule import SCHEDULES
 from ..warm_start import WARM_STARTS
+from .presets import FULL, NAMES as PRESET_NAMES
 
 PRECISIONS = ("bf16", "fp32")
 _KINDS = {float: "a number", int: "a whole number", bool: "true or false", str: "text"}
@@ -132,9 +135,9 @@ def _names(cls) -> tuple[str, ...]:
 class Recipe:
     """Everything that decides a reconstruction's answer besides the measurement (checked)."""
 
-    solver: str = "diffpir"
+    solver: str = FULL["solver"]
     params: Any = None  # the solver's Params (frozen dataclass); None or a mapping of overrides: its defaults
-    steps: int = 50
+    steps: int = FULL["steps"]
     schedule: str = "karras"  # karras | vp_uniform | vp_quadratic | vp_sde (diffrecon.schedule)
     samples: int = 4
     seed: int = 0
@@ -143,6 +146,7 @@ class Recipe:
     sigma_start: float | None = None  # warm start level in the prior's units; None: from the error estimate
     use_calibration: bool = True  # scale the std by a stored calibration of this setting (diffrecon calibrate)
     weight_choice: Mapping[str, Any] | None = None  # how the weight was chosen (weights.py), for the provenance
+    preset: str = "full"  # the quality preset (presets.py) solver, steps and params came from, unless overridden
 
     def __post_init__(self):
         from ..solvers import get_solver
@@ -157,6 +161,7 @@ class Recipe:
             "sigma_start": None if self.sigma_start is None else
             _number("sigma_start", self.sigma_start, positive=True),
             "use_calibration": _flag("use_calibration", self.use_calibration),
+            "preset": _choice("quality preset", self.preset, PRESET_NAMES),
         }
         if self.weight_choice is not None and not isinstance(self.weight_choice, Mapping):
             raise InputError(f"weight_choice must be a mapping (rule, param, value, ...) or unset (got "
@@ -245,9 +250,9 @@ class RunConfig:
     """A Recipe and RuntimeOptions side by side, flat (what forms and scripts fill in). Qt-free.
     Not checked until used: ``.recipe`` and ``.runtime`` check their halves."""
 
-    solver: str = "diffpir"
+    solver: str = FULL["solver"]
     params: Mapping[str, Any] = field(default_factory=dict)  # overrides of the solver's defaults
-    steps: int = 50
+    steps: int = FULL["steps"]
     samples: int = 4
     seed: int = 0
     prior: str = "default"  # "default" (bundled), "gaussian", or a prior folder
@@ -267,6 +272,7 @@ class RunConfig:
     sigma_start: float | None = None  # warm start level in the prior's units; None: from the error estimate
     prior_fit: bool = True  # measure the prior-fit indicator before and after the run (prior_fit.py)
     weight_choice: Mapping[str, Any] | None = None  # how the weight was chosen (weights.py), for the provenance
+    preset: str = "full"  # the quality preset (presets.py) solver, steps and params came from, unless overridden
 
     @property
     def recipe(self) -> Recipe:
@@ -277,6 +283,15 @@ class RunConfig:
     def runtime(self) -> RuntimeOptions:
         """The half that decides how it runs, checked."""
         return RuntimeOptions(**{k: getattr(self, k) for k in RUNTIME_KEYS})
+
+    @classmethod
+    def from_preset(cls, preset: str, solver: str | None = None, steps: int | None = None,
+                    params: Mapping[str, Any] | None = None, **fields: Any) -> "RunConfig":
+        """The settings of the quality preset ``preset`` with the solver, steps and params given
+        (not None) in place of its own (:func:`.presets.resolve`), and ``fields``."""
+        from .presets import resolve
+
+        return cls(**resolve(preset, solver, steps, params), **fields)
 
     @classmethod
     def from_parts(cls, recipe: Recipe, runtime: RuntimeOptions | None = None) -> "RunConfig":

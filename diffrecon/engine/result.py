@@ -15,6 +15,8 @@ from ..solvers.labels import UNKNOWN, Spread
 from .loop import Outcome
 from .normalization import Normalization
 from .preparation import Setup, network_mode
+from .budget import provenance as budget_provenance
+from .presets import overridden
 
 
 def final_step_spread(final_step: tuple[int, int]) -> Spread:
@@ -31,7 +33,7 @@ def build_result(measurement: Measurement, setup: Setup, outcome: Outcome, sprea
     std = scale * norm.scale * stats.std().float().cpu().numpy()
     metrics = compute_metrics(setup.op, measurement, mean, std, stats.n, norm)
     metrics.update({
-        "nfe": float(counter.nfe), "nfe_per_sample": counter.nfe_finished / max(stats.n, 1),
+        "nfe": float(counter.nfe), "equivalent_nfe": float(counter.equivalent), **evaluations_per_sample(counter, stats.n),
         "grad_evals": float(counter.grad), "operator_calls": float(counter.op_calls),
         "seconds": float(outcome.elapsed), "seconds_per_sample": float(outcome.elapsed) / max(stats.n, 1),
         "peak_memory_bytes": float(outcome.peak_bytes),  # this run's (RunMemory), not the process's
@@ -42,6 +44,14 @@ def build_result(measurement: Measurement, setup: Setup, outcome: Outcome, sprea
     return Result(mean=mean, std=std, samples=samples, n_samples=stats.n, metrics=metrics,
                   provenance=provenance(setup, outcome, spread, calibration), std_is_posterior=spread.is_posterior,
                   spread=spread.kind, units=measurement.units, measurement=measurement, complete=complete)
+
+
+def evaluations_per_sample(counter, samples: int) -> dict[str, float]:
+    """Network evaluations per completed sample as counted (any level or size counts one), and
+    their cost in full evaluations (a call at a quarter of the pixels, or of a level declared to
+    cost a quarter, counts 0.25: :class:`~diffrecon.runtime.CountingDenoiser`)."""
+    return {"nfe_per_sample": counter.nfe_finished / max(samples, 1),
+            "equivalent_nfe_per_sample": counter.equivalent_finished / max(samples, 1)}
 
 
 def provenance(setup: Setup, outcome: Outcome, spread: Spread, calibration) -> dict:
@@ -62,8 +72,11 @@ def provenance(setup: Setup, outcome: Outcome, spread: Spread, calibration) -> d
         "normalization": [setup.norm.scale, setup.norm.offset], "software_version": __version__,
         "torch_version": str(torch.__version__), "elapsed_seconds": float(outcome.elapsed),
         "started": outcome.started, "spread": spread.kind, "calibration": provenance_record(calibration),
+        **evaluations_per_sample(outcome.counter, outcome.stats.n),
         **(setup.warm.provenance(setup.norm.scale) if setup.warm is not None else {"warm_start": "none"}),
     }
+    record["preset_overridden"] = overridden(recipe)
+    record.update(budget_provenance(setup.budget))
     if outcome.final_step is not None:
         record["final_denoising_step"] = f"{outcome.final_step[0]}/{outcome.final_step[1]}"
     divergence = outcome.guard.record(outcome.lost)

@@ -1,6 +1,7 @@
 """``run``: the three units in order, a prepared plan, the loop, the result, as one event stream."""
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Iterator
 
@@ -9,6 +10,7 @@ import torch
 from ..calibration import spread_fields, stored_calibration
 from ..guard import retry_config
 from ..measurement import Measurement
+from . import budget
 from .events import Event, Finished, Log, Preparing
 from .loop import Loop
 from .planning import planned
@@ -38,7 +40,18 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
             if stop is not None and stop.is_set():
                 yield Log("Stopped while fitting the prior; nothing to show.", "warning")
                 return
-    setup = prepare(measurement, config, denoiser)
+    if recipe.schedule == "budget":  # a first run of the setting searches its levels, with progress
+        setup = yield from budget.prepare_events(functools.partial(prepare, measurement, config, denoiser), stop)
+        if setup is None:
+            yield Log("Stopped while searching the budget schedule; nothing to show.", "warning")
+            return
+        yield Log(f"Budget schedule for {recipe.solver} at {recipe.steps} steps: "
+                  + ("from the cache." if setup.budget["cached"] else
+                     f"searched ({setup.budget['trials']} schedules tried, {setup.budget['psnr']:.2f} dB on simulated "
+                     f"problems against {setup.budget['karras_psnr']:.2f} dB with Karras levels; kept on disk)."),
+                  "info")
+    else:
+        setup = prepare(measurement, config, denoiser)
     calibration = stored_calibration(measurement, recipe, setup)
     yield planned(setup, spread_fields(setup, calibration))
     yield from _opening_logs(setup, calibration)

@@ -1,6 +1,8 @@
 """The cost-quality plot: one point per run (network evaluations or seconds against PSNR, SSIM
 or, without a ground truth, the residual against the noise), the Pareto frontier drawn through
-the runs no other run beats on both."""
+the runs no other run beats on both. The cost axis is a toggle of two buttons; evaluations are
+counted in full-size equivalents (``metrics["equivalent_nfe"]``: a reduced-resolution level of
+mlem counts its share), or as calls in comparisons saved before that was recorded."""
 from __future__ import annotations
 
 import math
@@ -11,7 +13,8 @@ from PySide6 import QtWidgets
 
 from ..compare import Comparison, metrics_rows, pareto_front
 
-COSTS = {"Network evaluations": "nfe", "Seconds": "seconds"}
+COSTS = {"Network evaluations": "equivalent_nfe", "Seconds": "seconds"}
+FALLBACK = {"equivalent_nfe": "nfe"}  # comparisons saved before the equivalents were recorded
 QUALITIES = {"PSNR [dB]": "psnr", "SSIM": "ssim", "|log residual / noise|": "residual_ratio"}
 
 
@@ -25,8 +28,14 @@ def quality_value(key: str, value: float) -> float:
 class ComparePlot(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.cost = QtWidgets.QComboBox()
-        self.cost.addItems(list(COSTS))
+        self.cost = QtWidgets.QButtonGroup(self)  # the cost axis: a toggle
+        self.cost_buttons = {}
+        for i, name in enumerate(COSTS):
+            button = QtWidgets.QToolButton(text=name, checkable=True, checked=i == 0)
+            button.setToolTip("Cost axis: network evaluations of the run (full-size equivalents)" if i == 0 else
+                              "Cost axis: wall seconds of the run on this machine")
+            self.cost.addButton(button, i)
+            self.cost_buttons[name] = button
         self.quality = QtWidgets.QComboBox()
         self.quality.addItems(list(QUALITIES))
         self.plot = pg.PlotWidget()
@@ -38,7 +47,8 @@ class ComparePlot(QtWidgets.QWidget):
         self.labels: list[pg.TextItem] = []
         top = QtWidgets.QHBoxLayout()
         top.addWidget(QtWidgets.QLabel("Cost"))
-        top.addWidget(self.cost)
+        for button in self.cost_buttons.values():
+            top.addWidget(button)
         top.addWidget(QtWidgets.QLabel("Quality"))
         top.addWidget(self.quality)
         top.addStretch(1)
@@ -49,8 +59,15 @@ class ComparePlot(QtWidgets.QWidget):
         self.comparison: Comparison | None = None
         self.points: list[tuple[float, float]] = []
         self.front_indices: list[int] = []
-        self.cost.currentIndexChanged.connect(self._redraw)
+        self.cost.idToggled.connect(lambda _id, on: on and self._redraw())
         self.quality.currentIndexChanged.connect(self._redraw)
+
+    def cost_axis(self) -> str:
+        """The cost axis shown: a key of :data:`COSTS`."""
+        return self.cost.checkedButton().text()
+
+    def set_cost_axis(self, name: str) -> None:
+        self.cost_buttons[name].setChecked(True)
 
     def show_comparison(self, comparison: Comparison) -> None:
         self.comparison = comparison
@@ -69,8 +86,11 @@ class ComparePlot(QtWidgets.QWidget):
         self.front.setData([], [])
         if self.comparison is None:
             return
-        cost_key, quality_key = COSTS[self.cost.currentText()], QUALITIES[self.quality.currentText()]
-        rows = [r for r in metrics_rows(self.comparison) if not math.isnan(r[cost_key])]
+        cost_key, quality_key = COSTS[self.cost_axis()], QUALITIES[self.quality.currentText()]
+        rows = metrics_rows(self.comparison)
+        if cost_key in FALLBACK and all(math.isnan(r[cost_key]) for r in rows):
+            cost_key = FALLBACK[cost_key]
+        rows = [r for r in rows if not math.isnan(r[cost_key])]
         self.points = [(r[cost_key], quality_value(quality_key, r[quality_key])) for r in rows]
         ok = [i for i, (c, q) in enumerate(self.points) if math.isfinite(c) and math.isfinite(q)]
         self.scatter.setData([self.points[i][0] for i in ok], [self.points[i][1] for i in ok],
@@ -88,7 +108,8 @@ class ComparePlot(QtWidgets.QWidget):
         self.front_indices = pareto_front(self.points)
         front = np.array([self.points[i] for i in self.front_indices], dtype=float).reshape(-1, 2)
         self.front.setData(front[:, 0], front[:, 1])
-        self.plot.setLabel("bottom", self.cost.currentText())
+        self.plot.setLabel("bottom", "Seconds" if cost_key == "seconds" else
+                           "Network evaluations" + (" (full-size equivalents)" if cost_key == "equivalent_nfe" else ""))
         self.plot.setLabel("left", self.quality.currentText())
         self.plot.setTitle("Pareto frontier (dashed): no other run is cheaper and better", size="9pt")
         self.plot.autoRange(padding=0.15)

@@ -135,6 +135,7 @@ class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
         self.stop_button.clicked.connect(lambda: self.stop_run())
         self.finish_button = finish_button(lambda: self.stop_run(FINISH))
         buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.solver.full_quality)  # the quality preset, one click from Reconstruct
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.stop_button, 1)
         buttons.addWidget(self.finish_button, 1)

@@ -14,6 +14,8 @@ _LABELS = {
     "coverage": ("±1σ coverage", "{:.3f}"), "coverage90": ("90 % interval coverage", "{:.3f}"),
     "nrmse": ("NRMSE", "{:.4f}"), "std_error_corr": ("corr(std, |error|)", "{:.3f}"),
     "operator_calls": ("Operator calls", "{:.0f}"), "nfe_per_sample": ("NFE per sample", "{:.0f}"),
+    "equivalent_nfe": ("Full-size evaluations", "{:.1f}"),
+    "equivalent_nfe_per_sample": ("Full-size NFE per sample", "{:.1f}"),
     "seconds_per_sample": ("Time per sample", "{:.3f} s"), "samples": ("Samples", "{:.0f}"),
     "prior_fit": ("Prior fit before run (1: fits)", "{:.2f}"), "prior_fit_after": ("Prior fit of the mean", "{:.2f}"),
 }

@@ -1,6 +1,11 @@
 """Solver panel: the registry's solvers (those the forward model cannot serve greyed out, with
 the reason as tooltip), a form built from the selected solver's ``Params`` dataclass, the run
-budget (steps, samples, seed), device, precision and prior, and the predicted cost."""
+budget (steps, samples, seed), device, precision and prior, and the predicted cost.
+
+The quality preset (:mod:`diffrecon.engine.presets`): the panel starts from ``fast``;
+:attr:`SolverPanel.full_quality`, a check box the window puts beside Reconstruct, switches the
+solver, steps and parameters to ``full`` and back. Edits after that override the preset (the
+provenance says which)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +15,7 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..engine import RunConfig
+from ..engine.presets import FRONT_END_DEFAULT, resolve
 from ..errors import InputError
 from ..schedule import SCHEDULES
 from .divergence_banner import GuardOptions
@@ -75,7 +81,9 @@ class SolverPanel(QtWidgets.QWidget):
         self.schedule.addItems(list(SCHEDULES))
         self.schedule.setToolTip("Noise levels of the steps: karras (EDM, the default); vp_uniform (DDIM's "
                                  "uniform subsequence of the prior's training levels); vp_quadratic (DiffPIR's "
-                                 "quadratic subsequence); vp_sde (uniform time of the VP SDE, as in DPS code).")
+                                 "quadratic subsequence); vp_sde (uniform time of the VP SDE, as in DPS code); "
+                                 "budget (levels searched for this prior, forward model, solver and number of steps: "
+                                 "about 80 solver runs with progress the first time, then read from the cache).")
         self.checkpointing = QtWidgets.QCheckBox("Gradient checkpointing")
         self.checkpointing.setToolTip("For solvers that backpropagate through the network (DPS): recompute "
                                       "activations instead of storing them, about a third of the memory "
@@ -96,6 +104,9 @@ class SolverPanel(QtWidgets.QWidget):
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet("color: #d08000; font-weight: bold;")
         self.warning.hide()
+        self.preset = FRONT_END_DEFAULT
+        self.full_quality = QtWidgets.QCheckBox("Full quality")  # laid out by the window, beside Reconstruct
+        self.full_quality.setToolTip(_quality_tip())
 
         # what a run is made of first (prior, budget), so it is visible without scrolling at
         # 1600 x 1000; the solver's own parameters and the run options below
@@ -126,8 +137,6 @@ class SolverPanel(QtWidgets.QWidget):
         layout.addStretch(1)
 
         self._fill_solvers()
-        default = self.solver_box.findData(RunConfig().solver, QtCore.Qt.ItemDataRole.UserRole)
-        self.solver_box.setCurrentIndex(max(default, 0))  # the engine's default, not the registry's first
         self.solver_box.currentIndexChanged.connect(self._on_solver_changed)
         self.form.changed.connect(self._on_any_change)
         for w in (self.steps, self.samples, self.seed):
@@ -140,8 +149,9 @@ class SolverPanel(QtWidgets.QWidget):
         self.checkpointing.toggled.connect(self._on_any_change)
         self.guard.changed.connect(self._on_any_change)
         self.prior.activated.connect(self._on_prior_activated)
+        self.full_quality.toggled.connect(lambda on: self.apply_preset("full" if on else "fast"))
         self._on_device_changed()
-        self._on_solver_changed()
+        self.apply_preset(FRONT_END_DEFAULT)  # the window starts fast, not at the engine's (full) default
 
     # ------------------------------------------------------------------ model -> view
     def _fill_solvers(self) -> None:
@@ -196,11 +206,30 @@ class SolverPanel(QtWidgets.QWidget):
         self.checkpointing.setChecked(bool(config.checkpointing))
         _select(self.prior, config.prior, insert_at=len(PRIORS))
         self.guard.set_values(config.on_divergence, config.retry_on_divergence)
+        self._set_preset(config.preset)
         del blockers
         self._on_device_changed()
         self._on_solver_changed()
         self.form.set_values(dict(config.params))
         self._on_any_change()
+
+    def apply_preset(self, name: str) -> None:
+        """Show the quality preset ``name``: its solver, steps and parameters (the rest stays)."""
+        values = resolve(name)
+        with QtCore.QSignalBlocker(self.solver_box), QtCore.QSignalBlocker(self.steps):
+            index = self.solver_box.findData(values["solver"], QtCore.Qt.ItemDataRole.UserRole)
+            self.solver_box.setCurrentIndex(max(index, 0))
+            self.steps.setValue(int(values["steps"]))
+        self._set_preset(name)
+        self._on_solver_changed()
+        # every parameter: the solver's defaults under the preset's (earlier edits do not stay)
+        self.form.set_values(dataclasses.asdict(RunConfig(**values).recipe.params))
+        self._on_any_change()
+
+    def _set_preset(self, name: str) -> None:
+        self.preset = name
+        with QtCore.QSignalBlocker(self.full_quality):
+            self.full_quality.setChecked(name == "full")
 
     # ------------------------------------------------------------------ view -> model
     def solver_name(self) -> str | None:
@@ -232,7 +261,8 @@ class SolverPanel(QtWidgets.QWidget):
             device=self.device.currentText(), precision=self.precision.currentText(),
             prior=self.prior.currentText(), compile=self.compile.currentText(),
             checkpointing=self.checkpointing.isChecked(), schedule=self.schedule.currentText(),
-            **self.guard.values(), warm_start=self.warm_start.currentText(), weight_choice=self._chosen_weight())
+            **self.guard.values(), warm_start=self.warm_start.currentText(), weight_choice=self._chosen_weight(),
+            preset=self.preset)
 
     def _params_or_none(self, info):
         """The chosen solver's Params from the form, or None (its defaults) while the form is invalid."""
@@ -257,10 +287,11 @@ class SolverPanel(QtWidgets.QWidget):
         return spread is not None and not spread.is_posterior
 
     def predicted_nfe(self) -> int:
-        """Network evaluations before planning: steps x samples x evaluations per step."""
+        """Network evaluations before planning: samples x the solver's evaluations per sample."""
         info = self.solver_info()
-        per_step = 0 if info is not None and not info.uses_prior else info.evaluations_per_step(self._params_or_none(info))
-        return self.steps.value() * self.samples.value() * per_step
+        if info is None:
+            return 0
+        return self.samples.value() * info.evaluations(self._params_or_none(info), self.steps.value())
 
     # ------------------------------------------------------------------ slots
     def _on_solver_changed(self, *_):
@@ -328,6 +359,13 @@ class SolverPanel(QtWidgets.QWidget):
             self.set_config(RunConfig.from_dict(json.loads(raw)))
         except (InputError, ValueError, TypeError):  # stale settings from another version are ignored
             pass
+
+
+def _quality_tip() -> str:
+    fast, full = resolve("fast"), resolve("full")
+    return (f"Off: the fast preset, {fast['solver']} with {fast['steps']} steps (seconds). On: full quality, "
+            f"{full['solver']} with {full['steps']} steps (minutes on a CPU). Either sets the solver, steps and "
+            "parameters; edits after that override them.")
 
 
 FULL_NAME_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1

@@ -18,7 +18,7 @@ from .atomic import atomic_write
 FORMAT = "comparison"
 FORMAT_VERSION = 1
 #: The columns of the metrics table after the run description, in order (Result.metrics keys).
-METRIC_KEYS = ("psnr", "ssim", "residual_ratio", "coverage90", "std_error_corr", "nfe", "nfe_per_sample",
+METRIC_KEYS = ("psnr", "ssim", "residual_ratio", "coverage90", "std_error_corr", "nfe", "equivalent_nfe", "nfe_per_sample",
                "grad_evals", "seconds", "peak_memory_bytes")
 RUN_KEYS = ("run", "solver", "steps", "samples", "seed", "status", "std_is_posterior")
 

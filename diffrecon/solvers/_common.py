@@ -155,9 +155,12 @@ class SolverInfo:
     posterior: bool | Callable[[Any], bool] = True
     #: False for classical baselines that ignore the denoiser and the schedule.
     uses_prior: bool = True
-    #: network evaluations per step and sample (for planning before a run).
-    #: network evaluations per step and sample: a number, or ``params -> number`` where params decide it
+    #: network evaluations per step and sample (for planning before a run): a number, or
+    #: ``params -> number`` where params decide it
     nfe_per_step: Any = 1
+    #: ``(params, steps) -> evaluations per sample`` of a whole run, where that is not
+    #: ``steps x nfe_per_step`` (DDNM+'s time travel); None: that product
+    nfe_per_run: Any = None
     #: fewer steps than this are known to fail (e.g. diverge); 0 when there is no such bound.
     min_steps: int = 0
     #: the data step filters an iterative pseudo-inverse by the noise level (noise_sigma > 0), so
@@ -174,6 +177,15 @@ class SolverInfo:
         if callable(self.nfe_per_step):
             return int(self.nfe_per_step(self.Params() if params is None else params))
         return int(self.nfe_per_step)
+
+    def evaluations(self, params: Any = None, steps: int = 1) -> int:
+        """Network evaluations per sample of a run of ``steps`` steps with ``params`` (None: the
+        defaults), as the solver's last ``Step.nfe`` counts them; 0 for the classical baselines."""
+        if not self.uses_prior:
+            return 0
+        if self.nfe_per_run is not None:
+            return int(self.nfe_per_run(self.Params() if params is None else params, int(steps)))
+        return int(steps) * self.evaluations_per_step(params)
 
     def is_posterior(self, params: Any) -> bool:
         return self.spread_of(params).is_posterior

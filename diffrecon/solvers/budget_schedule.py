@@ -52,8 +52,9 @@ def _with_zero(levels: Tensor) -> Tensor:
 
 def simulated_problems(denoiser, op, count: int, images: Tensor | None = None, seed: int = 0):
     """``(truths, ys)``: ``count`` images (drawn from the prior, or the first of ``images``) and their
-    simulated measurements under ``op`` (fixed seeds)."""
-    g = torch.Generator().manual_seed(seed)
+    simulated measurements under ``op`` (fixed seeds; drawn on the operator's device, as a prior and
+    operator moved to a GPU draw there)."""
+    g = torch.Generator(device=op.device).manual_seed(seed)
     if images is None:
         if not hasattr(denoiser, "sample"):
             raise InputError("A budget schedule for a prior that cannot draw its own samples needs images "
@@ -160,12 +161,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def budget_sigmas(denoiser, op, solver: str, steps: int, *, params=None, images: Tensor | None = None,
-                  problems: int = 4, max_trials: int = 80, cache_folder: Path | None = None,
-                  prior_hash: str | None = None) -> tuple[Tensor, dict[str, Any]]:
-    """The schedule (``steps`` levels and the final 0) that maximises ``solver``'s mean PSNR on
-    ``problems`` problems simulated under ``op``, and its record (score, Karras-baseline score, trials,
-    whether it came from the cache). Computed once per key (:func:`cache_key`), then read back."""
+def _key_and_params(denoiser, op, solver: str, steps: int, params, prior_hash: str | None):
     from ..priors import prior_weight_hash
     from . import get_solver
 
@@ -173,18 +169,51 @@ def budget_sigmas(denoiser, op, solver: str, steps: int, *, params=None, images:
         raise InputError(f"steps must be at least 1 (got {steps}).")
     info = get_solver(solver)
     params = params if params is not None else info.Params()
-    key = cache_key(prior_hash or prior_weight_hash(denoiser), op, solver, params, steps)
+    return info, params, cache_key(prior_hash or prior_weight_hash(denoiser), op, solver, params, steps)
+
+
+def cached_sigmas(denoiser, op, solver: str, steps: int, *, params=None, cache_folder: Path | None = None,
+                  prior_hash: str | None = None) -> tuple[Tensor, dict[str, Any]] | None:
+    """The stored schedule and record of :func:`budget_sigmas` for this key, or None (no search here)."""
+    _, _, key = _key_and_params(denoiser, op, solver, steps, params, prior_hash)
+    stored = _read(_cache_file(cache_folder)).get(key)
+    if stored is None or len(stored.get("sigmas", ())) != steps:
+        return None
+    return _with_zero(torch.tensor(stored["sigmas"], dtype=torch.float64)), {**stored, "cached": True}
+
+
+def budget_sigmas(denoiser, op, solver: str, steps: int, *, params=None, images: Tensor | None = None,
+                  problems: int = 4, max_trials: int = 80, cache_folder: Path | None = None,
+                  prior_hash: str | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, dict[str, Any]]:
+    """The schedule (``steps`` levels and the final 0) that maximises ``solver``'s mean PSNR on
+    ``problems`` problems simulated under ``op``, and its record (score, Karras-baseline score, trials,
+    whether it came from the cache). Computed once per key (:func:`cache_key`), then read back.
+    ``progress(done, total)`` is called after each schedule tried (``total``: ``max_trials`` and the
+    Karras baseline); an exception it raises ends the search, storing nothing."""
+    info, params, key = _key_and_params(denoiser, op, solver, steps, params, prior_hash)
+    found = cached_sigmas(denoiser, op, solver, steps, params=params, cache_folder=cache_folder,
+                          prior_hash=prior_hash)
+    if found is not None:
+        return found
     path = _cache_file(cache_folder)
-    stored = _read(path).get(key)
-    if stored is not None and len(stored.get("sigmas", ())) == steps:
-        return _with_zero(torch.tensor(stored["sigmas"], dtype=torch.float64)), {**stored, "cached": True}
     truths, ys = simulated_problems(denoiser, op, problems, images)
+    tried = [0]
+
+    def objective(levels: Tensor) -> float:
+        score = mean_psnr(info, denoiser, op, truths, ys, levels, params)
+        tried[0] += 1
+        if progress is not None:
+            progress(min(tried[0], max_trials + 1), max_trials + 1)
+        return score
+
     with torch.no_grad():
-        objective = lambda lv: mean_psnr(info, denoiser, op, truths, ys, lv, params)  # noqa: E731
         from ..schedule import karras_sigmas
 
         karras = objective(karras_sigmas(steps, denoiser.sigma_min, denoiser.sigma_max)[:-1])
         levels, score, trials = optimise_sigmas(objective, steps, denoiser.sigma_min, denoiser.sigma_max, max_trials)
+    if progress is not None:  # the search may end before max_trials (its moves became small)
+        progress(max_trials + 1, max_trials + 1)
     record = {"sigmas": [float(v) for v in levels], "psnr": score, "karras_psnr": karras, "trials": trials,
               "problems": problems, "solver": solver, "operator": op.kind, "steps": steps}
     data = _read(path)

@@ -197,12 +197,20 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
         yield Step(i, n, levels[i + 1], x, x0_hat, nfe)
 
 
+def evaluations(params: Params, steps: int) -> int:
+    """Evaluations per sample of ``steps`` steps: one per step, plus ``travel_length x travel_repeat``
+    at every ``travel_length``-th step that has ``travel_length`` steps ahead (``solve``'s loop)."""
+    travel = params.travel_length
+    jumps = sum(1 for i in range(0, steps, travel) if i + travel < steps) if travel > 0 else 0
+    return steps + jumps * travel * params.travel_repeat
+
+
 INFO = SolverInfo(
     name="ddnm", solve=solve, Params=Params,
     title="DDNM+ (null-space diffusion)",
     reference="Wang, Yu & Zhang, ICLR 2023",
     # The SVD is used where the operator has one (per-singular-value DDNM+), but is not required.
-    needs=frozenset({"pinv"}), uses_prior=True, noise_filtered_pinv=True,
+    needs=frozenset({"pinv"}), uses_prior=True, noise_filtered_pinv=True, nfe_per_run=evaluations,
     spread=SpreadRule(POSTERIOR, noise=("eta", "reinject"), seed_why=(
         "ddnm with eta = 0 is deterministic given its starting noise (a seed spread, not a posterior standard "
         "deviation); with noisy data its correction lambda_t is 0 as well, so it then ignores the measurement.")),

@@ -25,14 +25,14 @@ average-pooled by 4 and by 2 (the noise std shrinks by the same factor), its est
 costing 1/16 and 1/4; ``auto`` takes a Multilevel's levels, else ``resolution`` where the network
 allows, else the one level (plain Euler-Maruyama, DDPM's sampler). :func:`family_levels` builds a
 Multilevel from the bundled procedural family (1/16, 1/4, 1 of the compute).
-``Step.nfe`` counts equivalent full evaluations (rounded up); ``Step.info["cost"]`` has them exactly.
+``Step.nfe`` counts network evaluations (each level's call as one, as the engine's counter does);
+``Step.info["cost"]`` has their cost in full evaluations (the engine's ``equivalent_nfe_per_sample``).
 
 Guidance (``guidance``, :mod:`._fast`) applies to ``D~``. A stochastic sampler whose samples,
 with the data let in, are designed as posterior samples (as DDPM's guided relatives are).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -148,7 +148,8 @@ def expected_cost(costs: Sequence[float], rate: float) -> float:
 
 
 def _drift(levels, draws: np.ndarray, probs: list[float]):
-    """The step's estimator ``D~`` as a denoiser callable, and its cost in full evaluations."""
+    """The step's estimator ``D~`` as a denoiser callable, its cost in full evaluations and its
+    number of evaluations."""
     used = [0] + [l for l in range(1, len(levels)) if draws[l - 1] < probs[l - 1]]
     needed = sorted({0, *used, *[l - 1 for l in used if l > 0]})
     cost = sum(levels[l][1] for l in needed)
@@ -159,7 +160,7 @@ def _drift(levels, draws: np.ndarray, probs: list[float]):
         for l in used[1:]:
             out = out + (value[l] - value[l - 1]) / probs[l - 1]
         return out
-    return estimate, cost
+    return estimate, cost, len(needed)
 
 
 def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iterator[Step]:
@@ -171,17 +172,17 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     probs = [params.rate ** (l / (k - 1)) for l in range(1, k)]
     seed = np.random.SeedSequence([int(getattr(generator, "seed", 0)) & 0xFFFFFFFF, 0x4D4C454D])
     draws = np.random.default_rng(seed).random((n, max(k - 1, 1)))  # shared by the run's samples
-    total = 0.0
+    total, calls = 0.0, 0
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        estimate, cost = _drift(levels, draws[i], probs)
+        estimate, cost, evaluations = _drift(levels, draws[i], probs)
         x0, shift = guided_x0(params, clipped(estimate, params.clip, like=denoiser), op, x, y, sigma, sigma_next)
         x = ancestral_ddim_step(x, x0, sigma, sigma_next, 1.0, generator)     # Euler-Maruyama (exp. integrator)
         if shift is not None:
             x = x + shift
-        total += cost
+        total, calls = total + cost, calls + evaluations
         x = x.detach()
-        yield Step(i, n, sigma_next, x, x0.detach(), math.ceil(total - 1e-9), {"cost": total})
+        yield Step(i, n, sigma_next, x, x0.detach(), calls, {"cost": total})
 
 
 INFO = SolverInfo(

@@ -89,25 +89,46 @@ def ab_swipe_roi(app) -> None:
     w.close()
 
 
-def compare(app) -> None:
+def _compare(app, spec: CompareSpec, name: str, cost: str | None = None) -> None:
     w = _window(app, "light")
     w.solver.set_config(GAUSSIAN)
     w.show()
     assert w.open_compare_solvers(), w.last_error
     c = w.compare_window
-    assert c.start(CompareSpec(solvers=("dps", "ddnm", "diffpir"), steps=(10, 25), samples=4))
+    assert c.start(spec)
     c.wait_until_done(600_000)
+    if cost is not None:
+        c.plot.set_cost_axis(cost)
     _settle(app, 500)
-    save_screenshot(c, HERE / "compare.png")
+    save_screenshot(c, HERE / name)
     c.close()
     w.close()
 
 
+def compare(app) -> None:
+    _compare(app, CompareSpec(solvers=("dps", "ddnm", "diffpir"), steps=(10, 25), samples=4), "compare.png")
+
+
+def quality_preset(app) -> None:
+    """A new user's setup: the fast preset (the exact Gaussian prior here), "Full quality" beside
+    Reconstruct, after a run."""
+    w = _window(app, "light")
+    _run(app, w, RunConfig.from_preset("fast", samples=8, seed=0, prior="gaussian", device="cpu"))
+    save_screenshot(w, HERE / "quality_preset.png")
+    w.close()
+
+
+def compare_seconds(app) -> None:
+    """The comparison's cost-quality plot with its cost axis toggled to seconds."""
+    _compare(app, CompareSpec(solvers=("fvfo", "diffpir", "dps"), steps=(5, 20), samples=4), "compare_seconds.png",
+             cost="Seconds")
+
+
 def first_run(app) -> None:
-    """What ``python main.py`` shows: the CT demo, prior "default", solver defaults, the time
+    """What ``python main.py`` shows: the CT demo, prior "default", the fast preset, the time
     predicted before the first click, then the progress bar's ETA during the run."""
     w = _window(app, "light")
-    w.solver.set_config(RunConfig(device="cpu"))
+    w.solver.set_config(RunConfig.from_preset("fast", device="cpu"))
     w.show()
     deadline = time.monotonic() + 300
     while w.plan_panel.planned is None and time.monotonic() < deadline:
@@ -219,7 +240,7 @@ def priors(app) -> None:
 
 SHOTS = {"main_window": main_window, "main_window_dark": main_window_dark, "mri_complex": mri_complex,
          "ab_swipe_roi": ab_swipe_roi, "compare": compare, "first_run": first_run, "diverged": diverged,
-         "batch": batch, "priors": priors}
+         "batch": batch, "priors": priors, "quality_preset": quality_preset, "compare_seconds": compare_seconds}
 
 
 if __name__ == "__main__":
