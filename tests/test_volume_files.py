@@ -204,3 +204,47 @@ def test_cli_demo_import_and_reconstruct_a_volume_file(tmp_path, capsys):
     assert main(["import", str(scan), "--rows", "2:2", "--out", str(tmp_path / "x.h5")]) == 2
     err = capsys.readouterr().err.strip()
     assert "'2:2' is not a range A:B of at least 2 rows" in err and len(err.splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------ any mutation
+def _fuzz_bases() -> dict:
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="diffrecon-volume-fuzz-"))
+    write_volume_measurement(base / "volume.h5", volume_demo(3, 16, options={"n_views": 6}), z_spacing=2.0)
+    _dxchange_noisy(base / "dxchange.h5")
+    _nxtomo_noisy(base / "nxtomo.h5")
+    return {"volume.h5": (base, lambda p: read_volume_measurement(p, rows=(1, 3))),
+            "dxchange.h5": (base, lambda p: import_dxchange_rows(p, (0, 3), size=16)),
+            "nxtomo.h5": (base, lambda p: import_nxtomo_rows(p, (1, 3)))}
+
+
+def test_mutated_volume_files_read_or_raise_one_sentence():
+    """Every mutation of the fuzz test of the readers (deleted datasets, dtypes, shapes, NaN,
+    external links, virtual datasets, attributes, truncation, overwritten bytes) on a volume
+    measurement and on the row-range importers' files: a result or one InputError sentence."""
+    import shutil
+    import tempfile
+
+    from hypothesis import given, strategies as st
+    from test_fuzz_readers import FUZZ, MUTATIONS, mutate
+
+    bases = _fuzz_bases()
+
+    @FUZZ
+    @given(layout=st.sampled_from(sorted(bases)), **MUTATIONS)
+    def check(layout, op, pick, shape, dtype_i, frac, data):
+        base, reader = bases[layout]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / layout
+            shutil.copyfile(base / layout, path)
+            try:
+                mutate(path, op, pick, shape, dtype_i, frac, data)
+            except (OSError, KeyError, TypeError, ValueError, RuntimeError):
+                return
+            try:
+                reader(path)
+            except InputError as err:
+                assert str(err).strip() and "\n" not in str(err), f"not one sentence: {err!r}"
+
+    check()
