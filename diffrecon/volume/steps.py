@@ -32,7 +32,7 @@ import torch
 
 from ..errors import InputError
 from ..linalg import conjugate_gradient
-from ..solvers._common import SampleRNG, ancestral_step, ddim_step, floored_noise_sigma, prior_data_variance
+from ..solvers._common import SampleRNG, ancestral_step, ddim_step, prior_data_variance
 
 #: Solvers with a volume path.
 VOLUME_SOLVERS = ("diffpir", "dds", "ddnm")
