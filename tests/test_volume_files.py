@@ -187,7 +187,7 @@ def test_cli_demo_import_and_reconstruct_a_volume_file(tmp_path, capsys):
     code = main(["reconstruct-volume", str(demo), "--rows", "1:4", "--out", str(out), "--solver", "dds",
                  "--prior", "gaussian", "--steps", "4", "--samples", "1", "--device", "cpu"])
     text = capsys.readouterr().out
-    assert code == 0 and "Wrote" in text and "3 slices, dds, lam_z 1" in text  # 4 / 2^2
+    assert code == 0 and "Wrote" in text and "3 slices, dds, lam_z 0.25" in text  # 1 / 2^2
     with h5py.File(out, "r") as f:
         assert f["mean"].shape == (3, 1, 16, 16) and np.isfinite(f["mean"][()]).all()
 

@@ -63,7 +63,7 @@ def add_reconstruct_volume_parser(sub) -> None:
                    help="slices A to B-1 of a volume measurement file (default: all)")
     r.add_argument("--lam-z", type=_weight, default=None,
                    help="weight of the z-difference term relative to the prior's (0: slice by slice; default: "
-                        "4 / z_spacing^2)")
+                        "1 / z_spacing^2)")
     r.add_argument("--z-spacing", type=distance, default=None,
                    help="distance between slices in pixels (default: the volume file's, else 1)")
     r.add_argument("--posterior", action="store_true",

@@ -44,7 +44,7 @@ from ..solvers._common import SampleRNG, floored_noise_sigma
 from .steps import Stepper, Stopped, Volume, check_volume_solver, chunks, data_variance
 
 #: ``lam_z`` at isotropic voxels (slices one pixel apart); see :func:`default_lam_z`.
-LAM_Z_ISOTROPIC = 4.0
+LAM_Z_ISOTROPIC = 1.0
 
 
 def default_lam_z(z_spacing: float) -> float:
