@@ -7,17 +7,24 @@ from pathlib import Path
 from ..errors import InputError, printable
 from .options import check_out_folder, key_values, non_negative, positive, seed
 from .progress import EXIT_INTERRUPTED, status, write_final
+from .volume import distance, row_range, run_demo_volume, run_import_rows
 
 
 def add_demo_parser(sub) -> None:
     from ..demo import DEMO_KINDS
 
     d = sub.add_parser("demo", help="write a simulated demo measurement")
-    d.add_argument("kind", choices=DEMO_KINDS, metavar="KIND", help=f"one of {', '.join(DEMO_KINDS)}")
+    d.add_argument("kind", choices=(*DEMO_KINDS, "volume"), metavar="KIND",
+                   help=f"one of {', '.join(DEMO_KINDS)}, or volume (a phantom volume measured slice by slice)")
     d.add_argument("--out", required=True, type=Path, help="measurement file to write (.h5)")
-    d.add_argument("--size", type=positive, default=None, help="image size in pixels (default 128; rf 32)")
+    d.add_argument("--size", type=positive, default=None, help="image size in pixels (default 128; rf 32; volume 32)")
     d.add_argument("--seed", type=seed, default=None, help="phantom and noise seed (default 0)")
     d.add_argument("--noise", type=float, default=None, help="noise standard deviation in the units of y")
+    d.add_argument("--slices", type=positive, default=8, help="volume: number of slices (default 8)")
+    d.add_argument("--problem", choices=DEMO_KINDS, default="ct", metavar="KIND",
+                   help="volume: the demo problem measuring each slice (default ct)")
+    d.add_argument("--z-spacing", type=distance, default=None,
+                   help="volume: distance between slices in pixels (default 1)")
     d.set_defaults(func=run_demo)
 
 
@@ -39,6 +46,8 @@ def add_import_parser(sub) -> None:
                    help="file format (default: from the file's layout)")
     p.add_argument("--slice", type=non_negative, default=None,
                    help="fastMRI slice or tomography detector row (default: the middle one)")
+    p.add_argument("--rows", type=row_range, default=None, metavar="A:B",
+                   help="slices or detector rows A to B-1 as one volume measurement file (B excluded)")
     p.add_argument("--size", type=positive, default=None, help="image size in pixels (default: as stored)")
     p.add_argument("--acceleration", type=float, default=None,
                    help="retrospective undersampling factor for fully sampled fastMRI k-space")
@@ -112,6 +121,8 @@ def run_demo(args) -> int:
     from ..io import write_measurement
 
     check_out_folder(args.out)
+    if args.kind == "volume":
+        return run_demo_volume(args)
     m = make_demo(args.kind, size=args.size, seed=args.seed, noise=args.noise)
     interrupted = write_final(args.out, lambda: write_measurement(args.out, m))
     print(f"Wrote {args.out}: {m.title} (y {tuple(m.y.shape)} {m.y.dtype}, noise_sigma {m.noise_sigma:.4g}).")
@@ -133,6 +144,8 @@ def run_import(args) -> int:
     if fmt == "auto":
         fmt = detect_import_format(args.file, allow_external=args.allow_external)
     status(f"Importing {args.file} ({fmt}) ...")
+    if args.rows is not None:
+        return run_import_rows(args, fmt)
     m = import_file(args.file, fmt, slice=args.slice, size=args.size, acceleration=args.acceleration,
                     center_fraction=args.center_fraction, seed=args.seed, allow_external=args.allow_external)
     interrupted = write_final(args.out, lambda: write_measurement(args.out, m))

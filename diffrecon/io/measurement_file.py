@@ -54,15 +54,7 @@ def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
 
 def write_measurement_into(f: h5py.File, m: Measurement) -> None:
     """The root attributes and the /measurement and /operator groups of ``m`` into an open file."""
-    f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["software_version"] = __version__
-    f.attrs["title"] = m.title or ""
-    f.attrs["units"] = m.units or ""
-    f.attrs["pixel_size"] = float(m.pixel_size)
-    f.attrs["pixel_unit"] = m.pixel_unit or ""
-    if m.value_range is not None:
-        f.attrs["value_range"] = np.asarray(m.value_range, dtype=np.float64)
-
+    write_root_attrs(f, m)
     g = f.create_group("measurement")
     y = np.asarray(m.y)
     ds = _dataset(g, "y", _as_stored(y, np.iscomplexobj(y)))
@@ -73,8 +65,23 @@ def write_measurement_into(f: h5py.File, m: Measurement) -> None:
         gds.attrs["units"] = m.units or ""
     for key, value in (m.attrs or {}).items():
         set_attr(g.attrs, str(key), value)
+    write_operator_into(f, m.operator)
 
-    spec = m.operator
+
+def write_root_attrs(f: h5py.File, m: Measurement) -> None:
+    """The root attributes of a file holding ``m`` (format version, title, units, pixel size, value range)."""
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["software_version"] = __version__
+    f.attrs["title"] = m.title or ""
+    f.attrs["units"] = m.units or ""
+    f.attrs["pixel_size"] = float(m.pixel_size)
+    f.attrs["pixel_unit"] = m.pixel_unit or ""
+    if m.value_range is not None:
+        f.attrs["value_range"] = np.asarray(m.value_range, dtype=np.float64)
+
+
+def write_operator_into(f: h5py.File, spec: OperatorSpec) -> None:
+    """The /operator group of ``spec``: its kind, image shape, params and arrays."""
     og = f.create_group("operator")
     og.attrs["kind"] = spec.kind
     og.attrs["image_shape"] = np.asarray(spec.image_shape, dtype=np.int64)
@@ -141,6 +148,17 @@ def read_operator_spec(f: h5py.File, path: Path, noise_sigma: float) -> Operator
     return OperatorSpec(kind, image_shape, params, arrays, noise_sigma)
 
 
+def build_file_operator(spec: OperatorSpec, path: Path):
+    """The forward model ``spec`` read from ``path`` describes; one InputError naming the file if it cannot be built."""
+    try:
+        return build_operator(spec)
+    except InputError as err:
+        raise InputError(f"File {path}: {err}") from None
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, OverflowError, RecursionError) as err:
+        raise InputError(f"File {path}: group /operator does not describe a valid {spec.kind} "
+                         f"forward model ({printable(str(err)[:200])}).") from None
+
+
 def read_measurement_from(f: h5py.File, path: Path) -> Measurement:
     """Validate and read the measurement part of an open diffrecon file."""
     require_group(f, "measurement", path)
@@ -149,13 +167,7 @@ def read_measurement_from(f: h5py.File, path: Path) -> Measurement:
     if noise_sigma < 0:
         raise InputError(f"File {path}: attribute noise_sigma of /measurement/y is {noise_sigma}; expected >= 0.")
     spec = read_operator_spec(f, path, noise_sigma)
-    try:
-        op = build_operator(spec)
-    except InputError as err:
-        raise InputError(f"File {path}: {err}") from None
-    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, OverflowError, RecursionError) as err:
-        raise InputError(f"File {path}: group /operator does not describe a valid {spec.kind} "
-                         f"forward model ({printable(str(err)[:200])}).") from None
+    op = build_file_operator(spec, path)
     meas_shape = tuple(op.meas_shape)
     if tuple(y_ds.shape) != meas_shape:
         raise InputError(f"File {path}: dataset /measurement/y has shape {y_ds.shape}, but the {spec.kind} "
@@ -173,6 +185,15 @@ def read_measurement_from(f: h5py.File, path: Path) -> Measurement:
                                 what=f"a (C, H, W) = {op.image_shape} image")
         ground_truth = read_finite(gt_ds, path, np.complex64 if gt_ds.dtype.kind == "c" else np.float32)
 
+    extra = {k: (v.item() if isinstance(v, np.generic) else v)
+             for k, v in f["measurement"].attrs.items() if k not in _RESERVED_Y_ATTRS}
+    return Measurement(y=y, operator=spec, noise_sigma=noise_sigma, ground_truth=ground_truth, source=path,
+                       attrs=extra, **read_root_attrs(f, path))
+
+
+def read_root_attrs(f: h5py.File, path: Path) -> dict:
+    """The root attributes :func:`write_root_attrs` writes, checked: units, value_range, pixel_size,
+    pixel_unit and title, as Measurement's fields."""
     value_range = None
     if "value_range" in f.attrs:
         vr = np.asarray(f.attrs["value_range"])
@@ -182,11 +203,5 @@ def read_measurement_from(f: h5py.File, path: Path) -> Measurement:
     pixel_size = attr_float(f.attrs, "pixel_size", path, "the root", default=1.0)
     if pixel_size <= 0:
         raise InputError(f"File {path}: root attribute pixel_size is {pixel_size}; expected a positive number.")
-    extra = {k: (v.item() if isinstance(v, np.generic) else v)
-             for k, v in f["measurement"].attrs.items() if k not in _RESERVED_Y_ATTRS}
-    return Measurement(
-        y=y, operator=spec, noise_sigma=noise_sigma, units=attr_str(f.attrs, "units", "a.u."),
-        value_range=value_range, ground_truth=ground_truth, pixel_size=pixel_size,
-        pixel_unit=attr_str(f.attrs, "pixel_unit", "px"), title=attr_str(f.attrs, "title"),
-        source=path, attrs=extra,
-    )
+    return dict(units=attr_str(f.attrs, "units", "a.u."), value_range=value_range, pixel_size=pixel_size,
+                pixel_unit=attr_str(f.attrs, "pixel_unit", "px"), title=attr_str(f.attrs, "title"))

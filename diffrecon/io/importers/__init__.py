@@ -13,12 +13,12 @@ from .fastmri import import_fastmri
 from .image import SIMULATE_OPTIONS, simulate
 from .physical import PhysicalImage, read_image, read_physical
 from .registry import (IMPORTERS, ImporterInfo, ImportOption, detect, import_formats, importer,
-                       open_measurement)
+                       open_measurement, open_rows)
 from .tomo import import_dxchange, import_nxtomo
 
 open = open_measurement  # noqa: A001 - ``importers.open(path)``, as the module is meant to be read
 
 __all__ = ["IMPORTERS", "ImporterInfo", "ImportOption", "detect", "import_formats", "importer", "open",
-           "open_measurement", "import_fastmri", "import_dxchange", "import_nxtomo", "read_image", "simulate",
+           "open_measurement", "open_rows", "import_fastmri", "import_dxchange", "import_nxtomo", "read_image", "simulate",
            "read_physical", "PhysicalImage",
            "SIMULATE_OPTIONS"]

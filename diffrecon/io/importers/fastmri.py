@@ -40,6 +40,7 @@ from ...measurement import Measurement
 from ..h5 import attr_str, check_read, open_readonly, require_dataset
 from .noise import kspace_noise
 from ...operators import MRI, cartesian_mask
+from .stack import check_range, same_operator, shared_noise
 from ._common import MAX_SIDE, centre_crop_or_pad, check_size_arg, finite_or_fail, pick_index, value_range_of
 
 _MAX_COILS = 128
@@ -72,32 +73,37 @@ def _number_attr(attrs, key: str) -> float | None:
     return out if np.isfinite(out) else None
 
 
-def _pixel_size_mm(f, path: Path, rows: int) -> float | None:
-    """Read-out pixel pitch from the ISMRMRD header's encoded field of view (mm / matrix)."""
+def _pixel_size_mm(f, path: Path, rows: int) -> tuple[float | None, float | None]:
+    """Read-out pixel pitch and slice thickness in mm from the ISMRMRD header's encoded field of
+    view (mm / matrix; the thickness is the field of view along z of a 2D acquisition)."""
     ds = f.get("ismrmrd_header")
     if ds is None or not hasattr(ds, "dtype") or ds.dtype.kind not in "SOU" or ds.shape not in ((), (1,)):
-        return None
+        return None, None
     try:
         raw = ds[()]
         raw = raw[0] if isinstance(raw, np.ndarray) else raw
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         if len(text) > _MAX_HEADER_BYTES:
-            return None
+            return None, None
         root = ET.fromstring(text)
     except (OSError, ET.ParseError, ValueError, TypeError, IndexError):
-        return None
+        return None, None
     for el in root.iter():
         if el.tag.rsplit("}", 1)[-1] != "encodedSpace":
             continue
         fov = {c.tag.rsplit("}", 1)[-1]: c for c in el.iter()}
-        try:
-            fov_x = float(next(c.text for c in fov["fieldOfView_mm"] if c.tag.endswith("x")))
-            mat_x = float(next(c.text for c in fov["matrixSize"] if c.tag.endswith("x")))
-        except (KeyError, StopIteration, TypeError, ValueError):
-            return None
-        size = fov_x / mat_x if mat_x > 0 else 0.0
-        return size if np.isfinite(size) and size > 0 and int(mat_x) == rows else None
-    return None
+
+        def axis(name: str, end: str) -> float | None:
+            try:
+                value = float(next(c.text for c in fov[name] if c.tag.endswith(end)))
+            except (KeyError, StopIteration, TypeError, ValueError):
+                return None
+            return value if np.isfinite(value) and value > 0 else None
+
+        fov_x, mat_x, fov_z = axis("fieldOfView_mm", "x"), axis("matrixSize", "x"), axis("fieldOfView_mm", "z")
+        size = fov_x / mat_x if fov_x and mat_x and int(mat_x) == rows else None
+        return size, fov_z if axis("matrixSize", "z") == 1 else None
+    return None, None
 
 
 def _validate(f, path: Path):
@@ -126,6 +132,22 @@ def _validate(f, path: Path):
     return ks, reference
 
 
+def import_fastmri_slices(path: str | os.PathLike, rows: tuple[int, int], size: int | None = None,
+                          acceleration: float | None = None, center_fraction: float | None = None, seed: int = 0,
+                          coils: str = "auto", *, allow_external: bool = False) -> list[Measurement]:
+    """Slices ``first .. end - 1`` of a fastMRI file, each as :func:`import_fastmri` makes it, with
+    one noise level (the median of the slices' estimates); refused where their forward models
+    differ (multi-coil sensitivities are estimated per slice), as a volume measurement holds one."""
+    path = Path(path)
+    with open_readonly(path, allow_external=allow_external) as f:
+        ks_ds, _ = _validate(f, path)
+        first, end = check_range(rows, ks_ds.shape[0], "the slices of /kspace", path)
+    slices = [import_fastmri(path, z, size, acceleration, center_fraction, seed, coils, allow_external=allow_external)
+              for z in range(first, end)]
+    return same_operator(shared_noise(slices), path, "import single-coil data with coils='none' (one mask for "
+                         "every slice), or multi-coil slices one at a time")
+
+
 def import_fastmri(path: str | os.PathLike, slice: int | None = None, size: int | None = None,
                    acceleration: float | None = None, center_fraction: float | None = None, seed: int = 0,
                    coils: str = "auto", *, allow_external: bool = False) -> Measurement:
@@ -142,7 +164,7 @@ def import_fastmri(path: str | os.PathLike, slice: int | None = None, size: int 
             kspace = kspace[None]
         reference = _read(ref_ds, index, path, np.float32) if ref_ds is not None else None
         ref_name = ref_ds.name if ref_ds is not None else None
-        pixel_size = _pixel_size_mm(f, path, kspace.shape[-2])
+        pixel_size, thickness = _pixel_size_mm(f, path, kspace.shape[-2])
         attrs = {key: attr_str(f.attrs, key) for key in ("acquisition", "patient_id") if key in f.attrs}
         max_attr, norm_attr = _number_attr(f.attrs, "max"), _number_attr(f.attrs, "norm")
 
@@ -207,6 +229,8 @@ def import_fastmri(path: str | os.PathLike, slice: int | None = None, size: int 
         attrs["norm"] = norm_attr
     if max_attr is not None:
         attrs["max"] = max_attr
+    if thickness is not None:
+        attrs["slice_thickness_mm"] = thickness
     return Measurement(
         y=y, operator=op.to_spec(), noise_sigma=noise_sigma, units="a.u.",
         value_range=value_range_of(ground_truth, max_attr), ground_truth=ground_truth,

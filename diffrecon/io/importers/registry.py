@@ -50,6 +50,9 @@ class ImporterInfo:
     suffixes: tuple[str, ...] = (".h5", ".hdf5")
     imported: bool = True
     needs_operator: bool = False
+    #: ``read_rows(path, rows, *, allow_external, **options)``: a range of rows or slices as
+    #: measurements of one forward model (a volume's slices); None where the format has none.
+    read_rows: Callable[..., list[Measurement]] | None = None
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -57,12 +60,16 @@ class ImporterInfo:
 
 
 # ------------------------------------------------------------------------------ readers
+def _check_mask_options(path, acceleration, center_fraction) -> None:
+    if center_fraction is not None and acceleration is None:
+        raise InputError(f"Import of {path}: center_fraction applies only with acceleration (a retrospective mask).")
+
+
 def _read_fastmri(path, *, allow_external=False, slice=None, size=None, acceleration=None, center_fraction=None,
                   seed=0, coils="auto") -> Measurement:
     from .fastmri import import_fastmri
 
-    if center_fraction is not None and acceleration is None:
-        raise InputError(f"Import of {path}: center_fraction applies only with acceleration (a retrospective mask).")
+    _check_mask_options(path, acceleration, center_fraction)
     return import_fastmri(path, slice, size, acceleration, center_fraction, seed, coils, allow_external=allow_external)
 
 
@@ -76,6 +83,27 @@ def _read_nxtomo(path, *, allow_external=False, slice=None, size=None) -> Measur
     from .tomo import import_nxtomo
 
     return import_nxtomo(path, slice, size, allow_external=allow_external)
+
+
+def _rows_fastmri(path, rows, *, allow_external=False, size=None, acceleration=None, center_fraction=None, seed=0,
+                  coils="auto") -> list[Measurement]:
+    from .fastmri import import_fastmri_slices
+
+    _check_mask_options(path, acceleration, center_fraction)
+    return import_fastmri_slices(path, rows, size, acceleration, center_fraction, seed, coils,
+                                 allow_external=allow_external)
+
+
+def _rows_dxchange(path, rows, *, allow_external=False, size=None) -> list[Measurement]:
+    from .tomo import import_dxchange_rows
+
+    return import_dxchange_rows(path, rows, size, allow_external=allow_external)
+
+
+def _rows_nxtomo(path, rows, *, allow_external=False, size=None) -> list[Measurement]:
+    from .tomo import import_nxtomo_rows
+
+    return import_nxtomo_rows(path, rows, size, allow_external=allow_external)
 
 
 def _read_own(path, *, allow_external=False) -> Measurement:
@@ -173,11 +201,13 @@ IMPORTERS: dict[str, ImporterInfo] = {i.name: i for i in (
                           ImportOption("acceleration", float, "retrospective undersampling of fully sampled k-space"),
                           ImportOption("center_fraction", float, "fully sampled centre of the retrospective mask"),
                           ImportOption("seed", int, "seed of the retrospective mask"),
-                          ImportOption("coils", str, "auto: estimate coil maps; none: single-coil, complex image"))),
+                          ImportOption("coils", str, "auto: estimate coil maps; none: single-coil, complex image")),
+                 read_rows=_rows_fastmri),
     ImporterInfo("dxchange", "APS Data Exchange projections", "/exchange/data", _read_dxchange, sniff=_is_dxchange,
-                 options=(_SLICE, _SIZE)),
+                 options=(_SLICE, _SIZE), read_rows=_rows_dxchange),
     ImporterInfo("nxtomo", "NeXus NXtomo projections", "an NXentry with instrument/detector/data", _read_nxtomo,
-                 sniff=_is_nxtomo, options=(_SLICE, _SIZE), suffixes=(".nxs", ".nx", ".h5", ".hdf5")),
+                 sniff=_is_nxtomo, options=(_SLICE, _SIZE), suffixes=(".nxs", ".nx", ".h5", ".hdf5"),
+                 read_rows=_rows_nxtomo),
 )}
 
 
@@ -220,3 +250,18 @@ def open_measurement(path: str | os.PathLike, format: str = "auto", *, allow_ext
             where = f"{' and '.join(takers)} only" if takers else "no format"
             raise InputError(f"Import of {path}: {name} applies to {where}, not to {info.title}.")
     return info.read(Path(path), allow_external=allow_external, **given)
+
+
+def open_rows(path: str | os.PathLike, rows: tuple[int, int], format: str = "auto", *, allow_external: bool = False,
+              **options: Any) -> list[Measurement]:
+    """Rows (or slices) ``first .. end - 1`` of ``path`` in a format with ranges (fastMRI, Data
+    Exchange, NXtomo): one measurement each, one forward model and noise level for all."""
+    info = detect(path, allow_external=allow_external) if format == "auto" else importer(format)
+    if info.read_rows is None:
+        ranged = ", ".join(i.title for i in IMPORTERS.values() if i.read_rows is not None)
+        raise InputError(f"Import of {path}: a range of rows applies to {ranged} only, not to {info.title}.")
+    given = {k: v for k, v in options.items() if v is not None}
+    for name in given:
+        if name == "slice" or name not in info.option_names:
+            raise InputError(f"Import of {path}: {name} does not apply to a range of rows of {info.title}.")
+    return info.read_rows(Path(path), rows, allow_external=allow_external, **given)

@@ -17,7 +17,9 @@ flat and dark, non-positive transmissions clipped to a small positive floor, the
 ``y = -log T`` of one detector row, the detector rebinned (bin averaging by linear interpolation
 of the cumulative sum) to ``size`` bins when asked, and a ``ParallelBeamCT`` forward model with
 those angles whose image is ``n_detector x n_detector`` pixels, one pixel per detector bin.
-Only the chosen detector row is read, never the whole volume.
+Only the chosen detector row is read, never the whole volume; ``import_dxchange_rows`` and
+``import_nxtomo_rows`` read a range of rows, one measurement per row with one noise level (the
+median of the rows' estimates), the slices of a volume measurement.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from ..h5 import attr_str, check_read, open_readonly, require_dataset
 from .noise import rebinned_noise, tomography_noise
 from ...operators import ParallelBeamCT
 from ._common import check_size_arg, finite_or_fail, pick_index
+from .stack import check_range, shared_noise
 
 #: Transmissions below this are clipped before the logarithm (photon starvation, bad pixels).
 MIN_TRANSMISSION = 1e-6
@@ -116,24 +119,34 @@ def _build(sino: np.ndarray, angles_deg: np.ndarray, size: int | None, path: Pat
 def import_dxchange(path: str | os.PathLike, slice: int | None = None, size: int | None = None, *,
                     allow_external: bool = False) -> Measurement:
     """Detector row ``slice`` (None: the middle) of an APS Data Exchange file as a CT measurement."""
-    path = Path(path)
+    return _dxchange(Path(path), slice, None, size, allow_external)[0]
+
+
+def import_dxchange_rows(path: str | os.PathLike, rows: tuple[int, int], size: int | None = None, *,
+                         allow_external: bool = False) -> list[Measurement]:
+    """Detector rows ``first .. end - 1`` of an APS Data Exchange file, one CT measurement per row
+    with one forward model and one noise level (a volume measurement's slices)."""
+    return shared_noise(_dxchange(Path(path), None, rows, size, allow_external))
+
+
+def _dxchange(path: Path, slice, rows, size, allow_external: bool) -> list[Measurement]:
     size = check_size_arg(size, path)
     with open_readonly(path, allow_external=allow_external) as f:
         data = _frames(f, "exchange/data", path)
-        n_ang, rows, cols = data.shape
+        n_ang, n_rows, cols = data.shape
         if not 2 <= n_ang <= _MAX_ANGLES or cols < 8:
             raise InputError(f"File {path}: dataset /exchange/data has shape {data.shape}; expected 2 to "
                              f"{_MAX_ANGLES} angles and at least 8 detector columns.")
-        row = pick_index(slice, rows, "the detector rows of /exchange/data", path)
+        first, end = _row_range(slice, rows, n_rows, "the detector rows of /exchange/data", path)
         fields = {}
         for key in ("data_white", "data_dark"):
             if f"exchange/{key}" in f:
                 ds = _frames(f, f"exchange/{key}", path)
-                if ds.shape[1:] != (rows, cols) or ds.shape[0] < 1:
+                if ds.shape[1:] != (n_rows, cols) or ds.shape[0] < 1:
                     raise InputError(f"File {path}: dataset /exchange/{key} has shape {ds.shape}; expected "
-                                     f"(n, {rows}, {cols}) matching /exchange/data.")
-                fields[key] = _read(ds, (_ALL, row), path)
-        proj = _read(data, (_ALL, row), path)
+                                     f"(n, {n_rows}, {cols}) matching /exchange/data.")
+                fields[key] = _read(ds, (_ALL, np.s_[first:end]), path)
+        proj = _read(data, (_ALL, np.s_[first:end]), path)
         attrs = {"columns": cols}
         if "exchange/theta" in f:
             th = require_dataset(f, "exchange/theta", path, shape=(n_ang,), kinds="fiu",
@@ -144,7 +157,16 @@ def import_dxchange(path: str | os.PathLike, slice: int | None = None, size: int
             angles = np.linspace(0.0, 180.0, n_ang, endpoint=False)
             attrs["theta_assumed"] = "evenly spaced over [0, 180) degrees"
     flats, darks = fields.get("data_white"), fields.get("data_dark")
-    return _from_counts(proj, flats, darks, angles, size, path, row, attrs, "Data Exchange")
+    return [_from_counts(proj[:, r], None if flats is None else flats[:, r], None if darks is None else darks[:, r],
+                         angles, size, path, first + r, attrs, "Data Exchange") for r in range(end - first)]
+
+
+def _row_range(slice, rows, count: int, what: str, path: Path) -> tuple[int, int]:
+    """(first, end) of one row ``slice`` (None: the middle) or of the range ``rows``."""
+    if rows is None:
+        row = pick_index(slice, count, what, path)
+        return row, row + 1
+    return check_range(rows, count, what, path)
 
 
 def _find_nxtomo(f: h5py.File, path: Path) -> h5py.Group:
@@ -170,12 +192,22 @@ def _find_nxtomo(f: h5py.File, path: Path) -> h5py.Group:
 def import_nxtomo(path: str | os.PathLike, slice: int | None = None, size: int | None = None, *,
                   allow_external: bool = False) -> Measurement:
     """Detector row ``slice`` (None: the middle) of a NeXus NXtomo file as a CT measurement."""
-    path = Path(path)
+    return _nxtomo(Path(path), slice, None, size, allow_external)[0]
+
+
+def import_nxtomo_rows(path: str | os.PathLike, rows: tuple[int, int], size: int | None = None, *,
+                       allow_external: bool = False) -> list[Measurement]:
+    """Detector rows ``first .. end - 1`` of a NeXus NXtomo file, one CT measurement per row with
+    one forward model and one noise level (a volume measurement's slices)."""
+    return shared_noise(_nxtomo(Path(path), None, rows, size, allow_external))
+
+
+def _nxtomo(path: Path, slice, rows, size, allow_external: bool) -> list[Measurement]:
     size = check_size_arg(size, path)
     with open_readonly(path, allow_external=allow_external) as f:
         entry = _find_nxtomo(f, path)
         data = _frames(entry, "instrument/detector/data", path)
-        n_frames, rows, cols = data.shape
+        n_frames, n_rows, cols = data.shape
         if cols < 8 or n_frames > 4 * _MAX_ANGLES:
             raise InputError(f"File {path}: dataset {data.name} has shape {data.shape}; expected at least 8 "
                              "detector columns and a plausible number of frames.")
@@ -187,14 +219,18 @@ def import_nxtomo(path: str | os.PathLike, slice: int | None = None, size: int |
         if not np.isin(keys, (0, 1, 2, 3)).all():
             raise InputError(f"File {path}: dataset {key_ds.name} has values {np.unique(keys)[:6].tolist()}; "
                              "valid image keys are 0 (projection), 1 (flat), 2 (dark) and 3 (invalid).")
-        row = pick_index(slice, rows, f"the detector rows of {data.name}", path)
+        first, end = _row_range(slice, rows, n_rows, f"the detector rows of {data.name}", path)
         angles_all = angles_in_degrees(_read(angle_ds, (), path), attr_str(angle_ds.attrs, "units"),
                                        path, angle_ds.name)
-        counts = _read(data, (_ALL, row), path)
-    flats = counts[keys == 1] if (keys == 1).any() else None
-    darks = counts[keys == 2] if (keys == 2).any() else None
-    return _from_counts(counts[keys == 0], flats, darks, angles_all[keys == 0], size, path, row,
-                        {"columns": cols}, "NXtomo")
+        counts = _read(data, (_ALL, np.s_[first:end]), path)
+    out = []
+    for r in range(end - first):
+        row = counts[:, r]
+        flats = row[keys == 1] if (keys == 1).any() else None
+        darks = row[keys == 2] if (keys == 2).any() else None
+        out.append(_from_counts(row[keys == 0], flats, darks, angles_all[keys == 0], size, path, first + r,
+                                {"columns": cols}, "NXtomo"))
+    return out
 
 
 def _from_counts(proj, flats, darks, angles, size, path: Path, row: int, attrs: dict, fmt: str) -> Measurement:
