@@ -65,7 +65,7 @@ def test_slices_sliders_and_cursor_show_the_volume(vw, tmp_path):
     assert vw.view.panels["mean", "sagittal"].cross() == (1, 0)  # row z, column y
     vw.view.sliders["axial"].setValue(3)
     assert np.array_equal(_shown(vw, "mean", "axial"), m[3])
-    assert vw.view.slider_labels["axial"].text().startswith("4 / 4 (6 mm)")  # z = 3 slices of 2 mm
+    assert vw.view.slider_labels["axial"].text() == "3 of 0–3 (6 mm)"  # z = 3 slices of 2 mm
     # profiles through the cursor (3, 0, 3), in the length unit
     for axis, spacing in (("z", 2.0), ("y", 0.5), ("x", 0.5)):
         vw.view.set_profile_axis(axis)
@@ -83,7 +83,9 @@ def test_a_click_in_a_view_moves_the_cursor_in_all_views(vw, qtbot):
     qtbot.wait(50)
     panel = vw.view.panels["mean", "coronal"]  # rows z (stretched 4x: 2 mm slices, 0.5 mm pixels), columns x
     assert panel.aspect == pytest.approx(4.0)
-    scene = panel.plot.vb.mapViewToScene(QtCore.QPointF(1.5, 2.5 * panel.aspect))  # z 2, x 1
+    corner, far = (panel.plot.vb.mapViewToScene(QtCore.QPointF(v, v)) for v in (0.0, 1.0))
+    assert (far.y() - corner.y()) / (far.x() - corner.x()) == pytest.approx(4.0, rel=1e-3)  # a row is 4 columns tall
+    scene = panel.plot.vb.mapViewToScene(QtCore.QPointF(1.5, 2.5))  # z 2, x 1
     pos = panel.graphics.mapFromScene(scene)
     qtbot.mouseClick(panel.graphics.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
     z, y, x = vw.view.cursor
@@ -167,4 +169,21 @@ def test_main_window_opens_a_volume_result_in_a_volume_window(qtbot, tmp_path):
     assert np.array_equal(window.view.volumes["mean"], r.mean) and window.result.units == "1/cm"
     assert main.session.measurement is None  # the 2-D session is left alone
     assert main.recent_files()[0].endswith("v.h5")
+    window.close()
+
+
+def test_file_menu_opens_the_volume_demo_ready_to_reconstruct(qtbot, tmp_path):
+    from diffrecon.gui.main_window import MainWindow
+    from diffrecon.gui.volume_job import direct_volume
+
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    main = MainWindow(settings=settings, plan_fn=lambda m, c, stop=None: None)
+    qtbot.addWidget(main)
+    main.volume_demo_action.trigger()
+    window = main.volume_windows[-1]
+    slices = window.volume.slices
+    assert len(slices) == 16 and slices[0].image_shape[-2:] == (64, 64) and slices[0].operator.kind == "ct"
+    assert window.volume.z_spacing == pytest.approx(2 * slices[0].pixel_size)
+    assert np.allclose(window.view.volumes["mean"], direct_volume(slices))
+    assert window.reconstruct_action.isEnabled() and not window.export_action.isEnabled()
     window.close()

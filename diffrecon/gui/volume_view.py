@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from ..display import robust_levels
 from .image_panel import ImagePanel
@@ -35,8 +35,9 @@ def profile_along(volume: np.ndarray, axis: int, cursor: tuple[int, int, int], c
 
 
 class SliceView(ImagePanel):
-    """An image panel whose rows may be taller than its columns are wide (``aspect``), with a
-    crosshair; ``clicked(row, col)`` when the user clicks or drags the crosshair."""
+    """An image panel whose rows may be taller than its columns are wide (``aspect``: the view's
+    aspect lock, so the axes still count rows and columns), with a crosshair; ``clicked(row, col)``
+    when the user clicks or drags the crosshair."""
 
     clicked = QtCore.Signal(int, int)
 
@@ -54,12 +55,12 @@ class SliceView(ImagePanel):
 
     def set_aspect(self, aspect: float) -> None:
         self.aspect = float(aspect)
-        self.image.setTransform(QtGui.QTransform.fromScale(1.0, self.aspect))
+        self.plot.setAspectLocked(True, ratio=1.0 / self.aspect)
 
     def set_cross(self, row: int, col: int) -> None:
         with QtCore.QSignalBlocker(self.vline), QtCore.QSignalBlocker(self.hline):
             self.vline.setValue(col + 0.5)
-            self.hline.setValue((row + 0.5) * self.aspect)
+            self.hline.setValue(row + 0.5)
         self.vline.show()
         self.hline.show()
 
@@ -67,15 +68,9 @@ class SliceView(ImagePanel):
         """(row, col) the crosshair marks."""
         return self._cell(self.hline.value(), self.vline.value())
 
-    def fit(self) -> None:
-        if self.data is None:
-            return super().fit()
-        h, w = self.data.shape
-        self.plot.vb.setRange(xRange=(0, w), yRange=(0, h * self.aspect), padding=0)
-
     def _cell(self, y: float, x: float) -> tuple[int, int]:
         h, w = self.data.shape
-        return (int(np.clip(np.floor(y / self.aspect), 0, h - 1)), int(np.clip(np.floor(x), 0, w - 1)))
+        return (int(np.clip(np.floor(y), 0, h - 1)), int(np.clip(np.floor(x), 0, w - 1)))
 
     def _on_line_dragged(self, *_):
         if self.data is not None:
@@ -88,7 +83,7 @@ class SliceView(ImagePanel):
             return
         p = self.plot.vb.mapSceneToView(event.scenePos())
         h, w = self.data.shape
-        if 0 <= p.y() < h * self.aspect and 0 <= p.x() < w:
+        if 0 <= p.y() < h and 0 <= p.x() < w:
             self.clicked.emit(*self._cell(p.y(), p.x()))
 
     def _on_mouse_moved(self, pos) -> None:
@@ -96,7 +91,7 @@ class SliceView(ImagePanel):
             return
         p = self.plot.vb.mapSceneToView(pos)
         h, w = self.data.shape
-        if 0 <= p.y() < h * self.aspect and 0 <= p.x() < w:
+        if 0 <= p.y() < h and 0 <= p.x() < w:
             self.hovered.emit(self, *self._cell(p.y(), p.x()))
 
 
@@ -121,10 +116,14 @@ class VolumeView(QtWidgets.QWidget):
         self.slider_labels: dict[str, QtWidgets.QLabel] = {}
         grid = QtWidgets.QGridLayout()
         grid.setSpacing(4)
+        grid.setHorizontalSpacing(14)
         for col, view in enumerate(VIEWS):
             for row, q in enumerate(QUANTITIES):
                 panel = SliceView(f"{q} · {view}", cmap="inferno" if q == "std" else "viridis",
                                   empty_text="no reconstruction yet" if q == "std" else "no volume yet")
+                _axis, rows, cols = VIEWS[view]
+                panel.plot.setLabel("left", AXIS_NAMES[rows])
+                panel.plot.setLabel("bottom", AXIS_NAMES[cols])
                 panel.clicked.connect(lambda r, c, v=view: self._on_clicked(v, r, c))
                 panel.hovered.connect(lambda _p, r, c, v=view, q=q: self._on_hovered(v, q, r, c))
                 grid.addWidget(panel, row, col)
@@ -223,7 +222,7 @@ class VolumeView(QtWidgets.QWidget):
         for view, (axis, r, c) in VIEWS.items():
             with QtCore.QSignalBlocker(self.sliders[view]):
                 self.sliders[view].setValue(self.cursor[axis])
-            self.slider_labels[view].setText(f"{self.cursor[axis] + 1} / {shape[axis]} "
+            self.slider_labels[view].setText(f"{self.cursor[axis]} of 0–{shape[axis] - 1} "
                                              f"({self.cursor[axis] * self.spacing[axis]:.4g} {self.length_unit})")
             for q in QUANTITIES:
                 self._show_cut(q, view, refit)
@@ -275,7 +274,7 @@ class VolumeView(QtWidgets.QWidget):
         panel.colorbar.setLevels(self._levels[q])
         axis = AXIS_NAMES[VIEWS[view][0]]
         title = self.mean_title if q == "mean" else "std"
-        panel.set_title(f"{title} · {view} ({axis} = {self.cursor[VIEWS[view][0]] + 1})")
+        panel.set_title(f"{title} · {view} ({axis} = {self.cursor[VIEWS[view][0]]})")
         if first:
             panel.fit()
 
@@ -300,7 +299,7 @@ class VolumeView(QtWidgets.QWidget):
     def _value_text(self, voxel: tuple[int, int, int]) -> str:
         z, y, x = voxel
         mean, std = self.volumes["mean"], self.volumes["std"]
-        text = f"z {z + 1}, y {y + 1}, x {x + 1}: {self.mean_title} {mean[z, self.channel, y, x]:.4g}"
+        text = f"z {z}, y {y}, x {x}: {self.mean_title} {mean[z, self.channel, y, x]:.4g}"
         if std is not None:
             text += f" ± {std[z, self.channel, y, x]:.3g}"
         return f"{text} {self.units}".rstrip()

@@ -14,6 +14,7 @@ from ..engine import RunConfig
 from ..errors import DiffreconError, InputError
 from . import closing
 from .jobs import describe_error
+from .theme import apply_theme
 from .volume_job import VolumeJob, VolumeSlices, direct_volume, read_volume_slices, slices_truth, volume_kind
 from .volume_view import VolumeView
 
@@ -48,7 +49,13 @@ class VolumeWindow(QtWidgets.QMainWindow):
             self.statusBar().addWidget(w, 1)
         self.statusBar().addPermanentWidget(self.progress_bar)
         self.view.hovered_text.connect(self.pixel_label.setText)
+        log_dock = QtWidgets.QDockWidget("Log", self)
+        log_dock.setObjectName("Log")
+        log_dock.setWidget(self.log_view)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, log_dock)
         style, sp = self.style(), QtWidgets.QStyle.StandardPixmap
+        self.open_action = QtGui.QAction(style.standardIcon(sp.SP_DialogOpenButton), "&Open volume…", self)
+        self.open_action.triggered.connect(lambda *_: self.open_dialog())
         self.reconstruct_action = QtGui.QAction(style.standardIcon(sp.SP_MediaPlay), "&Reconstruct volume", self)
         self.reconstruct_action.triggered.connect(lambda *_: self.start_run())
         self.stop_action = QtGui.QAction(style.standardIcon(sp.SP_MediaStop), "&Stop", self)
@@ -56,10 +63,13 @@ class VolumeWindow(QtWidgets.QMainWindow):
         self.export_action = QtGui.QAction(style.standardIcon(sp.SP_DialogSaveButton), "&Export volume…", self)
         self.export_action.triggered.connect(lambda *_: self.export_dialog())
         menu = self.menuBar().addMenu("&Volume")
-        menu.addActions([self.reconstruct_action, self.stop_action, self.export_action])
+        actions = [self.open_action, self.reconstruct_action, self.stop_action, self.export_action]
+        menu.addActions(actions)
         toolbar = self.addToolBar("Volume")
         toolbar.setObjectName("Volume")
-        toolbar.addActions([self.reconstruct_action, self.stop_action, self.export_action])
+        toolbar.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        toolbar.addActions(actions)
+        self.dark = apply_theme(getattr(parent, "theme", "system"), self)
         self._update_enabled()
 
     def _build_form(self) -> None:
@@ -96,9 +106,19 @@ class VolumeWindow(QtWidgets.QMainWindow):
         self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
 
     # ------------------------------------------------------------------ opening
+    def open_dialog(self) -> None:
+        start = str(self.path.parent) if self.path else ""
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a volume result or volume measurement", start,
+                                                        "HDF5 files (*.h5 *.hdf5);;All files (*)")
+        if path:
+            self.open_file(path)
+
     def open_file(self, path: str | Path) -> bool:
         """Show a volume result file, or the slices of a volume measurement file."""
         path = Path(path)
+        if self.is_running():
+            self.report_error(f"{path.name} was not opened; stop the running volume reconstruction first.")
+            return False
         try:
             kind = volume_kind(path)
             if kind == "result":
@@ -294,6 +314,7 @@ class VolumeWindow(QtWidgets.QMainWindow):
             w.setEnabled(can_run)
         for w in (self.stop_action, self.stop_button):
             w.setEnabled(running)
+        self.open_action.setEnabled(not running)
         self.export_action.setEnabled(self.result is not None and not running)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
@@ -305,19 +326,46 @@ class VolumeWindow(QtWidgets.QMainWindow):
 def open_volume_window(main, path: str | Path) -> VolumeWindow | None:
     """A volume window beside ``main`` (the main window) showing ``path``, with ``main``'s
     run settings; None (and the error in ``main``) when the file cannot be shown."""
-    try:
-        config = main.solver.config()
-    except Exception:  # noqa: BLE001 - a form being edited: the volume window's own defaults
-        config = None
-    window = VolumeWindow(config, parent=main)
-    window.setWindowFlag(QtCore.Qt.WindowType.Window)
+    window = _beside(main)
     if not window.open_file(path):
         main.report_error(window.last_error)
         window.deleteLater()
         return None
+    return _shown(main, window)
+
+
+def _beside(main) -> VolumeWindow:
+    """A volume window with ``main``'s run settings (its own defaults while the form is invalid)."""
+    try:
+        config = main.solver.config()
+    except Exception:  # noqa: BLE001 - a form being edited
+        config = None
+    window = VolumeWindow(config, parent=main)
+    window.setWindowFlag(QtCore.Qt.WindowType.Window)
+    return window
+
+
+def _shown(main, window: VolumeWindow) -> VolumeWindow:
     main.volume_windows = [w for w in getattr(main, "volume_windows", []) if w.isVisible()] + [window]
     window.show()
     return window
+
+
+def open_volume_demo(main, n_slices: int = 16, size: int = 64) -> VolumeWindow | None:
+    """A volume window beside ``main`` on the phantom volume (:func:`diffrecon.volume.volume_demo`,
+    12-view CT per slice, slices two pixels apart), ready to reconstruct."""
+    from ..volume import volume_demo
+
+    window = _beside(main)
+    try:
+        slices = volume_demo(n_slices, size, options={"n_views": 12}, z_spacing=2.0)
+        window.set_volume_slices(VolumeSlices(slices, z_spacing=2 * slices[0].pixel_size))
+    except Exception as err:  # noqa: BLE001 - no CT operator in this build must not kill the window
+        main.report_error(f"The volume demo could not be made ({describe_error(err)}).")
+        window.deleteLater()
+        return None
+    window.setWindowTitle("diffrecon — volume — phantom volume demo")
+    return _shown(main, window)
 
 
 def is_volume_file(path: str | Path) -> bool:
