@@ -187,3 +187,95 @@ def test_file_menu_opens_the_volume_demo_ready_to_reconstruct(qtbot, tmp_path):
     assert np.allclose(window.view.volumes["mean"], direct_volume(slices))
     assert window.reconstruct_action.isEnabled() and not window.export_action.isEnabled()
     window.close()
+
+
+@pytest.fixture
+def volume_measurement_file(tmp_path, monkeypatch, slices):
+    """A volume measurement file as diffrecon.volume's reader would give it: the reader interface
+    (read_volume_measurement, is_volume_measurement) stood in for, over the phantom slices."""
+    import types
+
+    import diffrecon.volume as volume
+
+    path = tmp_path / "stack.h5"
+    path.write_bytes(b"volume measurement")
+    monkeypatch.setattr(volume, "is_volume_measurement", lambda p: str(p) == str(path), raising=False)
+    monkeypatch.setattr(volume, "read_volume_measurement", lambda p, rows=None: types.SimpleNamespace(
+        slices=slices, z_spacing=0.3, truth=None, source=p), raising=False)
+    return path
+
+
+def _main_window(qtbot, tmp_path):
+    from diffrecon.gui.main_window import MainWindow
+
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    main = MainWindow(settings=settings, plan_fn=lambda m, c, stop=None: None)
+    qtbot.addWidget(main)
+    main.solver.set_config(CONFIG)
+    return main
+
+
+def test_a_volume_measurement_opens_reconstructs_and_exports_from_the_window(qtbot, tmp_path, slices,
+                                                                               volume_measurement_file):
+    tifffile = pytest.importorskip("tifffile")
+    main = _main_window(qtbot, tmp_path)
+    assert main.open_file(volume_measurement_file), main.last_error
+    window = main.volume_windows[-1]
+    assert len(window.volume.slices) == 4 and all(a is b for a, b in zip(window.volume.slices, slices))
+    assert window.view.spacing == (0.3, 0.1, 0.1)
+    assert window.run_config().prior == "gaussian" and window.run_config().steps == 4  # the main window's settings
+    with qtbot.waitSignal(window.run_finished, timeout=120000) as finished:
+        assert window.start_run()
+    result = finished.args[0]
+    assert result.provenance["z_spacing"] == 0.3 and result.provenance["pixel_unit"] == slices[0].pixel_unit
+    assert window.export(tmp_path / "out.tif")
+    with tifffile.TiffFile(tmp_path / "out.tif") as t:
+        assert t.imagej_metadata["spacing"] == pytest.approx(0.3)
+        assert np.array_equal(t.series[0].asarray()[:, 1], result.std[:, 0])
+    window.close()
+
+
+def test_closing_the_main_window_stops_a_volume_run(qtbot, tmp_path, volume_measurement_file):
+    main = _main_window(qtbot, tmp_path)
+    main.solver.set_config(RunConfig(**{**CONFIG.__dict__, "steps": 400, "samples": 1}))
+    assert main.open_file(volume_measurement_file)
+    window = main.volume_windows[-1]
+    assert window.start_run()
+    qtbot.waitUntil(lambda: window.progress_bar.value() > 0, timeout=60000)
+    main.close()  # waits up to CLOSE_WAIT_MS for the jobs of its windows, after asking them to stop
+    assert window.job.stop_event.is_set() and not window.job.running()
+
+
+def test_several_channels_are_chosen_one_at_a_time(vw):
+    rng = np.random.default_rng(1)
+    mean = rng.normal(size=(3, 2, 4, 5)).astype(np.float32)
+    vw.set_result(VolumeResult(mean, np.abs(mean), 2, {}, None))
+    assert vw.view.channel_box.isVisibleTo(vw) and vw.view.channel_box.maximum() == 1
+    vw.view.channel_box.setValue(1)
+    assert np.array_equal(_shown(vw, "mean", "coronal"), mean[:, 1, vw.view.cursor[1], :])
+    assert np.array_equal(vw.view.profile_data()["mean"], profile_along(mean, 0, vw.view.cursor, 1))
+
+
+def test_an_idle_view_stops_repainting(vw, qtbot, monkeypatch, slices):
+    """With the aspect lock, tick labels that change the axis width would resize the view, change
+    its range and its labels again: an endless re-layout (4 slices 0.3 cm apart, 0.1 cm pixels).
+    Should it happen, the axis is given a fixed width after 500 paints so the test fails instead of
+    hanging."""
+    import pyqtgraph as pg
+
+    painted, original = [], pg.AxisItem.generateDrawSpecs
+
+    def counted(self, p):
+        painted.append(self)
+        if len(painted) > 500:
+            self.setWidth(44)
+        return original(self, p)
+
+    monkeypatch.setattr(pg.AxisItem, "generateDrawSpecs", counted)
+    vw.resize(1500, 980)  # the size at which the 4 x 16 coronal and sagittal views re-laid out forever
+    vw.set_volume_slices(VolumeSlices(slices, z_spacing=0.3))
+    qtbot.wait(300)
+    assert len(painted) <= 500
+    painted.clear()
+    qtbot.wait(500)
+    assert len(painted) < 5

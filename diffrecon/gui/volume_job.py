@@ -83,10 +83,19 @@ class VolumeSignals(JobSignals):
     stopped_empty = QtCore.Signal()  # stopped before any sample finished
 
 
-def _events(job: "VolumeJob", slices: list, config: RunConfig, lam_z: float, slice_batch: int | None):
-    from ..volume import reconstruct_volume
+class _Ended:
+    """The reconstruction's generator ended without a VolumeFinished event."""
 
-    yield from reconstruct_volume(slices, config, lam_z=lam_z, slice_batch=slice_batch, stop=job.stop_event)
+
+def _events(job: "VolumeJob", slices: list, config: RunConfig, lam_z: float, slice_batch: int | None):
+    from ..volume import VolumeFinished, reconstruct_volume
+
+    finished = False
+    for event in reconstruct_volume(slices, config, lam_z=lam_z, slice_batch=slice_batch, stop=job.stop_event):
+        finished |= isinstance(event, VolumeFinished)
+        yield event
+    if not finished:
+        yield _Ended()
 
 
 class VolumeJob(Job):
@@ -104,9 +113,12 @@ class VolumeJob(Job):
         if isinstance(event, VolumeFinished):
             self.finished_result.emit(event.result)
         elif isinstance(event, Log):
-            if self.stop_event.is_set() and event.level == "warning":
-                self.stopped_empty.emit()
             self.log.emit(event.message, event.level)
+        elif isinstance(event, _Ended):
+            if self.stop_event.is_set():
+                self.stopped_empty.emit()
+            else:
+                self.failed.emit("The volume reconstruction ended without a result.")
         elif isinstance(event, Planned):
             self.planned.emit(event)
         elif isinstance(event, Progress):

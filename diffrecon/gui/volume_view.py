@@ -18,6 +18,8 @@ VIEWS = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
 AXIS_NAMES = "zyx"
 QUANTITIES = ("mean", "std")
 SHOW = ("mean and std", "mean", "std")
+LEVEL_VOXELS = 1 << 20
+AXIS_WIDTH = 44  # pixels: the left axis of a slice view, its ticks and its name
 
 
 def orthogonal_slice(volume: np.ndarray, view: str, index: int, channel: int = 0) -> np.ndarray:
@@ -44,6 +46,9 @@ class SliceView(ImagePanel):
     def __init__(self, title: str, **kw):
         super().__init__(title, **kw)
         self.aspect = 1.0
+        # a fixed width: with the aspect lock, tick labels of another width would resize the view,
+        # which changes the range and the labels again, and the view would be re-laid out forever
+        self.plot.getAxis("left").setWidth(AXIS_WIDTH)
         pen = pg.mkPen((255, 90, 90, 200), width=1)
         self.vline = pg.InfiniteLine(angle=90, movable=True, pen=pen)
         self.hline = pg.InfiniteLine(angle=0, movable=True, pen=pen)
@@ -267,8 +272,9 @@ class VolumeView(QtWidgets.QWidget):
         if vol is None:
             panel.clear()
             return
-        if q not in self._levels:
-            self._levels[q] = robust_levels(vol[:, self.channel])
+        if q not in self._levels:  # from at most about a million voxels: whole slices, evenly spaced in z
+            step = max(1, vol[:, self.channel].size // LEVEL_VOXELS)
+            self._levels[q] = robust_levels(vol[::step, self.channel])
         first = panel.data is None or refit
         panel.set_image(orthogonal_slice(vol, view, self.cursor[VIEWS[view][0]], self.channel), auto_levels=False)
         panel.colorbar.setLevels(self._levels[q])

@@ -317,6 +317,12 @@ class VolumeWindow(QtWidgets.QMainWindow):
         self.open_action.setEnabled(not running)
         self.export_action.setEnabled(self.result is not None and not running)
 
+    def eventFilter(self, watched, event) -> bool:
+        """The main window closing stops this window's run first (its close waits for our jobs)."""
+        if watched is self.parent() and event.type() == QtCore.QEvent.Type.Close:
+            self.stop_run()
+        return False
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         if closing.stop_and_wait(self, [self.stop_run], self.CLOSE_WAIT_MS):
             self.log("Closing: a step still runs and ends in the background.")
@@ -342,6 +348,7 @@ def _beside(main) -> VolumeWindow:
         config = None
     window = VolumeWindow(config, parent=main)
     window.setWindowFlag(QtCore.Qt.WindowType.Window)
+    main.installEventFilter(window)
     return window
 
 
