@@ -134,7 +134,9 @@ def test_reconstruct_from_the_window_equals_reconstruct_volume_and_exports(vw, q
     assert vw.view.truth is not None and np.array_equal(vw.view.truth[:, 0], np.stack(
         [m.ground_truth[0] for m in slices]))
     # export: TIFF, HDF5 and the result file that reopens
-    assert vw.export(tmp_path / "v.tif") and vw.export(tmp_path / "v.h5", result_file=True)
+    assert vw.export(tmp_path / "v.tif")
+    assert vw.progress_bar.maximum() == 4 and vw.progress_bar.value() == 4  # its 4 slices, written off the GUI thread
+    assert vw.export(tmp_path / "v.h5", result_file=True)
     with tifffile.TiffFile(tmp_path / "v.tif") as t:
         data, meta = t.series[0].asarray(), t.imagej_metadata
     assert np.array_equal(data[:, 0], got.mean[:, 0]) and meta["spacing"] == pytest.approx(1.5)

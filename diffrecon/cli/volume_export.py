@@ -13,7 +13,8 @@ _SUFFIXES = {"--tiff": (".tif", ".tiff"), "--h5": (".h5", ".hdf5")}
 
 
 def add_export_volume_parser(sub) -> None:
-    p = sub.add_parser("export-volume", help="export a volume result as an ImageJ hyperstack TIFF and/or an HDF5 volume",
+    p = sub.add_parser("export-volume",
+                       help="export a volume result as an ImageJ hyperstack TIFF and/or an HDF5 volume",
                        description="Write the mean and std of a volume result for other programs: a float32 ImageJ "
                                    "hyperstack TIFF (ZCYX, mean and std as channels, voxel size in the metadata) "
                                    "and/or an HDF5 file with /mean and /std, their units and voxel size.")

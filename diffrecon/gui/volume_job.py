@@ -1,6 +1,6 @@
 """What the volume window reads and runs: which kind of volume file a path is, the volume
-measurement reader of :mod:`diffrecon.volume` (where that build has it), and the job that runs
-:func:`diffrecon.volume.reconstruct_volume` off the GUI thread (a :class:`~.jobs.Job`)."""
+measurement reader of :mod:`diffrecon.volume` (where that build has it), and the jobs that run
+:func:`diffrecon.volume.reconstruct_volume` and the exports off the GUI thread (:class:`~.jobs.Job`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ import numpy as np
 from PySide6 import QtCore
 
 from ..engine import Log, Planned, Progress, RunConfig, Statistics
-from .jobs import Job, JobSignals
+from .jobs import Job, JobSignals, Returned
 
 
 @dataclass
@@ -125,3 +125,30 @@ class VolumeJob(Job):
             self.progress.emit(event)
         elif isinstance(event, Statistics):
             self.statistics.emit(Statistics(np.array(event.mean), np.array(event.std), event.samples_done))
+
+
+class ExportSignals(JobSignals):
+    progress = QtCore.Signal(int, int)  # slices written, slices
+    written = QtCore.Signal(object)  # the path, once the file is in place
+
+
+def _export(job: "ExportJob", path: Path, result, result_file: bool):
+    from ..volume.export import export_volume
+    from ..volume.file import write_volume
+
+    if result_file:
+        return write_volume(path, result)
+    return export_volume(path, result, progress=lambda done, total: job.progress.emit(done, total))
+
+
+class ExportJob(Job):
+    """Write a VolumeResult: the result file (``result_file``), else TIFF or HDF5 by the suffix."""
+
+    SIGNALS = ExportSignals
+
+    def __init__(self, path: str | Path, result, result_file: bool = False, parent: QtCore.QObject | None = None):
+        super().__init__(_export, Path(path), result, result_file, owner=parent, pass_job=True)
+
+    def route(self, event) -> None:
+        if isinstance(event, Returned):
+            self.written.emit(event.value)

@@ -288,7 +288,8 @@ class VolumeView(QtWidgets.QWidget):
         p = self.profile_data()
         if not p:
             return
-        axis = AXIS_NAMES[self.axis_box.currentIndex()]
+        index = self.axis_box.currentIndex()
+        axis = AXIS_NAMES[index]
         t = p["position"]
         self.mean_curve.setData(t, p["mean"])
         if "std" in p:
@@ -298,7 +299,7 @@ class VolumeView(QtWidgets.QWidget):
             self.band_hi.setData([], [])
             self.band_lo.setData([], [])
         self.truth_curve.setData(*((t, p["truth"]) if "truth" in p else ([], [])))
-        self.cursor_line.setValue(self.cursor[self.axis_box.currentIndex()] * self.spacing[self.axis_box.currentIndex()])
+        self.cursor_line.setValue(self.cursor[index] * self.spacing[index])
         self.profile.setLabel("bottom", f"{axis}", units=self.length_unit)
         self.profile.setLabel("left", "value", units=self.units or None)
 

@@ -15,7 +15,7 @@ from ..errors import DiffreconError, InputError
 from . import closing
 from .jobs import describe_error
 from .theme import apply_theme
-from .volume_job import VolumeJob, VolumeSlices, direct_volume, read_volume_slices, slices_truth, volume_kind
+from .volume_job import ExportJob, VolumeJob, VolumeSlices, direct_volume, read_volume_slices, slices_truth, volume_kind
 from .volume_view import VolumeView
 
 EXPORTS = {"ImageJ hyperstack TIFF, mean and std as channels (*.tif)": ".tif",
@@ -35,6 +35,7 @@ class VolumeWindow(QtWidgets.QMainWindow):
         self.volume: VolumeSlices | None = None  # the slices a reconstruction runs on
         self.result = None  # the VolumeResult shown
         self.job: VolumeJob | None = None
+        self.export_job: ExportJob | None = None
         self.path: Path | None = None
         self.last_error = ""
         self.view = VolumeView()
@@ -131,7 +132,8 @@ class VolumeWindow(QtWidgets.QMainWindow):
             else:
                 raise InputError(f"File {path} is neither a volume result nor a volume measurement.")
         except (DiffreconError, OSError) as err:
-            self.report_error(str(err) if isinstance(err, DiffreconError) else f"{path.name} could not be opened ({err}).")
+            self.report_error(str(err) if isinstance(err, DiffreconError)
+                              else f"{path.name} could not be opened ({err}).")
             return False
         self.path = path
         self.setWindowTitle(f"diffrecon — volume — {path.name}")
@@ -269,29 +271,43 @@ class VolumeWindow(QtWidgets.QMainWindow):
             kind = EXPORTS.get(chosen, ".tif")
             suffix = ".h5" if kind == "result" else kind
             path = Path(path)
-            self.export(path if path.suffix else path.with_suffix(suffix), result_file=kind == "result")
+            self.export(path if path.suffix else path.with_suffix(suffix), result_file=kind == "result", wait=False)
 
-    def export(self, path: str | Path, *, result_file: bool = False) -> bool:
-        """Write the volume: the result file (``result_file``), else TIFF or HDF5 by the suffix."""
-        from ..volume.export import export_volume
-        from ..volume.file import write_volume
-
-        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
-        try:
-            if self.result is None:
-                raise InputError("There is no volume result to export yet; reconstruct the volume first.")
-            if result_file:
-                write_volume(path, self.result)
-            else:
-                export_volume(path, self.result)
-        except Exception as err:  # noqa: BLE001 - an export failure is shown in the window
-            self.report_error(str(err) if isinstance(err, DiffreconError) else f"Export to {path} failed "
-                              f"({describe_error(err)}).")
+    def export(self, path: str | Path, *, result_file: bool = False, wait: bool = True) -> bool:
+        """Write the volume off the GUI thread, with progress: the result file (``result_file``),
+        else TIFF or HDF5 by the suffix. With ``wait``, True once it is written (scripts, tests);
+        without, True once it started (the dialog)."""
+        if self.result is None or self.is_exporting():
+            self.report_error("There is no volume result to export yet; reconstruct the volume first."
+                              if self.result is None else "An export is being written; wait for it to end.")
             return False
-        finally:
-            QtWidgets.QApplication.restoreOverrideCursor()
-        self.show_message(f"Exported the volume to {path}.")
-        return True
+        self.export_job = job = ExportJob(path, self.result, result_file, parent=self)
+        outcome: list[bool] = []
+        job.progress.connect(self._on_export_progress)
+        job.written.connect(lambda p: (outcome.append(True), self.show_message(f"Exported the volume to {p}.")))
+        job.failed.connect(lambda text: (outcome.append(False), self.report_error(text)))
+        job.log.connect(self.log)
+        job.finished.connect(self._on_export_ended)
+        self.progress_bar.setValue(0)
+        self.progress_bar.show()
+        job.start()
+        self._update_enabled()
+        if not wait:
+            return True
+        job.wait()
+        QtWidgets.QApplication.processEvents()  # the job's queued signals
+        return outcome == [True]
+
+    def is_exporting(self) -> bool:
+        return self.export_job is not None and self.export_job.running()
+
+    def _on_export_progress(self, done: int, total: int) -> None:
+        self.progress_bar.setMaximum(total)
+        self.progress_bar.setValue(done)
+
+    def _on_export_ended(self) -> None:
+        self.progress_bar.hide()
+        self._update_enabled()
 
     # ------------------------------------------------------------------ messages and state
     def show_message(self, text: str) -> None:
@@ -315,7 +331,7 @@ class VolumeWindow(QtWidgets.QMainWindow):
         for w in (self.stop_action, self.stop_button):
             w.setEnabled(running)
         self.open_action.setEnabled(not running)
-        self.export_action.setEnabled(self.result is not None and not running)
+        self.export_action.setEnabled(self.result is not None and not running and not self.is_exporting())
 
     def eventFilter(self, watched, event) -> bool:
         """The main window closing stops this window's run first (its close waits for our jobs)."""
