@@ -114,6 +114,7 @@ class VolumeView(QtWidgets.QWidget):
         self.channel = 0
         self.mean_title = "mean"
         self._levels: dict[str, tuple[float, float]] = {}
+        self._drawn: dict[str, int] = {}  # view -> the index it shows
         self.spacing = (1.0, 1.0, 1.0)  # z, y, x in ``length_unit``
         self.length_unit, self.units = "px", ""
         self.panels: dict[tuple[str, str], SliceView] = {}
@@ -205,7 +206,7 @@ class VolumeView(QtWidgets.QWidget):
         shape = (mean.shape[0], mean.shape[2], mean.shape[3])
         old = self.cursor
         fits = all(0 <= c < n for c, n in zip(old, shape))
-        self._levels = {}
+        self._levels, self._drawn = {}, {}
         self.set_cursor(old if fits and any(old) else tuple(n // 2 for n in shape), refit=True)
 
     def clear(self) -> None:
@@ -229,8 +230,11 @@ class VolumeView(QtWidgets.QWidget):
                 self.sliders[view].setValue(self.cursor[axis])
             self.slider_labels[view].setText(f"{self.cursor[axis]} of 0–{shape[axis] - 1} "
                                              f"({self.cursor[axis] * self.spacing[axis]:.4g} {self.length_unit})")
+            redraw = refit or self._drawn.get(view) != self.cursor[axis]  # a view cut elsewhere is re-cut
+            self._drawn[view] = self.cursor[axis]
             for q in QUANTITIES:
-                self._show_cut(q, view, refit)
+                if redraw:
+                    self._show_cut(q, view, refit)
                 if self.volumes[q] is not None:
                     self.panels[q, view].set_cross(self.cursor[r], self.cursor[c])
         self._update_profile()
@@ -249,7 +253,7 @@ class VolumeView(QtWidgets.QWidget):
 
     def set_channel(self, channel: int) -> None:
         self.channel = int(channel)
-        self._levels = {}
+        self._levels, self._drawn = {}, {}
         self.set_cursor(self.cursor)
 
     def set_profile_axis(self, axis: str) -> None:
