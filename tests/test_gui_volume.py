@@ -281,3 +281,15 @@ def test_an_idle_view_stops_repainting(vw, qtbot, monkeypatch, slices):
     painted.clear()
     qtbot.wait(500)
     assert len(painted) < 5
+
+
+def test_a_damaged_volume_result_is_refused_in_the_main_window(qtbot, tmp_path):
+    import h5py
+
+    main = _main_window(qtbot, tmp_path)
+    write_volume(tmp_path / "v.h5", _volume())
+    with h5py.File(tmp_path / "v.h5", "a") as f:
+        del f["std"]
+    assert not main.open_file(tmp_path / "v.h5")
+    assert "dataset /std is missing" in main.last_error and "v.h5" in main.last_error
+    assert not getattr(main, "volume_windows", [])
