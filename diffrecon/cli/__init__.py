@@ -7,6 +7,7 @@
     diffrecon simulate IMAGE --operator KIND [--option KEY=VALUE ...] --noise SIGMA --out FILE ...
     diffrecon reconstruct FILE --out OUT [--solver NAME] [--steps N] [--samples K] [--seed S] ...
     diffrecon export RESULT.h5 --what mean|std|samples|error --out PATH [--format tiff|png|h5] [--cmap NAME]
+    diffrecon export-volume VOLUME.h5 [--tiff OUT.tif] [--h5 OUT.h5]
     diffrecon train --data DATA --out FOLDER ...
     diffrecon distill --teacher PRIOR --out FOLDER [--time-limit S] ...
     diffrecon validate [--solvers A,B] [--out REPORT.md]
@@ -44,6 +45,7 @@ from .reconstruct import add_reconstruct_parser, add_solvers_parser
 from .train import add_train_parser
 from .validate import add_validate_parser
 from .volume import add_reconstruct_volume_parser
+from .volume_export import add_export_volume_parser
 from .window import add_gui_parser, open_gui
 
 __all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_solvers_parser", "build_parser",
@@ -53,7 +55,8 @@ __all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "add_s
 COMMANDS: list[Callable] = [
     add_demo_parser, add_solvers_parser, add_info_parser, add_reconstruct_parser, add_reconstruct_volume_parser,
     add_import_parser,
-    add_simulate_parser, add_export_parser, add_train_parser, add_distill_parser, add_validate_parser,
+    add_simulate_parser, add_export_parser, add_export_volume_parser, add_train_parser, add_distill_parser,
+    add_validate_parser,
     add_compare_parser, add_calibrate_parser, add_batch_parser, add_prior_parser, add_gui_parser,
 ]
 

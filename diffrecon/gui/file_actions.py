@@ -14,6 +14,7 @@ from . import run_owner
 from .import_dialog import USE_DEFAULTS_KEY, ImportDialog, use_defaults
 from .jobs import describe_error
 from .views import default_measurement
+from .volume_window import is_volume_file, open_volume_window
 
 MAX_RECENT = 8
 OPEN_FILTER = ("Measurements, results and imports (*.h5 *.hdf5 *.nxs *.tif *.tiff *.png *.dcm *.nii *.nii.gz);;"
@@ -78,6 +79,11 @@ class FileActions:
         (``self.import_dialog``, window-modal; True here means it is shown), else with the
         importer's default choices, which the status bar and the log name."""
         path = str(path)
+        if is_volume_file(path):  # a volume result or volume measurement opens in a volume window
+            opened = open_volume_window(self, path) is not None
+            if opened:
+                self._remember(path)
+            return opened
         if self.is_running() and not run_owner.ask_to_stop(self, self.windowTitle().removeprefix("diffrecon — "),
                                                           Path(path).name):
             self.show_message(f"{Path(path).name} was not opened; the running reconstruction goes on.")

@@ -5,6 +5,7 @@ from PySide6 import QtGui, QtWidgets
 
 from .import_dialog import use_defaults
 from .theme import THEMES
+from .volume_window import open_volume_demo
 
 
 def _action(window, text: str, slot, shortcut=None, icon=None) -> QtGui.QAction:
@@ -32,6 +33,9 @@ def build_menus(w) -> None:
     w.open_action = _action(w, "&Open…", w.open_dialog, keys.Open, sp.SP_DialogOpenButton)
     w.open_folder_action = _action(w, "Open DICOM &folder…", w.open_folder_dialog)
     w.demo_action = _action(w, "Open CT &demo", w.open_default)
+    w.volume_demo_action = _action(w, "Open &volume demo", lambda: open_volume_demo(w))
+    w.volume_demo_action.setStatusTip("A phantom volume measured slice by slice (CT), in a volume window with its "
+                                      "orthogonal views, Reconstruct volume and Export volume.")
     w.batch_action = _action(w, "&Batch…", w.open_batch, "Ctrl+B")
     w.ask_import_action = _action(w, "&Ask for import choices", lambda: w.set_ask_import(w.ask_import_action.isChecked()))
     w.ask_import_action.setCheckable(True)
@@ -53,7 +57,7 @@ def build_menus(w) -> None:
 
     bar = w.menuBar()
     menu = bar.addMenu("&File")
-    menu.addActions([w.open_action, w.open_folder_action, w.demo_action])
+    menu.addActions([w.open_action, w.open_folder_action, w.demo_action, w.volume_demo_action])
     w.recent_menu = menu.addMenu("Open &recent")
     w.recent_menu.aboutToShow.connect(w._fill_recent)  # a file deleted meanwhile leaves the list
     menu.addAction(w.ask_import_action)
