@@ -192,19 +192,11 @@ def test_file_menu_opens_the_volume_demo_ready_to_reconstruct(qtbot, tmp_path):
 
 
 @pytest.fixture
-def volume_measurement_file(tmp_path, monkeypatch, slices):
-    """A volume measurement file as diffrecon.volume's reader would give it: the reader interface
-    (read_volume_measurement, is_volume_measurement) stood in for, over the phantom slices."""
-    import types
+def volume_measurement_file(tmp_path, slices):
+    """The phantom slices in a volume measurement file, 3 pixels apart."""
+    from diffrecon.volume import write_volume_measurement
 
-    import diffrecon.volume as volume
-
-    path = tmp_path / "stack.h5"
-    path.write_bytes(b"volume measurement")
-    monkeypatch.setattr(volume, "is_volume_measurement", lambda p: str(p) == str(path), raising=False)
-    monkeypatch.setattr(volume, "read_volume_measurement", lambda p, rows=None: types.SimpleNamespace(
-        slices=slices, z_spacing=0.3, truth=None, source=p), raising=False)
-    return path
+    return write_volume_measurement(tmp_path / "stack.h5", slices, z_spacing=3.0)
 
 
 def _main_window(qtbot, tmp_path):
@@ -223,13 +215,15 @@ def test_a_volume_measurement_opens_reconstructs_and_exports_from_the_window(qtb
     main = _main_window(qtbot, tmp_path)
     assert main.open_file(volume_measurement_file), main.last_error
     window = main.volume_windows[-1]
-    assert len(window.volume.slices) == 4 and all(a is b for a, b in zip(window.volume.slices, slices))
-    assert window.view.spacing == (0.3, 0.1, 0.1)
+    assert len(window.volume.slices) == 4
+    assert all(np.array_equal(a.y, b.y) for a, b in zip(window.volume.slices, slices))
+    assert window.view.spacing == pytest.approx((3.0 * slices[0].pixel_size, 0.1, 0.1))  # file: pixels; window: unit
+    assert window.lam_z_box.value() == pytest.approx(1 / 9, abs=1e-3)  # 1 / (distance in pixels)^2, 3 decimals
     assert window.run_config().prior == "gaussian" and window.run_config().steps == 4  # the main window's settings
     with qtbot.waitSignal(window.run_finished, timeout=120000) as finished:
         assert window.start_run()
     result = finished.args[0]
-    assert result.provenance["z_spacing"] == 0.3 and result.provenance["pixel_unit"] == slices[0].pixel_unit
+    assert result.provenance["z_spacing"] == pytest.approx(0.3) and result.provenance["pixel_unit"] == slices[0].pixel_unit
     assert window.export(tmp_path / "out.tif")
     with tifffile.TiffFile(tmp_path / "out.tif") as t:
         assert t.imagej_metadata["spacing"] == pytest.approx(0.3)

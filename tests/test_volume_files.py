@@ -190,6 +190,11 @@ def test_cli_demo_import_and_reconstruct_a_volume_file(tmp_path, capsys):
     assert code == 0 and "Wrote" in text and "3 slices, dds, lam_z 0.25" in text  # 1 / 2^2
     with h5py.File(out, "r") as f:
         assert f["mean"].shape == (3, 1, 16, 16) and np.isfinite(f["mean"][()]).all()
+    from diffrecon.volume import read_volume
+    from diffrecon.volume.file import volume_geometry
+
+    pixel = v.slices[0].pixel_size  # the result records the voxel size its exports carry
+    assert volume_geometry(read_volume(out)) == (2.0 * pixel, pixel, v.slices[0].pixel_unit)
 
     scan = tmp_path / "scan.h5"
     write_dxchange(scan)

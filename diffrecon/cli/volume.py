@@ -95,6 +95,7 @@ def run_reconstruct_volume(args) -> int:
     from ..engine import Log, Planned, Progress
     from ..solvers import get_solver
     from ..volume import VolumeFinished, reconstruct_volume, write_volume
+    from ..volume.file import with_geometry
 
     check_out_folder(args.out, *args.files)
     if args.out.suffix.lower() not in (".h5", ".hdf5"):
@@ -126,6 +127,10 @@ def run_reconstruct_volume(args) -> int:
         return EXIT_INTERRUPTED
     for key, value in result.metrics.items():
         print(f"{key:>24}: {value:.6g}")
+    first = volume.slices[0] if hasattr(volume, "slices") else volume[0]
+    z_pixels = args.z_spacing if args.z_spacing is not None else getattr(volume, "z_spacing", 1.0)
+    result = with_geometry(result, z_spacing=float(z_pixels) * first.pixel_size, pixel_size=first.pixel_size,
+                           pixel_unit=first.pixel_unit)  # the exports' voxel size
     interrupted = write_final(args.out, lambda: write_volume(args.out, result))
     state = "complete" if result.complete else f"stopped early, {result.n_samples} of {args.samples} samples"
     print(f"Wrote {args.out} ({len(volume.slices)} slices, {config.solver}, lam_z {result.provenance['lam_z']:g}, "

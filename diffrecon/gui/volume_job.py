@@ -26,11 +26,10 @@ class VolumeSlices:
 
 
 def measurement_reader():
-    """``(read_volume_measurement, is_volume_measurement)`` of :mod:`diffrecon.volume`, or
-    ``(None, None)`` in a build without volume measurement files."""
-    from .. import volume
+    """``(read_volume_measurement, is_volume_measurement)`` of :mod:`diffrecon.volume`."""
+    from ..volume import is_volume_measurement, read_volume_measurement
 
-    return getattr(volume, "read_volume_measurement", None), getattr(volume, "is_volume_measurement", None)
+    return read_volume_measurement, is_volume_measurement
 
 
 def volume_kind(path: str | Path) -> str | None:
@@ -48,12 +47,10 @@ def volume_kind(path: str | Path) -> str | None:
 
 def read_volume_slices(path: str | Path) -> VolumeSlices:
     read, _is = measurement_reader()
-    if read is None:
-        from ..errors import InputError
-
-        raise InputError(f"File {path} is a volume measurement, which this build cannot read.")
     vm = read(path)
-    return VolumeSlices(list(vm.slices), float(vm.z_spacing), vm.truth, getattr(vm, "source", path))
+    # the file gives the slice distance in pixels; the window works in the slices' pixel unit
+    return VolumeSlices(list(vm.slices), float(vm.z_spacing) * float(vm.slices[0].pixel_size), vm.truth,
+                        getattr(vm, "source", path))
 
 
 def slices_truth(vs: VolumeSlices) -> np.ndarray | None:

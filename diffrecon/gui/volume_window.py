@@ -142,11 +142,12 @@ class VolumeWindow(QtWidgets.QMainWindow):
 
     def set_volume_slices(self, volume: VolumeSlices) -> None:
         """Show a stack of slice measurements (their direct reconstructions) ready to reconstruct."""
-        from ..volume import check_slices
+        from ..volume import check_slices, default_lam_z
 
         check_slices(volume.slices)
         self.volume, self.result = volume, None
         m = volume.slices[0]
+        self.lam_z_box.setValue(default_lam_z(volume.z_spacing / m.pixel_size))  # 1 / (distance in pixels)^2
         direct = direct_volume(volume.slices)
         self.view.set_volume(direct, None, units=m.units, z_spacing=volume.z_spacing, pixel_size=m.pixel_size,
                              pixel_unit=m.pixel_unit, truth=slices_truth(volume), mean_title="direct")

@@ -9,7 +9,7 @@ by :mod:`.measurement_file`; the importers' row and slice ranges become one in :
 """
 from __future__ import annotations
 
-from .file import VOLUME_FORMAT, write_volume
+from .file import VOLUME_FORMAT, read_volume, write_volume
 from .measurement_file import (VOLUME_MEASUREMENT_FORMAT, VolumeMeasurement, is_volume_measurement,
                                read_volume_measurement, write_volume_measurement)
 from .imports import import_volume, slice_distance
@@ -20,5 +20,5 @@ from .steps import VOLUME_SOLVERS
 
 __all__ = ["LAM_Z_ISOTROPIC", "VOLUME_FORMAT", "VOLUME_MEASUREMENT_FORMAT", "VOLUME_SOLVERS", "VolumeFinished",
            "VolumeMeasurement", "VolumeResult", "check_slices", "default_lam_z", "import_volume", "is_volume_measurement",
-           "phantom_volume", "read_volume_measurement", "reconstruct_volume", "volume_demo", "write_volume",
+           "phantom_volume", "read_volume", "read_volume_measurement", "reconstruct_volume", "volume_demo", "write_volume",
            "slice_distance", "write_volume_measurement", "z_inconsistency"]
