@@ -114,8 +114,8 @@ class LinearOperator(nn.Module):
         else:
             n = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
         m = self.measured()
-        if m is not None:
-            n = n * m.to(n.real.dtype)
+        if m is not None:  # the mask lives on the operator's device, the noise on y's
+            n = n * m.to(device=n.device, dtype=n.real.dtype)
         return self.noise_sigma * n
 
     def simulate(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
