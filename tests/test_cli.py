@@ -407,3 +407,24 @@ def test_the_bar_takes_work_done_and_total_from_the_event_where_it_has_them():
         bar.event(engine.Planned("cpu", [3], 4, 4, None, True, (1.0, 0.0)))
         bar.event(_progress(1, 4, 0, 3, work_done=5, work_total=14))
         assert (bar.bar.n, bar.bar.total) == (5, 14)
+
+
+def test_reconstruct_posterior_takes_the_solvers_posterior_mode(tmp_path, capsys):
+    """--posterior: the validity report's parameters, --param still on top; refused without a mode."""
+    from diffrecon.cli import main
+    from diffrecon.io import read_result
+    from diffrecon.solvers import SOLVERS
+
+    demo = tmp_path / "d.h5"
+    assert main(["demo", "inpaint", "--size", "16", "--out", str(demo)]) == 0
+    out = tmp_path / "r.h5"
+    args = ["reconstruct", str(demo), "--solver", "diffpir", "--prior", "gaussian", "--steps", "3", "--samples", "2",
+            "--posterior", "--param", "lam=2", "--out", str(out)]
+    assert main(args) == 0
+    params = read_result(out).provenance["params"]
+    mode = dict(SOLVERS["diffpir"].posterior_mode)
+    assert params["lam"] == 2.0 and params["r_variance"] == mode["r_variance"] == "local"
+    assert params["zeta"] == mode["zeta"] and params["perturb"] is True
+    capsys.readouterr()
+    assert main(["reconstruct", str(demo), "--solver", "ddim", "--posterior", "--out", str(tmp_path / "x.h5")]) == 2
+    assert "ddim has no posterior mode; solvers with one are" in capsys.readouterr().err

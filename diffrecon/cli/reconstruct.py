@@ -19,6 +19,9 @@ def add_reconstruct_parser(sub) -> None:
     add_run_options(r, ALL, solver=dict(default=None, help="solver name (see diffrecon solvers); default: the "
                                                         "--quality preset's"),
                     steps=dict(type=positive, default=None, help="default: the --quality preset's"))
+    r.add_argument("--posterior", action="store_true",
+                   help="the solver's posterior mode (the parameters the validity report checks; --param "
+                        "values still override them); refused for a solver without one")
     r.set_defaults(func=run_reconstruct)
 
 
@@ -46,6 +49,23 @@ def _choose_weight(measurement, config, solver: str):
                                weight_choice=choice.provenance())
 
 
+def _posterior_mode(config, args):
+    """``config`` with its solver's posterior-mode parameters under the ``--param`` values given."""
+    import dataclasses
+
+    from ..errors import InputError
+    from ..solvers import SOLVERS, get_solver
+    from .options import key_values
+
+    mode = dict(get_solver(config.solver).posterior_mode)
+    if not mode:
+        with_mode = ", ".join(name for name, info in SOLVERS.items() if info.posterior_mode)
+        raise InputError(f"--posterior: {config.solver} has no posterior mode; solvers with one are {with_mode}.")
+    given = set(key_values(args.param)) if getattr(args, "param", None) else set()
+    params = {**mode, **{k: v for k, v in dict(config.params or {}).items() if k in given}}
+    return dataclasses.replace(config, params=params)
+
+
 def run_reconstruct(args) -> int:
     from .. import engine
     from ..guard import Diverged
@@ -55,6 +75,8 @@ def run_reconstruct(args) -> int:
     _check_result_suffix(args.out)
     measurement = read_measurement(args.file, allow_external=args.allow_external)
     config = run_config(args)  # refuses bad --param values before any work
+    if args.posterior:
+        config = _posterior_mode(config, args)
     if args.weight == "auto":
         config = _choose_weight(measurement, config, config.solver)
 
