@@ -3,7 +3,7 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots/make_screenshots.py [NAME ...]
 
 Runs on the CPU in a few minutes (``first_run`` waits for the bundled prior's time probe, about
-20 s). Reconstructions use the exact Gaussian prior so the pictures do not depend on the
+20 s; ``import_formats`` writes, opens and reconstructs five small files in about 40 s). Reconstructions use the exact Gaussian prior so the pictures do not depend on the
 machine's speed, except ``first_run``, which shows what ``python main.py`` shows: the bundled
 prior, its predicted time, and the progress bar's ETA a few seconds into the run.
 """
@@ -260,10 +260,52 @@ def volume(app) -> None:
     main.close()
 
 
+#: (file name, writer, choices set in the dialog, screenshot) of the ``import_formats`` scene.
+IMPORTS = (("knee.h5", "write_fastmri", {"slice": "1", "acceleration": "4", "center_fraction": "0.08"}, "fastmri"),
+           ("scan_dx.h5", "write_dxchange", {"slice": "0"}, "dxchange"),
+           ("scan.nx.h5", "write_nxtomo", {"slice": "2"}, "nxtomo"),
+           ("ct_series", "write_dicom_series", {"operator": "ct", "options": "n_views=30", "slice": "4"}, "dicom"),
+           ("head.nii.gz", "write_nifti_volume", {"operator": "mri", "options": "acceleration=4", "slice": "3"}, "nifti"))
+
+
+def import_formats(app) -> None:
+    """A 64 x 64 synthetic file of each import format (docs/screenshots/import_files.py) opens in
+    the import dialog with the choices of IMPORTS (preview shown), OK, and a 20-step DiffPIR
+    reconstruction with the Gaussian prior in the window; the window is shown with the NIfTI
+    file's result."""
+    sys.path.insert(0, str(HERE))
+    import import_files
+
+    folder = Path(tempfile.mkdtemp())
+    w = _window(app, "light")
+    w.show()
+    for name, writer, choices, shot in IMPORTS:
+        path = getattr(import_files, writer)(folder / name)
+        assert w.open_file(path), w.last_error
+        dialog = w.import_dialog
+        for option, text in choices.items():
+            dialog.set_value(option, text)
+        assert dialog.preview(), dialog.error
+        while dialog.busy():
+            _settle(app, 50)
+        assert not dialog.error, dialog.error
+        dialog.ok_button.setFocus()
+        _settle(app, 500)
+        save_screenshot(dialog, HERE / f"import_{shot}.png")
+        dialog.accept()
+        while dialog.busy():
+            _settle(app, 50)
+        _run(app, w, RunConfig(**{**GAUSSIAN.__dict__, "solver": "diffpir", "samples": 4}))
+        assert w.result is not None and w.result.measurement is w.measurement, w.last_error
+    save_screenshot(w, HERE / "import_nifti_result.png")
+    w.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 SHOTS = {"main_window": main_window, "main_window_dark": main_window_dark, "mri_complex": mri_complex,
          "ab_swipe_roi": ab_swipe_roi, "compare": compare, "first_run": first_run, "diverged": diverged,
          "batch": batch, "priors": priors, "quality_preset": quality_preset, "compare_seconds": compare_seconds,
-         "volume": volume}
+         "volume": volume, "import_formats": import_formats}
 
 
 if __name__ == "__main__":
