@@ -86,8 +86,9 @@ class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
         self.resizeDocks([metrics_dock], [270], QtCore.Qt.Orientation.Horizontal)
         self.priors_panel = PriorsPanel(choose=self.solver.set_prior, current=self.solver.config().prior)
         priors_dock = self._dock("Priors", self.priors_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
-        self.tabifyDockWidget(metrics_dock, priors_dock)
-        metrics_dock.raise_()
+        # Two tab groups made before the window is shown leave a stray tab bar over the status bar
+        # (Qt 6.11); the right-hand group is made once the window is up.
+        self._tabify_later = (metrics_dock, priors_dock)
         profile_dock = self._dock("Line profile", self.profile, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         log_dock = self._dock("Log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         tree_dock = self._dock("File", self.tree, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -181,6 +182,11 @@ class MainWindow(FileActions, RunActions, ABActions, QtWidgets.QMainWindow):
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
+        if self._tabify_later:
+            metrics_dock, priors_dock = self._tabify_later
+            self._tabify_later = None
+            self.tabifyDockWidget(metrics_dock, priors_dock)
+            metrics_dock.raise_()
         if not self._shown:
             # a first run on a laptop CPU takes minutes: its predicted time is shown before the
             # first click, probed off the GUI thread once the window is up
