@@ -140,11 +140,13 @@ MUTATIONS = dict(
 )
 
 
-def check_reader(layout, op, pick, shape, dtype_i, frac, data, reader=None):
+def check_reader(layout, op, pick, shape, dtype_i, frac, data, reader=None, base=None):
+    """Mutate a copy of ``base / layout`` (default: this module's files) and read it with ``reader``:
+    a result or one InputError sentence."""
     reader = reader or IMPORTERS[layout]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / layout
-        shutil.copyfile(_BASE / layout, path)
+        shutil.copyfile((base or _BASE) / layout, path)
         try:
             mutate(path, op, pick, shape, dtype_i, frac, data)
         except (OSError, KeyError, TypeError, ValueError, RuntimeError):
