@@ -265,11 +265,12 @@ def variance_corrected_step(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, s
     return corrected_noise_step(x, x0_hat if center is None else center, sigma, sigma_next, xi, j_xi)
 
 
-def jacobian_probe(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, direction: Tensor) -> Tensor:
+def jacobian_probe(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, direction: Tensor,
+                   length: float = 0.5) -> Tensor:
     """``J direction``, the denoiser's Jacobian at ``x`` along ``direction``, by a finite difference
-    of length ``sigma / 2`` (per sample, relative to the direction's rms); one denoiser evaluation."""
+    of length ``length * sigma`` (per sample, relative to the direction's rms); one denoiser evaluation."""
     rms = direction.abs().square().mean(dim=tuple(range(1, x.ndim)), keepdim=True).sqrt().clamp_min(1e-30)
-    probe = 0.5 * sigma
+    probe = length * sigma
     return (denoiser(x + probe * direction / rms, sigma) - x0_hat) * (rms / probe)
 
 
@@ -290,9 +291,13 @@ def local_posterior_variance(denoiser, x: Tensor, x0_hat: Tensor, sigma: float, 
     smaller than a Gaussian with the same covariance implies (the MMSE is below the LMMSE)."""
     xi = torch.sign(generator.randn_like(x))
     xi = torch.where(xi == 0, torch.ones_like(xi), xi)
-    j_xi = (denoiser(x + (probe * sigma) * xi, sigma) - x0_hat) / (probe * sigma)
-    div = float((xi * j_xi).real.mean()) if j_xi.is_complex() else float((xi * j_xi).mean())
-    return sigma * sigma * max(div, 1e-6)
+    return trace_variance(sigma, xi, jacobian_probe(denoiser, x, x0_hat, sigma, xi, length=probe))
+
+
+def trace_variance(sigma: float, xi: Tensor, j_xi: Tensor) -> float:
+    """``sigma^2 <xi, J xi> / n`` averaged over the batch (Hutchinson's estimate of ``tr Cov(x0 | x) / n``
+    from a probe ``xi`` of mean square 1 and ``J xi``), floored at a millionth of ``sigma^2``."""
+    return sigma * sigma * max(float((xi * j_xi).real.mean()), 1e-6)
 
 
 def _denoiser_device(denoiser) -> torch.device:

@@ -67,13 +67,14 @@ class Params:
                                  "or sigma_t^2 (paper).")
 
 
-def ode_estimate(denoiser, x, sigma: float, steps: int):
+def ode_estimate(denoiser, x, sigma: float, steps: int, first=None):
     """x0 by Euler steps of the probability-flow ODE from ``sigma`` to 0 (Karras et al. 2022,
-    Alg. 1 without the second-order correction); one step is Tweedie's estimate."""
+    Alg. 1 without the second-order correction); one step is Tweedie's estimate. ``first``: the
+    denoiser at ``(x, sigma)`` when the caller has it (the first step then costs no evaluation)."""
     levels = karras_sigmas(steps, min(float(denoiser.sigma_min), sigma), sigma)
     for j in range(steps):
         s, s_next = float(levels[j]), float(levels[j + 1])
-        x = ddim_step(x, denoiser(x, s), s, s_next)
+        x = ddim_step(x, first if j == 0 and first is not None else denoiser(x, s), s, s_next)
     return x
 
 
@@ -88,13 +89,13 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
     nfe = 0
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        if local and params.ode_steps == 1:  # Tweedie's estimate, and the variance of x0 around it
-            x0_hat = denoiser(x, sigma)
-            r2 = local_posterior_variance(denoiser, x, x0_hat, sigma, generator)
+        if local:  # Tweedie's estimate, the variance of x0 around it, then the ODE from it
+            tweedie = denoiser(x, sigma)
+            r2 = local_posterior_variance(denoiser, x, tweedie, sigma, generator)
+            x0_hat = ode_estimate(denoiser, x, sigma, params.ode_steps, first=tweedie)   # 3: x0_hat(x_t)
         else:
             x0_hat = ode_estimate(denoiser, x, sigma, params.ode_steps)      # 3: x0_hat(x_t)
-            r2 = (local_posterior_variance(denoiser, x, denoiser(x, sigma), sigma, generator) if local
-                  else sigma**2 if math.isinf(v) else sigma**2 * v / (v + sigma**2))  # r_t (paper: sigma_t)
+            r2 = sigma**2 if math.isinf(v) else sigma**2 * v / (v + sigma**2)  # r_t (paper: sigma_t)
         nfe += _nfe_per_step(params)
         eta = params.lr / (1.0 / r2 + lipschitz_data)
         x0 = x0_hat
@@ -106,9 +107,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
 
 
 def _nfe_per_step(p: Params) -> int:
-    if p.r_variance != "local":
-        return p.ode_steps
-    return 2 if p.ode_steps == 1 else p.ode_steps + 2
+    return p.ode_steps + (p.r_variance == "local")  # the local variance's probe: one more
 
 
 INFO = SolverInfo(

@@ -46,7 +46,7 @@ import torch
 
 from ..operators.base import measured_residual
 from ._common import (SolverInfo, Step, ancestral_ddim_step, corrected_noise_step, jacobian_probe,
-                      local_posterior_variance, param, prior_data_variance)
+                      local_posterior_variance, param, prior_data_variance, trace_variance)
 from ._guidance import match_batch
 from .labels import POSTERIOR, SpreadRule
 
@@ -82,7 +82,7 @@ def solve(denoiser, op, y, sigmas, x_init, *, params: Params, generator) -> Iter
                     xi = generator.randn_like(x)
                     u = jacobian_probe(denoiser, x, x0_hat.detach(), sigma, xi)
                     if local:
-                        r2 = sigma**2 * max(float((xi * u).real.mean()), 1e-6)
+                        r2 = trace_variance(sigma, xi, u)
                 elif local:
                     r2 = local_posterior_variance(denoiser, x, x0_hat.detach(), sigma, generator)
             with torch.no_grad():                                            # 4: (r^2 AA^T + s^2)^-1 term
