@@ -180,6 +180,23 @@ def run_config(args: argparse.Namespace, **fields: Any):
     return RunConfig(**{**values, **fields})
 
 
+def with_posterior_mode(config, args):
+    """``config`` with its solver's posterior-mode parameters (``--posterior``) under the ``--param``
+    values given (not under a preset's), or InputError naming the solvers that have one."""
+    import dataclasses
+
+    from ..errors import InputError
+    from ..solvers import SOLVERS, get_solver
+
+    mode = dict(get_solver(config.solver).posterior_mode)
+    if not mode:
+        with_mode = ", ".join(name for name, info in SOLVERS.items() if info.posterior_mode)
+        raise InputError(f"--posterior: {config.solver} has no posterior mode; solvers with one are {with_mode}.")
+    given = set(key_values(args.param)) if getattr(args, "param", None) else set()
+    params = {**mode, **{k: v for k, v in dict(config.params or {}).items() if k in given}}
+    return dataclasses.replace(config, params=params)
+
+
 def _preset_solver(name: str) -> str:
     from ..engine.presets import preset
 

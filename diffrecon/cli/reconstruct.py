@@ -8,7 +8,8 @@ import threading
 from pathlib import Path
 
 from ..errors import InputError
-from .options import ALL, EXIT_DIVERGED, add_run_options, check_out_folder, positive, run_config
+from .options import (ALL, EXIT_DIVERGED, add_run_options, check_out_folder, positive, run_config,
+                      with_posterior_mode)
 from .progress import EXIT_INTERRUPTED, RunBar, ctrl_c_stops, memory_text, say, status, write_final
 
 
@@ -49,23 +50,6 @@ def _choose_weight(measurement, config, solver: str):
                                weight_choice=choice.provenance())
 
 
-def _posterior_mode(config, args):
-    """``config`` with its solver's posterior-mode parameters under the ``--param`` values given."""
-    import dataclasses
-
-    from ..errors import InputError
-    from ..solvers import SOLVERS, get_solver
-    from .options import key_values
-
-    mode = dict(get_solver(config.solver).posterior_mode)
-    if not mode:
-        with_mode = ", ".join(name for name, info in SOLVERS.items() if info.posterior_mode)
-        raise InputError(f"--posterior: {config.solver} has no posterior mode; solvers with one are {with_mode}.")
-    given = set(key_values(args.param)) if getattr(args, "param", None) else set()
-    params = {**mode, **{k: v for k, v in dict(config.params or {}).items() if k in given}}
-    return dataclasses.replace(config, params=params)
-
-
 def run_reconstruct(args) -> int:
     from .. import engine
     from ..guard import Diverged
@@ -76,7 +60,7 @@ def run_reconstruct(args) -> int:
     measurement = read_measurement(args.file, allow_external=args.allow_external)
     config = run_config(args)  # refuses bad --param values before any work
     if args.posterior:
-        config = _posterior_mode(config, args)
+        config = with_posterior_mode(config, args)
     if args.weight == "auto":
         config = _choose_weight(measurement, config, config.solver)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import math
 import sys
 import threading
 from pathlib import Path
 
 from ..errors import InputError
-from .options import add_run_options, check_out_folder, positive, run_config
+from .options import add_run_options, check_out_folder, positive, run_config, with_posterior_mode
 from .progress import EXIT_INTERRUPTED, RunBar, ctrl_c_stops, say, write_final
 
 
@@ -93,7 +92,6 @@ def _read_slices(args):
 
 def run_reconstruct_volume(args) -> int:
     from ..engine import Log, Planned, Progress
-    from ..solvers import get_solver
     from ..volume import VolumeFinished, reconstruct_volume, write_volume
     from ..volume.file import with_geometry
 
@@ -104,8 +102,7 @@ def run_reconstruct_volume(args) -> int:
     if args.posterior:
         if config.solver != "diffpir":
             raise InputError(f"--posterior is DiffPIR's posterior path; it does not apply to --solver {config.solver}.")
-        config = dataclasses.replace(config, params={**dict(get_solver("diffpir").posterior_mode),
-                                                     **dict(config.params or {})})
+        config = with_posterior_mode(config, args)
     volume = _read_slices(args)
     stop = threading.Event()
     result = None
