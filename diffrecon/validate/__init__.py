@@ -65,18 +65,21 @@ def summary(rows: list[Row]) -> list[str]:
     return head + [""] + lines + [""]
 
 
-def _posterior_mode_solvers() -> str:
+def _posterior_modes() -> dict:
+    """``{solver: its posterior_mode parameters}`` for the solvers that have one."""
     from ..solvers import SOLVERS
 
-    names = [name for name, info in SOLVERS.items() if info.posterior_mode]
+    return {name: info.posterior_mode for name, info in SOLVERS.items() if info.posterior_mode}
+
+
+def _posterior_mode_solvers() -> str:
+    names = list(_posterior_modes())
     return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def _posterior_mode_lines() -> list[str]:
-    from ..solvers import SOLVERS
-
-    return [f"- {name} posterior mode: `" + " ".join(f"{k}={v}" for k, v in info.posterior_mode).lower() + "`"
-            for name, info in SOLVERS.items() if info.posterior_mode]
+    return [f"- {name} posterior mode: `" + " ".join(f"{k}={v}" for k, v in mode).lower() + "`"
+            for name, mode in _posterior_modes().items()]
 
 
 def render_markdown(rows: list[Row], settings: Settings, command: str = "", kinds: list[Row] | None = None,
