@@ -238,3 +238,14 @@ def test_session_reads_a_file_with_options_without_qt(tmp_path):
     assert import_format(tmp_path / "m.h5") is None
     with pytest.raises(InputError, match="m.h5 is a diffrecon file"):
         session.open(tmp_path / "m.h5", slice=1)
+
+
+
+@pytest.mark.parametrize("fmt", sorted(FILES))
+def test_the_dialogs_note_ends_the_sentence_once(qtbot, make_window, tmp_path, fmt):
+    """The note names the measurement's noise and units; a unit that ends in a full stop ("a.u.")
+    ends the sentence itself: no "a.u.."."""
+    dialog = open_dialog(make_window(), FILES[fmt][0](tmp_path))
+    units = dialog.opened.measurement.units
+    note = dialog.note.text()
+    assert units in note and not note.endswith("..") and note.endswith(".")

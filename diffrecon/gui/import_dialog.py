@@ -267,7 +267,8 @@ class ImportDialog(QtWidgets.QDialog):
             self.direct_panel.clear()
         y = np.asarray(m.y)
         self.note.setText(f"{opened.note}<br>Measurement {' × '.join(map(str, y.shape))} {y.dtype}, "
-                          f"{m.operator.kind}, noise σ {m.noise_sigma:.4g} {m.units}.")
+                          f"{m.operator.kind}, noise σ {m.noise_sigma:.4g} {m.units}"
+                          + ("" if m.units.endswith(".") else "."))  # "a.u." ends the sentence itself
 
     # ------------------------------------------------------------------ closing
     def accept(self) -> None:
