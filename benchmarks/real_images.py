@@ -1,25 +1,55 @@
-"""Real-image evaluation: the diffusion solvers against fairly and oracle-tuned baselines on
-real images that shipped inside public Python packages and never served as training data.
+"""Real-image evaluation: diffusion solvers against fairly and oracle-tuned baselines on real
+images that shipped inside public Python packages and never served as training data.
 
-    python benchmarks/real_images.py [--images ct mr cell camera] [--tasks ...] [--steps 20]
-        [--samples 3] [--warm-steps 10] [--methods ...] --out DIR
+    python benchmarks/real_images.py --out DIR [--images ct mr cell camera phantom] [--tasks ...]
+        [--methods tv cg default default_warm diffpir dps_warm ...] [--prior NAME|FOLDER]
+        [--steps 50] [--warm-steps 10] [--samples 4] [--size 128] [--device auto]
+        [--figures ct:ct cell:inpaint ...] [--order image:task ...] [--part K/N]
+    python benchmarks/real_images.py --merge A.json B.json ... --out DIR
+    python benchmarks/real_images.py --export-npz images.npz
 
-writes DIR/real_images.json (settings, device, every number, appended as each run finishes) and
-DIR/real_images.md (the README table); ``--figure PNG`` draws truth | TV | mean | std | sample.
+writes DIR/real_images.json (settings, device, every number; rewritten atomically after each
+run, and read back on a restart with the same ``--prior`` so finished runs are skipped),
+DIR/real_images.md (the tables, :mod:`real_images_report`) and DIR/real_IMAGE_TASK.png for each
+``--figures`` pair (truth | TV | default mean | default std | two default samples).
+``--part K/N`` runs only the image x task pairs whose index is K modulo N (N processes sharing
+one GPU, each with its own ``--out``); ``--merge`` unites their JSON files and redraws the tables.
 
-Images (all 128 x 128, scaled to [0, 1] by their own 0.5 / 99.5 % percentiles, which defines
-the ground truth; the measurement files state no value range):
+Methods (``--methods``):
+
+* ``tv``, ``cg``: weight by the discrepancy principle (:mod:`diffrecon.weights`, no ground truth;
+  ``tv_fair``) and oracle-tuned (best PSNR over the discrepancy trials and two values beside the
+  best: the upper bound a user cannot reach; ``tv_oracle``).
+* ``default``: the front ends' default (the ``fast`` quality preset's solver, steps and
+  parameters) from noise; ``default_warm``: the same, preset's steps too, warm-started from TV
+  (``warm_start="tv"``).
+* any solver of the registry (``diffpir``, ``dps``, ``ddrm``, ...) at its registry defaults with
+  ``--steps`` steps from noise; ``NAME_warm``: warm-started, ``--warm-steps`` steps. A solver that
+  does not apply to a task (``ddrm`` needs an SVD) is recorded as ``{"error": ...}``.
+
+The default list is tv, cg, default, default_warm and every registry solver that uses the prior
+and whose spread at its defaults is a posterior or seed spread (:mod:`diffrecon.solvers.labels`),
+less ``reference`` (an exact sampler that needs thousands of steps) and ``cm`` (made for a
+distilled consistency model): point estimates (pnp_admm), prior samplers (ddpm) and the
+classical baselines are left out. Every diffusion method uses the prior ``--prior`` (default:
+the bundled one), the public ``RunConfig.prior`` path of ``diffrecon reconstruct --prior``.
+
+Images (``--size``, default 128, scaled to [0, 1] by their own 0.5 / 99.5 % percentiles, which
+defines the ground truth; the measurement files state no value range):
 
 * ``ct``: pydicom's ``CT_small.dcm`` (a 128 x 128 CT slice), HU clipped to [-1000, 1000].
 * ``mr``: pydicom's ``MR_small.dcm`` (64 x 64 MR slice), resampled to 128 x 128.
 * ``cell``: scikit-image's ``cell`` (phase-contrast microscopy), central 512 x 512 crop resampled.
 * ``camera``: scikit-image's ``camera`` (a natural photograph), resampled.
+* ``phantom``: a held-out test phantom (``TEST_SEEDS[0]``) of the procedural family (the control).
 
 Tasks use the demo conventions of :mod:`diffrecon.demo` (units, pixel size, relative noise), plus
-x2 super-resolution. Baselines: TV and CG with the weight chosen by the discrepancy principle
-(:mod:`diffrecon.weights`, no ground truth) and oracle-tuned (best PSNR over the discrepancy
-trials and a grid: the upper bound a user cannot reach). Coverage is the fraction of pixels in
-mean +- t_{K-1} sqrt(1 + 1/K) s over the K samples (90 %).
+x2 super-resolution. Per run: PSNR (dB, peak = the truth's range) and SSIM of the sample mean,
+seconds (the whole engine run, loading the prior as ``diffrecon reconstruct`` does included), ``coverage90_t`` (the fraction of pixels in mean +- t_{K-1} sqrt(1 + 1/K) s over the K
+samples, s the sample std: 90 % if the samples were exact posterior draws), ``ratio_quantiles``
+(the 0..100 % percentiles of |truth - mean| / (t_{K-1} sqrt(1 + 1/K) s), from which the coverage
+after a std calibration fitted elsewhere follows), the prior-fit indicator before and after and
+the warm start's provenance. The std is the raw sample std (``use_calibration=False``).
 """
 from __future__ import annotations
 
@@ -30,17 +60,21 @@ import math
 import os
 import sys
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import real_images_report as report_md  # noqa: E402
+
 from diffrecon import __version__, engine  # noqa: E402
-from diffrecon.errors import RunError  # noqa: E402
-from diffrecon.io.atomic import atomic_write  # noqa: E402
+from diffrecon.engine import presets  # noqa: E402
+from diffrecon.errors import DiffreconError, InputError  # noqa: E402
 from diffrecon.measurement import Measurement  # noqa: E402
 from diffrecon.operators import (MRI, Blur, Inpaint, ParallelBeamCT, SuperResolution, cartesian_mask,  # noqa: E402
                                  gaussian_kernel, limited_angle_angles, random_mask, sparse_view_angles)
@@ -152,44 +186,41 @@ def simulate(task: str, image: np.ndarray, seed: int = 0, name: str = "") -> Mea
 
 
 # -------------------------------------------------------------------------------------- runs
-def t_coverage(samples: np.ndarray, gt: np.ndarray, level: float = 0.9) -> float | None:
-    """Fraction of pixels in mean +- t_{K-1} sqrt(1 + 1/K) s (s: sample std, K samples)."""
-    from scipy.stats import t as student
-    k = samples.shape[0]
-    if k < 2:
-        return None
-    mean, s = samples.mean(0), samples.std(0, ddof=1)
-    half = student.ppf(0.5 + level / 2, k - 1) * math.sqrt(1 + 1 / k) * s
-    return float(np.mean(np.abs(gt - mean) <= half))
-
-
 def run(m: Measurement, solver: str, params: dict, steps: int, samples: int, warm: str = "none",
-        denoiser=None, prior_fit: bool = True) -> dict:
-    cfg = engine.RunConfig(solver=solver, params=params, steps=steps, samples=samples, seed=0,
-                           keep_samples=samples, preview_interval=1e9, warm_start=warm, prior_fit=prior_fit)
+        denoiser=None, prior_fit: bool = True, prior: str = "default", device: str = "auto") -> dict:
+    """One engine run's numbers (``_result`` holds the Result), or ``{"error": sentence}`` where
+    the engine refuses the setting or fails; an unexpected exception also sets ``unexpected``
+    (retried on a restart) and prints its traceback, and the evaluation goes on."""
+    cfg = engine.RunConfig(solver=solver, params=params, steps=steps, samples=samples, seed=0, prior=prior,
+                           device=device, keep_samples=samples, preview_interval=1e9, warm_start=warm,
+                           prior_fit=prior_fit, use_calibration=False)
     t0 = time.perf_counter()
     try:
         result = next(e.result for e in engine.run(m, cfg, denoiser=denoiser) if isinstance(e, engine.Finished))
-    except RunError as err:
-        return {"error": str(err)}
+    except DiffreconError as err:
+        return {"error": str(err), "seconds": time.perf_counter() - t0}
+    except Exception as err:  # noqa: BLE001 - one failing solver must not end a long evaluation
+        traceback.print_exc()
+        return {"error": f"{type(err).__name__}: {err}", "unexpected": True, "seconds": time.perf_counter() - t0}
     out = {k: result.metrics.get(k) for k in ("psnr", "ssim", "residual_ratio", "prior_fit", "prior_fit_after",
                                               "prior_fit_warning")}
     out["seconds"] = time.perf_counter() - t0
-    out["params"] = dict(params)
+    out["solver"], out["steps"], out["params"] = solver, steps, dict(params)
     if result.samples is not None and len(result.samples) >= 2:
-        out["coverage90_t"] = t_coverage(result.samples, m.ground_truth)
+        out["coverage90_t"] = report_md.t_coverage(result.samples, m.ground_truth)
+        out["ratio_quantiles"] = report_md.ratio_quantiles(result.samples, m.ground_truth)
     out["warm"] = {k: v for k, v in result.provenance.items() if k.startswith("warm")}
     out["_result"] = result
     return out
 
 
-def tune_baseline(m: Measurement, solver: str) -> tuple[dict, dict]:
+def tune_baseline(m: Measurement, solver: str, device: str = "auto") -> tuple[dict, dict]:
     """(discrepancy-principle run, oracle run) of a baseline."""
-    cfg = engine.RunConfig(solver=solver, steps=20, samples=1)
+    cfg = engine.RunConfig(solver=solver, steps=20, samples=1, device=device)
     t0 = time.perf_counter()
     choice = choose_weight(m, cfg, iterations=5)
     choose_seconds = time.perf_counter() - t0
-    fair = run(m, solver, {choice.param: choice.value}, 20, 1, prior_fit=False)
+    fair = run(m, solver, {choice.param: choice.value}, 20, 1, prior_fit=False, device=device)
     fair["choose_seconds"] = choose_seconds
     fair["discrepancy"] = choice.provenance()
     # oracle: the best PSNR over the bisection's trials (they span the bracket) and two values
@@ -199,13 +230,54 @@ def tune_baseline(m: Measurement, solver: str) -> tuple[dict, dict]:
     best = {"psnr": psnr_best, "ssim": choice.trial_metrics[[v for _, v in scored].index(v_best)].get("ssim"),
             "params": {choice.param: v_best}}
     for v in (v_best / 1.5, v_best * 1.5):
-        r = run(m, solver, {choice.param: v}, 20, 1, prior_fit=False)
+        r = run(m, solver, {choice.param: v}, 20, 1, prior_fit=False, device=device)
         if r.get("psnr") is not None and r["psnr"] > best["psnr"]:
             best = r
     return fair, best
 
 
-# ------------------------------------------------------------------------------------ report
+# ----------------------------------------------------------------------------------- methods
+BASELINES = ("tv", "cg")
+LEFT_OUT = ("reference", "cm")  # see the module docstring
+
+
+def default_methods() -> list[str]:
+    """tv, cg, default, default_warm and the registry's diffusion solvers (module docstring)."""
+    from diffrecon.solvers import SOLVERS
+    from diffrecon.solvers.labels import POSTERIOR, SEED, rule_of
+    diffusion = [n for n, info in SOLVERS.items()
+                 if info.uses_prior and n not in LEFT_OUT and rule_of(info).design in (POSTERIOR, SEED)]
+    return [*BASELINES, "default", "default_warm", *diffusion]
+
+
+def method_keys(method: str) -> tuple[str, ...]:
+    """The row keys a method writes."""
+    return (f"{method}_fair", f"{method}_oracle") if method in BASELINES else (method,)
+
+
+def method_setting(method: str, steps: int, warm_steps: int) -> tuple[str, dict, int, str]:
+    """``(solver, params, steps, warm_start)`` of a diffusion method name (InputError if unknown):
+    ``default``/``default_warm`` take the preset's steps, ``NAME`` ``steps``, ``NAME_warm`` ``warm_steps``."""
+    from diffrecon.solvers import SOLVERS
+    base, warm = (method[:-5], "tv") if method.endswith("_warm") else (method, "none")
+    if base == "default":
+        p = presets.preset(presets.FRONT_END_DEFAULT)
+        solver, params, n = p["solver"], p["params"], p["steps"]
+    elif base in SOLVERS and SOLVERS[base].uses_prior:
+        solver, params, n = base, {}, steps
+    else:
+        valid = ", ".join(n for n, info in SOLVERS.items() if info.uses_prior)
+        raise InputError(f"--methods {method!r} is not a method; valid are tv, cg, default and the diffusion solvers "
+                         f"({valid}), each but tv and cg optionally with _warm.")
+    return solver, dict(params), (warm_steps if warm == "tv" and base != "default" else n), warm
+
+
+def finished(row: dict | None, method: str) -> bool:
+    """True where every key of ``method`` is in ``row`` and none failed unexpectedly."""
+    return row is not None and all(k in row and not row[k].get("unexpected") for k in method_keys(method))
+
+
+# ------------------------------------------------------------------------------------ driver
 def phantom_image(size: int = SIZE) -> np.ndarray:
     from diffrecon.phantoms import TEST_SEEDS, phantom
     return phantom(size, TEST_SEEDS[0])
@@ -223,56 +295,87 @@ def summarize(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-def markdown(rows: list[dict]) -> str:
-    head = ("| image | task | TV fair | TV oracle | CG fair | CG oracle | DiffPIR | cov90 | DiffPIR warm | cov90 | "
-            "sigma_start | prior fit before / after | warn |\n" + "|" + "---|" * 13 + "\n")
-    lines = []
-    for r in rows:
-        def p(key):
-            v = r.get(key, {}) or {}
-            return f"{v['psnr']:.2f} / {v['ssim']:.3f}" if v.get("psnr") is not None else "-"
-
-        def c(key):
-            v = (r.get(key, {}) or {}).get("coverage90_t")
-            return f"{v:.2f}" if v is not None else "-"
-
-        cold, warm = r.get("diffpir", {}) or {}, r.get("diffpir_warm", {}) or {}
-        fit = f"{cold.get('prior_fit', float('nan')):.2f} / {cold.get('prior_fit_after', float('nan')):.2f}"
-        lines.append(f"| {r['image']} | {r['task']} | {p('tv_fair')} | {p('tv_oracle')} | {p('cg_fair')} | "
-                     f"{p('cg_oracle')} | {p('diffpir')} | {c('diffpir')} | {p('diffpir_warm')} | {c('diffpir_warm')} | "
-                     f"{warm.get('warm', {}).get('warm_sigma_start_physical', float('nan')):.3g} | {fit} | "
-                     f"{'yes' if cold.get('prior_fit_warning') else 'no'} |")
-    return head + "\n".join(lines) + "\n"
+def run_method(m: Measurement, method: str, args) -> dict:
+    """The row entries of ``method`` on ``m`` (with ``_result`` kept for the figures)."""
+    if method in BASELINES:
+        fair, oracle = tune_baseline(m, method, args.device)
+        return {f"{method}_fair": fair, f"{method}_oracle": oracle}
+    solver, params, steps, warm = method_setting(method, args.steps, args.warm_steps)  # checked in main
+    return {method: run(m, solver, params, steps, args.samples, warm=warm, prior=args.prior, device=args.device)}
 
 
-def figure(path: Path, truth, tv, mean, std, sample, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 5, figsize=(16, 3.4))
-    lo, hi = float(truth.min()), float(truth.max())
-    for ax, img, name in zip(axes, (truth, tv, mean, std, sample), ("truth", "TV (discrepancy)", "DiffPIR mean",
-                                                                    "DiffPIR std", "a sample")):
-        im = ax.imshow(img, cmap="magma" if name.endswith("std") else "gray",
-                       **({} if name.endswith("std") else {"vmin": lo, "vmax": hi}))
-        ax.set_title(name)
-        ax.axis("off")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
-    plt.close(fig)
+def evaluate(args) -> dict:
+    """Run every unfinished (image, task, method) of this part, saving after each run."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in ("out", "merge", "export_npz")}
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report = report_md.load(args.out / "real_images.json", args.prior) or {"settings": {}, "rows": [], "started": now}
+    # each entry records its own solver, steps and params; the settings are this start's, the methods all so far
+    settings["methods"] = list(dict.fromkeys([*report["settings"].get("methods", []), *args.methods]))
+    report.update(settings=settings, device=device_name(resolve_device(args.device)), software_version=__version__,
+                  resumed=report.get("resumed", []) + ([now] if report["rows"] else []))
+    rows = {(r["image"], r["task"]): r for r in report["rows"]}
+    order = [tuple(p.split(":")) for p in args.order]
+    figures = {tuple(p.split(":")) for p in args.figures}
+    k, n = (int(v) for v in args.part.split("/"))
+    for index, (image, task) in enumerate(problem_list(args.images, args.tasks, order)):
+        if index % n != k:
+            continue
+        png = args.out / f"real_{image}_{task}.png"
+        draw = (image, task) in figures and not png.exists()
+        row = rows.get((image, task))
+        todo = [mt for mt in args.methods if not finished(row, mt) or (draw and mt in ("tv", "default"))]
+        if not todo:
+            continue
+        img = phantom_image(args.size) if image == "phantom" else load_image(image, args.size)
+        m = simulate(task, img, 0, image)
+        if row is None:
+            row = rows[(image, task)] = {"image": image, "task": task}
+            report["rows"].append(row)
+        keep = {}
+        for method in todo:
+            entries = run_method(m, method, args)
+            if draw and method in ("tv", "default"):
+                r = entries["tv_fair" if method == "tv" else method].get("_result")
+                if r is not None:
+                    keep[method] = (r.mean[0].copy(), r.std[0].copy(),
+                                    r.samples[:2, 0].copy() if r.samples is not None else None)
+                r = None
+            row.update({key: summarize(v) for key, v in entries.items()})
+            del entries
+            print(json.dumps({"image": image, "task": task, "method": method,
+                              **{key: {q: row[key].get(q) for q in ("psnr", "ssim", "coverage90_t", "seconds", "error")}
+                                 for key in method_keys(method)}}, default=float), flush=True)
+            report_md.save(args.out, report)
+        if draw and len(keep) == 2:
+            tv_mean = keep["tv"][0]
+            mean, std, samples = keep["default"]
+            report_md.figure(png, m.ground_truth[0], tv_mean, mean, std, samples,
+                             f"{TASKS[task].title} of the {image} image ({m.units})", m.units)
+        del keep
+    report_md.save(args.out, report)
+    return report
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", nargs="+", default=[*IMAGES, "phantom"])
-    ap.add_argument("--tasks", nargs="+", default=list(TASKS))
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warm-steps", type=int, default=10)
-    ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    ap.add_argument("--methods", nargs="+", default=None, help="default: tv cg default default_warm and the "
+                    "registry's diffusion solvers (module docstring); NAME_warm: warm-started")
+    ap.add_argument("--prior", default="default", help="default (bundled), gaussian, or a prior folder")
+    ap.add_argument("--steps", type=int, default=50, help="steps of each NAME method (not of default)")
+    ap.add_argument("--warm-steps", type=int, default=10, help="steps of each NAME_warm method")
+    ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--size", type=int, default=SIZE, help="image side in pixels")
+    ap.add_argument("--device", default="auto")
     ap.add_argument("--order", nargs="*", default=[], help="image:task pairs to run first")
-    ap.add_argument("--figure", default="ct:ct", help="image:task drawn as the sample figure")
+    ap.add_argument("--figures", nargs="*", default=["ct:ct", "cell:inpaint", "cell:ct", "mr:mri_x4", "camera:sr_x4"],
+                    help="image:task pairs drawn as DIR/real_IMAGE_TASK.png")
+    ap.add_argument("--part", default="0/1", help="K/N: run only the pairs whose index is K modulo N "
+                    "(give every part the same --images, --tasks and --order)")
+    ap.add_argument("--merge", nargs="+", type=Path, help="result files to unite into --out (runs nothing)")
     ap.add_argument("--export-npz", type=Path, help="write the real images (128 and 256) to this npz and stop")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -281,38 +384,26 @@ def main(argv=None) -> int:
         return 0
     if args.out is None:
         ap.error("--out is required")
+    if args.merge:
+        report_md.merge(args.merge, args.out)
+        return 0
+    try:
+        k, n = (int(v) for v in args.part.split("/"))
+        assert 0 <= k < n
+    except (ValueError, AssertionError):
+        ap.error(f"--part {args.part!r}: give K/N with 0 <= K < N, e.g. 0/2")
+    for pair in [*args.order, *args.figures]:
+        if pair.count(":") != 1:
+            ap.error(f"{pair!r}: give image:task pairs, e.g. ct:ct")
+    args.methods = args.methods or default_methods()
+    for method in args.methods:
+        if method not in BASELINES:
+            try:
+                method_setting(method, args.steps, args.warm_steps)
+            except InputError as err:
+                ap.error(str(err))
     torch.manual_seed(0)
-    args.out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device("auto")
-    report = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "device": device_name(device),
-              "software_version": __version__, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "rows": []}
-    order = [tuple(p.split(":")) for p in args.order]
-    for image, task in problem_list(args.images, args.tasks, order):
-        img = phantom_image() if image == "phantom" else load_image(image)
-        m = simulate(task, img, 0, image)
-        row = {"image": image, "task": task}
-        for solver in ("tv", "cg"):
-            fair, oracle = tune_baseline(m, solver)
-            row[f"{solver}_fair"], row[f"{solver}_oracle"] = summarize(fair), summarize(oracle)
-            if solver == "tv":
-                tv_mean = fair["_result"].mean[0]
-        cold = run(m, "diffpir", {}, args.steps, args.samples)
-        warm = run(m, "diffpir", {}, args.warm_steps, args.samples, warm="tv")
-        row["diffpir"], row["diffpir_warm"] = summarize(cold), summarize(warm)
-        report["rows"].append(row)
-        print(json.dumps({k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items()
-                                                                   if kk in ("psnr", "ssim", "coverage90_t", "seconds",
-                                                                             "prior_fit", "prior_fit_after")})
-                          for k, v in row.items()}, default=float), flush=True)
-        text = json.dumps(report, indent=1, default=float)
-        atomic_write(args.out / "real_images.json", lambda tmp: tmp.write_text(text))
-        md = markdown(report["rows"])
-        atomic_write(args.out / "real_images.md", lambda tmp: tmp.write_text(md))
-        if f"{image}:{task}" == args.figure and "_result" in cold:
-            r = cold["_result"]
-            figure(args.out / f"real_{image}_{task}.png", m.ground_truth[0], tv_mean, r.mean[0], r.std[0],
-                   r.samples[0][0], f"{TASKS[task].title} of the {image} image ({m.units})")
+    evaluate(args)
     return 0
 
 

@@ -198,8 +198,115 @@ def test_t_coverage_of_exact_gaussian_samples_is_near_nominal(bench):
     mu = rng.normal(size=(20000,))
     truth = mu + rng.normal(size=(20000,))  # truth and samples: draws of the same posterior
     samples = mu + rng.normal(size=(3, 20000))
-    cov = bench.t_coverage(samples, truth)
+    cov = bench.report_md.t_coverage(samples, truth)
     assert 0.87 < cov < 0.93
+    q = bench.report_md.ratio_quantiles(samples, truth)  # r <= 1 is the same event as inside the interval
+    assert len(q) == 101 and abs(float(np.interp(1.0, q, np.arange(101) / 100)) - cov) < 0.01
+
+
+def _rows(task, spans, key="default"):
+    return [{"image": f"im{i}", "task": task, key: {"ratio_quantiles": list(np.linspace(0.0, s, 101))}}
+            for i, s in enumerate(spans)]
+
+
+def test_calibrated_coverage_fits_the_factor_on_the_other_images_of_the_task(bench):
+    # r uniform on [0, s]: the pooled (averaged) quantile function of the others is uniform on
+    # [0, mean s], so c = 0.9 mean s and the held-out coverage is min(c / s, 1)
+    rows = _rows("inpaint", [1.0, 2.0, 3.0]) + _rows("ct", [10.0, 4.0]) + _rows("deblur", [5.0])
+    rows.append({"image": "im9", "task": "inpaint", "default": {"error": "no samples"}})
+    cov = bench.report_md.calibrated_coverage(rows, "default")
+    expect = {("im0", "inpaint"): 1.0, ("im1", "inpaint"): 0.9, ("im2", "inpaint"): 0.45,
+              ("im0", "ct"): 0.36, ("im1", "ct"): 1.0, ("im0", "deblur"): None, ("im9", "inpaint"): None}
+    assert cov.keys() == expect.keys()
+    for key, value in expect.items():
+        assert cov[key] == (None if value is None else pytest.approx(value, abs=1e-9)), key
+    assert set(bench.report_md.calibrated_coverage(rows, "diffpir").values()) == {None}
+
+
+_TINY = ["--images", "phantom", "--size", "16", "--prior", "gaussian", "--steps", "3", "--samples", "2",
+         "--device", "cpu", "--figures"]
+
+
+def _counting(bench, monkeypatch):
+    calls = []
+    original = bench.run_method
+
+    def counted(m, method, args):
+        calls.append(method)
+        return original(m, method, args)
+
+    monkeypatch.setattr(bench, "run_method", counted)
+    return calls
+
+
+def test_real_images_resume_skips_finished_runs(bench, tmp_path, monkeypatch):
+    import json
+    calls = _counting(bench, monkeypatch)
+    out = ["--out", str(tmp_path)]
+    assert bench.main([*_TINY, "--tasks", "inpaint", "--methods", "tv", "diffpir", *out]) == 0
+    assert calls == ["tv", "diffpir"]
+    first = json.loads((tmp_path / "real_images.json").read_text())
+    row = first["rows"][0]
+    assert {"tv_fair", "tv_oracle", "diffpir"} <= row.keys() and len(row["diffpir"]["ratio_quantiles"]) == 101
+    assert bench.main([*_TINY, "--tasks", "inpaint", "--methods", "tv", "diffpir", *out]) == 0
+    assert calls == ["tv", "diffpir"]  # nothing ran again
+    assert bench.main([*_TINY, "--tasks", "inpaint", "--methods", "tv", "diffpir", "ddim", *out]) == 0
+    assert calls == ["tv", "diffpir", "ddim"]  # only the new method
+    again = json.loads((tmp_path / "real_images.json").read_text())["rows"][0]
+    assert again["diffpir"] == row["diffpir"] and again["ddim"]["psnr"] is not None
+    assert "| image | task | diffpir | ddim |" in (tmp_path / "real_images.md").read_text()
+    with pytest.raises(SystemExit, match="prior"):  # another prior is another evaluation
+        bench.main([*_TINY[:4], "--prior", "default", *_TINY[6:], "--tasks", "inpaint", "--methods", "tv", *out])
+
+
+def test_real_images_part_runs_every_other_pair(bench, tmp_path, monkeypatch):
+    calls = _counting(bench, monkeypatch)
+    tasks = ["--tasks", "inpaint", "deblur", "sr_x2", "--methods", "cg"]
+    assert bench.main([*_TINY, *tasks, "--part", "1/2", "--out", str(tmp_path)]) == 0
+    import json
+    rows = json.loads((tmp_path / "real_images.json").read_text())["rows"]
+    assert [(r["image"], r["task"]) for r in rows] == [("phantom", "deblur")] and calls == ["cg"]
+
+
+def test_inapplicable_solver_is_an_error_entry_and_the_run_goes_on(bench, tmp_path):
+    import json
+    assert bench.main([*_TINY, "--tasks", "ct", "--methods", "ddrm", "diffpir", "--out", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "real_images.json").read_text())["rows"][0]
+    assert "SVD" in row["ddrm"]["error"] and "psnr" not in row["ddrm"]
+    assert row["diffpir"]["psnr"] > 10.0
+    md = (tmp_path / "real_images.md").read_text()
+    assert "| phantom | ct | error | **" in md  # the per-solver table: ddrm failed, diffpir is the row's best
+
+
+def test_merge_unites_the_methods_of_partial_files(bench, tmp_path):
+    import json
+
+    def entry(psnr):
+        return {"psnr": psnr, "ssim": 0.5, "seconds": 1.0}
+
+    a = {"settings": {"prior": "gaussian", "methods": ["tv", "diffpir"]},
+         "rows": [{"image": "ct", "task": "ct", "tv_fair": entry(30.0), "tv_oracle": entry(31.0),
+                   "diffpir": {"error": "out of memory"}},
+                  {"image": "mr", "task": "ct", "tv_fair": entry(25.0)}]}
+    b = {"settings": {"prior": "gaussian", "methods": ["diffpir", "dps"]},
+         "rows": [{"image": "ct", "task": "ct", "diffpir": entry(32.0), "dps": entry(29.0)}]}
+    paths = []
+    for name, report in (("a.json", a), ("b.json", b)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps(report))
+    assert bench.main(["--merge", *map(str, paths), "--out", str(tmp_path / "m")]) == 0
+    merged = json.loads((tmp_path / "m" / "real_images.json").read_text())
+    rows = {(r["image"], r["task"]): r for r in merged["rows"]}
+    assert set(rows[("ct", "ct")]) == {"image", "task", "tv_fair", "tv_oracle", "diffpir", "dps"}
+    assert rows[("ct", "ct")]["diffpir"]["psnr"] == 32.0 and "dps" not in rows[("mr", "ct")]
+    assert merged["settings"]["methods"] == ["tv", "diffpir", "dps"]
+    md = (tmp_path / "m" / "real_images.md").read_text()
+    assert "| ct | ct | **32.00*** | 29.00 |" in md  # best of the row, and >= TV fair (30.00)
+    assert "**dps**: >= TV fair on 0 of 1 rows; mean gap to TV fair -1.00 dB, to TV oracle -2.00 dB" in md
+    b["settings"]["prior"] = "default"
+    paths[1].write_text(json.dumps(b))
+    with pytest.raises(SystemExit, match="different priors"):
+        bench.main(["--merge", *map(str, paths), "--out", str(tmp_path / "m2")])
 
 
 # ------------------------------------------------------------------------------------- CLI
