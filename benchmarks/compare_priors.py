@@ -46,7 +46,8 @@ from diffrecon.measurement import Measurement  # noqa: E402
 from diffrecon.priors import load_prior  # noqa: E402
 from diffrecon.runtime import device_name, resolve_device  # noqa: E402
 
-TASKS = {"ct": ("ct", None), "mri_x4": ("mri", 4.0), "inpaint": ("inpaint", None)}
+TASKS = {"ct": ("ct", None), "mri_x4": ("mri", 4.0), "inpaint": ("inpaint", None), "deblur": ("deblur", None),
+         "sr": ("sr", None)}
 SIZE = 128
 LARGE = ("camera", "retina", "hubble", "microaneurysms")  # native size >= 512
 
@@ -95,8 +96,10 @@ def simulate(kind: str, gt01: np.ndarray, index: int, acceleration: float | None
     return dataclasses.replace(m, title=f"{kind} real image {index}")
 
 
-def reconstruct(m: Measurement, denoiser, device: str) -> engine.Result | None:
-    cfg = engine.RunConfig(device=device, keep_samples=0, preview_interval=1e9)
+def reconstruct(m: Measurement, denoiser, device: str, setting: dict | None = None) -> engine.Result | None:
+    """The engine's run of ``m``; ``setting``: RunConfig fields (solver, steps, params, warm_start)
+    in place of the engine's defaults."""
+    cfg = engine.RunConfig(device=device, keep_samples=0, preview_interval=1e9, **(setting or {}))
     for event in engine.run(m, cfg, denoiser=denoiser):
         if isinstance(event, engine.Finished):
             return event.result
@@ -121,13 +124,40 @@ def size_check(denoiser, real: dict, sizes, device, sigma: float = 0.2) -> dict:
     return out
 
 
+def run_setting(args) -> dict:
+    """The RunConfig fields of --preset / --solver / --steps / --warm-start (empty: engine defaults)."""
+    setting = {}
+    if args.preset:
+        from diffrecon.engine import presets
+        p = presets.preset(args.preset)
+        setting = {"solver": p["solver"], "steps": p["steps"], "params": p["params"]}
+    if args.solver:
+        setting.update(solver=args.solver, params={})
+    if args.steps:
+        setting["steps"] = args.steps
+    if args.warm_start != "none":
+        setting["warm_start"] = args.warm_start
+    return setting
+
+
+def describe(setting: dict) -> str:
+    if not setting:
+        return "diffpir (engine defaults)"
+    text = f"{setting.get('solver', 'diffpir')} at {setting.get('steps', 50)} steps"
+    if setting.get("params"):
+        text += " (" + ", ".join(f"{k}={v}" for k, v in setting["params"].items()) + ")"
+    return text + (f", warm-started from {setting['warm_start']}" if setting.get("warm_start") else "")
+
+
 def evaluate(args) -> dict:
     device = str(resolve_device(args.device))
     real = dict(np.load(args.real)) if args.real else {}
     names = [k[:-len(f"_{SIZE}")] for k in real if k.endswith(f"_{SIZE}")]
     from diffrecon.phantoms import TEST_SEEDS, phantom
 
-    report = {"device": device_name(torch.device(device)), "torch": torch.__version__, "solver": "diffpir (engine defaults)",
+    setting = run_setting(args)
+    report = {"device": device_name(torch.device(device)), "torch": torch.__version__, "solver": describe(setting),
+              "setting": setting,
               "tasks": args.tasks, "real_images": names, "n_phantoms": args.n_phantoms, "priors": {}}
     for folder, label in zip(args.priors, args.labels):
         denoiser = load_prior(folder, device=device)
@@ -141,7 +171,7 @@ def evaluate(args) -> dict:
                 rows = {}
                 for i, (name, img) in enumerate(items):
                     m = simulate(kind, np.asarray(img, np.float32), i, acc)
-                    r = reconstruct(m, denoiser, device)
+                    r = reconstruct(m, denoiser, device, setting)
                     rows[name] = None if r is None else {"psnr": r.metrics.get("psnr"), "ssim": r.metrics.get("ssim")}
                     if r is not None and group == "real":
                         recon[f"{task}__{name}"] = r.mean[0].astype(np.float16)
@@ -226,11 +256,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--priors", nargs="+", default=["default"])
     p.add_argument("--labels", nargs="+", default=None)
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--tasks", nargs="+", default=["ct", "mri_x4", "inpaint"], choices=list(TASKS))
     p.add_argument("--n-phantoms", type=int, default=10)
     p.add_argument("--real", type=Path, default=None, help="npz written by --prepare-real")
     p.add_argument("--sizes", type=int, nargs="*", default=[128, 256, 512])
     p.add_argument("--device", default="auto")
+    p.add_argument("--preset", default=None, help="a quality preset's solver, steps and parameters (fast, full)")
+    p.add_argument("--solver", default=None, help="the solver (default: the engine's, diffpir)")
+    p.add_argument("--steps", type=int, default=None, help="steps (default: the solver's or the preset's)")
+    p.add_argument("--warm-start", default="none", help="warm start of every run (none, tv)")
     p.add_argument("--out", type=Path)
     p.add_argument("--prepare-real", type=Path, default=None)
     p.add_argument("--merge", type=Path, nargs="+", default=None)
@@ -245,7 +279,15 @@ def main(argv=None) -> int:
         return 0
     if args.merge:
         reports = [json.loads(f.read_text()) for f in args.merge]
-        merged = dict(reports[0], priors={k: v for r in reports for k, v in r["priors"].items()})
+        priors: dict = {}
+        for r in reports:  # a prior's rows from several files (e.g. one file per task) are united
+            for label, entry in r["priors"].items():
+                if label in priors:
+                    priors[label]["rows"].update(entry["rows"])
+                else:
+                    priors[label] = dict(entry, rows=dict(entry["rows"]))
+        tasks = list(dict.fromkeys(t for r in reports for t in r.get("tasks", [])))
+        merged = dict(reports[0], priors=priors, tasks=tasks)
         write(args.out, merged)
         print(table(merged))
         return 0

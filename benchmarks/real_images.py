@@ -2,7 +2,7 @@
 images that shipped inside public Python packages and never served as training data.
 
     python benchmarks/real_images.py --out DIR [--images ct mr cell camera phantom] [--tasks ...]
-        [--methods tv cg default default_warm diffpir dps_warm ...] [--prior NAME|FOLDER]
+        [--methods tv cg default default_noise diffpir dps_warm ...] [--prior NAME|FOLDER]
         [--steps 50] [--warm-steps 10] [--samples 4] [--size 128] [--device auto]
         [--figures ct:ct cell:inpaint ...] [--order image:task ...] [--part K/N]
     python benchmarks/real_images.py --merge A.json B.json ... --out DIR
@@ -20,14 +20,14 @@ Methods (``--methods``):
 * ``tv``, ``cg``: weight by the discrepancy principle (:mod:`diffrecon.weights`, no ground truth;
   ``tv_fair``) and oracle-tuned (best PSNR over the discrepancy trials and two values beside the
   best: the upper bound a user cannot reach; ``tv_oracle``).
-* ``default``: the front ends' default (the ``fast`` quality preset's solver, steps and
-  parameters) from noise; ``default_warm``: the same, preset's steps too, warm-started from TV
-  (``warm_start="tv"``).
+* ``default``: the front ends' default configuration (the ``fast`` quality preset's solver,
+  steps, parameters and warm start, :mod:`diffrecon.engine.presets`); ``default_noise``: the same
+  from noise (``warm_start="none"``).
 * any solver of the registry (``diffpir``, ``dps``, ``ddrm``, ...) at its registry defaults with
   ``--steps`` steps from noise; ``NAME_warm``: warm-started, ``--warm-steps`` steps. A solver that
   does not apply to a task (``ddrm`` needs an SVD) is recorded as ``{"error": ...}``.
 
-The default list is tv, cg, default, default_warm and every registry solver that uses the prior
+The default list is tv, cg, default, default_noise and every registry solver that uses the prior
 and whose spread at its defaults is a posterior or seed spread (:mod:`diffrecon.solvers.labels`),
 less ``reference`` (an exact sampler that needs thousands of steps) and ``cm`` (made for a
 distilled consistency model): point estimates (pnp_admm), prior samplers (ddpm) and the
@@ -237,17 +237,17 @@ def tune_baseline(m: Measurement, solver: str, device: str = "auto") -> tuple[di
 
 
 # ----------------------------------------------------------------------------------- methods
-BASELINES = ("tv", "cg")
+BASELINES = report_md.BASELINES
 LEFT_OUT = ("reference", "cm")  # see the module docstring
 
 
 def default_methods() -> list[str]:
-    """tv, cg, default, default_warm and the registry's diffusion solvers (module docstring)."""
+    """tv, cg, default, default_noise and the registry's diffusion solvers (module docstring)."""
     from diffrecon.solvers import SOLVERS
     from diffrecon.solvers.labels import POSTERIOR, SEED, rule_of
     diffusion = [n for n, info in SOLVERS.items()
                  if info.uses_prior and n not in LEFT_OUT and rule_of(info).design in (POSTERIOR, SEED)]
-    return [*BASELINES, "default", "default_warm", *diffusion]
+    return [*BASELINES, "default", "default_noise", *diffusion]
 
 
 def method_keys(method: str) -> tuple[str, ...]:
@@ -257,19 +257,19 @@ def method_keys(method: str) -> tuple[str, ...]:
 
 def method_setting(method: str, steps: int, warm_steps: int) -> tuple[str, dict, int, str]:
     """``(solver, params, steps, warm_start)`` of a diffusion method name (InputError if unknown):
-    ``default``/``default_warm`` take the preset's steps, ``NAME`` ``steps``, ``NAME_warm`` ``warm_steps``."""
+    ``default`` is the front ends' default configuration (the preset's solver, steps, params and
+    warm start), ``default_noise`` the same from noise; ``NAME`` takes ``steps`` from noise and
+    ``NAME_warm`` ``warm_steps`` warm-started from TV."""
     from diffrecon.solvers import SOLVERS
-    base, warm = (method[:-5], "tv") if method.endswith("_warm") else (method, "none")
-    if base == "default":
+    if method in ("default", "default_noise"):
         p = presets.preset(presets.FRONT_END_DEFAULT)
-        solver, params, n = p["solver"], p["params"], p["steps"]
-    elif base in SOLVERS and SOLVERS[base].uses_prior:
-        solver, params, n = base, {}, steps
-    else:
-        valid = ", ".join(n for n, info in SOLVERS.items() if info.uses_prior)
-        raise InputError(f"--methods {method!r} is not a method; valid are tv, cg, default and the diffusion solvers "
-                         f"({valid}), each but tv and cg optionally with _warm.")
-    return solver, dict(params), (warm_steps if warm == "tv" and base != "default" else n), warm
+        return p["solver"], dict(p["params"]), p["steps"], p["warm_start"] if method == "default" else "none"
+    base, warm = (method[:-5], "tv") if method.endswith("_warm") else (method, "none")
+    if base in SOLVERS and SOLVERS[base].uses_prior:
+        return base, {}, (warm_steps if warm == "tv" else steps), warm
+    valid = ", ".join(n for n, info in SOLVERS.items() if info.uses_prior)
+    raise InputError(f"--methods {method!r} is not a method; valid are tv, cg, default, default_noise and the "
+                     f"diffusion solvers ({valid}), each of those optionally with _warm.")
 
 
 def finished(row: dict | None, method: str) -> bool:
@@ -322,10 +322,11 @@ def evaluate(args) -> dict:
     for index, (image, task) in enumerate(problem_list(args.images, args.tasks, order)):
         if index % n != k:
             continue
-        png = args.out / f"real_{image}_{task}.png"
+        shown = args.figure_method
+        png = args.out / f"real_{image}_{task}{'' if shown == 'default' else '_' + shown}.png"
         draw = (image, task) in figures and not png.exists()
         row = rows.get((image, task))
-        todo = [mt for mt in args.methods if not finished(row, mt) or (draw and mt in ("tv", "default"))]
+        todo = [mt for mt in args.methods if not finished(row, mt) or (draw and mt in ("tv", shown))]
         if not todo:
             continue
         img = phantom_image(args.size) if image == "phantom" else load_image(image, args.size)
@@ -336,11 +337,11 @@ def evaluate(args) -> dict:
         keep = {}
         for method in todo:
             entries = run_method(m, method, args)
-            if draw and method in ("tv", "default"):
+            if draw and method in ("tv", shown):
                 r = entries["tv_fair" if method == "tv" else method].get("_result")
                 if r is not None:
                     keep[method] = (r.mean[0].copy(), r.std[0].copy(),
-                                    r.samples[:2, 0].copy() if r.samples is not None else None)
+                                    r.samples[:2, 0].copy() if r.samples is not None else None, r.spread)
                 r = None
             row.update({key: summarize(v) for key, v in entries.items()})
             del entries
@@ -350,9 +351,10 @@ def evaluate(args) -> dict:
             report_md.save(args.out, report)
         if draw and len(keep) == 2:
             tv_mean = keep["tv"][0]
-            mean, std, samples = keep["default"]
+            mean, std, samples, spread = keep[shown]
             report_md.figure(png, m.ground_truth[0], tv_mean, mean, std, samples,
-                             f"{TASKS[task].title} of the {image} image ({m.units})", m.units)
+                             f"{TASKS[task].title} of the {image} image ({m.units})", m.units,
+                             label=shown.replace("default_noise", "default from noise"), spread=spread)
         del keep
     report_md.save(args.out, report)
     return report
@@ -362,7 +364,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", nargs="+", default=[*IMAGES, "phantom"])
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    ap.add_argument("--methods", nargs="+", default=None, help="default: tv cg default default_warm and the "
+    ap.add_argument("--methods", nargs="+", default=None, help="default: tv cg default default_noise and the "
                     "registry's diffusion solvers (module docstring); NAME_warm: warm-started")
     ap.add_argument("--prior", default="default", help="default (bundled), gaussian, or a prior folder")
     ap.add_argument("--steps", type=int, default=50, help="steps of each NAME method (not of default)")
@@ -373,6 +375,8 @@ def main(argv=None) -> int:
     ap.add_argument("--order", nargs="*", default=[], help="image:task pairs to run first")
     ap.add_argument("--figures", nargs="*", default=["ct:ct", "cell:inpaint", "cell:ct", "mr:mri_x4", "camera:sr_x4"],
                     help="image:task pairs drawn as DIR/real_IMAGE_TASK.png")
+    ap.add_argument("--figure-method", default="default", help="the diffusion method the figures show "
+                                                               "(default; it and tv must be among --methods)")
     ap.add_argument("--part", default="0/1", help="K/N: run only the pairs whose index is K modulo N "
                     "(give every part the same --images, --tasks and --order)")
     ap.add_argument("--merge", nargs="+", type=Path, help="result files to unite into --out (runs nothing)")

@@ -15,6 +15,8 @@ import numpy as np
 
 from diffrecon.io.atomic import atomic_write
 
+BASELINES = ("tv", "cg")  # the methods that use no prior
+
 BASELINE_KEYS = ("tv_fair", "tv_oracle", "cg_fair", "cg_oracle")
 
 
@@ -105,9 +107,9 @@ def _best(row: dict, methods: list[str]) -> tuple[str, float] | None:
 
 
 def main_table(rows: list[dict], methods: list[str]) -> str:
-    cal = calibrated_coverage(rows, "default")
-    head = ("| image | task | TV fair | TV oracle | CG fair | default | cov90 raw | cov90 calibrated | default warm | "
-            "cov90 raw | best diffusion | prior fit before / after | warn |\n" + "|" + "---|" * 13 + "\n")
+    cal = {m: calibrated_coverage(rows, m) for m in ("default", "default_noise")}
+    head = ("| image | task | TV fair | TV oracle | CG fair | default | cov90 raw / calibrated | default from noise | "
+            "cov90 raw / calibrated | best diffusion | prior fit before / after | warn |\n" + "|" + "---|" * 12 + "\n")
     lines = []
     for r in rows:
         d = _entry(r, "default")
@@ -115,9 +117,9 @@ def main_table(rows: list[dict], methods: list[str]) -> str:
         fit = (f"{_num(d.get('prior_fit'))} / {_num(d.get('prior_fit_after'))}"
                if d.get("prior_fit") is not None else "-")
         warn = "-" if d.get("prior_fit_warning") is None else ("yes" if d["prior_fit_warning"] else "no")
+        cov = {m: f"{_num(_entry(r, m).get('coverage90_t'))} / {_num(cal[m][(r['image'], r['task'])])}" for m in cal}
         lines.append(f"| {r['image']} | {r['task']} | {_ps(r, 'tv_fair')} | {_ps(r, 'tv_oracle')} | {_ps(r, 'cg_fair')} | "
-                     f"{_ps(r, 'default')} | {_num(d.get('coverage90_t'))} | {_num(cal[(r['image'], r['task'])])} | "
-                     f"{_ps(r, 'default_warm')} | {_num(_entry(r, 'default_warm').get('coverage90_t'))} | "
+                     f"{_ps(r, 'default')} | {cov['default']} | {_ps(r, 'default_noise')} | {cov['default_noise']} | "
                      f"{f'{best[0]} {best[1]:.2f}' if best else '-'} | {fit} | {warn} |")
     return head + "\n".join(lines) + "\n"
 
@@ -161,8 +163,8 @@ def markdown(rows: list[dict], settings: dict | None = None) -> str:
     d = next((_entry(r, "default") for r in rows if "solver" in _entry(r, "default")), {})
     default = f"{d['solver']} at {d['steps']} steps" if d else "the fast preset"
     return (f"Prior: {s.get('prior', 'default')}; {s.get('samples', '?')} samples; NAME methods "
-            f"{s.get('steps', '?')} steps, NAME_warm {s.get('warm_steps', '?')} steps, default (and default_warm): "
-            f"{default} (the fast preset). "
+            f"{s.get('steps', '?')} steps, NAME_warm {s.get('warm_steps', '?')} steps; default: {default} (the fast "
+            "preset) warm-started from TV as the front ends run it, default_noise: the same from noise. "
             "Cells: PSNR (dB, peak = the truth's range) / SSIM of the sample mean. cov90: fraction of pixels in the "
             "90 % t-interval of the samples; calibrated: std factor fitted on the other images of the task.\n\n"
             + main_table(rows, methods) + "\nPSNR (dB) of each diffusion method (bold: best of the row; *: >= TV fair)."
@@ -209,33 +211,40 @@ def merge(paths: list[Path], out: Path) -> dict:
     """Unite the rows of several result files (by image and task; the methods of each row united,
     a later file's entry replacing an earlier error) and rewrite the JSON and the markdown."""
     reports = [json.loads(Path(p).read_text()) for p in paths]
-    priors = {r.get("settings", {}).get("prior") for r in reports}
+    # baselines use no prior: a file of tv / cg runs alone merges with any prior's
+    uses_prior = [r for r in reports if set(r.get("settings", {}).get("methods", [])) - set(BASELINES)]
+    priors = {r.get("settings", {}).get("prior") for r in uses_prior}
     if len(priors) > 1:
         raise SystemExit(f"--merge: the files were made with different priors ({', '.join(map(str, priors))}); "
                          "merge only files of one --prior.")
-    settings = dict(reports[0]["settings"])
+    settings = dict((uses_prior or reports)[0]["settings"])
     settings["methods"] = list(dict.fromkeys(m for r in reports for m in r["settings"].get("methods", [])))
     settings["merged_from"] = [str(p) for p in paths]
-    merged = {"settings": settings, "device": reports[0].get("device"),
-              "software_version": reports[0].get("software_version"), "rows": merge_rows(reports)}
+    settings["devices"] = {str(p): r.get("device") for p, r in zip(paths, reports)}  # baselines may run elsewhere
+    merged = {"settings": settings, "device": (uses_prior or reports)[0].get("device"),
+              "software_version": (uses_prior or reports)[0].get("software_version"), "rows": merge_rows(reports)}
     out.mkdir(parents=True, exist_ok=True)
     save(out, merged)
     return merged
 
 
 # ------------------------------------------------------------------------------------ figure
-def figure(path: Path, truth, tv, mean, std, samples, title: str, units: str) -> None:
-    """truth | TV (discrepancy) | default mean | default std | up to two samples, each with a colour
-    bar in ``units``; images share the truth's grey range."""
+def figure(path: Path, truth, tv, mean, std, samples, title: str, units: str, label: str = "default",
+           spread: str = "unknown") -> None:
+    """truth | TV (discrepancy) | LABEL mean | LABEL std (titled by what the spread is: posterior
+    std, seed spread, ...) | up to two samples, each with a colour bar in ``units``; images share
+    the truth's grey range."""
+    from diffrecon.solvers.labels import TEXT, UNKNOWN
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    panels = [(truth, "truth"), (tv, "TV (discrepancy)"), (mean, "default mean"), (std, "default std")]
-    panels += [(s, f"default sample {i + 1}") for i, s in enumerate(samples if samples is not None else [])]
+    panels = [(truth, "truth"), (tv, "TV (discrepancy)"), (mean, f"{label} mean"),
+              (std, f"{label} {TEXT.get(spread, TEXT[UNKNOWN])}")]
+    panels += [(s, f"{label} sample {i + 1}") for i, s in enumerate(samples if samples is not None else [])]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.4))
     lo, hi = float(truth.min()), float(truth.max())
     for ax, (img, name) in zip(np.atleast_1d(axes), panels):
-        is_std = name.endswith("std")
+        is_std = name == panels[3][1]
         im = ax.imshow(img, cmap="magma" if is_std else "gray", **({} if is_std else {"vmin": lo, "vmax": hi}))
         ax.set_title(f"{name} ({units})")
         ax.axis("off")

@@ -35,7 +35,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .calibration import Calibration, load_store, run_key, store_path
+from .calibration import Calibration, load_store, run_key, setup_spread, setup_warm_start, store_path
 from .engine import Finished, Log, Progress, RunConfig, prepare, run
 from .errors import InputError, RunError
 from .measurement import Measurement
@@ -82,7 +82,7 @@ def check(measurement: Measurement, config: RunConfig, images: int):
     if config.samples < 2:
         raise InputError(f"--samples must be at least 2 (got {config.samples}): a std needs two samples.")
     setup = prepare(measurement, config)
-    spread = setup.info.spread_of(setup.params)
+    spread = setup_spread(setup)
     if spread.kind not in ("posterior", "seed"):
         raise InputError(f"{spread.reason[:-1]}, so there is no uncertainty to calibrate; choose a sampler "
                          "or parameters that draw fresh noise and use the measurement.")
@@ -99,7 +99,7 @@ def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT
     info, norm, prior = setup.info, setup.norm, setup.denoiser
     key, setting = run_key(measurement, prior=setup.prior_name, prior_hash=setup.prior_hash, solver=info.name,
                            params=dataclasses.asdict(setup.params), steps=len(setup.sigmas) - 1,
-                           schedule=config.schedule)
+                           schedule=config.schedule, warm_start=setup_warm_start(setup))
     op_prior = setup.op  # prior units, noise scaled: the closed-form posterior's operator
     n_pixels = int(np.prod(op_prior.image_shape))
     exact = _is_exact(prior) and not op_prior.is_complex and not op_prior.image_complex and n_pixels <= EXACT_MAX_PIXELS

@@ -78,20 +78,22 @@ def operator_digest(spec) -> str:
 
 
 def setting_key(*, prior: str, prior_hash: str, operator, noise_sigma: float, value_range, solver: str,
-                params: dict[str, Any], steps: int, schedule: str) -> str:
-    """The store's key of one setting (hex, 24 characters)."""
+                params: dict[str, Any], steps: int, schedule: str, warm_start: str = "none") -> str:
+    """The store's key of one setting (hex, 24 characters); a warm start is part of the setting
+    (the keys of runs from noise are those of earlier versions)."""
     h = hashlib.sha256()
     _digest(h, {"prior": prior, "prior_hash": prior_hash, "operator": operator_digest(operator),
                 "noise_sigma": float(noise_sigma), "value_range": None if value_range is None else
                 [float(v) for v in value_range], "solver": solver, "params": params, "steps": int(steps),
-                "schedule": schedule})
+                "schedule": schedule, **({"warm_start": warm_start} if warm_start != "none" else {})})
     return h.hexdigest()[:24]
 
 
 def setting_text(*, prior: str, operator, noise_sigma: float, solver: str, params: dict[str, Any], steps: int,
-                 schedule: str) -> str:
+                 schedule: str, warm_start: str = "none") -> str:
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
-    return (f"{solver}({shown}) {steps} steps ({schedule}), prior {prior}, {operator.kind} "
+    warm = f", warm-started from {warm_start.upper()}" if warm_start != "none" else ""
+    return (f"{solver}({shown}) {steps} steps ({schedule}{warm}), prior {prior}, {operator.kind} "
             f"{'x'.join(map(str, operator.image_shape))}, noise {noise_sigma:.4g}")
 
 
@@ -136,10 +138,10 @@ def provenance_record(cal: Calibration | None) -> dict[str, Any]:
 
 
 def run_key(measurement, *, prior: str, prior_hash: str, solver: str, params: dict[str, Any], steps: int,
-            schedule: str) -> tuple[str, str]:
+            schedule: str, warm_start: str = "none") -> tuple[str, str]:
     """``(key, setting in words)`` of a run of ``measurement`` (the file's operator and noise)."""
     common = dict(prior=prior, operator=measurement.operator, noise_sigma=float(measurement.noise_sigma),
-                  solver=solver, params=params, steps=steps, schedule=schedule)
+                  solver=solver, params=params, steps=steps, schedule=schedule, warm_start=warm_start)
     return (setting_key(prior_hash=prior_hash, value_range=measurement.value_range, **common),
             setting_text(**common))
 
@@ -148,16 +150,30 @@ def stored_calibration(measurement, config, setup) -> Calibration | None:
     """The stored calibration of an engine run's setting (``setup``: the engine's prepared run), or
     None: switched off (``config.use_calibration``), no record, or a spread that no factor makes
     an uncertainty (prior samples, point estimates)."""
-    if not config.use_calibration or setup.info.spread_of(setup.params).kind not in ("posterior", "seed"):
+    if not config.use_calibration or setup_spread(setup).kind not in ("posterior", "seed"):
         return None
     key, _ = run_key(measurement, prior=setup.prior_name, prior_hash=setup.prior_hash, solver=setup.info.name,
-                     params=dataclasses.asdict(setup.params), steps=len(setup.sigmas) - 1, schedule=config.schedule)
+                     params=dataclasses.asdict(setup.params), steps=len(setup.sigmas) - 1, schedule=config.schedule,
+                     warm_start=setup_warm_start(setup))
     return lookup(key)
+
+
+def setup_warm_start(setup) -> str:
+    """The warm start a prepared run really takes ("none" where it has no diffusion to warm-start)."""
+    return setup.recipe.warm_start if getattr(setup, "warm", None) is not None else "none"
+
+
+def setup_spread(setup):
+    """What a prepared run's spread is: its solver's with its params, warm start included
+    (:func:`diffrecon.solvers.labels.spread_of_run`)."""
+    from .solvers.labels import spread_of_run
+
+    return spread_of_run(setup.info, setup.params, setup_warm_start(setup))
 
 
 def spread_fields(setup, calibration: Calibration | None) -> dict[str, Any]:
     """The Planned event's fields that say what the std is and whether it is calibrated."""
-    spread = setup.info.spread_of(setup.params)
+    spread = setup_spread(setup)
     return {"std_is_posterior": spread.is_posterior, "spread": spread.kind, "spread_reason": spread.reason,
             "calibration": calibration.status() if calibration is not None else UNCALIBRATED}
 

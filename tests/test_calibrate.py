@@ -135,11 +135,19 @@ def test_cli_calibrate_stores_and_reconstruct_reports_it(tmp_path, monkeypatch, 
     monkeypatch.setenv("DIFFRECON_CACHE", str(tmp_path / "cache"))
     write_measurement(tmp_path / "m.h5", _measurement())
     common = ["--solver", "diffpir", "--steps", "4", "--samples", "4", "--prior", "gaussian", "--device", "cpu"]
-    assert main(["calibrate", str(tmp_path / "m.h5"), "--images", "2", *common]) == 0
+    assert main(["calibrate", str(tmp_path / "m.h5"), "--images", "2", "--warm-start", "none", *common]) == 0
     out = capsys.readouterr().out
     assert "coverage of the 90 % t-interval" in out and str(store_path()) in out
-    assert main(["reconstruct", str(tmp_path / "m.h5"), "--out", str(tmp_path / "r.h5"), *common]) == 0
+    assert main(["reconstruct", str(tmp_path / "m.h5"), "--out", str(tmp_path / "r.h5"), "--warm-start", "none",
+                 *common]) == 0
     assert "posterior std, calibrated (coverage" in capsys.readouterr().out
+    # the fast preset warm-starts: another setting, with its own (here none) calibration
+    assert main(["reconstruct", str(tmp_path / "m.h5"), "--out", str(tmp_path / "w.h5"), *common]) == 0
+    assert "seed spread (not a posterior std), uncalibrated" in capsys.readouterr().out
+    assert main(["calibrate", str(tmp_path / "m.h5"), "--images", "2", *common]) == 0
+    assert "warm-started from TV" in capsys.readouterr().out
+    assert main(["reconstruct", str(tmp_path / "m.h5"), "--out", str(tmp_path / "w2.h5"), *common]) == 0
+    assert "seed spread (not a posterior std), calibrated (coverage" in capsys.readouterr().out
 
 
 def test_progress_counts_the_work_of_all_images_where_the_engine_reports_its_work(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ def test_budget_schedule_chosen_in_the_window_searches_with_progress_and_is_reco
     panel.samples.setValue(1)
     panel.schedule.setCurrentText("budget")
     assert panel.config().schedule == "budget" and "budget" in panel.schedule.toolTip()
+    assert panel.config().warm_start == "none"  # the budget schedule is searched for runs from noise
     shown = []
     w.status.show_preparing = lambda p, show=w.status.show_preparing: (shown.append((p.what, p.done, p.total)), show(p))
     assert w.start_run()
@@ -30,4 +31,5 @@ def test_budget_schedule_chosen_in_the_window_searches_with_progress_and_is_reco
     assert searched and searched[-1][1] == searched[-1][2] == 81
     assert w.result.provenance["schedule"] == "budget"
     assert w.result.provenance["budget_schedule"]["cached"] is False
-    assert w.result.provenance["preset"] == "fast" and w.result.provenance["preset_overridden"] == ["steps"]
+    assert w.result.provenance["preset"] == "fast"
+    assert w.result.provenance["preset_overridden"] == ["steps", "warm_start"]

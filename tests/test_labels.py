@@ -142,3 +142,29 @@ def test_diffrecon_solvers_prints_each_solvers_label_and_what_switches_it(capsys
     for name, info in SOLVERS.items():
         assert spread_of(info).text in rows[name]
     assert "zeta=0, perturb=0: seed spread" in out.replace(" = ", "=")  # diffpir's switch is listed
+
+
+def test_a_warm_start_makes_a_posterior_samplers_spread_a_seed_spread():
+    from diffrecon.solvers import get_solver
+    from diffrecon.solvers.labels import POINT, POSTERIOR, SEED, spread_of_run
+
+    dpmpp, tv = get_solver("dpmpp_3m_sde"), get_solver("tv")
+    assert spread_of_run(dpmpp, None, "none").kind == POSTERIOR
+    warm = spread_of_run(dpmpp, None, "tv")
+    assert warm.kind == SEED and not warm.is_posterior and "warm-started from the TV reconstruction" in warm.reason
+    assert spread_of_run(tv, None, "tv").kind == POINT  # nothing to warm-start: the baseline's own label
+
+
+def test_a_warm_started_run_is_labelled_and_calibrated_as_its_own_setting():
+    from diffrecon import engine
+    from diffrecon.calibration import run_key
+    from diffrecon.demo import make_demo
+
+    m = make_demo("denoise", size=8)
+    common = dict(prior="gaussian", prior_hash="h", solver="diffpir", params={}, steps=4, schedule="karras")
+    (cold, cold_text), (warm, warm_text) = run_key(m, **common), run_key(m, **common, warm_start="tv")
+    assert cold != warm and "warm-started from TV" in warm_text and "warm" not in cold_text
+    config = engine.RunConfig(solver="diffpir", steps=3, samples=2, prior="gaussian", device="cpu", warm_start="tv",
+                              use_calibration=False, prior_fit=False)
+    result = next(e.result for e in engine.run(m, config) if isinstance(e, engine.Finished))
+    assert result.spread == "seed" and not result.std_is_posterior and result.provenance["warm_start"] == "tv"

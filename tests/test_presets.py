@@ -34,7 +34,16 @@ def test_explicit_settings_override_the_preset_and_its_params_apply_to_its_own_s
     assert overridden(swapped) == ["solver"]
     longer = RunConfig.from_preset("fast", steps=FAST["steps"] + 7).recipe
     assert longer.steps == FAST["steps"] + 7 and overridden(longer) == ["steps"]
-    assert resolve("full", steps=3) == {"preset": "full", "solver": "diffpir", "steps": 3, "params": {}}
+    assert resolve("full", steps=3) == {"preset": "full", "solver": "diffpir", "steps": 3, "params": {},
+                                        "warm_start": "none"}
+
+
+def test_fast_warm_starts_from_tv_and_full_starts_from_noise_unless_told_otherwise():
+    assert RunConfig.from_preset("fast").recipe.warm_start == "tv"
+    assert RunConfig.from_preset("full").recipe.warm_start == "none" == RunConfig().recipe.warm_start
+    cold = RunConfig.from_preset("fast", warm_start="none").recipe
+    assert cold.warm_start == "none" and overridden(cold) == ["warm_start"]
+    assert overridden(RunConfig.from_preset("full", warm_start="tv").recipe) == ["warm_start"]
 
 
 def _reconstruct(tmp_path, *extra):
@@ -51,13 +60,20 @@ def _reconstruct(tmp_path, *extra):
 def test_reconstruct_starts_from_the_fast_preset(tmp_path, capsys):
     p = _reconstruct(tmp_path)
     assert (p["preset"], p["solver"], p["steps"], p["preset_overridden"]) == ("fast", FAST["solver"], FAST["steps"], [])
-    assert f"Quality fast: {FAST['solver']}, {FAST['steps']} steps." in capsys.readouterr().err
+    assert p["warm_start"] == FAST["warm_start"] == "tv"
+    assert f"Quality fast: {FAST['solver']}, {FAST['steps']} steps, warm-started from TV." in capsys.readouterr().err
     assert p["nfe_per_sample"] == SOLVERS[FAST["solver"]].evaluations(None, FAST["steps"])
 
 
 def test_reconstruct_quality_full_and_explicit_steps(tmp_path):
     p = _reconstruct(tmp_path, "--quality", "full", "--steps", "2")
     assert (p["preset"], p["solver"], p["steps"], p["preset_overridden"]) == ("full", "diffpir", 2, ["steps"])
+    assert p["warm_start"] == "none"
+
+
+def test_reconstruct_warm_start_none_overrides_the_fast_preset(tmp_path):
+    p = _reconstruct(tmp_path, "--warm-start", "none")
+    assert (p["preset"], p["warm_start"], p["preset_overridden"]) == ("fast", "none", ["warm_start"])
 
 
 def test_reconstruct_param_overrides_merge_with_the_preset_params(tmp_path):

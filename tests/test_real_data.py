@@ -156,6 +156,11 @@ def test_prior_fit_is_near_one_on_its_training_family_and_fires_on_unlike_images
     assert prior_fit.assess(f_like, f_like, 1.0)["prior_fit_warning"] == 0.0
     assert prior_fit.assess(f_like, f_unlike, 1.0)["prior_fit_warning"] == 1.0
     assert prior_fit.assess(f_like, f_like, 5.0)["prior_fit_warning"] == 1.0  # the data are not explained
+    # the line before a run: a misfit of the bundled phantom prior names the general one to try
+    text, level = prior_fit.message(f_unlike, "default")
+    assert level == "warning" and prior_fit.WARNING in text and "--prior procedural" in text
+    assert "--prior procedural" not in prior_fit.message(f_unlike, "procedural")[0]
+    assert prior_fit.message(f_like, "default")[1] == "info"
 
 
 def test_engine_records_the_prior_fit_before_and_after(gauss_problem):

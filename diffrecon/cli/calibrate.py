@@ -17,10 +17,10 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
     c = subparsers.add_parser("calibrate", help="measure how far a solver's std is off for one setting and store "
                                                 "the correction")
     c.add_argument("file", type=Path, help="measurement (or result) file: its forward model and noise level")
-    add_run_options(c, ("solver", "steps"))
+    add_run_options(c, ("quality", "solver", "steps"))
     add_run_options(c, ("samples",), samples=dict(default=8, help="samples per simulated measurement (K, at least 2)"))
     c.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="simulated measurements (at least 2)")
-    add_run_options(c, ("seed", "prior", "param", "device", "precision", "schedule", "allow_external"),
+    add_run_options(c, ("seed", "prior", "param", "device", "precision", "schedule", "warm_start", "allow_external"),
                     prior=dict(help="default, gaussian, gmm, or a prior folder"))
     c.set_defaults(func=run_calibrate)
     return c

@@ -116,9 +116,10 @@ RUN_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "batch_size": (("--batch-size",), dict(type=positive, default=None,
                                            help="samples per batch (default: what fits)")),
     "warm_start": (("--warm-start",), dict(
-        choices=("none", "tv"), default="none",
+        choices=("none", "tv"), default=None,
         help="tv: start the diffusion from the TV reconstruction noised to a level estimated from its "
-             "error (CCDF); the steps are spent below that level")),
+             "error (CCDF); the steps are spent below that level, and the spread is a seed spread; "
+             "none: from noise. Default: the quality preset's (fast: tv, full: none), else none")),
     "sigma_start": (("--sigma-start",), dict(
         type=float, default=None,
         help="warm-start noise level in the prior's units (default: from the error estimate)")),
@@ -166,6 +167,10 @@ def run_config(args: argparse.Namespace, **fields: Any):
 
     offered = set(getattr(args, "run_options", ()))
     values = {name: getattr(args, name) for name in _CONFIG_FIELDS if name in offered}
+    if values.get("warm_start", "") is None:  # not given: the preset's, or the engine's default
+        del values["warm_start"]
+        if values.get("schedule") == "budget":  # the budget schedule is searched for runs from noise
+            values["warm_start"] = "none"
     if "param" in offered:
         from ..solvers import get_solver, parse_params
 
@@ -176,7 +181,8 @@ def run_config(args: argparse.Namespace, **fields: Any):
     if "quality" in offered:  # the preset's solver, steps and params where none were given
         from ..engine.presets import resolve
 
-        values.update(resolve(args.quality, values.get("solver"), values.get("steps"), values.get("params")))
+        values.update(resolve(args.quality, values.get("solver"), values.get("steps"), values.get("params"),
+                              values.get("warm_start")))
     return RunConfig(**{**values, **fields})
 
 

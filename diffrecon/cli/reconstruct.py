@@ -74,7 +74,8 @@ def run_reconstruct(args) -> int:
             if isinstance(event, engine.Planned):  # the settings passed their checks: say what runs
                 bar.planned(event)
                 changed = _overrides(config)
-                say(f"Quality {config.preset}: {config.solver}, {config.steps} steps"
+                warm = f", warm-started from {config.warm_start.upper()}" if config.warm_start != "none" else ""
+                say(f"Quality {config.preset}: {config.solver}, {config.steps} steps{warm}"
                     + (f" ({', '.join(changed)} overridden)" if changed else "") + ".")
                 say(f"{event.device}: {len(bar.batches)} batch(es) of {bar.batches}, "
                     f"{event.nfe_per_sample} network evaluations per sample.")

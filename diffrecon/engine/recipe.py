@@ -286,12 +286,13 @@ class RunConfig:
 
     @classmethod
     def from_preset(cls, preset: str, solver: str | None = None, steps: int | None = None,
-                    params: Mapping[str, Any] | None = None, **fields: Any) -> "RunConfig":
-        """The settings of the quality preset ``preset`` with the solver, steps and params given
-        (not None) in place of its own (:func:`.presets.resolve`), and ``fields``."""
+                    params: Mapping[str, Any] | None = None, warm_start: str | None = None,
+                    **fields: Any) -> "RunConfig":
+        """The settings of the quality preset ``preset`` with the solver, steps, params and warm
+        start given (not None) in place of its own (:func:`.presets.resolve`), and ``fields``."""
         from .presets import resolve
 
-        return cls(**resolve(preset, solver, steps, params), **fields)
+        return cls(**resolve(preset, solver, steps, params, warm_start), **fields)
 
     @classmethod
     def from_parts(cls, recipe: Recipe, runtime: RuntimeOptions | None = None) -> "RunConfig":

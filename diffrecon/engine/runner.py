@@ -7,7 +7,7 @@ from typing import Iterator
 
 import torch
 
-from ..calibration import spread_fields, stored_calibration
+from ..calibration import setup_spread, spread_fields, stored_calibration
 from ..guard import retry_config
 from ..measurement import Measurement
 from . import budget
@@ -62,7 +62,7 @@ def run(measurement: Measurement, config: RunConfig, *, stop: threading.Event | 
     if outcome.stats.n == 0:
         yield Log("Stopped before any sample finished; nothing to show.", "warning")
         return
-    spread = setup.info.spread_of(setup.params)
+    spread = setup_spread(setup)
     if outcome.final_step is not None:
         spread = final_step_spread(outcome.final_step)
     result = build_result(measurement, setup, outcome, spread, calibration)
@@ -92,7 +92,7 @@ def _opening_logs(setup: Setup, calibration) -> Iterator[Log]:
         yield Log(message, "warning")
     for message in setup.notes:
         yield Log(message, "info")
-    spread = setup.info.spread_of(setup.params)
+    spread = setup_spread(setup)
     if not spread.is_posterior:
         yield Log(spread.reason, "warning")
     if calibration is not None:
@@ -108,5 +108,5 @@ def _prior_fit_before(setup: Setup):
     with torch.no_grad():
         before = prior_fit.before_run(setup)
     if before is not None:
-        yield Log(*prior_fit.message(before))
+        yield Log(*prior_fit.message(before, setup.prior_name))
     return before

@@ -18,6 +18,7 @@ from ..engine import RunConfig
 from ..engine.presets import FRONT_END_DEFAULT, resolve
 from ..errors import InputError
 from ..schedule import SCHEDULES
+from ..solvers.labels import spread_of_run
 from .divergence_banner import GuardOptions
 from .param_form import ParamForm
 
@@ -150,6 +151,7 @@ class SolverPanel(QtWidgets.QWidget):
         self.guard.changed.connect(self._on_any_change)
         self.prior.activated.connect(self._on_prior_activated)
         self.full_quality.toggled.connect(lambda on: self.apply_preset("full" if on else "fast"))
+        self.schedule.currentIndexChanged.connect(self._on_schedule_chosen)
         self._on_device_changed()
         self.apply_preset(FRONT_END_DEFAULT)  # the window starts fast, not at the engine's (full) default
 
@@ -220,11 +222,17 @@ class SolverPanel(QtWidgets.QWidget):
             index = self.solver_box.findData(values["solver"], QtCore.Qt.ItemDataRole.UserRole)
             self.solver_box.setCurrentIndex(max(index, 0))
             self.steps.setValue(int(values["steps"]))
+        _select(self.warm_start, values["warm_start"])
         self._set_preset(name)
         self._on_solver_changed()
         # every parameter: the solver's defaults under the preset's (earlier edits do not stay)
         self.form.set_values(dataclasses.asdict(RunConfig(**values).recipe.params))
         self._on_any_change()
+
+    def _on_schedule_chosen(self) -> None:
+        """The budget schedule is searched for runs from noise: choosing it sets warm start none."""
+        if self.schedule.currentText() == "budget":
+            _select(self.warm_start, "none")
 
     def _set_preset(self, name: str) -> None:
         self.preset = name
@@ -277,7 +285,7 @@ class SolverPanel(QtWidgets.QWidget):
         if info is None:
             return None
         try:
-            return info.spread_of(info.Params(**self.form.values()))
+            return spread_of_run(info, info.Params(**self.form.values()), self.warm_start.currentText())
         except Exception:  # invalid form values: the run will report them
             return None
 

@@ -108,6 +108,20 @@ class _FlagRule(SpreadRule):
     flag: Callable[[Any], bool] = lambda p: True
 
 
+def spread_of_run(info, params: Any = None, warm_start: str = "none") -> Spread:
+    """:func:`spread_of` for a run that may be warm-started: a warm start (``warm_start`` other
+    than ``"none"``, for a solver with a prior) makes a posterior sampler's spread a seed spread,
+    since every sample starts near the one classical reconstruction instead of from the prior."""
+    spread = spread_of(info, params)
+    if warm_start == "none" or spread.kind != POSTERIOR or not getattr(info, "uses_prior", True):
+        return spread
+    name = getattr(info, "name", "this solver")
+    return Spread(SEED, f"{name} was warm-started from the {warm_start.upper()} reconstruction: every sample starts "
+                        "near that one image rather than from the prior, so the spread over samples is a seed "
+                        "spread, not a posterior standard deviation (it is too narrow; calibrate it, or choose warm "
+                        "start none for a posterior std).")
+
+
 def spread_of(info, params: Any = None) -> Spread:
     """What the spread over samples of solver ``info`` (a registry entry) with ``params`` (its
     Params dataclass; None: the defaults) is, with the reason in one sentence."""
