@@ -59,7 +59,7 @@ def ratio_quantiles(samples: np.ndarray, gt: np.ndarray, level: float = 0.9) -> 
     mean, s = samples.mean(0), samples.std(0, ddof=1)
     floor = 1e-12 * max(float(np.ptp(gt)), 1e-30)
     r = np.abs(gt - mean) / (_t_factor(k, level) * np.maximum(s, floor))
-    return [float(v) for v in np.percentile(r, np.arange(101))]
+    return [float(f"{v:.5g}") for v in np.percentile(r, np.arange(101))]  # 5 digits: the file stays small
 
 
 # ------------------------------------------------------------------------- calibrated coverage
@@ -199,9 +199,17 @@ def load(path: Path, prior: str) -> dict | None:
     return report
 
 
+def _inline_lists(text: str) -> str:
+    """JSON text with every list of numbers on one line (the quantiles would take 101 lines each)."""
+    import re
+    return re.sub(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]",
+                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
+
+
 def save(out: Path, report: dict) -> None:
     """DIR/real_images.json and DIR/real_images.md of ``report``, each written atomically."""
     text = json.dumps(report, indent=1, default=float)
+    text = _inline_lists(text)
     atomic_write(out / "real_images.json", lambda tmp: tmp.write_text(text))
     md = markdown(report["rows"], report["settings"])
     atomic_write(out / "real_images.md", lambda tmp: tmp.write_text(md))
@@ -219,8 +227,9 @@ def merge(paths: list[Path], out: Path) -> dict:
                          "merge only files of one --prior.")
     settings = dict((uses_prior or reports)[0]["settings"])
     settings["methods"] = list(dict.fromkeys(m for r in reports for m in r["settings"].get("methods", [])))
-    settings["merged_from"] = [str(p) for p in paths]
-    settings["devices"] = {str(p): r.get("device") for p, r in zip(paths, reports)}  # baselines may run elsewhere
+    names = [f"{Path(p).parent.name}/{Path(p).name}" for p in paths]  # the parts' folders, not machine paths
+    settings["merged_from"] = names
+    settings["devices"] = {n: r.get("device") for n, r in zip(names, reports)}  # baselines may run elsewhere
     merged = {"settings": settings, "device": (uses_prior or reports)[0].get("device"),
               "software_version": (uses_prior or reports)[0].get("software_version"), "rows": merge_rows(reports)}
     out.mkdir(parents=True, exist_ok=True)

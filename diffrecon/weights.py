@@ -25,7 +25,11 @@ class Weighted:
     lo: float
     hi: float
     increasing: bool  # the residual grows with the weight
+    when: tuple[tuple[str, str], ...] = ()  # (param, value) the weight needs (the few-step samplers' guidance)
 
+
+#: the few-step samplers' lam is the proximal data step's prior weight, as DiffPIR's
+_PROXIMAL = Weighted("lam", 0.1, 1e3, True, (("guidance", "proximal"),))
 
 #: Solvers with a data weight that sets the residual, the weight's bracket and direction.
 WEIGHTED: dict[str, Weighted] = {
@@ -33,6 +37,9 @@ WEIGHTED: dict[str, Weighted] = {
     "cg": Weighted("lam", 1e-2, 1e5, True),
     "diffpir": Weighted("lam", 0.1, 1e3, True),
     "dps": Weighted("zeta", 0.01, 30.0, False),
+    "dpmpp_3m_sde": _PROXIMAL,  # the fast preset's solver
+    "fvfo": _PROXIMAL,
+    "mlem": _PROXIMAL,
 }
 
 
@@ -72,6 +79,11 @@ def choose_weight(measurement: Measurement, config: engine.RunConfig, *, denoise
     spec = WEIGHTED.get(config.solver)
     if spec is None:
         raise InputError(f"Automatic weight is available for {', '.join(WEIGHTED)}, not {config.solver!r}.")
+    given = dataclasses.asdict(config.recipe.params)
+    for name, value in spec.when:
+        if given.get(name) != value:
+            raise InputError(f"Automatic weight of {config.solver} sets its {spec.param} of the {value} {name}; this "
+                             f"run's {name} is {given.get(name)!r}: choose {name} {value} or set the weight by hand.")
     if not float(measurement.noise_sigma) > 0:
         raise InputError("Automatic weight needs the measurement's noise level; this file states sigma = 0, so set "
                          "the noise level or the weight by hand.")

@@ -425,6 +425,12 @@ def test_reconstruct_posterior_takes_the_solvers_posterior_mode(tmp_path, capsys
     mode = dict(SOLVERS["diffpir"].posterior_mode)
     assert params["lam"] == 2.0 and params["r_variance"] == mode["r_variance"] == "local"
     assert params["zeta"] == mode["zeta"] and params["perturb"] is True
+    # a posterior sampler from noise (the fast preset's warm start would make it a seed spread) ...
+    result = read_result(out)
+    assert result.provenance["warm_start"] == "none" and result.std_is_posterior
+    # ... unless a warm start is asked for
+    assert main([*args[:-1], str(tmp_path / "w.h5"), "--warm-start", "tv"]) == 0
+    assert read_result(tmp_path / "w.h5").provenance["warm_start"] == "tv"
     capsys.readouterr()
     assert main(["reconstruct", str(demo), "--solver", "ddim", "--posterior", "--out", str(tmp_path / "x.h5")]) == 2
     assert "ddim has no posterior mode; solvers with one are" in capsys.readouterr().err

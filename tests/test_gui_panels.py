@@ -126,11 +126,14 @@ def test_a_new_users_window_starts_on_the_fast_preset_with_full_quality_one_clic
     w.solver.full_quality.click()
     full = w.solver.config()
     assert (full.preset, full.solver, full.steps, full.params["lam"]) == ("full", "diffpir", 50, 7.0)
+    # fast warm-starts from TV (a seed spread), full runs from noise (a posterior std)
+    assert (shown.warm_start, full.warm_start) == ("tv", "none")
+    assert w.solver.spread().kind == "posterior" and w.solver.warm_start.currentText() == "none"
     assert "50 steps" in w.solver.cost.text()
     w.solver.steps.setValue(20)  # an edit overrides the preset, which stays recorded
     assert w.solver.config().preset == "full" and overridden(w.solver.config().recipe) == ["steps"]
     w.solver.full_quality.click()
-    assert w.solver.config().recipe == fast.recipe
+    assert w.solver.config().recipe == fast.recipe and w.solver.spread().kind == "seed"
     edited = next(f.name for f in dataclasses.fields(fast.recipe.params)
                   if type(f.default) is float and f.name not in FAST_PRESET["params"])
     w.solver.form.set_values({edited: 0.5 * getattr(fast.recipe.params, edited) + 0.25})  # an edit ...

@@ -2,6 +2,8 @@
 tiny CPU problems; plus a fast subset of the real-image evaluation (benchmarks/real_images.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.util
 import math
 import sys
@@ -133,6 +135,19 @@ def test_warm_error_estimate_grows_with_the_missing_data():
 
 
 # --------------------------------------------------------------------------- weights
+def test_auto_weight_serves_the_fast_presets_solver_through_its_proximal_lam(gauss_problem):
+    prior, m = gauss_problem
+    config = engine.RunConfig.from_preset("fast", samples=1, warm_start="none", prior_fit=False)
+    choice = choose_weight(m, config, denoiser=prior, iterations=5)
+    assert (choice.solver, choice.param) == ("dpmpp_3m_sde", "lam") and choice.bracketed
+    # the bisection brackets the noise level: the chosen trial explains the data to it within 25 %
+    assert abs(math.log(choice.residual_ratio)) < math.log(1.25)
+    ratios = dict(choice.tried)
+    assert ratios[0.1] < 1.0 < ratios[1e3]  # the residual grows with lam, as for DiffPIR
+    with pytest.raises(engine.InputError, match="guidance proximal"):
+        choose_weight(m, dataclasses.replace(config, params={"guidance": "projection"}), denoiser=prior)
+
+
 def test_discrepancy_weight_of_tv_fits_the_data_to_the_noise_level():
     gt = phantom(SIZE, TEST_SEEDS[0])[None]
     op = Denoise((1, SIZE, SIZE), 0.1)

@@ -188,7 +188,8 @@ def run_config(args: argparse.Namespace, **fields: Any):
 
 def with_posterior_mode(config, args):
     """``config`` with its solver's posterior-mode parameters (``--posterior``) under the ``--param``
-    values given (not under a preset's), or InputError naming the solvers that have one."""
+    values given (not under a preset's), from noise unless ``--warm-start`` was given (a warm start
+    makes the spread a seed spread), or InputError naming the solvers that have one."""
     import dataclasses
 
     from ..errors import InputError
@@ -200,7 +201,8 @@ def with_posterior_mode(config, args):
         raise InputError(f"--posterior: {config.solver} has no posterior mode; solvers with one are {with_mode}.")
     given = set(key_values(args.param)) if getattr(args, "param", None) else set()
     params = {**mode, **{k: v for k, v in dict(config.params or {}).items() if k in given}}
-    return dataclasses.replace(config, params=params)
+    warm = config.warm_start if getattr(args, "warm_start", None) is not None else "none"
+    return dataclasses.replace(config, params=params, warm_start=warm)
 
 
 def _preset_solver(name: str) -> str:

@@ -371,9 +371,12 @@ class SolverPanel(QtWidgets.QWidget):
 
 def _quality_tip() -> str:
     fast, full = resolve("fast"), resolve("full")
-    return (f"Off: the fast preset, {fast['solver']} with {fast['steps']} steps (seconds). On: full quality, "
-            f"{full['solver']} with {full['steps']} steps (minutes on a CPU). Either sets the solver, steps and "
-            "parameters; edits after that override them.")
+    def start(p):
+        return "warm-started from TV (a seed spread)" if p["warm_start"] != "none" else "from noise (a posterior std)"
+
+    return (f"Off: the fast preset, {fast['solver']} with {fast['steps']} steps, {start(fast)}: seconds. On: full "
+            f"quality, {full['solver']} with {full['steps']} steps, {start(full)}: minutes on a CPU. Either sets the "
+            "solver, steps, parameters and warm start; edits after that override them.")
 
 
 FULL_NAME_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
