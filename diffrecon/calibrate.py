@@ -22,6 +22,14 @@ variance to the exact posterior variance is recorded. Otherwise the truths are p
 phantoms from ``phantoms.CALIBRATION_SEEDS`` (disjoint from the training, validation and test
 seeds). Either way the calibration holds for images like the truths drawn, which for a network
 prior are phantoms like its training data.
+
+With ``truths`` (``diffrecon calibrate --truths PATH``) the truths are the user's own
+representative images instead (:func:`diffrecon.io.images.read_image_stack`: an HDF5 stack, a
+folder of PNG/TIFF images or one such file), so the factor holds for images like those: each is
+centre-cropped to the operator's image aspect and resized (antialiased) to its shape, the stack is
+scaled to [0, 1] by its robust range (0.1/99.9 percentiles over all images, as training does) and
+mapped into the prior's value range exactly as a phantom is. For an exact prior the solver is still
+held against exact posterior draws of the same simulated measurements.
 """
 from __future__ import annotations
 
@@ -72,6 +80,31 @@ def _phantom_truth(shape, index: int) -> np.ndarray:
     return np.broadcast_to(p[top:top + h, left:left + w], (c, h, w)).astype(np.float32)
 
 
+def _user_truths(path, images: int, shape, *, dataset: str | None = None,
+                 allow_external: bool = False) -> tuple[np.ndarray, str]:
+    """Up to ``images`` of the user's images at ``shape`` (C, H, W), (N, C, H, W) in [0, 1] by the
+    stack's robust range, and a phrase saying what they are; fewer than 2 is one sentence."""
+    from .io.images import crop_resize, read_image_stack, robust_range
+
+    role = "Calibration images"
+    raw, description = read_image_stack(path, images, dataset=dataset, allow_external=allow_external, role=role,
+                                        budget="calibration")
+    count = sum(len(a) for a in raw)
+    if count < 2:
+        raise InputError(f"{role} {path} holds {count} image(s); calibration needs at least 2 (the correction is "
+                         "checked on images it was not fitted on).")
+    c, h, w = shape
+    if raw[0].shape[1] not in (1, c):
+        raise InputError(f"{role} {path} have {raw[0].shape[1]} channels and the measurement's images {c}; give "
+                         f"1-channel images or {c}-channel ones.")
+    low, high = robust_range(raw, str(path), role)
+    x = torch.cat([crop_resize(torch.from_numpy(np.ascontiguousarray(a, np.float32)), h, w) for a in raw])
+    x = ((x - low) / (high - low)).clamp_(0, 1).expand(-1, c, -1, -1)
+    return np.ascontiguousarray(x.numpy()), (
+        f"{description}; {len(x)} images, centre-cropped and resized to {h}x{w}, values [{low:.6g}, {high:.6g}] "
+        "(0.1/99.9 percentiles) mapped to the prior's range")
+
+
 def check(measurement: Measurement, config: RunConfig, images: int):
     """Refuse impossible settings in one sentence before any work; returns the engine's setup."""
     if images < 2:
@@ -90,11 +123,14 @@ def check(measurement: Measurement, config: RunConfig, images: int):
 
 
 def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT_IMAGES, *, stop=None,
-              store: Path | None = None) -> Iterator:
+              store: Path | None = None, truths: str | Path | None = None, dataset: str | None = None,
+              allow_external: bool = False) -> Iterator:
     """Measure the setting of ``measurement`` x ``config``, store the correction, end with
     ``Finished(result=Calibration)``. Yields the engine's Progress (over all images) and Log events;
     ``stop`` (a threading.Event) ends it after the current solver step without storing anything
-    (``Finished(result=None)``)."""
+    (``Finished(result=None)``). ``truths`` (a folder, image file or HDF5 file; ``dataset`` and
+    ``allow_external`` as for training data) replaces the phantoms or prior draws by up to
+    ``images`` of the user's images."""
     setup = check(measurement, config, images)
     info, norm, prior = setup.info, setup.norm, setup.denoiser
     key, setting = run_key(measurement, prior=setup.prior_name, prior_hash=setup.prior_hash, solver=info.name,
@@ -103,13 +139,21 @@ def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT
     op_prior = setup.op  # prior units, noise scaled: the closed-form posterior's operator
     n_pixels = int(np.prod(op_prior.image_shape))
     exact = _is_exact(prior) and not op_prior.is_complex and not op_prior.image_complex and n_pixels <= EXACT_MAX_PIXELS
-    method = ("exact prior: truths drawn from the prior, the solver held against exact posterior draws" if exact else
-              f"simulation: held-out phantoms (seeds {CALIBRATION_SEEDS[0]}-{CALIBRATION_SEEDS[images - 1]})")
-    yield Log(f"Calibrating {setting} on {images} simulated measurements, {config.samples} samples each ({method}).")
     from .operators import build_operator
 
     op = build_operator(measurement.operator)
     op.noise_sigma = float(measurement.noise_sigma)
+    user = None
+    if truths is not None:
+        user, description = _user_truths(truths, images, op.image_shape, dataset=dataset,
+                                         allow_external=allow_external)
+        images = len(user)
+        method = f"your images: {description}" + ("; the solver held against exact posterior draws" if exact else "")
+    elif exact:
+        method = "exact prior: truths drawn from the prior, the solver held against exact posterior draws"
+    else:
+        method = f"simulation: held-out phantoms (seeds {CALIBRATION_SEEDS[0]}-{CALIBRATION_SEEDS[images - 1]})"
+    yield Log(f"Calibrating {setting} on {images} simulated measurements, {config.samples} samples each ({method}).")
     lo, hi = (float(v) for v in prior.card.value_range) if info.uses_prior else (0.0, 1.0)
     value_range = (float(norm.to_physical(lo)), float(norm.to_physical(hi)))
     run_config = dataclasses.replace(config, use_calibration=False, keep_samples=0, preview_interval=1e9)
@@ -118,11 +162,12 @@ def calibrate(measurement: Measurement, config: RunConfig, images: int = DEFAULT
     for i in range(images):
         g = torch.Generator().manual_seed(int(CALIBRATION_SEEDS[i]))
         with torch.no_grad():
-            if exact:
+            if user is None and exact:
                 x_prior = prior.sample(1, g).to(torch.float32).cpu()
                 truth = norm.to_physical(x_prior[0].numpy())
             else:
-                truth = norm.to_physical(lo + (hi - lo) * _phantom_truth(op.image_shape, i))
+                truth01 = user[i] if user is not None else _phantom_truth(op.image_shape, i)
+                truth = norm.to_physical(lo + (hi - lo) * truth01)
             x = torch.as_tensor(np.asarray(truth)[None], dtype=op.image_dtype)
             y = op.simulate(x, g)[0].numpy()
         simulated = dataclasses.replace(measurement, y=y, ground_truth=np.asarray(truth, np.float32),

@@ -22,6 +22,7 @@ budget                    default     what it bounds
 ``network``               4 GiB       float32 weights of a network built from a config.json or from
                                       training settings (about a billion parameters)
 ``training``              8 GiB       the training images held in memory, N x C x size^2 float32
+``calibration``           1 GiB       the images ``diffrecon calibrate --truths`` decodes (float32)
 ========================  ==========  =============================================================
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ BUDGETS: dict[str, int] = {
     "samples": 64 * _GIB,
     "network": 4 * _GIB,
     "training": 8 * _GIB,
+    "calibration": 1 * _GIB,
 }
 
 
@@ -90,6 +92,7 @@ _PHRASE = {
     "samples": "the samples of one run",
     "network": "the weights of one network",
     "training": "the training images in memory",
+    "calibration": "the calibration images read",
 }
 
 

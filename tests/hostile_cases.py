@@ -339,11 +339,19 @@ def _external_stack(kind: str):
     return edit
 
 
+def _calibrate_truths_case(kind: str) -> Case:
+    def make(folder: Path) -> list[str]:
+        stack = _train_stack(folder, None, edit=_external_stack(kind))
+        return ["calibrate", str(_demo(folder, size=8)), "--truths", stack, "--dataset", "images", "--prior",
+                "gaussian", "--solver", "diffpir", "--steps", "2", "--samples", "2", "--images", "2", "--device", "cpu"]
+    return Case(f"calibrate:--truths {kind} data", make, "external" if kind != "virtual" else "virtual")
+
+
 FILE_RULE_CASES = [
     _train_case(f"{kind} data", "external" if kind != "virtual" else "virtual",
                 stack={"shape": None, "edit": _external_stack(kind)})
     for kind in ("link", "virtual", "raw")
-]
+] + [_calibrate_truths_case(kind) for kind in ("link", "virtual", "raw")]
 
 
 # ------------------------------------------------------------------------------ class 8: nonsense settings

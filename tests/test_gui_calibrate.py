@@ -58,3 +58,33 @@ def test_prior_samples_are_titled_as_such_and_calibration_refuses_them_in_one_se
     assert window.calibration.start(images=2)
     qtbot.waitUntil(lambda: "ignores the measurement" in window.status.message_label.text(), timeout=30000)
     assert window.calibration.last is None and window.last_error == window.status.message_label.text()
+
+
+def test_calibrate_dialog_takes_your_images_and_left_empty_means_phantoms(qtbot, window, tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+    from PySide6 import QtWidgets
+
+    from diffrecon.calibrate import DEFAULT_IMAGES
+    from diffrecon.gui.calibrate_action import CalibrateDialog
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (24, 20), dtype=np.uint8)).save(folder / f"{i}.png")
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+
+    def fill_in(dialog):
+        assert dialog.truths.text() == "" and dialog.images.value() == DEFAULT_IMAGES  # empty: phantoms
+        dialog.images.setValue(2)
+        dialog._pick_folder()
+        return QtWidgets.QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(CalibrateDialog, "exec", fill_in)
+    assert window.calibration.ask_and_start()
+    qtbot.waitUntil(lambda: window.calibration.last is not None, timeout=60000)
+    window.worker.wait(5000)
+    cal = window.calibration.last
+    assert cal.n_images == 2 and cal.method.startswith("your images: image folder imgs (3 files); 2 images, "
+                                                       "centre-cropped and resized to 16x16")

@@ -19,7 +19,13 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("file", type=Path, help="measurement (or result) file: its forward model and noise level")
     add_run_options(c, ("quality", "solver", "steps"))
     add_run_options(c, ("samples",), samples=dict(default=8, help="samples per simulated measurement (K, at least 2)"))
-    c.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="simulated measurements (at least 2)")
+    c.add_argument("--images", type=int, default=DEFAULT_IMAGES,
+                   help="simulated measurements (at least 2); with --truths, how many of its images are used at most")
+    c.add_argument("--truths", type=Path, default=None, metavar="PATH",
+                   help="calibrate on your own representative images instead of procedural phantoms: a folder of "
+                        "PNG/TIFF images, one (multi-page) PNG/TIFF file, or an HDF5 file with an (N,H,W) or "
+                        "(N,C,H,W) stack; each is centre-cropped and resized to the measurement's image size")
+    c.add_argument("--dataset", default=None, help="HDF5 dataset of --truths holding the image stack")
     add_run_options(c, ("seed", "prior", "param", "device", "precision", "schedule", "warm_start", "allow_external"),
                     prior=dict(help="default, gaussian, gmm, or a prior folder"))
     c.set_defaults(func=run_calibrate)
@@ -39,12 +45,14 @@ def run_calibrate(args) -> int:
     cal = None
     with ctrl_c_stops(stop, file=sys.stderr), contextlib.ExitStack() as stack:
         bar = RunBar(stack, "calibrate", total=args.images * args.samples, unit="sample")
-        for event in calibrate(measurement, config, args.images, stop=stop):
+        for event in calibrate(measurement, config, args.images, stop=stop, truths=args.truths,
+                               dataset=args.dataset, allow_external=args.allow_external):
             if isinstance(event, Log):
                 say(f"{event.level}: {event.message}" if event.level != "info" else event.message)
             elif isinstance(event, Finished):
                 cal = event.result
             elif isinstance(event, Progress):  # over all images; the bar starts once the settings are checked
+                bar.total_hint = event.samples_total  # --truths may hold fewer images than --images
                 bar.set(event.samples_done)
         if cal is not None and bar.bar is not None:
             bar.set(bar.bar.total)

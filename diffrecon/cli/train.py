@@ -28,7 +28,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                     "(config.json, fp16 safetensors, card.json) that diffrecon loads.")
     p.add_argument("--data", required=True,
                    help="'phantoms', 'procedural' (phantoms plus natural-image, microscopy, vessel and organ-like "
-                        "procedural images), an HDF5 file with an image stack, or a folder of TIFF/PNG images")
+                        "procedural images), an HDF5 file with an image stack, a folder of TIFF/PNG images, or one "
+                        "(multi-page) TIFF/PNG file")
     p.add_argument("--out", required=True, type=Path, help="folder for the prior, its checkpoint and training_log.json")
     p.add_argument("--size", type=int, default=None,
                    help=f"image size in pixels (default {d.size}, or the --init-from folder's)")
