@@ -150,6 +150,19 @@ def test_cli_calibrate_stores_and_reconstruct_reports_it(tmp_path, monkeypatch, 
     assert "seed spread (not a posterior std), calibrated (coverage" in capsys.readouterr().out
 
 
+def test_cli_calibrate_defaults_to_the_fast_preset_like_reconstruct(tmp_path, monkeypatch, capsys):
+    from diffrecon.cli import main
+    from diffrecon.engine.presets import FAST
+    from diffrecon.io import write_measurement
+
+    monkeypatch.setenv("DIFFRECON_CACHE", str(tmp_path / "cache"))
+    write_measurement(tmp_path / "m.h5", _measurement())
+    assert main(["calibrate", str(tmp_path / "m.h5"), "--images", "2", "--samples", "2", "--prior", "gaussian",
+                 "--device", "cpu"]) == 0
+    setting = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("setting:"))
+    assert f"{FAST['solver']}(" in setting and f"{FAST['steps']} steps" in setting and "warm-started from TV" in setting
+
+
 def test_progress_counts_the_work_of_all_images_where_the_engine_reports_its_work(tmp_path, monkeypatch):
     """An engine whose Progress carries work_done / work_total (sample-steps of one run): the
     calibration's events count them over all its images, so a bar reaches the end once."""

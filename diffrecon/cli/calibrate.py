@@ -7,7 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .options import add_run_options, run_config
+from .options import PRESET_DEFAULTS, add_run_options, run_config
 from .progress import EXIT_INTERRUPTED, RunBar, ctrl_c_stops, say
 
 
@@ -17,7 +17,7 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
     c = subparsers.add_parser("calibrate", help="measure how far a solver's std is off for one setting and store "
                                                 "the correction")
     c.add_argument("file", type=Path, help="measurement (or result) file: its forward model and noise level")
-    add_run_options(c, ("quality", "solver", "steps"))
+    add_run_options(c, ("quality", "solver", "steps"), **PRESET_DEFAULTS)
     add_run_options(c, ("samples",), samples=dict(default=8, help="samples per simulated measurement (K, at least 2)"))
     c.add_argument("--images", type=int, default=DEFAULT_IMAGES,
                    help="simulated measurements (at least 2); with --truths, how many of its images are used at most")

@@ -153,6 +153,13 @@ def add_run_options(parser: argparse.ArgumentParser, names: Sequence[str], **ove
     parser.set_defaults(run_options=(*(parser.get_default("run_options") or ()), *names))
 
 
+#: ``add_run_options`` overrides for a command that offers ``--quality``: solver and steps default
+#: to the preset's (None until :func:`run_config` resolves the preset).
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "solver": dict(default=None, help="solver name (see diffrecon solvers); default: the --quality preset's"),
+    "steps": dict(type=positive, default=None, help="default: the --quality preset's"),
+}
+
 #: RunConfig fields set from the option of the same name when a command offers it.
 _CONFIG_FIELDS = ("solver", "steps", "samples", "seed", "prior", "device", "precision", "schedule", "compile",
                   "channels_last", "checkpointing", "batch_size", "warm_start", "sigma_start", "on_divergence",

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from ..errors import InputError
-from .options import (ALL, EXIT_DIVERGED, add_run_options, check_out_folder, positive, run_config,
+from .options import (ALL, EXIT_DIVERGED, PRESET_DEFAULTS, add_run_options, check_out_folder, run_config,
                       with_posterior_mode)
 from .progress import EXIT_INTERRUPTED, RunBar, ctrl_c_stops, memory_text, say, status, write_final
 
@@ -17,9 +17,7 @@ def add_reconstruct_parser(sub) -> None:
     r = sub.add_parser("reconstruct", help="reconstruct a measurement file and write a result file")
     r.add_argument("file", type=Path, help="measurement (or result) file")
     r.add_argument("--out", required=True, type=Path, help="result file to write (.h5)")
-    add_run_options(r, ALL, solver=dict(default=None, help="solver name (see diffrecon solvers); default: the "
-                                                        "--quality preset's"),
-                    steps=dict(type=positive, default=None, help="default: the --quality preset's"))
+    add_run_options(r, ALL, **PRESET_DEFAULTS)
     r.add_argument("--posterior", action="store_true",
                    help="the solver's posterior mode (the parameters the validity report checks; --param "
                         "values still override them); refused for a solver without one")
