@@ -118,6 +118,8 @@ def test_a_new_users_window_starts_on_the_fast_preset_with_full_quality_one_clic
     qtbot.addWidget(w)
     shown, fast, default = w.solver.config(), RunConfig.from_preset("fast"), RunConfig()
     assert shown.preset == "fast" and not w.solver.full_quality.isChecked()
+    # before any run the maps do not claim a posterior: the fast preset's spread is a seed spread
+    assert (w.view.panels["mean"].title(), w.view.panels["std"].title()) == ("Mean", "Std over samples")
     assert w.solver.solver_name() == fast.solver == FAST_PRESET["solver"] and shown.recipe == fast.recipe
     assert (shown.samples, shown.seed, shown.prior, shown.device) == \
         (default.samples, default.seed, default.prior, default.device)

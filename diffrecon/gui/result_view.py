@@ -34,8 +34,9 @@ class ResultView(QtWidgets.QWidget):
             "measurement": ImagePanel("Measurement", cmap="CET-L1", empty_text="no measurement open"),
             "direct": ImagePanel("Direct reconstruction", cmap="CET-L1", empty_text="no direct reconstruction"),
             "truth": ImagePanel("Ground truth", cmap="CET-L1"),
-            "mean": ImagePanel("Posterior mean", cmap="CET-L1", empty_text=NO_RESULT),
-            "std": ImagePanel("Posterior std", cmap="inferno", empty_text=NO_RESULT),
+            # neutral until a run says what its spread is (a warm-started run's is a seed spread)
+            "mean": ImagePanel("Mean", cmap="CET-L1", empty_text=NO_RESULT),
+            "std": ImagePanel("Std over samples", cmap="inferno", empty_text=NO_RESULT),
             "estimate": ImagePanel("Current estimate x̂₀", cmap="CET-L1", empty_text=NO_RESULT),
             "samples": ImagePanel("Samples", cmap="CET-L1", stack=True, empty_text=NO_RESULT),
             "error": ImagePanel("Error: mean − truth", cmap="CET-D1", symmetric=True, empty_text=NO_RESULT),
