@@ -18,6 +18,7 @@ of the true RMS error of ``x_tv`` (benchmarks/real_images.py), hence the margin:
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,6 +39,7 @@ class WarmStart:
     sigma_start: float
     sigmas: torch.Tensor  # the run's schedule, starting at sigma_start
     error_estimate: float  # RMS, prior units
+    seconds: float = 0.0  # the classical solves it took (a run's time prediction adds them)
 
     def provenance(self, scale: float) -> dict:
         """What a result file records (levels also in physical units: ``scale`` per prior unit)."""
@@ -91,7 +93,9 @@ def prepare(kind: str, op, y: torch.Tensor, denoiser, make: Callable[[int], torc
         return None
     if kind not in WARM_STARTS:
         raise InputError(f"Warm start {kind!r} is not known; valid values are {', '.join(WARM_STARTS)}.")
+    t0 = time.perf_counter()
     x0, error = estimate_error(op, y[:1])
+    seconds = time.perf_counter() - t0
     lo, hi = float(denoiser.sigma_min), float(denoiser.sigma_max)
     if sigma_start is None:
         sigma_start = MARGIN * error
@@ -99,4 +103,5 @@ def prepare(kind: str, op, y: torch.Tensor, denoiser, make: Callable[[int], torc
         raise InputError(f"Warm-start sigma_start is {sigma_start}; it must be positive (or unset: estimated).")
     sigma_start = min(max(float(sigma_start), 2 * lo), hi)
     sigmas = truncated_schedule(make, steps, sigma_start)
-    return WarmStart(x0.real.to(torch.float32) if not x0.is_complex() else x0, float(sigmas[0]), sigmas, error)
+    return WarmStart(x0.real.to(torch.float32) if not x0.is_complex() else x0, float(sigmas[0]), sigmas, error,
+                     seconds)

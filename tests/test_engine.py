@@ -2,9 +2,11 @@
 samples, settings are refused before work, metrics agree with scikit-image."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -266,3 +268,20 @@ def test_dps_with_too_few_steps_gets_a_warning_and_enough_steps_none():
 
     assert any("dps with 5 steps is likely to diverge" in w for w in warnings(5))
     assert not any("diverge" in w for w in warnings(20))
+
+
+def test_plan_adds_the_warm_starts_classical_solves_to_the_predicted_time(problem, monkeypatch):
+    from diffrecon import warm_start
+
+    m, prior = problem
+    cfg = RunConfig(solver="diffpir", steps=6, samples=2, device="cpu", prior_fit=False)
+    slow, real = 1.0, warm_start.estimate_error
+
+    def slow_estimate(op, y):
+        time.sleep(slow)  # as if the three TV solves took this long
+        return real(op, y)
+
+    monkeypatch.setattr(warm_start, "estimate_error", slow_estimate)
+    cold = engine.plan(m, cfg, denoiser=prior, probe_steps=3).predicted_seconds
+    warm = engine.plan(m, dataclasses.replace(cfg, warm_start="tv"), denoiser=prior, probe_steps=3).predicted_seconds
+    assert cold is not None and warm is not None and warm >= slow > cold

@@ -53,6 +53,8 @@ def plan(measurement: Measurement, config: RunConfig, denoiser=None, probe_steps
         if mode == "compile" and seconds is not None:
             per_evaluation = per_step / (evaluations_per_sample(info, setup.params, 1) * setup.batches[0])
             seconds = seconds / COMPILE_SPEEDUP + per_evaluation * cost
+    if seconds is not None and setup.warm is not None:  # its classical solves, timed while preparing the probe
+        seconds += setup.warm.seconds
     calibration = stored_calibration(measurement, setup.recipe, setup)
     return planned(setup, spread_fields(setup, calibration), peak=peak, seconds=seconds, mode=mode)
 
