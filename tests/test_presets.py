@@ -92,8 +92,9 @@ def test_reconstruct_param_overrides_merge_with_the_preset_params(tmp_path):
 def test_plan_predicts_from_the_presets_steps_and_the_solvers_evaluations(monkeypatch, preset, change, evaluations):
     # a fixed time per plain step: the prediction is that time x the run's evaluations / evaluations per step
     monkeypatch.setattr(probe, "_time_steps", lambda setup, k, stop: (0.01, len(setup.sigmas) - 1))
+    # from noise: the warm start's classical solves add their own measured time (tests/test_engine.py)
     config = dataclasses.replace(RunConfig.from_preset(preset, **change), prior="gaussian", device="cpu", samples=2,
-                                 batch_size=2)
+                                 batch_size=2, warm_start="none")
     planned = engine.plan(make_demo("denoise", size=8), config)
     info, steps = SOLVERS[config.solver], config.steps
     assert planned.steps == steps == (change.get("steps") or (FAST if preset == "fast" else FULL)["steps"])
