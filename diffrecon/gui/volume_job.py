@@ -12,6 +12,7 @@ from PySide6 import QtCore
 
 from ..engine import Log, Planned, Progress, RunConfig, Statistics
 from .jobs import Job, JobSignals, Returned
+from .worker import Ended, detached, report_no_result
 
 
 @dataclass
@@ -80,10 +81,6 @@ class VolumeSignals(JobSignals):
     stopped_empty = QtCore.Signal()  # stopped before any sample finished
 
 
-class _Ended:
-    """The reconstruction's generator ended without a VolumeFinished event."""
-
-
 def _events(job: "VolumeJob", slices: list, config: RunConfig, lam_z: float, slice_batch: int | None):
     from ..volume import VolumeFinished, reconstruct_volume
 
@@ -92,7 +89,7 @@ def _events(job: "VolumeJob", slices: list, config: RunConfig, lam_z: float, sli
         finished |= isinstance(event, VolumeFinished)
         yield event
     if not finished:
-        yield _Ended()
+        yield Ended()
 
 
 class VolumeJob(Job):
@@ -103,6 +100,7 @@ class VolumeJob(Job):
     def __init__(self, slices: list, config: RunConfig, lam_z: float, slice_batch: int | None = None,
                  parent: QtCore.QObject | None = None):
         super().__init__(_events, slices, config, lam_z, slice_batch, owner=parent, pass_job=True)
+        self._routes = {Planned: self.planned, Progress: self.progress, Statistics: self.statistics}
 
     def route(self, event) -> None:
         from ..volume import VolumeFinished
@@ -111,17 +109,10 @@ class VolumeJob(Job):
             self.finished_result.emit(event.result)
         elif isinstance(event, Log):
             self.log.emit(event.message, event.level)
-        elif isinstance(event, _Ended):
-            if self.stop_event.is_set():
-                self.stopped_empty.emit()
-            else:
-                self.failed.emit("The volume reconstruction ended without a result.")
-        elif isinstance(event, Planned):
-            self.planned.emit(event)
-        elif isinstance(event, Progress):
-            self.progress.emit(event)
-        elif isinstance(event, Statistics):
-            self.statistics.emit(Statistics(np.array(event.mean), np.array(event.std), event.samples_done))
+        elif isinstance(event, Ended):
+            report_no_result(self, "volume reconstruction")
+        elif type(event) in self._routes:  # arrays copied for the GUI thread, as RunWorker does
+            self._routes[type(event)].emit(detached(event))
 
 
 class ExportSignals(JobSignals):

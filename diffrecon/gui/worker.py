@@ -48,11 +48,20 @@ def _engine_events(job: "RunWorker", engine_run: Callable, measurement: Measurem
     extra = {"finish": job.finish_event} if "finish" in inspect.signature(engine_run).parameters else {}
     yield from engine_run(measurement, config, stop=job.stop_event, **extra)
     if not job.ended_with_result:
-        yield _Ended()
+        yield Ended()
 
 
-class _Ended:
-    """The engine's generator ended without a Finished event."""
+class Ended:
+    """A run's generator ended without its result event (the engine's Finished, VolumeFinished)."""
+
+
+def report_no_result(job, what: str) -> None:
+    """After :class:`Ended`: Stop pressed before any sample finished is ``stopped_empty`` (not a
+    failure); anything else fails with "The ``what`` ended without a result."."""
+    if job.stop_event.is_set():
+        job.stopped_empty.emit()
+    else:
+        job.failed.emit(f"The {what} ended without a result.")
 
 
 class RunWorker(Job):
@@ -82,11 +91,8 @@ class RunWorker(Job):
         elif isinstance(event, Finished):
             self.ended_with_result = True
             self.finished_result.emit(event.result)
-        elif isinstance(event, _Ended):
-            if self.stop_event.is_set():
-                self.stopped_empty.emit()
-            else:
-                self.failed.emit("The engine ended without a result.")
+        elif isinstance(event, Ended):
+            report_no_result(self, "engine")
         elif isinstance(event, Replanned):
             self.replanned.emit(event)
         elif type(event) in self._routes:
