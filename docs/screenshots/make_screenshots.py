@@ -43,6 +43,21 @@ def _window(app, theme: str, demo: str = "ct") -> MainWindow:
     return w
 
 
+def _wait(app, busy, seconds: float) -> None:
+    """Keep the event loop turning while ``busy()`` is true, at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while busy() and time.monotonic() < deadline:
+        _settle(app, 200)
+
+
+def _save_dock(app, dock, width: int, height: int, name: str) -> None:
+    """The dock floated at ``width`` x ``height``, saved as ``name``."""
+    dock.setFloating(True)
+    dock.resize(width, height)
+    _settle(app, 500)
+    save_screenshot(dock, HERE / name)
+
+
 def _run(app, w: MainWindow, config: RunConfig) -> None:
     w.solver.set_config(config)
     w.show()
@@ -130,14 +145,10 @@ def first_run(app) -> None:
     w = _window(app, "light")
     w.solver.set_config(RunConfig.from_preset("fast", device="cpu"))
     w.show()
-    deadline = time.monotonic() + 300
-    while w.plan_panel.planned is None and time.monotonic() < deadline:
-        _settle(app, 200)
+    _wait(app, lambda: w.plan_panel.planned is None, 300)
     save_screenshot(w, HERE / "first_run_predicted.png")
     assert w.start_run()
-    deadline = time.monotonic() + 120
-    while "(predicted)" in w.progress_bar.format() and time.monotonic() < deadline:
-        _settle(app, 200)
+    _wait(app, lambda: "(predicted)" in w.progress_bar.format(), 120)
     _settle(app, 3000)
     save_screenshot(w, HERE / "first_run_eta.png")
     w.stop_run()
@@ -181,13 +192,8 @@ def batch(app) -> None:
     dock.add_folder(folder)
     dock.set_output(folder / "results")
     assert dock.start()
-    deadline = time.monotonic() + 600
-    while dock.summary is None and time.monotonic() < deadline:
-        _settle(app, 200)
-    dock.setFloating(True)
-    dock.resize(980, 330)
-    _settle(app, 500)
-    save_screenshot(dock, HERE / "batch.png")
+    _wait(app, lambda: dock.summary is None, 600)
+    _save_dock(app, dock, 980, 330, "batch.png")
     w.close()
 
 
@@ -219,22 +225,16 @@ def priors(app) -> None:
     panel.steps.setValue(200)
     job = panel.start_fine_tune(folder)
     deadline = time.monotonic() + 600
-    while panel.progress.value() < 4 and job.running() and time.monotonic() < deadline:
-        _settle(app, 200)
+    _wait(app, lambda: panel.progress.value() < 4 and job.running(), 600)
     panel.stop()
-    while job.running() and time.monotonic() < deadline:
-        _settle(app, 200)
+    _wait(app, job.running, deadline - time.monotonic())
     _settle(app, 300)
     assert panel.last_check is not None, panel.message.text()
     message, measured = panel.message.text(), panel.estimate_label.text()
     assert panel.select(next(e.value for e in panel.entries() if e.origin == "installed"))
     panel.estimate_label.setText(measured)  # the run's own estimate, not the stored rate selecting shows
     panel.message.setText(message)
-    dock = panel.parentWidget()
-    dock.setFloating(True)
-    dock.resize(560, 1000)
-    _settle(app, 500)
-    save_screenshot(dock, HERE / "priors.png")
+    _save_dock(app, panel.parentWidget(), 560, 1000, "priors.png")
     w.close()
 
 
