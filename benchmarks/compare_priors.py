@@ -125,19 +125,13 @@ def size_check(denoiser, real: dict, sizes, device, sigma: float = 0.2) -> dict:
 
 
 def run_setting(args) -> dict:
-    """The RunConfig fields of --preset / --solver / --steps / --warm-start (empty: engine defaults)."""
-    setting = {}
+    """The RunConfig fields of --preset / --solver / --steps / --warm-start (empty: engine
+    defaults); with a preset, :func:`diffrecon.engine.presets.resolve` puts the others over it."""
     if args.preset:
         from diffrecon.engine import presets
-        p = presets.preset(args.preset)
-        setting = {"solver": p["solver"], "steps": p["steps"], "params": p["params"]}
-    if args.solver:
-        setting.update(solver=args.solver, params={})
-    if args.steps:
-        setting["steps"] = args.steps
-    if args.warm_start != "none":
-        setting["warm_start"] = args.warm_start
-    return setting
+        return presets.resolve(args.preset, args.solver, args.steps, None, args.warm_start)
+    given = {"solver": args.solver, "steps": args.steps, "warm_start": args.warm_start}
+    return {k: v for k, v in given.items() if v and v != "none"}
 
 
 def describe(setting: dict) -> str:
@@ -146,7 +140,8 @@ def describe(setting: dict) -> str:
     text = f"{setting.get('solver', 'diffpir')} at {setting.get('steps', 50)} steps"
     if setting.get("params"):
         text += " (" + ", ".join(f"{k}={v}" for k, v in setting["params"].items()) + ")"
-    return text + (f", warm-started from {setting['warm_start']}" if setting.get("warm_start") else "")
+    warm = setting.get("warm_start", "none")
+    return text + (f", warm-started from {warm}" if warm != "none" else "")
 
 
 def evaluate(args) -> dict:
